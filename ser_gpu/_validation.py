@@ -1,0 +1,169 @@
+"""The one validation gate of ser_gpu.
+
+Every public function checks its arguments here, so that a user mistake is reported as a
+:class:`~ser_gpu.errors.ParameterError` naming the argument and carrying the bad value.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Optional
+
+import torch
+
+from .errors import ParameterError
+
+__all__ = [
+    "valid_audio",
+    "valid_spectrogram",
+    "check_positive_int",
+    "check_nonnegative_int",
+    "check_positive",
+    "check_nonnegative",
+    "check_lengths",
+    "check_frame_lengths",
+    "check_probability",
+    "check_in_range",
+]
+
+_FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def _describe(x) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"Tensor(shape={tuple(x.shape)}, dtype={x.dtype}, device={x.device})"
+    text = repr(x)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_tensor(x, name: str, *, min_ndim: int) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise ParameterError(f"{name} must be a torch.Tensor, got {type(x).__name__}: {_describe(x)}")
+    if x.is_complex() or x.dtype not in _FLOAT_DTYPES:
+        raise ParameterError(
+            f"{name} must have dtype torch.float32 or torch.float64, got {x.dtype} "
+            f"(convert integer PCM with y.float() / 32768 or similar)"
+        )
+    if x.ndim < min_ndim:
+        raise ParameterError(
+            f"{name} must have at least {min_ndim} dimension(s), got shape {tuple(x.shape)}"
+        )
+    return x
+
+
+def valid_audio(y, *, name: str = "y", check_finite: bool = True) -> torch.Tensor:
+    """Check a waveform tensor of shape ``(..., time)``.
+
+    Raises :class:`ParameterError` for a non-tensor, a non-float dtype, a 0-d tensor, an empty
+    time axis or (with ``check_finite``) any NaN/inf sample.
+    """
+    y = _check_tensor(y, name, min_ndim=1)
+    if y.shape[-1] == 0:
+        raise ParameterError(f"{name} is empty: shape {tuple(y.shape)} has no samples on its time axis")
+    if y.numel() == 0:
+        raise ParameterError(f"{name} is empty: shape {tuple(y.shape)}")
+    if check_finite and not bool(torch.isfinite(y).all()):
+        n_bad = int((~torch.isfinite(y)).sum())
+        raise ParameterError(f"{name} contains {n_bad} non-finite sample(s) (NaN or inf); audio must be finite")
+    return y
+
+
+def valid_spectrogram(S, *, name: str = "S", check_finite: bool = True) -> torch.Tensor:
+    """Check a real spectrogram of shape ``(..., freq, frames)``."""
+    S = _check_tensor(S, name, min_ndim=2)
+    if S.shape[-1] == 0 or S.shape[-2] == 0 or S.numel() == 0:
+        raise ParameterError(f"{name} is empty: shape {tuple(S.shape)}")
+    if check_finite and not bool(torch.isfinite(S).all()):
+        raise ParameterError(f"{name} contains non-finite values (NaN or inf)")
+    return S
+
+
+def check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ParameterError(f"{name} must be a positive integer, got {_describe(value)}")
+    return int(value)
+
+
+def check_nonnegative_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ParameterError(f"{name} must be a non-negative integer, got {_describe(value)}")
+    return int(value)
+
+
+def _real(value, name: str, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"{name} must be {what}, got {_describe(value)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ParameterError(f"{name} must be {what}, got {value}")
+    return value
+
+
+def check_positive(value, name: str) -> float:
+    v = _real(value, name, "a positive finite number")
+    if v <= 0:
+        raise ParameterError(f"{name} must be a positive finite number, got {value!r}")
+    return v
+
+
+def check_nonnegative(value, name: str) -> float:
+    v = _real(value, name, "a non-negative finite number")
+    if v < 0:
+        raise ParameterError(f"{name} must be a non-negative finite number, got {value!r}")
+    return v
+
+
+def check_in_range(value, name: str, low: float, high: float, *, inclusive: bool = False) -> float:
+    """Check ``low < value < high`` (or ``<=`` with ``inclusive``)."""
+    interval = f"[{low}, {high}]" if inclusive else f"({low}, {high})"
+    v = _real(value, name, f"a number in {interval}")
+    ok = (low <= v <= high) if inclusive else (low < v < high)
+    if not ok:
+        raise ParameterError(f"{name} must lie in {interval}, got {value!r}")
+    return v
+
+
+def check_probability(value, name: str) -> float:
+    return check_in_range(value, name, 0.0, 1.0, inclusive=True)
+
+
+def check_lengths(
+    lengths, y: torch.Tensor, *, name: str = "lengths", allow_zero: bool = False
+) -> Optional[torch.Tensor]:
+    """Check per-example valid lengths (in samples) for a padded batch ``y`` of shape ``(..., time)``.
+
+    Returns an int64 tensor of shape ``y.shape[:-1]`` on ``y.device``, or ``None``.
+    """
+    if lengths is None:
+        return None
+    if not isinstance(lengths, torch.Tensor):
+        try:
+            lengths = torch.as_tensor(lengths)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the argument's name
+            raise ParameterError(f"{name} must be an integer tensor, got {_describe(lengths)}") from exc
+    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        raise ParameterError(f"{name} must be an integer tensor, got dtype {lengths.dtype}")
+    if tuple(lengths.shape) != tuple(y.shape[:-1]):
+        raise ParameterError(
+            f"{name} must have shape {tuple(y.shape[:-1])} (the batch shape of the signal), "
+            f"got {tuple(lengths.shape)}"
+        )
+    lengths = lengths.to(device=y.device, dtype=torch.int64)
+    if lengths.numel():
+        low = 0 if allow_zero else 1
+        lo, hi = int(lengths.min()), int(lengths.max())
+        if lo < low or hi > y.shape[-1]:
+            bad = lo if lo < low else hi
+            raise ParameterError(
+                f"{name} must lie in [{low}, {y.shape[-1]}] (the padded time axis), got {bad}"
+            )
+    return lengths
+
+
+def check_frame_lengths(frame_lengths, S: torch.Tensor, *, name: str = "frame_lengths") -> Optional[torch.Tensor]:
+    """Check per-example valid frame counts for a padded spectrogram ``S`` of shape ``(..., F, frames)``."""
+    if frame_lengths is None:
+        return None
+    fake = S[..., 0, :]  # shape (..., frames): same batch shape, frames as the "time" axis
+    return check_lengths(frame_lengths, fake, name=name)

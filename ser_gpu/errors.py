@@ -1,0 +1,29 @@
+"""Exceptions raised by ser_gpu.
+
+Every user mistake is reported with one of these, naming the argument (or file) and the bad value,
+instead of a traceback from deep inside torch.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ParameterError", "AudioLoadError", "CheckpointError"]
+
+
+class ParameterError(ValueError):
+    """A function argument has an invalid value, type, shape or dtype."""
+
+
+class AudioLoadError(OSError):
+    """An audio file is missing, empty, corrupt or in an unsupported format.
+
+    The message always starts with the offending path.
+    """
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, or does not match the requested model/labels."""

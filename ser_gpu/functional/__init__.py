@@ -1,0 +1,40 @@
+"""Pure functions on tensors: librosa-equal features, batched, on any device and dtype.
+
+Every function takes a waveform ``y`` of shape ``(..., time)`` (or a spectrogram where librosa
+accepts one), keyword-only settings with librosa's names and defaults, and optional ``lengths``
+for zero-padded batches.
+"""
+
+from . import filters
+from .features import (
+    chroma_stft,
+    delta,
+    melspectrogram,
+    mfcc,
+    rms,
+    spectral_centroid,
+    spectral_contrast,
+    spectral_rolloff,
+    zero_crossing_rate,
+)
+from .spectrum import fft_frequencies, frame_mask, get_window, num_frames, power_to_db, spectrogram, stft
+
+__all__ = [
+    "filters",
+    "stft",
+    "spectrogram",
+    "power_to_db",
+    "fft_frequencies",
+    "get_window",
+    "num_frames",
+    "frame_mask",
+    "melspectrogram",
+    "mfcc",
+    "delta",
+    "chroma_stft",
+    "spectral_contrast",
+    "zero_crossing_rate",
+    "rms",
+    "spectral_rolloff",
+    "spectral_centroid",
+]

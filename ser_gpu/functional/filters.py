@@ -1,0 +1,204 @@
+"""Filterbanks: mel, chroma and DCT, built exactly as librosa builds them.
+
+librosa returns its mel and chroma filterbanks as float32 arrays (their default ``dtype``), so its
+float64 features use float32-rounded weights. To equal librosa to 1e-6 in float64 we round the same
+way, then cast to the caller's dtype. Banks are built once per parameter set (``lru_cache``) and
+then cached per device/dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .._validation import check_nonnegative, check_positive, check_positive_int
+from ..errors import ParameterError
+
+__all__ = ["mel_frequencies", "mel", "chroma", "dct"]
+
+
+def _hz_to_mel(frequencies: np.ndarray, htk: bool) -> np.ndarray:
+    frequencies = np.asanyarray(frequencies, dtype=np.float64)
+    if htk:
+        return 2595.0 * np.log10(1.0 + frequencies / 700.0)
+    f_sp = 200.0 / 3
+    mels = frequencies / f_sp
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    log_t = frequencies >= min_log_hz
+    mels = np.where(log_t, min_log_mel + np.log(np.maximum(frequencies, 1e-300) / min_log_hz) / logstep, mels)
+    return mels
+
+
+def _mel_to_hz(mels: np.ndarray, htk: bool) -> np.ndarray:
+    mels = np.asanyarray(mels, dtype=np.float64)
+    if htk:
+        return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+    f_sp = 200.0 / 3
+    freqs = f_sp * mels
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), freqs)
+
+
+def mel_frequencies(n_mels: int = 128, *, fmin: float = 0.0, fmax: float = 11025.0, htk: bool = False) -> np.ndarray:
+    """``n_mels`` frequencies evenly spaced on the mel scale; equals ``librosa.mel_frequencies``."""
+    mels = np.linspace(_hz_to_mel(fmin, htk), _hz_to_mel(fmax, htk), n_mels)
+    return _mel_to_hz(mels, htk)
+
+
+@functools.lru_cache(maxsize=32)
+def _mel_numpy(sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool, norm) -> np.ndarray:
+    weights = np.zeros((n_mels, 1 + n_fft // 2), dtype=np.float32)
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_f = mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax, htk=htk)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights[:] = np.maximum(0, np.minimum(lower, upper))  # rounded to float32, as librosa
+    if norm == "slaney":
+        enorm = 2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels])
+        weights *= enorm[:, np.newaxis]  # float64 product rounded to float32 again, as librosa
+    elif norm is not None:
+        p = float(norm)
+        length = np.sum(np.abs(weights.astype(np.float64)) ** p, axis=-1, keepdims=True) ** (1.0 / p) \
+            if math.isfinite(p) else np.max(np.abs(weights), axis=-1, keepdims=True)
+        length = np.where(length < np.finfo(np.float32).tiny, 1.0, length)
+        weights[:] = weights / length
+    weights.setflags(write=False)
+    return weights
+
+
+_DEVICE_CACHE: dict = {}
+
+
+def _to_device(key, array: np.ndarray, device, dtype) -> torch.Tensor:
+    full_key = (key, str(torch.device(device) if device is not None else "cpu"), dtype)
+    hit = _DEVICE_CACHE.get(full_key)
+    if hit is None:
+        if len(_DEVICE_CACHE) > 256:
+            _DEVICE_CACHE.clear()
+        hit = torch.from_numpy(np.array(array)).to(device=device, dtype=dtype)
+        _DEVICE_CACHE[full_key] = hit
+    return hit
+
+
+def mel(
+    *,
+    sr: float = 22050,
+    n_fft: int = 2048,
+    n_mels: int = 128,
+    fmin: float = 0.0,
+    fmax: Optional[float] = None,
+    htk: bool = False,
+    norm="slaney",
+    device=None,
+    dtype=torch.float32,
+) -> torch.Tensor:
+    """Mel filterbank ``[shape=(n_mels, 1 + n_fft // 2)]``; equals ``librosa.filters.mel``.
+
+    Args:
+        sr, n_fft, n_mels, fmin, fmax (default ``sr / 2``), htk, norm (``'slaney'``, a p-norm or
+        ``None``): as librosa. device, dtype: where the (cached) tensor is put.
+    """
+    sr = check_positive(sr, "sr")
+    n_fft = check_positive_int(n_fft, "n_fft")
+    n_mels = check_positive_int(n_mels, "n_mels")
+    fmin = check_nonnegative(fmin, "fmin")
+    fmax = sr / 2.0 if fmax is None else check_positive(fmax, "fmax")
+    if fmax <= fmin:
+        raise ParameterError(f"fmax must be greater than fmin={fmin}, got {fmax}")
+    if not (norm is None or norm == "slaney" or (isinstance(norm, (int, float)) and not isinstance(norm, bool))):
+        raise ParameterError(f"norm must be 'slaney', a number or None, got {norm!r}")
+    key = ("mel", sr, n_fft, n_mels, fmin, fmax, bool(htk), norm)
+    return _to_device(key, _mel_numpy(sr, n_fft, n_mels, fmin, fmax, bool(htk), norm), device, dtype)
+
+
+def chroma(
+    *,
+    sr: float = 22050,
+    n_fft: int = 2048,
+    n_chroma: int = 12,
+    tuning=0.0,
+    ctroct: float = 5.0,
+    octwidth: Optional[float] = 2.0,
+    norm: float = 2,
+    base_c: bool = True,
+    device=None,
+    dtype=torch.float32,
+) -> torch.Tensor:
+    """Chroma filterbank; equals ``librosa.filters.chroma`` (float32-rounded like librosa's).
+
+    ``tuning`` may be a number or a tensor of per-example tunings ``[shape=(...)]`` (fractions of
+    a chroma bin), giving one bank per example without a Python loop.
+
+    Returns:
+        ``[shape=(..., n_chroma, 1 + n_fft // 2)]`` on ``device`` with ``dtype``.
+    """
+    sr = check_positive(sr, "sr")
+    n_fft = check_positive_int(n_fft, "n_fft")
+    n_chroma = check_positive_int(n_chroma, "n_chroma")
+    if isinstance(tuning, torch.Tensor):
+        if tuning.is_complex() or not torch.isfinite(tuning).all():
+            raise ParameterError(f"tuning must be finite real values, got {tuning}")
+        device = tuning.device if device is None else device
+        tuning = tuning.to(device=device, dtype=torch.float64)
+    else:
+        if isinstance(tuning, bool) or not isinstance(tuning, (int, float)) or not math.isfinite(tuning):
+            raise ParameterError(f"tuning must be a finite number or a tensor, got {tuning!r}")
+        tuning = torch.tensor(float(tuning), dtype=torch.float64, device=device)
+    f64 = dict(dtype=torch.float64, device=tuning.device)
+    frequencies = torch.from_numpy(np.linspace(0, sr, n_fft, endpoint=False)[1:]).to(**f64)
+    a440 = 440.0 * 2.0 ** (tuning.unsqueeze(-1) / n_chroma)
+    frqbins = n_chroma * torch.log2(frequencies / (a440 / 16))  # (..., n_fft - 1)
+    frqbins = torch.cat([frqbins[..., :1] - 1.5 * n_chroma, frqbins], dim=-1)
+    binwidthbins = torch.cat(
+        [torch.clamp(frqbins[..., 1:] - frqbins[..., :-1], min=1.0), torch.ones_like(frqbins[..., :1])], dim=-1
+    )
+    D = frqbins.unsqueeze(-2) - torch.arange(n_chroma, **f64).unsqueeze(-1)  # (..., n_chroma, n_fft)
+    n_chroma2 = float(np.round(float(n_chroma) / 2))
+    D = torch.remainder(D + n_chroma2 + 10 * n_chroma, n_chroma) - n_chroma2
+    wts = torch.exp(-0.5 * (2 * D / binwidthbins.unsqueeze(-2)) ** 2)
+    if norm is not None:
+        if norm == np.inf:
+            length = wts.abs().amax(dim=-2, keepdim=True)
+        else:
+            length = (wts.abs() ** norm).sum(dim=-2, keepdim=True) ** (1.0 / norm)
+        length = torch.where(length < torch.finfo(torch.float64).tiny, torch.ones_like(length), length)
+        wts = wts / length
+    if octwidth is not None:
+        wts = wts * torch.exp(-0.5 * ((frqbins / n_chroma - ctroct) / octwidth) ** 2).unsqueeze(-2)
+    if base_c:
+        wts = torch.roll(wts, -3 * (n_chroma // 12), dims=-2)
+    wts = wts[..., : 1 + n_fft // 2]
+    return wts.to(torch.float32).to(device=device, dtype=dtype)  # librosa's float32 rounding
+
+
+@functools.lru_cache(maxsize=32)
+def _dct_numpy(n_out: int, n_in: int, norm) -> np.ndarray:
+    n = np.arange(n_in)
+    k = np.arange(n_out)[:, None]
+    basis = np.cos(np.pi * k * (2 * n + 1) / (2.0 * n_in))
+    if norm == "ortho":
+        basis = basis * np.sqrt(2.0 / n_in)
+        basis[0] *= 1.0 / np.sqrt(2.0)
+    elif norm is None:
+        basis = basis * 2.0
+    basis.setflags(write=False)
+    return basis
+
+
+def dct(n_out: int, n_in: int, *, norm: Optional[str] = "ortho", device=None, dtype=torch.float32) -> torch.Tensor:
+    """DCT-II matrix ``[shape=(n_out, n_in)]``: ``M @ x`` equals ``scipy.fft.dct(x, type=2, norm=norm)[:n_out]``."""
+    n_out = check_positive_int(n_out, "n_mfcc")
+    n_in = check_positive_int(n_in, "n_mels")
+    if norm not in ("ortho", None):
+        raise ParameterError(f"norm must be 'ortho' or None, got {norm!r}")
+    return _to_device(("dct", n_out, n_in, norm), _dct_numpy(n_out, n_in, norm), device, dtype)

@@ -1,0 +1,321 @@
+"""Short-time Fourier transforms and decibel scaling with librosa's framing conventions.
+
+librosa centres frames by padding ``n_fft // 2`` zeros on both sides (``pad_mode='constant'``),
+while ``torch.stft`` defaults to reflect padding; everything here follows librosa.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+
+from .._validation import (
+    check_frame_lengths,
+    check_lengths,
+    check_positive,
+    check_positive_int,
+    valid_audio,
+    valid_spectrogram,
+)
+from ..errors import ParameterError
+
+__all__ = [
+    "get_window",
+    "stft",
+    "spectrogram",
+    "power_to_db",
+    "fft_frequencies",
+    "num_frames",
+    "frame_mask",
+    "tiny",
+]
+
+_TORCH_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
+_WINDOWS = ("hann", "hamming", "blackman", "ones", "boxcar", "rectangular")
+
+
+def tiny(x: torch.Tensor) -> float:
+    """Smallest positive normal number of ``x``'s dtype (``librosa.util.tiny``)."""
+    return torch.finfo(x.dtype if x.is_floating_point() else torch.float32).tiny
+
+
+def get_window(
+    window: Union[str, torch.Tensor], win_length: int, *, device=None, dtype=torch.float32
+) -> torch.Tensor:
+    """A periodic ("fftbins") window of ``win_length`` samples, as ``scipy.signal.get_window``.
+
+    Args:
+        window: ``'hann'``, ``'hamming'``, ``'blackman'``, ``'ones'``/``'boxcar'``/``'rectangular'``,
+            or a 1-d tensor of length ``win_length``.
+        win_length: window length in samples.
+
+    Returns:
+        ``[shape=(win_length,)]`` tensor on ``device`` with ``dtype``.
+    """
+    win_length = check_positive_int(win_length, "win_length")
+    if isinstance(window, torch.Tensor):
+        if window.ndim != 1 or window.shape[0] != win_length:
+            raise ParameterError(
+                f"window tensor must have shape ({win_length},), got {tuple(window.shape)}"
+            )
+        return window.to(device=device, dtype=dtype)
+    if isinstance(window, tuple) or not isinstance(window, str) or window not in _WINDOWS:
+        raise ParameterError(f"window must be one of {_WINDOWS} or a 1-d tensor, got {window!r}")
+    # built in float64 like scipy, then cast
+    if window == "hann":
+        w = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
+    elif window == "hamming":
+        w = torch.hamming_window(win_length, periodic=True, dtype=torch.float64)
+    elif window == "blackman":
+        w = torch.blackman_window(win_length, periodic=True, dtype=torch.float64)
+    else:
+        w = torch.ones(win_length, dtype=torch.float64)
+    return w.to(device=device, dtype=dtype)
+
+
+def num_frames(
+    lengths: torch.Tensor, *, hop_length: int = 512, n_fft: int = 2048, center: bool = True
+) -> torch.Tensor:
+    """Number of STFT frames librosa produces for signals of ``lengths`` samples.
+
+    ``1 + length // hop_length`` when ``center`` (librosa's default), else
+    ``1 + (length - n_fft) // hop_length``.
+    """
+    if center:
+        return 1 + torch.div(lengths, hop_length, rounding_mode="floor")
+    return 1 + torch.div(lengths - n_fft, hop_length, rounding_mode="floor")
+
+
+def frame_mask(frame_lengths: Optional[torch.Tensor], n_frames: int, *, device=None) -> Optional[torch.Tensor]:
+    """Boolean mask ``[shape=(..., n_frames)]``: True on each example's valid frames."""
+    if frame_lengths is None:
+        return None
+    idx = torch.arange(n_frames, device=frame_lengths.device if device is None else device)
+    return idx < frame_lengths.unsqueeze(-1)
+
+
+def _zero_padding(y: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
+    """Zero every sample at or beyond each example's length (so padding cannot leak into frames)."""
+    if lengths is None:
+        return y
+    keep = torch.arange(y.shape[-1], device=y.device) < lengths.unsqueeze(-1)
+    return y.masked_fill(~keep, 0.0)
+
+
+def _stft(
+    y: torch.Tensor,
+    *,
+    n_fft: int,
+    hop_length: int,
+    win_length: int,
+    window: Union[str, torch.Tensor],
+    center: bool,
+    pad_mode: str,
+) -> torch.Tensor:
+    batch_shape = y.shape[:-1]
+    flat = y.reshape(-1, y.shape[-1])
+    win = get_window(window, win_length, device=y.device, dtype=y.dtype)
+    if center:
+        pad = n_fft // 2
+        mode = _TORCH_PAD_MODES[pad_mode]
+        if mode == "constant":
+            flat = torch.nn.functional.pad(flat, (pad, pad))
+        else:
+            flat = torch.nn.functional.pad(flat.unsqueeze(1), (pad, pad), mode=mode).squeeze(1)
+    elif flat.shape[-1] < n_fft:
+        raise ParameterError(
+            f"n_fft={n_fft} is too large for uncentered analysis of a signal of length {flat.shape[-1]}"
+        )
+    D = torch.stft(
+        flat,
+        n_fft=n_fft,
+        hop_length=hop_length,
+        win_length=win_length,
+        window=win,
+        center=False,
+        return_complex=True,
+    )
+    return D.reshape(batch_shape + D.shape[-2:])
+
+
+def _check_stft_args(n_fft, hop_length, win_length, window, pad_mode):
+    n_fft = check_positive_int(n_fft, "n_fft")
+    hop_length = n_fft // 4 if hop_length is None else check_positive_int(hop_length, "hop_length")
+    win_length = n_fft if win_length is None else check_positive_int(win_length, "win_length")
+    if win_length > n_fft:
+        raise ParameterError(f"win_length must be <= n_fft={n_fft}, got {win_length}")
+    if pad_mode not in _TORCH_PAD_MODES:
+        raise ParameterError(f"pad_mode must be one of {tuple(_TORCH_PAD_MODES)}, got {pad_mode!r}")
+    if not isinstance(window, torch.Tensor):
+        get_window(window, win_length)  # validates the name
+    return n_fft, hop_length, win_length
+
+
+def stft(
+    y: torch.Tensor,
+    *,
+    n_fft: int = 2048,
+    hop_length: Optional[int] = None,
+    win_length: Optional[int] = None,
+    window: Union[str, torch.Tensor] = "hann",
+    center: bool = True,
+    pad_mode: str = "constant",
+) -> torch.Tensor:
+    """Complex short-time Fourier transform; equals ``librosa.stft``.
+
+    Args:
+        y: ``[shape=(..., time)]`` real waveform, float32 or float64, any device.
+        n_fft: FFT size. hop_length: defaults to ``n_fft // 4``. win_length: defaults to ``n_fft``
+            (shorter windows are zero-padded to ``n_fft``, centred).
+        window: window name or tensor (see :func:`get_window`).
+        center: pad ``n_fft // 2`` on both sides so frame ``t`` is centred at ``y[t * hop_length]``.
+        pad_mode: ``'constant'`` (zeros, librosa's default), ``'reflect'``, ``'edge'`` or ``'wrap'``.
+
+    Returns:
+        ``[shape=(..., 1 + n_fft // 2, 1 + time // hop_length)]`` complex tensor (with ``center``).
+    """
+    y = valid_audio(y)
+    n_fft, hop_length, win_length = _check_stft_args(n_fft, hop_length, win_length, window, pad_mode)
+    return _stft(y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+                 center=center, pad_mode=pad_mode)
+
+
+def spectrogram(
+    y: Optional[torch.Tensor] = None,
+    *,
+    S: Optional[torch.Tensor] = None,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    power: float = 1.0,
+    win_length: Optional[int] = None,
+    window: Union[str, torch.Tensor] = "hann",
+    center: bool = True,
+    pad_mode: str = "constant",
+    lengths: Optional[torch.Tensor] = None,
+    frame_lengths: Optional[torch.Tensor] = None,
+):
+    """Magnitude spectrogram ``|stft(y)| ** power``, or ``S`` passed through; librosa's ``_spectrogram``.
+
+    This is the shared front end of every STFT-family feature: compute it once and pass ``S`` to
+    many features.
+
+    Args:
+        y: ``[shape=(..., time)]`` waveform (ignored when ``S`` is given).
+        S: ``[shape=(..., 1 + n_fft // 2, frames)]`` precomputed magnitude/power spectrogram.
+        lengths: ``[shape=(...)]`` valid samples per example of a zero-padded batch ``y``.
+            Samples beyond each length are treated as zeros, so every valid frame equals the frame
+            librosa computes on the unpadded example.
+        frame_lengths: ``[shape=(...)]`` valid frames per example when ``S`` is given.
+
+    Returns:
+        ``(S, n_fft, frame_lengths)``: the spectrogram ``[shape=(..., 1 + n_fft // 2, frames)]``,
+        the FFT size it implies, and the per-example frame counts (``None`` without lengths).
+    """
+    if S is not None:
+        S = valid_spectrogram(S)
+        frame_lengths = check_frame_lengths(frame_lengths, S)
+        return S, 2 * (S.shape[-2] - 1), frame_lengths
+    if y is None:
+        raise ParameterError("either y (a waveform) or S (a spectrogram) must be given, got neither")
+    y = valid_audio(y)
+    power = check_positive(power, "power")
+    n_fft, hop_length, win_length = _check_stft_args(n_fft, hop_length, win_length, window, pad_mode)
+    lengths = check_lengths(lengths, y)
+    if lengths is not None:
+        y = _zero_padding(y, lengths)
+        frame_lengths = num_frames(lengths, hop_length=hop_length, n_fft=n_fft, center=center)
+        if not center and int(frame_lengths.min()) < 1:
+            raise ParameterError(
+                f"lengths must be >= n_fft={n_fft} for uncentered analysis, got {int(lengths.min())}"
+            )
+    else:
+        frame_lengths = None
+    D = _stft(y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+              center=center, pad_mode=pad_mode)
+    S = D.abs()
+    if power != 1.0:
+        S = S ** power
+    S = _mask_frames(S, frame_lengths)
+    return S, n_fft, frame_lengths
+
+
+def _mask_frames(x: torch.Tensor, frame_lengths: Optional[torch.Tensor], value: float = 0.0) -> torch.Tensor:
+    """Set every frame at or beyond each example's frame length to ``value``; ``x`` is ``(..., F, frames)``."""
+    if frame_lengths is None:
+        return x
+    mask = frame_mask(frame_lengths, x.shape[-1])
+    return x.masked_fill(~mask.unsqueeze(-2), value)
+
+
+def _masked_amax(x: torch.Tensor, frame_lengths: Optional[torch.Tensor]) -> torch.Tensor:
+    """Max over the last two axes ``(F, frames)`` of each example's valid frames; shape ``(..., 1, 1)``."""
+    if frame_lengths is not None:
+        x = _mask_frames(x, frame_lengths, value=-float("inf"))
+    return x.amax(dim=(-2, -1), keepdim=True)
+
+
+def _is_max(ref) -> bool:
+    return ref in (builtins.max, np.max, np.amax, torch.max, torch.amax) or ref == "max"
+
+
+def power_to_db(
+    S: torch.Tensor,
+    *,
+    ref: Union[float, Callable, str] = 1.0,
+    amin: float = 1e-10,
+    top_db: Optional[float] = 80.0,
+    frame_lengths: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Convert a power spectrogram to decibels; equals ``librosa.power_to_db``.
+
+    ``10 * log10(max(amin, S)) - 10 * log10(max(amin, ref))``, then floored at ``max - top_db``.
+    librosa takes that max over the whole array it is given; here it is taken over each
+    ``(freq, frames)`` spectrogram separately (over valid frames only when ``frame_lengths`` is
+    given), which equals calling librosa on each example alone.
+
+    Args:
+        S: ``[shape=(..., freq, frames)]`` non-negative power spectrogram.
+        ref: a positive number, or ``max`` (``np.max``/``torch.amax``/``'max'``) for each
+            spectrogram's own maximum.
+        amin: floor on ``S`` and ``ref`` before the logarithm (> 0).
+        top_db: threshold below the peak in dB (>= 0), or ``None`` for no floor.
+        frame_lengths: ``[shape=(...)]`` valid frames per example; padded frames come out as 0.
+
+    Returns:
+        ``[shape=(..., freq, frames)]`` decibels.
+    """
+    S = valid_spectrogram(S)
+    amin = check_positive(amin, "amin")
+    if top_db is not None:
+        if isinstance(top_db, bool) or not isinstance(top_db, (int, float)) or top_db < 0:
+            raise ParameterError(f"top_db must be a non-negative number or None, got {top_db!r}")
+    frame_lengths = check_frame_lengths(frame_lengths, S)
+    if _is_max(ref):
+        ref_value = _masked_amax(S.abs(), frame_lengths)
+    elif callable(ref):
+        ref_value = torch.as_tensor(ref(S), dtype=S.dtype, device=S.device).abs()
+    else:
+        if isinstance(ref, bool) or not isinstance(ref, (int, float)):
+            raise ParameterError(f"ref must be a number or a callable such as max, got {ref!r}")
+        ref_value = torch.tensor(abs(float(ref)), dtype=S.dtype, device=S.device)
+    return _power_to_db(S, ref_value, amin, top_db, frame_lengths)
+
+
+def _power_to_db(S, ref_value, amin: float, top_db: Optional[float], frame_lengths) -> torch.Tensor:
+    log_spec = 10.0 * torch.log10(torch.clamp(S, min=amin))
+    log_spec = log_spec - 10.0 * torch.log10(torch.clamp(torch.as_tensor(ref_value, dtype=S.dtype, device=S.device), min=amin))
+    if top_db is not None:
+        log_spec = torch.maximum(log_spec, _masked_amax(log_spec, frame_lengths) - top_db)
+    return _mask_frames(log_spec, frame_lengths)
+
+
+def fft_frequencies(*, sr: float = 22050, n_fft: int = 2048, device=None, dtype=torch.float64) -> torch.Tensor:
+    """Centre frequency of each FFT bin, ``[shape=(1 + n_fft // 2,)]``; equals ``librosa.fft_frequencies``."""
+    sr = check_positive(sr, "sr")
+    n_fft = check_positive_int(n_fft, "n_fft")
+    return torch.from_numpy(np.fft.rfftfreq(n=n_fft, d=1.0 / sr)).to(device=device, dtype=dtype)
+
+
