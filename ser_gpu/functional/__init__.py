@@ -6,6 +6,7 @@ for zero-padded batches.
 """
 
 from . import filters
+from .effects import trim
 from .features import (
     chroma_stft,
     delta,
@@ -37,4 +38,5 @@ __all__ = [
     "rms",
     "spectral_rolloff",
     "spectral_centroid",
+    "trim",
 ]

@@ -81,12 +81,12 @@ def num_frames(
 ) -> torch.Tensor:
     """Number of STFT frames librosa produces for signals of ``lengths`` samples.
 
-    ``1 + length // hop_length`` when ``center`` (librosa's default), else
-    ``1 + (length - n_fft) // hop_length``.
+    With ``center`` (librosa's default) the signal is padded by ``n_fft // 2`` on each side, giving
+    ``1 + length // hop_length`` frames for an even ``n_fft`` (``1 + (length - 1) // hop_length``
+    for an odd one); without it, ``1 + (length - n_fft) // hop_length``.
     """
-    if center:
-        return 1 + torch.div(lengths, hop_length, rounding_mode="floor")
-    return 1 + torch.div(lengths - n_fft, hop_length, rounding_mode="floor")
+    padded = lengths + 2 * (n_fft // 2) if center else lengths
+    return 1 + torch.div(padded - n_fft, hop_length, rounding_mode="floor")
 
 
 def frame_mask(frame_lengths: Optional[torch.Tensor], n_frames: int, *, device=None) -> Optional[torch.Tensor]:

@@ -1,0 +1,5 @@
+"""nn.Modules that hold filterbanks as buffers and call :mod:`ser_gpu.functional`."""
+
+from .features import FEATURE_ROWS, FeatureBatch, FeatureConfig, FeatureExtractor
+
+__all__ = ["FEATURE_ROWS", "FeatureBatch", "FeatureConfig", "FeatureExtractor"]

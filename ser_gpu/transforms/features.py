@@ -1,0 +1,214 @@
+"""FeatureExtractor: the 68 DESIGN.md feature rows for a waveform batch, in one call."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import torch
+from torch import nn
+
+from .._validation import check_lengths, check_nonnegative, check_positive, check_positive_int, valid_audio
+from ..errors import ParameterError
+from ..functional import filters
+from ..functional.features import (
+    _normalize,
+    _spectral_centroid,
+    _spectral_contrast,
+    _spectral_rolloff,
+    delta,
+    rms,
+    zero_crossing_rate,
+)
+from ..functional.spectrum import _mask_frames, _power_to_db, fft_frequencies, spectrogram
+
+__all__ = ["FEATURE_ROWS", "FeatureConfig", "FeatureBatch", "FeatureExtractor"]
+
+
+def _names(prefix: str, n: int):
+    return tuple(f"{prefix}_{i}" for i in range(n))
+
+
+#: Names of the 68 rows, in the order of the contract (DESIGN.md).
+FEATURE_ROWS = (
+    _names("mfcc", 13) + _names("mfcc_delta", 13) + _names("mfcc_delta2", 13) + _names("chroma", 12)
+    + _names("contrast", 7) + _names("tonnetz", 6) + ("zcr", "rms", "rolloff", "centroid")
+)
+_ROW_SLICES = {"mfcc": slice(0, 13), "mfcc_delta": slice(13, 26), "mfcc_delta2": slice(26, 39),
+               "chroma": slice(39, 51), "contrast": slice(51, 58), "tonnetz": slice(58, 64),
+               "zcr": slice(64, 65), "rms": slice(65, 66), "rolloff": slice(66, 67), "centroid": slice(67, 68)}
+_NORMALIZE = (None, "valid", "padded")
+
+
+@dataclass
+class FeatureConfig:
+    """Settings of :class:`FeatureExtractor` (plain data: stored in checkpoints as a dict).
+
+    Attributes:
+        sr: sampling rate of the input (Hz).
+        n_fft, hop_length: STFT size and hop shared by every row.
+        trim: trim leading/trailing silence first (``librosa.effects.trim(y, top_db=top_db)``).
+        top_db: trim threshold in dB below each clip's loudest frame (20 as the original system).
+        max_frames: pad with zeros / truncate the frame axis to this many frames (862 as the
+            original), or ``None`` to keep this batch's longest clip.
+        normalize: per-row standardisation ``(x - mean) / (std + 1e-8)``: ``'valid'`` takes mean and
+            std over each clip's valid frames only and leaves padded frames at 0; ``'padded'`` takes
+            them over all ``max_frames`` frames, padding included, as the original system did (so a
+            short clip's statistics are pulled towards 0 and its padding becomes non-zero);
+            ``None`` returns raw librosa-equal values.
+        tonnetz: compute rows 58-63 (HPSS harmonic -> chroma_cqt -> tonnetz); when False they are 0.
+    """
+
+    sr: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    trim: bool = True
+    top_db: float = 20.0
+    max_frames: Optional[int] = 862
+    normalize: Optional[str] = "valid"
+    tonnetz: bool = True
+
+    def __post_init__(self):
+        check_positive(self.sr, "sr")
+        check_positive_int(self.n_fft, "n_fft")
+        check_positive_int(self.hop_length, "hop_length")
+        check_nonnegative(self.top_db, "top_db")
+        if self.max_frames is not None:
+            check_positive_int(self.max_frames, "max_frames")
+        if self.normalize not in _NORMALIZE:
+            raise ParameterError(f"normalize must be one of {_NORMALIZE}, got {self.normalize!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ParameterError(f"unknown FeatureConfig keys {unknown}")
+        return cls(**data)
+
+
+class FeatureBatch(NamedTuple):
+    """Output of :class:`FeatureExtractor`.
+
+    Attributes:
+        features: ``[shape=(B, 68, frames)]`` rows in :data:`FEATURE_ROWS` order.
+        frame_lengths: ``[shape=(B,)]`` int64 valid frames per clip (after trim and truncation).
+        mask: ``[shape=(B, frames)]`` bool, True on valid frames.
+    """
+
+    features: torch.Tensor
+    frame_lengths: torch.Tensor
+    mask: torch.Tensor
+
+
+class FeatureExtractor(nn.Module):
+    """The 68 feature rows of DESIGN.md from a ``(B, T)`` waveform batch, batched on any device.
+
+    One shared STFT feeds every STFT-family row; the mel and DCT filterbanks are buffers, so
+    ``.to(device)`` moves everything. Each clip's rows equal the librosa calls of DESIGN.md on that
+    clip alone (after the optional trim): padding never leaks into valid frames.
+
+    Args:
+        config: a :class:`FeatureConfig`; keyword arguments override its fields.
+
+    Shape:
+        - y: ``(B, T)`` (or ``(T,)``) float32/float64 waveforms at ``config.sr``, zero-padded.
+        - lengths: ``(B,)`` int valid samples per clip (default: all ``T``).
+        - output: :class:`FeatureBatch` with ``features`` ``(B, 68, frames)``.
+    """
+
+    def __init__(self, config: Optional[FeatureConfig] = None, **overrides):
+        super().__init__()
+        config = config or FeatureConfig()
+        self.config = dataclasses.replace(config, **overrides) if overrides else config
+        c = self.config
+        self.register_buffer("mel_basis", filters.mel(sr=c.sr, n_fft=c.n_fft, dtype=torch.float32), persistent=False)
+        self.register_buffer("dct_basis", filters.dct(13, 128, dtype=torch.float32), persistent=False)
+        self.register_buffer("freq", fft_frequencies(sr=c.sr, n_fft=c.n_fft, dtype=torch.float64).unsqueeze(-1),
+                             persistent=False)
+
+    @property
+    def n_rows(self) -> int:
+        return len(FEATURE_ROWS)
+
+    def forward(self, y: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> FeatureBatch:
+        c = self.config
+        y = valid_audio(y)
+        if y.ndim == 1:
+            y = y.unsqueeze(0)
+            lengths = None if lengths is None else torch.as_tensor(lengths).reshape(1)
+        if y.ndim != 2:
+            raise ParameterError(f"y must have shape (B, T) or (T,), got {tuple(y.shape)}")
+        lengths = check_lengths(lengths, y)
+        if lengths is None:
+            lengths = torch.full(y.shape[:1], y.shape[-1], dtype=torch.int64, device=y.device)
+        if c.trim:
+            from ..functional.effects import trim
+
+            y, _, lengths = trim(y, top_db=c.top_db, lengths=lengths)
+        return self._rows(y, lengths)
+
+    def _rows(self, y: torch.Tensor, lengths: torch.Tensor) -> FeatureBatch:
+        c = self.config
+        dtype = y.dtype
+        mag, n_fft, fl = spectrogram(y, n_fft=c.n_fft, hop_length=c.hop_length, lengths=lengths)
+        power = mag * mag
+        B, n_frames = y.shape[0], mag.shape[-1]
+        out = y.new_zeros((B, len(FEATURE_ROWS), n_frames))
+
+        mel_db = _power_to_db(torch.matmul(self.mel_basis.to(dtype), power), 1.0, 1e-10, 80.0, fl)
+        mfcc = torch.matmul(self.dct_basis.to(dtype), mel_db)
+        out[:, _ROW_SLICES["mfcc"]] = mfcc
+        out[:, _ROW_SLICES["mfcc_delta"]] = delta(mfcc, order=1, frame_lengths=fl)[0]
+        out[:, _ROW_SLICES["mfcc_delta2"]] = delta(mfcc, order=2, frame_lengths=fl)[0]
+
+        from ..functional.pitch import estimate_tuning
+
+        tuning = estimate_tuning(S=power, sr=c.sr, bins_per_octave=12, frame_lengths=fl)
+        chroma_fb = filters.chroma(sr=c.sr, n_fft=n_fft, tuning=tuning, device=y.device, dtype=dtype)
+        out[:, _ROW_SLICES["chroma"]] = _normalize(torch.matmul(chroma_fb, power), float("inf"), dim=-2)
+        out[:, _ROW_SLICES["contrast"]] = _spectral_contrast(mag, fl, sr=c.sr, n_fft=n_fft, fmin=200.0,
+                                                             n_bands=6, quantile=0.02, linear=False)
+        if c.tonnetz:
+            out[:, _ROW_SLICES["tonnetz"]] = self._tonnetz(y, lengths)
+        out[:, _ROW_SLICES["zcr"]] = zero_crossing_rate(y, hop_length=c.hop_length, lengths=lengths)[0]
+        out[:, _ROW_SLICES["rms"]] = rms(y, hop_length=c.hop_length, lengths=lengths)[0]
+        freq = self.freq.to(dtype)
+        out[:, _ROW_SLICES["rolloff"]] = _spectral_rolloff(mag, freq, 0.85)
+        out[:, _ROW_SLICES["centroid"]] = _spectral_centroid(mag, freq)
+        out = _mask_frames(out, fl)
+        return self._finish(out, fl)
+
+    def _tonnetz(self, y: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        from ..functional.constantq import tonnetz
+        from ..functional.hpss import harmonic
+
+        y_harm, _ = harmonic(y, lengths=lengths)
+        ton, _ = tonnetz(y_harm, sr=self.config.sr, lengths=lengths)
+        return ton
+
+    def _finish(self, out: torch.Tensor, fl: torch.Tensor) -> FeatureBatch:
+        c = self.config
+        if c.max_frames is not None:
+            T = out.shape[-1]
+            if T >= c.max_frames:
+                out = out[..., : c.max_frames]
+            else:
+                out = torch.nn.functional.pad(out, (0, c.max_frames - T))
+            fl = torch.clamp(fl, max=c.max_frames)
+        mask = torch.arange(out.shape[-1], device=out.device) < fl.unsqueeze(-1)
+        if c.normalize == "valid":
+            m = mask.unsqueeze(1).to(out.dtype)
+            count = m.sum(-1, keepdim=True).clamp(min=1)
+            mean = (out * m).sum(-1, keepdim=True) / count
+            var = (((out - mean) * m) ** 2).sum(-1, keepdim=True) / count
+            out = ((out - mean) / (var.sqrt() + 1e-8)) * m
+        elif c.normalize == "padded":
+            mean = out.mean(-1, keepdim=True)
+            std = out.std(-1, unbiased=False, keepdim=True)
+            out = (out - mean) / (std + 1e-8)
+        return FeatureBatch(out, fl, mask)

@@ -1,0 +1,170 @@
+"""Bad input gets a ParameterError / AudioLoadError naming the argument (or file) and the value."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ser_gpu.functional as F
+from ser_gpu.errors import AudioLoadError, ParameterError
+
+Y = torch.randn(4096, dtype=torch.float64)
+
+WAVEFORM_FUNCS = {
+    "stft": F.stft,
+    "mfcc": F.mfcc,
+    "melspectrogram": F.melspectrogram,
+    "chroma_stft": F.chroma_stft,
+    "spectral_contrast": F.spectral_contrast,
+    "zero_crossing_rate": F.zero_crossing_rate,
+    "rms": F.rms,
+    "spectral_rolloff": F.spectral_rolloff,
+    "spectral_centroid": F.spectral_centroid,
+}
+
+
+@pytest.fixture(params=sorted(WAVEFORM_FUNCS))
+def fn(request):
+    return WAVEFORM_FUNCS[request.param]
+
+
+def test_empty(fn):
+    with pytest.raises(ParameterError, match=r"y is empty.*\(0,\)"):
+        fn(torch.zeros(0))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite(fn, bad):
+    y = Y.clone()
+    y[100] = bad
+    with pytest.raises(ParameterError, match=r"y contains 1 non-finite"):
+        fn(y)
+
+
+@pytest.mark.parametrize("dt", [torch.int16, torch.int32, torch.bool, torch.complex64])
+def test_wrong_dtype(fn, dt):
+    with pytest.raises(ParameterError, match=f"y must have dtype torch.float32 or torch.float64, got {dt}"):
+        fn(torch.zeros(4096, dtype=dt))
+
+
+def test_zero_dim(fn):
+    with pytest.raises(ParameterError, match=r"at least 1 dimension.*shape \(\)"):
+        fn(torch.tensor(0.5))
+
+
+def test_not_a_tensor(fn):
+    with pytest.raises(ParameterError, match="must be a torch.Tensor, got list"):
+        fn([0.0, 1.0])
+
+
+@pytest.mark.parametrize("arg", ["hop_length", "n_fft"])
+@pytest.mark.parametrize("value", [0, -512, 2.5, True])
+def test_non_positive_hop_and_n_fft(arg, value):
+    for f in (F.stft, F.mfcc, F.spectral_centroid, F.chroma_stft):
+        with pytest.raises(ParameterError, match=rf"{arg} must be a positive integer, got {value!r}"):
+            f(Y, **{arg: value})
+
+
+@pytest.mark.parametrize("f", [F.rms, F.zero_crossing_rate])
+@pytest.mark.parametrize("arg", ["hop_length", "frame_length"])
+def test_non_positive_frame_args(f, arg):
+    with pytest.raises(ParameterError, match=rf"{arg} must be a positive integer, got -1"):
+        f(Y, **{arg: -1})
+
+
+@pytest.mark.parametrize("window", ["hannn", "kaiser", ("kaiser", 4.0), 3])
+def test_unknown_window(window):
+    with pytest.raises(ParameterError, match="window must be one of"):
+        F.stft(Y, window=window)
+    with pytest.raises(ParameterError, match="window must be one of"):
+        F.mfcc(Y, window=window)
+
+
+def test_window_tensor_wrong_length():
+    with pytest.raises(ParameterError, match=r"window tensor must have shape \(2048,\), got \(100,\)"):
+        F.stft(Y, window=torch.ones(100))
+
+
+@pytest.mark.parametrize("top_db", [-1, -80.0])
+def test_negative_top_db(top_db):
+    with pytest.raises(ParameterError, match=f"top_db must be a non-negative number or None, got {top_db}"):
+        F.power_to_db(torch.ones(5, 5), top_db=top_db)
+
+
+def test_power_to_db_bad_amin_and_ref():
+    with pytest.raises(ParameterError, match="amin must be a positive finite number, got 0"):
+        F.power_to_db(torch.ones(5, 5), amin=0)
+    with pytest.raises(ParameterError, match="ref must be a number or a callable"):
+        F.power_to_db(torch.ones(5, 5), ref="loud")
+
+
+def test_spectrogram_wrong_shape():
+    with pytest.raises(ParameterError, match=r"S must have at least 2 dimension\(s\), got shape \(10,\)"):
+        F.spectral_centroid(S=torch.ones(10))
+    with pytest.raises(ParameterError, match=r"S.shape\[-2\] is 100, so frame_length must be 198 or 199; got frame_length=2048"):
+        F.rms(S=torch.ones(100, 10))
+    with pytest.raises(ParameterError, match=r"S is empty"):
+        F.spectral_rolloff(S=torch.ones(1025, 0))
+
+
+def test_neither_y_nor_S():
+    with pytest.raises(ParameterError, match="either y .* or S .* must be given"):
+        F.spectral_centroid()
+
+
+def test_lengths_wrong_shape_and_range():
+    y = torch.zeros(3, 5000)
+    with pytest.raises(ParameterError, match=r"lengths must have shape \(3,\).*got \(2,\)"):
+        F.mfcc(y, lengths=torch.tensor([10, 20]))
+    with pytest.raises(ParameterError, match=r"lengths must lie in \[1, 5000\].*got 6000"):
+        F.mfcc(y, lengths=torch.tensor([10, 20, 6000]))
+    with pytest.raises(ParameterError, match=r"lengths must lie in \[1, 5000\].*got 0"):
+        F.rms(y, lengths=torch.tensor([0, 20, 30]))
+    with pytest.raises(ParameterError, match="lengths must be an integer tensor, got dtype torch.float32"):
+        F.zero_crossing_rate(y, lengths=torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_feature_specific_arguments():
+    with pytest.raises(ParameterError, match="n_mfcc must be a positive integer, got 0"):
+        F.mfcc(Y, n_mfcc=0)
+    with pytest.raises(ParameterError, match="n_mfcc must be <= the number of mel bands 40, got 41"):
+        F.mfcc(Y, n_mfcc=41, n_mels=40)
+    with pytest.raises(ParameterError, match="dct_type must be 2"):
+        F.mfcc(Y, dct_type=3)
+    with pytest.raises(ParameterError, match="width must be an odd integer >= 3, got 4"):
+        F.delta(torch.ones(3, 20), width=4)
+    with pytest.raises(ParameterError, match="order must be a positive integer, got 0"):
+        F.delta(torch.ones(3, 20), order=0)
+    with pytest.raises(ParameterError, match=r"quantile must lie in \(0.0, 1.0\), got 1.5"):
+        F.spectral_contrast(Y, quantile=1.5)
+    with pytest.raises(ParameterError, match="frequency band exceeds Nyquist"):
+        F.spectral_contrast(Y, fmin=2000.0, n_bands=6)
+    with pytest.raises(ParameterError, match=r"roll_percent must lie in \(0.0, 1.0\), got 0"):
+        F.spectral_rolloff(Y, roll_percent=0)
+    with pytest.raises(ParameterError, match="tuning must be a finite number or a tensor, got nan"):
+        F.chroma_stft(Y, tuning=float("nan"))
+    with pytest.raises(ParameterError, match="pad_mode must be one of"):
+        F.stft(Y, pad_mode="mirror")
+
+
+def test_load_directory(tmp_path):
+    from ser_gpu.io import load
+
+    with pytest.raises(AudioLoadError, match=str(tmp_path)):
+        load(tmp_path)
+
+
+def test_load_text_file(tmp_path):
+    from ser_gpu.io import load
+
+    path = tmp_path / "notes.wav"
+    path.write_text("this is not audio\n")
+    with pytest.raises(AudioLoadError, match="notes.wav"):
+        load(path)
+
+
+def test_load_missing_file(tmp_path):
+    from ser_gpu.io import load
+
+    with pytest.raises(AudioLoadError, match="missing.wav"):
+        load(tmp_path / "missing.wav")
