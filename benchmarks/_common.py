@@ -1,0 +1,89 @@
+"""Shared pieces of the benchmark scripts: test audio, timing, machine facts, JSON output."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def speech_like_clips(n: int, seconds: float = 3.0, sr: int = 22050, seed: int = 0) -> np.ndarray:
+    """``(n, seconds * sr)`` float32 speech-like clips: a glottal-like harmonic source with vibrato,
+    a different f0 and formant set per clip, syllable envelopes and a little noise."""
+    rng = np.random.default_rng(seed)
+    T = int(seconds * sr)
+    t = np.arange(T) / sr
+    out = np.empty((n, T), dtype=np.float32)
+    for i in range(n):
+        f0 = rng.uniform(90, 260) * (1 + 0.04 * np.sin(2 * np.pi * rng.uniform(4, 7) * t)) \
+            * (1 + rng.uniform(-0.2, 0.2) * t / seconds)
+        phase = 2 * np.pi * np.cumsum(f0) / sr
+        formants = rng.uniform([500, 1000, 2300], [900, 1700, 3000])
+        y = np.zeros(T)
+        for k in range(1, 30):
+            fk = k * f0.mean()
+            if fk > sr / 2 - 500:
+                break
+            amp = sum(np.exp(-((fk - f) / 250) ** 2) for f in formants) + 0.02
+            y += amp / k**0.7 * np.sin(k * phase)
+        env = 0.5 * (1 - np.cos(2 * np.pi * rng.uniform(2, 4) * t)) ** 2
+        y = y * (0.1 + env) + 0.003 * rng.standard_normal(T)
+        out[i] = 0.5 * y / np.abs(y).max()
+    return out
+
+
+def timeit(fn: Callable[[], object], *, device: torch.device, repeats: int = 3, warmup: int = 1) -> float:
+    """Best wall time of ``repeats`` calls (seconds), after ``warmup`` calls, synchronising CUDA."""
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def machine(device: torch.device) -> dict:
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    try:
+        import librosa
+
+        info["librosa"] = librosa.__version__
+    except ImportError:
+        info["librosa"] = None
+    return info
+
+
+def write_results(name: str, device: torch.device, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tag = "cuda" if device.type == "cuda" else "cpu"
+    path = RESULTS / f"{name}_{tag}.json"
+    payload = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               "machine": machine(device), **payload}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path

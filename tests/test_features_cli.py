@@ -1,0 +1,94 @@
+"""python -m ser_gpu.features on small files the test writes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser_gpu.features import main
+from tests.signals import SIGNALS
+
+
+@pytest.fixture
+def audio_dir(tmp_path):
+    d = tmp_path / "audio"
+    (d / "sub").mkdir(parents=True)
+    sf.write(d / "speech.wav", SIGNALS["speech_like"], 22050, subtype="PCM_16")
+    sf.write(d / "sub" / "noise.flac", SIGNALS["noise"][:20000], 44100)
+    (d / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    return d
+
+
+def test_writes_one_npy_per_file_and_skips_unreadable(audio_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(audio_dir), "--out", str(out), "--quiet", "--no-tonnetz"]) == 0
+    speech = np.load(out / "speech.npy")
+    noise = np.load(out / "noise.npy")
+    assert speech.dtype == np.float32 and speech.shape[0] == 68 and noise.shape[0] == 68
+    summary = json.loads((out / "summary.json").read_text())
+    assert {f["output"].rsplit("/", 1)[-1] for f in summary["files"]} == {"speech.npy", "noise.npy"}
+    assert [e["path"].rsplit("/", 1)[-1] for e in summary["errors"]] == ["broken.wav"]
+    by_name = {f["output"].rsplit("/", 1)[-1]: f for f in summary["files"]}
+    assert by_name["speech.npy"]["frames"] == speech.shape[1]
+    # 20000 samples at 44.1 kHz are resampled to 22050 Hz: ~10000 samples before trimming
+    assert by_name["noise.npy"]["seconds"] <= 20000 / 44100 + 1e-3
+    err = capsys.readouterr().err
+    assert "broken.wav" in err
+
+
+def test_rows_equal_the_extractor_on_the_loaded_file(audio_dir, tmp_path):
+    import torch
+
+    from ser_gpu.io import load
+    from ser_gpu.transforms import FeatureExtractor
+
+    out = tmp_path / "out"
+    main([str(audio_dir / "speech.wav"), "--out", str(out), "--quiet", "--no-tonnetz"])
+    y, _ = load(audio_dir / "speech.wav")
+    ref = FeatureExtractor(tonnetz=False, normalize=None, max_frames=None)(y).features[0].numpy()
+    assert np.array_equal(np.load(out / "speech.npy"), ref)
+
+
+def test_existing_outputs_are_kept_unless_overwrite(audio_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "speech.npy"
+    np.save(mine, np.arange(3))
+    main([str(audio_dir / "speech.wav"), "--out", str(out), "--quiet", "--no-tonnetz"])
+    assert np.array_equal(np.load(mine), np.arange(3)), "an existing file was overwritten"
+    assert "kept existing" in capsys.readouterr().out
+    main([str(audio_dir / "speech.wav"), "--out", str(out), "--quiet", "--no-tonnetz", "--overwrite"])
+    assert np.load(mine).shape[0] == 68
+
+
+def test_json_output(audio_dir, tmp_path, capsys):
+    main([str(audio_dir / "speech.wav"), "--out", str(tmp_path / "o"), "--quiet", "--no-tonnetz", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["rows"][0] == "mfcc_0" and len(data["rows"]) == 68
+    assert data["files"][0]["shape"][0] == 68
+
+
+def test_no_audio_is_a_clear_error(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([str(empty), "--out", str(tmp_path / "o")]) == 2
+    assert "no audio files found" in capsys.readouterr().err
+
+
+def test_only_unreadable_files_exit_nonzero(tmp_path, capsys):
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    assert main([str(bad), "--out", str(tmp_path / "o"), "--quiet", "--no-tonnetz"]) == 1
+    assert "bad.wav" in capsys.readouterr().err
+
+
+def test_cuda_without_gpu_is_a_clear_error(audio_dir, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert main([str(audio_dir / "speech.wav"), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
