@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_lengths, check_positive_int, valid_audio
+from .._validation import check_in_range, check_lengths, check_positive, check_positive_int, valid_audio
 from ..errors import ParameterError
 from . import filters
 from .spectrum import _TORCH_PAD_MODES, _mask_frames, _power_to_db, _zero_padding, num_frames, spectrogram
@@ -474,17 +474,21 @@ def spectral_contrast(
     Returns:
         ``[shape=(..., n_bands + 1, frames)]``.
     """
-    from .._validation import check_in_range, check_positive
-
     n_bands = check_positive_int(n_bands, "n_bands")
     quantile = check_in_range(quantile, "quantile", 0.0, 1.0)
     fmin = check_positive(fmin, "fmin")
     S, n_fft, fl = _spectral_input(
         y, S, n_fft=n_fft, hop_length=hop_length, power=1.0, win_length=win_length, window=window,
         center=center, pad_mode=pad_mode, lengths=lengths, frame_lengths=frame_lengths)
+    contrast = _spectral_contrast(S, fl, sr=sr, n_fft=n_fft, fmin=fmin, n_bands=n_bands, quantile=quantile,
+                                  linear=linear)
+    return _result(contrast, fl, lengths, frame_lengths)
+
+
+@functools.lru_cache(maxsize=32)
+def _contrast_bands(sr: float, n_fft: int, fmin: float, n_bands: int, quantile: float):
+    """Per band: (first row, last row + 1, rows averaged at each end), as librosa picks them."""
     freq = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
-    if len(freq) != S.shape[-2]:
-        raise ParameterError(f"S.shape[-2] must be {len(freq)} for n_fft={n_fft}, got {S.shape[-2]}")
     octa = np.zeros(n_bands + 2)
     octa[1:] = fmin * (2.0 ** np.arange(0, n_bands + 1))
     if np.any(octa[:-1] >= 0.5 * sr):
@@ -492,8 +496,8 @@ def spectral_contrast(
             f"frequency band exceeds Nyquist ({0.5 * sr} Hz) for fmin={fmin}, n_bands={n_bands}: "
             "reduce fmin or n_bands"
         )
-    valleys, peaks = [], []
-    for k, (f_low, f_high) in enumerate(zip(octa[:-1], octa[1:])):  # loop over bands, not examples
+    bands = []
+    for k, (f_low, f_high) in enumerate(zip(octa[:-1], octa[1:])):
         band = np.logical_and(freq >= f_low, freq <= f_high)
         idx = np.flatnonzero(band)
         if k > 0:
@@ -504,16 +508,23 @@ def spectral_contrast(
         if k < n_bands:
             rows = rows[:-1]
         n_q = max(int(np.rint(quantile * np.sum(band))), 1)
-        sub = torch.sort(S[..., rows[0]:rows[-1] + 1, :], dim=-2).values
+        bands.append((int(rows[0]), int(rows[-1]) + 1, n_q))
+    return bands
+
+
+def _spectral_contrast(S, fl, *, sr, n_fft, fmin, n_bands, quantile, linear) -> torch.Tensor:
+    if 1 + n_fft // 2 != S.shape[-2]:
+        raise ParameterError(f"S.shape[-2] must be {1 + n_fft // 2} for n_fft={n_fft}, got {S.shape[-2]}")
+    valleys, peaks = [], []
+    for lo, hi, n_q in _contrast_bands(sr, n_fft, fmin, n_bands, quantile):  # bands, not examples
+        sub = torch.sort(S[..., lo:hi, :], dim=-2).values
         valleys.append(sub[..., :n_q, :].mean(dim=-2))
         peaks.append(sub[..., -n_q:, :].mean(dim=-2))
     valley = torch.stack(valleys, dim=-2)
     peak = torch.stack(peaks, dim=-2)
     if linear:
-        contrast = peak - valley
-    else:
-        contrast = _power_to_db(peak, 1.0, 1e-10, 80.0, fl) - _power_to_db(valley, 1.0, 1e-10, 80.0, fl)
-    return _result(contrast, fl, lengths, frame_lengths)
+        return peak - valley
+    return _power_to_db(peak, 1.0, 1e-10, 80.0, fl) - _power_to_db(valley, 1.0, 1e-10, 80.0, fl)
 
 
 def _frequency_column(sr: float, n_fft: int, S: torch.Tensor) -> torch.Tensor:
@@ -544,19 +555,20 @@ def spectral_rolloff(
     Returns:
         ``[shape=(..., 1, frames)]`` in Hz (0 for a silent frame, as librosa).
     """
-    from .._validation import check_in_range
-
     roll_percent = check_in_range(roll_percent, "roll_percent", 0.0, 1.0)
     S, n_fft, fl = _spectral_input(
         y, S, n_fft=n_fft, hop_length=hop_length, power=1.0, win_length=win_length, window=window,
         center=center, pad_mode=pad_mode, lengths=lengths, frame_lengths=frame_lengths)
-    freq = _frequency_column(sr, n_fft, S)
+    rolloff = _spectral_rolloff(S, _frequency_column(sr, n_fft, S), roll_percent)
+    return _result(rolloff, fl, lengths, frame_lengths)
+
+
+def _spectral_rolloff(S: torch.Tensor, freq: torch.Tensor, roll_percent: float) -> torch.Tensor:
     total = torch.cumsum(S, dim=-2)
     threshold = roll_percent * total[..., -1:, :]
     # the cumulative energy is non-decreasing: the first bin reaching the threshold is the count below it
     idx = (total < threshold).sum(dim=-2, keepdim=True).clamp(max=S.shape[-2] - 1)
-    rolloff = freq.squeeze(-1)[idx]
-    return _result(rolloff, fl, lengths, frame_lengths)
+    return freq.squeeze(-1)[idx]
 
 
 def spectral_centroid(
@@ -582,6 +594,9 @@ def spectral_centroid(
     S, n_fft, fl = _spectral_input(
         y, S, n_fft=n_fft, hop_length=hop_length, power=1.0, win_length=win_length, window=window,
         center=center, pad_mode=pad_mode, lengths=lengths, frame_lengths=frame_lengths)
-    freq = _frequency_column(sr, n_fft, S)
-    centroid = (freq * _normalize(S, 1, dim=-2)).sum(dim=-2, keepdim=True)
+    centroid = _spectral_centroid(S, _frequency_column(sr, n_fft, S))
     return _result(centroid, fl, lengths, frame_lengths)
+
+
+def _spectral_centroid(S: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
+    return (freq * _normalize(S, 1, dim=-2)).sum(dim=-2, keepdim=True)
