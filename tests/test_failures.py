@@ -168,3 +168,17 @@ def test_load_missing_file(tmp_path):
 
     with pytest.raises(AudioLoadError, match="missing.wav"):
         load(tmp_path / "missing.wav")
+
+
+def test_lengths_with_reflect_padding_is_refused():
+    with pytest.raises(ParameterError, match="lengths are supported with pad_mode='constant' only, got 'reflect'"):
+        F.spectrogram(torch.zeros(2, 5000), pad_mode="reflect", lengths=torch.tensor([4000, 5000]))
+
+
+def test_default_hop_is_a_quarter_of_the_window():
+    import librosa
+
+    y = torch.randn(6000, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ours = F.stft(y, n_fft=1024, win_length=512)
+    ref = librosa.stft(y.numpy(), n_fft=1024, win_length=512)
+    assert ours.shape == ref.shape

@@ -5,7 +5,7 @@ accepts one), keyword-only settings with librosa's names and defaults, and optio
 for zero-padded batches.
 """
 
-from . import filters
+from . import filters, pitch
 from .effects import trim
 from .features import (
     chroma_stft,
@@ -18,6 +18,7 @@ from .features import (
     spectral_rolloff,
     zero_crossing_rate,
 )
+from .pitch import estimate_tuning, piptrack, pitch_tuning
 from .spectrum import fft_frequencies, frame_mask, get_window, num_frames, power_to_db, spectrogram, stft
 
 __all__ = [
@@ -39,4 +40,8 @@ __all__ = [
     "spectral_rolloff",
     "spectral_centroid",
     "trim",
+    "pitch",
+    "piptrack",
+    "pitch_tuning",
+    "estimate_tuning",
 ]

@@ -143,8 +143,9 @@ def _stft(
 
 def _check_stft_args(n_fft, hop_length, win_length, window, pad_mode):
     n_fft = check_positive_int(n_fft, "n_fft")
-    hop_length = n_fft // 4 if hop_length is None else check_positive_int(hop_length, "hop_length")
     win_length = n_fft if win_length is None else check_positive_int(win_length, "win_length")
+    # librosa's default hop is a quarter of the window, not of the FFT
+    hop_length = max(win_length // 4, 1) if hop_length is None else check_positive_int(hop_length, "hop_length")
     if win_length > n_fft:
         raise ParameterError(f"win_length must be <= n_fft={n_fft}, got {win_length}")
     if pad_mode not in _TORCH_PAD_MODES:
@@ -168,7 +169,7 @@ def stft(
 
     Args:
         y: ``[shape=(..., time)]`` real waveform, float32 or float64, any device.
-        n_fft: FFT size. hop_length: defaults to ``n_fft // 4``. win_length: defaults to ``n_fft``
+        n_fft: FFT size. hop_length: defaults to ``win_length // 4``. win_length: defaults to ``n_fft``
             (shorter windows are zero-padded to ``n_fft``, centred).
         window: window name or tensor (see :func:`get_window`).
         center: pad ``n_fft // 2`` on both sides so frame ``t`` is centred at ``y[t * hop_length]``.
@@ -225,6 +226,9 @@ def spectrogram(
     n_fft, hop_length, win_length = _check_stft_args(n_fft, hop_length, win_length, window, pad_mode)
     lengths = check_lengths(lengths, y)
     if lengths is not None:
+        if center and pad_mode != "constant":
+            # padding the batch would reflect/repeat the batch's end, not each example's own end
+            raise ParameterError(f"lengths are supported with pad_mode='constant' only, got {pad_mode!r}")
         y = _zero_padding(y, lengths)
         frame_lengths = num_frames(lengths, hop_length=hop_length, n_fft=n_fft, center=center)
         if not center and int(frame_lengths.min()) < 1:
