@@ -5,7 +5,8 @@ accepts one), keyword-only settings with librosa's names and defaults, and optio
 for zero-padded batches.
 """
 
-from . import filters, pitch
+from . import constantq, filters, pitch
+from .constantq import chroma_cqt, cqt, tonnetz
 from .effects import trim
 from .features import (
     chroma_stft,
@@ -40,6 +41,10 @@ __all__ = [
     "spectral_rolloff",
     "spectral_centroid",
     "trim",
+    "constantq",
+    "cqt",
+    "chroma_cqt",
+    "tonnetz",
     "pitch",
     "piptrack",
     "pitch_tuning",

@@ -1,0 +1,681 @@
+"""Constant-Q transform, constant-Q chroma and tonnetz, as librosa 0.11, batched.
+
+librosa's ``cqt`` (its ``vqt`` with ``gamma=0``) works octave by octave, from the top down:
+
+1. *early downsampling*: when the highest filter sits far below the Nyquist frequency and the hop
+   has enough factors of two, the signal is first decimated by ``2**k``;
+2. for each octave, an FFT filter bank (Hann-windowed complex exponentials of length
+   ``Q * sr / f``, L1-normalised, zero-padded to a power of two, FFT'd and *sparsified* by dropping
+   the smallest entries holding 1% of each row's L1 mass) is applied to a rectangular-window STFT
+   of the current signal with the current hop;
+3. between octaves the signal is decimated by 2 (``soxr_hq``, ``scale=True``, i.e. times
+   ``sqrt(2)``) and the hop halved, while the hop stays even;
+4. the filter banks are rescaled by ``sqrt(sr / my_sr)``, the octaves are stacked and trimmed to
+   a common frame count and, with ``scale=True``, bin ``k`` is divided by ``sqrt(length_k)``.
+
+The octave filter banks only depend on frequency / sampling rate, which is exactly the same for
+every decimated octave, so the bank is built once (in float64, on the CPU) and cached, then
+cached again per ``(device, dtype)``.  The decimation is :func:`._resample.decimate`, a Kaiser
+FIR fitted to soxr's response.
+
+Per-example tuning (one estimate per clip) changes the filters per example.  The distinct
+tuning values of a batch (``estimate_tuning`` quantises them to a 0.01 grid) each get a cached
+filter bank; per octave the banks are stacked and gathered per example so one batched complex
+matmul applies each example's own bank.  The STFTs and the decimations do not depend on tuning
+and are shared.  No Python loop runs over the examples.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from typing import List, NamedTuple, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from .._validation import (
+    _describe,
+    check_frame_lengths,
+    check_lengths,
+    check_positive,
+    check_positive_int,
+    valid_audio,
+    valid_spectrogram,
+)
+from ..errors import ParameterError
+from ._resample import decimate
+from .spectrum import _mask_frames, _stft, _zero_padding, tiny
+
+__all__ = ["cqt", "chroma_cqt", "tonnetz", "cqt_frequencies", "cq_to_chroma"]
+
+_C1 = 440.0 * 2.0 ** ((24 - 69) / 12.0)  # librosa.note_to_hz('C1') = 32.7032 Hz
+
+# librosa.filters.WINDOW_BANDWIDTHS for the windows spectrum.get_window supports (they decide the
+# Nyquist check and early downsampling, so the table values are used, not recomputed).
+_WINDOW_BANDWIDTH = {
+    "hann": 1.50018310546875,
+    "hamming": 1.3629455320350348,
+    "blackman": 1.7269681554262326,
+    "ones": 1.0,
+    "boxcar": 1.0,
+    "rectangular": 1.0,
+}
+# periodic cosine-sum windows: w[j] = sum_k (-1)**k a_k cos(2 pi k j / N)
+_WINDOW_COEFFS = {
+    "hann": (0.5, 0.5),
+    "hamming": (0.54, 0.46),
+    "blackman": (0.42, 0.5, 0.08),
+    "ones": (1.0,),
+    "boxcar": (1.0,),
+    "rectangular": (1.0,),
+}
+_RES_TYPES = ("soxr_hq",)
+_PAD_MODES = ("constant", "reflect", "edge", "wrap")
+
+
+# --------------------------------------------------------------------------------------------
+# filters (float64 numpy, cached)
+# --------------------------------------------------------------------------------------------
+
+
+def _relative_bandwidth(freqs: np.ndarray, bins_per_octave: int) -> np.ndarray:
+    """librosa.filters._relative_bandwidth (or __et_relative_bw for a single bin)."""
+    if len(freqs) == 1:
+        r = 2.0 ** (1.0 / bins_per_octave)
+        return np.atleast_1d((r ** 2 - 1) / (r ** 2 + 1))
+    logf = np.log2(freqs)
+    bpo = np.empty_like(freqs)
+    bpo[0] = 1 / (logf[1] - logf[0])
+    bpo[-1] = 1 / (logf[-1] - logf[-2])
+    bpo[1:-1] = 2 / (logf[2:] - logf[:-2])
+    return (2.0 ** (2 / bpo) - 1) / (2.0 ** (2 / bpo) + 1)
+
+
+def _cq_frequencies(n_bins: int, fmin: float, bins_per_octave: int) -> np.ndarray:
+    """librosa.interval_frequencies(intervals='equal'): octave-tiled ratios times fmin."""
+    ratios = 2.0 ** (np.arange(bins_per_octave, dtype=float) / bins_per_octave)
+    n_oct = int(np.ceil(n_bins / bins_per_octave))
+    return np.sort(np.multiply.outer(2.0 ** np.arange(n_oct), ratios).flatten()[:n_bins]) * fmin
+
+
+def _window_at(name: str, j: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Periodic window of length ``counts[i]`` evaluated at positions ``j[i, :]`` (scipy's fftbins)."""
+    N = counts[:, None].astype(float)
+    w = np.zeros(j.shape)
+    for k, a in enumerate(_WINDOW_COEFFS[name]):
+        w = w + ((-1) ** k) * a * np.cos(2 * np.pi * k * j / N)
+    return w
+
+
+def _normalize_rows(x: np.ndarray, norm) -> np.ndarray:
+    """librosa.util.normalize(x, norm=norm) of each row (rows below tiny stay unnormalised)."""
+    if norm is None:
+        return x
+    mag = np.abs(x)
+    if norm == np.inf:
+        length = mag.max(axis=-1, keepdims=True)
+    else:
+        length = np.sum(mag ** norm, axis=-1, keepdims=True) ** (1.0 / norm)
+    length = np.where(length < np.finfo(np.float32).tiny, 1.0, length)
+    return x / length
+
+
+def _sparsify_rows(x: np.ndarray, quantile: float) -> np.ndarray:
+    """librosa.util.sparsify_rows as a dense array: zero the smallest entries of each row that
+    together hold less than ``quantile`` of the row's L1 mass."""
+    mags = np.abs(x)
+    norms = mags.sum(axis=1, keepdims=True)
+    mag_sort = np.sort(mags, axis=1)
+    cumulative = np.cumsum(mag_sort / norms, axis=1)
+    idx = np.argmin(cumulative < quantile, axis=1)
+    thresh = mag_sort[np.arange(len(x)), idx][:, None]
+    return np.where(mags >= thresh, x, 0.0)
+
+
+@functools.lru_cache(maxsize=1024)
+def _octave_basis(rel_freqs: Tuple[float, ...], alpha: Tuple[float, ...], filter_scale: float,
+                  norm, sparsity: float, window: str) -> Tuple[np.ndarray, int]:
+    """FFT filter bank for one octave: librosa's ``__vqt_filter_fft`` at ``sr = 1``.
+
+    ``rel_freqs`` are the octave's frequencies divided by the octave's sampling rate; the bank
+    only depends on those, so all decimated octaves share one cached bank.
+    Returns ``(basis [shape=(F, n_fft // 2 + 1)] complex128, n_fft)``.
+    """
+    f = np.asarray(rel_freqs, dtype=float)
+    Q = float(filter_scale) / np.asarray(alpha, dtype=float)
+    ilen = Q / f  # filter lengths in samples (fractional)
+    start = np.floor(-ilen / 2)  # np.arange(-ilen // 2, ilen // 2)
+    counts = (np.floor(ilen / 2) - start).astype(np.int64)
+    n_fft = int(2.0 ** np.ceil(np.log2(ilen.max())))
+    # each filter centred in n_fft as util.pad_center does
+    lpad = (n_fft - counts) // 2
+    j = np.arange(n_fft)[None, :] - lpad[:, None]  # position inside each filter
+    inside = (j >= 0) & (j < counts[:, None])
+    jj = np.clip(j, 0, None)
+    phase = (start[:, None] + jj) * (2 * np.pi * f[:, None])
+    sig = np.where(inside, np.exp(1j * phase) * _window_at(window, jj, counts), 0.0)
+    sig = _normalize_rows(sig, norm)
+    sig = sig * (ilen[:, None] / float(n_fft))
+    basis = np.fft.fft(sig, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
+    basis = _sparsify_rows(basis, sparsity)
+    basis.setflags(write=False)
+    return basis, n_fft
+
+
+class _Octave(NamedTuple):
+    n_fft: int
+    hop: int
+    rows: int
+    decimate_after: bool
+    basis: np.ndarray  # (rows, n_fft // 2 + 1) complex128, gain sqrt(sr / my_sr) included
+
+
+class _Plan(NamedTuple):
+    early: int  # early decimation factor (1: none)
+    sr: float  # sampling rate after early decimation
+    octaves: Tuple[_Octave, ...]
+    bin_gain: np.ndarray  # (n_bins,) 1 / sqrt(filter length) with scale, else ones
+    input_gain: float  # applied to the early-decimated signal
+
+    def signature(self):
+        return (self.early, tuple((o.n_fft, o.hop, o.rows, o.decimate_after) for o in self.octaves))
+
+
+def _num_two_factors(x: int) -> int:
+    n = 0
+    while x > 0 and x % 2 == 0:
+        n += 1
+        x //= 2
+    return n
+
+
+@functools.lru_cache(maxsize=512)
+def _plan(sr: float, hop_length: int, fmin: float, n_bins: int, bins_per_octave: int, tuning: float,
+          filter_scale: float, norm, sparsity: float, window: str, scale: bool) -> _Plan:
+    """Everything of librosa's vqt(gamma=0) that does not depend on the signal."""
+    n_octaves = int(np.ceil(float(n_bins) / bins_per_octave))
+    n_filters = min(bins_per_octave, n_bins)
+    fmin_t = fmin * 2.0 ** (tuning / bins_per_octave)
+    freqs = _cq_frequencies(n_bins, fmin_t, bins_per_octave)
+    alpha = _relative_bandwidth(freqs, bins_per_octave)
+    Q = float(filter_scale) / alpha
+    cutoff = float(np.max(freqs * (1 + 0.5 * _WINDOW_BANDWIDTH[window] / Q)))
+    nyquist = sr / 2.0
+    if cutoff > nyquist:
+        raise ParameterError(
+            f"the top constant-Q filter (fmin={fmin}, n_bins={n_bins}, bins_per_octave="
+            f"{bins_per_octave}, tuning={tuning}) reaches {cutoff:.1f} Hz, above the Nyquist "
+            f"frequency {nyquist} Hz of sr={sr}; reduce n_bins or fmin"
+        )
+    # early downsampling, as librosa's __early_downsample_count
+    count1 = max(0, int(np.ceil(np.log2(nyquist / cutoff)) - 1) - 1)
+    count2 = max(0, _num_two_factors(hop_length) - n_octaves + 1)
+    count = min(count1, count2)
+    early = 2 ** count
+    hop = hop_length // early
+    sr_eff = sr / early
+    input_gain = math.sqrt(early) * (1.0 if scale else math.sqrt(early))
+
+    octaves = []
+    my_sr, my_hop = sr_eff, hop
+    for i in range(n_octaves):
+        sl = slice(-n_filters, None) if i == 0 else slice(-n_filters * (i + 1), -n_filters * i)
+        f_oct, a_oct = freqs[sl], alpha[sl]
+        basis, n_fft = _octave_basis(tuple((f_oct / my_sr).tolist()), tuple(a_oct.tolist()),
+                                     float(filter_scale), norm, float(sparsity), window)
+        basis = basis * np.sqrt(sr_eff / my_sr)
+        last = i == n_octaves - 1
+        dec = (not last) and my_hop % 2 == 0
+        octaves.append(_Octave(n_fft, my_hop, len(f_oct), dec, basis))
+        if dec:
+            my_hop //= 2
+            my_sr /= 2.0
+    if scale:
+        bin_gain = 1.0 / np.sqrt(Q * sr_eff / freqs)
+    else:
+        bin_gain = np.ones(n_bins)
+    return _Plan(early, sr_eff, tuple(octaves), bin_gain, input_gain)
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan_tensors(plan_args: tuple, device: str, dtype: torch.dtype):
+    """The plan's banks and bin gains as tensors on ``device`` in ``dtype`` (complex for banks)."""
+    plan = _plan(*plan_args)
+    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    banks = tuple(torch.from_numpy(o.basis).to(device=device, dtype=cdtype) for o in plan.octaves)
+    gain = torch.from_numpy(plan.bin_gain).to(device=device, dtype=dtype)
+    return banks, gain
+
+
+@functools.lru_cache(maxsize=256)
+def _stacked_tensors(plan_args: Tuple[tuple, ...], device: str, dtype: torch.dtype):
+    """Per octave, the banks of several plans stacked ``(G, rows, K)``; bin gains ``(G, n_bins)``."""
+    tensors = [_plan_tensors(a, device, dtype) for a in plan_args]
+    banks = tuple(torch.stack([t[0][i] for t in tensors]) for i in range(len(tensors[0][0])))
+    return banks, torch.stack([t[1] for t in tensors])
+
+
+def cqt_frequencies(n_bins: int, *, fmin: float, bins_per_octave: int = 12, tuning: float = 0.0) -> np.ndarray:
+    """Centre frequency of each constant-Q bin; equals ``librosa.cqt_frequencies``.
+
+    Returns:
+        ``[shape=(n_bins,)]`` float64 numpy array, ``fmin * 2 ** ((k + tuning) / bins_per_octave)``.
+    """
+    n_bins = check_positive_int(n_bins, "n_bins")
+    bins_per_octave = check_positive_int(bins_per_octave, "bins_per_octave")
+    fmin = check_positive(fmin, "fmin")
+    return fmin * 2.0 ** ((np.arange(n_bins, dtype=float) + float(tuning)) / bins_per_octave)
+
+
+# --------------------------------------------------------------------------------------------
+# cqt
+# --------------------------------------------------------------------------------------------
+
+
+def _check_norm(norm, name: str = "norm"):
+    if norm is None:
+        return None
+    if isinstance(norm, bool) or not isinstance(norm, numbers.Real) or not (norm > 0):
+        raise ParameterError(f"{name} must be None, a positive number or inf, got {_describe(norm)}")
+    return float(norm)
+
+
+def _check_tuning(tuning, batch_shape, device):
+    """``tuning`` → (list of distinct float values, int64 index per example or None)."""
+    if isinstance(tuning, torch.Tensor):
+        if tuning.is_complex() or tuning.dtype == torch.bool:
+            raise ParameterError(f"tuning must be a real number or real tensor, got {_describe(tuning)}")
+        if tuning.ndim != 0 and tuple(tuning.shape) != tuple(batch_shape):
+            raise ParameterError(
+                f"tuning tensor must be 0-d or have the batch shape {tuple(batch_shape)} of the "
+                f"signal, got shape {tuple(tuning.shape)}"
+            )
+        t = tuning.detach().to(device="cpu", dtype=torch.float64)
+        if not bool(torch.isfinite(t).all()):
+            raise ParameterError(f"tuning must be finite, got {t[~torch.isfinite(t)][0].item()}")
+        if t.ndim == 0:
+            return [float(t)], None
+        values, inverse = torch.unique(t.reshape(-1), return_inverse=True)
+        if len(values) == 1:
+            return [float(values[0])], None
+        return values.tolist(), inverse.to(device)
+    if isinstance(tuning, bool) or not isinstance(tuning, numbers.Real) or not math.isfinite(tuning):
+        raise ParameterError(f"tuning must be a finite number, a tensor or None, got {_describe(tuning)}")
+    return [float(tuning)], None
+
+
+def _frame_counts(plan: _Plan, n: torch.Tensor) -> torch.Tensor:
+    """Frames librosa returns for signals of ``n`` samples: min over octaves of 1 + len // hop."""
+    length = n
+    if plan.early > 1:
+        length = -torch.div(-length, plan.early, rounding_mode="floor")
+    frames = None
+    for o in plan.octaves:
+        f = 1 + torch.div(length, o.hop, rounding_mode="floor")
+        frames = f if frames is None else torch.minimum(frames, f)
+        if o.decimate_after:
+            length = -torch.div(-length, 2, rounding_mode="floor")
+    return frames
+
+
+def _cqt_group(x: torch.Tensor, n_valid: torch.Tensor, plan_args: List[tuple],
+               gidx: Optional[torch.Tensor], pad_mode: str) -> torch.Tensor:
+    """CQT of ``x`` ``(B, N)`` for plans sharing one signature; ``gidx`` picks each example's plan."""
+    plan = _plan(*plan_args[0])
+    if gidx is None:
+        banks, gain = _plan_tensors(plan_args[0], str(x.device), x.dtype)
+    else:
+        banks, gain = _stacked_tensors(tuple(plan_args), str(x.device), x.dtype)
+        gain = gain[gidx]  # (B, n_bins)
+    if plan.early > 1:
+        x, n_valid = decimate(x, plan.early, lengths=n_valid)
+        x = x * plan.input_gain
+    responses = []
+    for i, o in enumerate(plan.octaves):
+        D = _stft(x, n_fft=o.n_fft, hop_length=o.hop, win_length=o.n_fft, window="ones",
+                  center=True, pad_mode=pad_mode)
+        # one bank for all, or each example's own bank gathered (B, rows, K): a batched matmul
+        bank = banks[i] if gidx is None else banks[i][gidx]
+        responses.append(torch.matmul(bank, D))
+        if o.decimate_after:
+            x, n_valid = decimate(x, 2, lengths=n_valid)
+            x = x * math.sqrt(2.0)
+    n_frames = min(r.shape[-1] for r in responses)
+    # octaves were computed top-down; stack bottom-up
+    C = torch.cat([r[..., :n_frames] for r in reversed(responses)], dim=-2)
+    return C * gain.unsqueeze(-1)
+
+
+def cqt(
+    y: torch.Tensor,
+    *,
+    sr: float = 22050,
+    hop_length: int = 512,
+    fmin: Optional[float] = None,
+    n_bins: int = 84,
+    bins_per_octave: int = 12,
+    tuning: Union[float, torch.Tensor, None] = 0.0,
+    filter_scale: float = 1,
+    norm: Optional[float] = 1,
+    sparsity: float = 0.01,
+    window: str = "hann",
+    scale: bool = True,
+    pad_mode: str = "constant",
+    res_type: str = "soxr_hq",
+    lengths: Optional[torch.Tensor] = None,
+):
+    """Complex constant-Q transform of a batch of waveforms; equals ``librosa.cqt``.
+
+    Same algorithm as librosa 0.11 (early downsampling, one sparsified FFT filter bank per octave,
+    2x decimation between octaves, ``sqrt(sr / my_sr)`` bank gain, ``1 / sqrt(filter length)`` bin
+    scaling). soxr's 2:1 resampler is replaced by a Kaiser FIR with the same response; the result
+    stays within ~3e-5 of librosa (max difference / max magnitude).  When librosa decimates by 4 or
+    more *before* the first octave (few, high bins: not the default, nor chroma_cqt's setting),
+    soxr's multi-stage decimator treats the first few input samples differently and frame 0 may
+    differ by up to ~2e-2 (later frames ~1e-3).
+
+    Args:
+        y: ``[shape=(..., time)]`` real waveform, float32 or float64, any device.
+        sr: sampling rate (> 0), default 22050.
+        hop_length: hop in samples (> 0), default 512. Octaves are decimated while it is even.
+        fmin: lowest frequency in Hz (> 0); default ``None`` is C1 (32.70 Hz).
+        n_bins: number of bins (> 0), default 84.
+        bins_per_octave: default 12.
+        tuning: deviation from A440 in fractions of a bin: a float (default 0.0), a tensor of shape
+            ``(...)`` (one tuning per example, e.g. from ``estimate_tuning``), or ``None`` to
+            estimate one per example with :func:`ser_gpu.functional.pitch.estimate_tuning`.
+        filter_scale: filter length multiplier (> 0), default 1.
+        norm: norm of each time-domain filter (``None``, a positive number or ``inf``), default 1.
+        sparsity: fraction of each filter's FFT L1 mass dropped, in ``[0, 1)``, default 0.01.
+        window: ``'hann'`` (default), ``'hamming'``, ``'blackman'`` or ``'ones'``.
+        scale: divide bin ``k`` by ``sqrt(filter length k)`` (default True).
+        pad_mode: ``'constant'`` (zeros, default), ``'reflect'``, ``'edge'`` or ``'wrap'``;
+            only ``'constant'`` with ``lengths``.
+        res_type: ``'soxr_hq'`` only (the resampler that is emulated).
+        lengths: ``[shape=(...)]`` valid samples per example of a zero-padded batch ``y``.
+
+    Returns:
+        ``[shape=(..., n_bins, frames)]`` complex tensor (complex64 for float32 input, complex128
+        for float64), ``frames = 1 + time // hop_length`` in the usual case.  With ``lengths``:
+        ``(C, frame_lengths)``, each example's first ``frame_lengths`` frames equal librosa's result
+        on the unpadded clip and later frames are 0.
+    """
+    y = valid_audio(y)
+    sr = check_positive(sr, "sr")
+    hop_length = check_positive_int(hop_length, "hop_length")
+    fmin = _C1 if fmin is None else check_positive(fmin, "fmin")
+    n_bins = check_positive_int(n_bins, "n_bins")
+    bins_per_octave = check_positive_int(bins_per_octave, "bins_per_octave")
+    filter_scale = check_positive(filter_scale, "filter_scale")
+    norm = _check_norm(norm)
+    if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real) or not 0.0 <= sparsity < 1.0:
+        raise ParameterError(f"sparsity must lie in [0, 1), got {_describe(sparsity)}")
+    if not isinstance(window, str) or window not in _WINDOW_COEFFS:
+        raise ParameterError(f"window must be one of {tuple(_WINDOW_COEFFS)}, got {_describe(window)}")
+    if not isinstance(scale, bool):
+        raise ParameterError(f"scale must be True or False, got {_describe(scale)}")
+    if pad_mode not in _PAD_MODES:
+        raise ParameterError(f"pad_mode must be one of {_PAD_MODES}, got {_describe(pad_mode)}")
+    if res_type not in _RES_TYPES:
+        raise ParameterError(f"res_type must be one of {_RES_TYPES} (the resampler emulated), got {_describe(res_type)}")
+    lengths = check_lengths(lengths, y)
+    if lengths is not None and pad_mode != "constant":
+        raise ParameterError(
+            f"pad_mode must be 'constant' when lengths are given (padding of a batch is zeros), got {pad_mode!r}"
+        )
+
+    batch_shape = y.shape[:-1]
+    N = y.shape[-1]
+    if tuning is None:
+        from .pitch import estimate_tuning  # lazy: pitch imports this package's spectrum code
+
+        tuning = estimate_tuning(y, sr=sr, bins_per_octave=bins_per_octave, lengths=lengths)
+    values, inverse = _check_tuning(tuning, batch_shape, y.device)
+
+    fixed = (float(sr), hop_length, float(fmin), n_bins, bins_per_octave)
+    rest = (float(filter_scale), norm, float(sparsity), window, scale)
+    plan_args = [fixed + (t,) + rest for t in values]
+    plans = [_plan(*a) for a in plan_args]
+
+    x = y.reshape(-1, N)
+    B = x.shape[0]
+    n = (lengths.reshape(-1) if lengths is not None
+         else torch.full((B,), N, dtype=torch.int64, device=y.device))
+    if lengths is not None:
+        x = _zero_padding(x, n)
+    gidx = inverse
+    per_example_plan = gidx if gidx is not None else torch.zeros(B, dtype=torch.int64, device=y.device)
+    # examples whose plans share a signature run together (normally all of them)
+    signatures = {}
+    for k, p in enumerate(plans):
+        signatures.setdefault(p.signature(), []).append(k)
+    frames = torch.empty(B, dtype=torch.int64, device=y.device)
+    for ks in signatures.values():
+        sel = torch.isin(per_example_plan, torch.tensor(ks, device=y.device))
+        frames[sel] = _frame_counts(plans[ks[0]], n[sel])
+        early = plans[ks[0]].early
+        if early > 1 and bool(sel.any()) and int(n[sel].min()) < early:
+            raise ParameterError(
+                f"y has a clip of length {int(n[sel].min())} samples, too short for this constant-Q "
+                f"transform (it decimates by {early} before the first octave)"
+            )
+    if len(signatures) == 1:
+        C = _cqt_group(x, n, plan_args, gidx, pad_mode)
+    else:
+        T = max(int(_frame_counts(plans[ks[0]], torch.tensor([N]))) for ks in signatures.values())
+        cdtype = torch.complex128 if y.dtype == torch.float64 else torch.complex64
+        C = torch.zeros(B, n_bins, T, dtype=cdtype, device=y.device)
+        for ks in signatures.values():
+            sel = torch.isin(per_example_plan, torch.tensor(ks, device=y.device)).nonzero().squeeze(-1)
+            remap = torch.full((len(plans),), -1, dtype=torch.int64, device=y.device)
+            remap[torch.tensor(ks, device=y.device)] = torch.arange(len(ks), device=y.device)
+            sub_g = remap[per_example_plan[sel]] if len(ks) > 1 else None
+            Cg = _cqt_group(x[sel], n[sel], [plan_args[k] for k in ks], sub_g, pad_mode)
+            C[sel, :, : Cg.shape[-1]] = Cg
+    C = C.reshape(batch_shape + C.shape[-2:])
+    if lengths is None:
+        return C
+    frame_lengths = frames.reshape(batch_shape)
+    return _mask_frames(C, frame_lengths), frame_lengths
+
+
+# --------------------------------------------------------------------------------------------
+# chroma_cqt, tonnetz
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=64)
+def _cq_to_chroma_numpy(n_input: int, bins_per_octave: int, n_chroma: int, fmin: float) -> np.ndarray:
+    n_merge = bins_per_octave // n_chroma
+    m = np.repeat(np.eye(n_chroma), n_merge, axis=1)
+    m = np.roll(m, -(n_merge // 2), axis=1)  # centre each chroma on its own bin
+    n_octaves = int(np.ceil(n_input / bins_per_octave))
+    m = np.tile(m, n_octaves)[:, :n_input]
+    midi_0 = np.mod(12 * (np.log2(fmin) - np.log2(440.0)) + 69, 12)
+    roll = int(np.round(midi_0 * (n_chroma / 12.0)))
+    m = np.roll(m, roll, axis=0)
+    m.setflags(write=False)
+    return m
+
+
+def cq_to_chroma(n_input: int, *, bins_per_octave: int = 12, n_chroma: int = 12,
+                 fmin: Optional[float] = None, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Matrix folding constant-Q bins onto chroma; equals ``librosa.filters.cq_to_chroma`` (base C).
+
+    Returns:
+        ``[shape=(n_chroma, n_input)]`` 0/1 tensor.
+    """
+    n_input = check_positive_int(n_input, "n_input")
+    bins_per_octave = check_positive_int(bins_per_octave, "bins_per_octave")
+    n_chroma = check_positive_int(n_chroma, "n_chroma")
+    fmin = _C1 if fmin is None else check_positive(fmin, "fmin")
+    if bins_per_octave % n_chroma:
+        raise ParameterError(
+            f"bins_per_octave={bins_per_octave} must be an integer multiple of n_chroma={n_chroma}"
+        )
+    m = _cq_to_chroma_numpy(n_input, bins_per_octave, n_chroma, float(fmin))
+    return torch.from_numpy(m.copy()).to(device=device, dtype=dtype)
+
+
+def _normalize(S: torch.Tensor, norm, dim: int = -2) -> torch.Tensor:
+    """librosa.util.normalize(S, norm=norm, axis=dim) with threshold=tiny, fill=None."""
+    if norm is None:
+        return S
+    mag = S.abs()
+    if norm == math.inf:
+        length = mag.amax(dim=dim, keepdim=True)
+    elif norm == 1:
+        length = mag.sum(dim=dim, keepdim=True)
+    else:
+        length = (mag ** norm).sum(dim=dim, keepdim=True) ** (1.0 / norm)
+    length = torch.where(length < tiny(S), torch.ones_like(length), length)
+    return S / length
+
+
+def chroma_cqt(
+    y: Optional[torch.Tensor] = None,
+    *,
+    sr: float = 22050,
+    C: Optional[torch.Tensor] = None,
+    hop_length: int = 512,
+    fmin: Optional[float] = None,
+    norm: Optional[float] = math.inf,
+    threshold: float = 0.0,
+    tuning: Union[float, torch.Tensor, None] = None,
+    n_chroma: int = 12,
+    n_octaves: int = 7,
+    bins_per_octave: int = 36,
+    lengths: Optional[torch.Tensor] = None,
+    frame_lengths: Optional[torch.Tensor] = None,
+):
+    """Constant-Q chromagram; equals ``librosa.feature.chroma_cqt`` (``cqt_mode='full'``).
+
+    ``|cqt|`` with ``n_octaves * bins_per_octave`` bins is folded onto ``n_chroma`` pitch classes,
+    values below ``threshold`` are zeroed and each frame is normalised.
+
+    Args:
+        y: ``[shape=(..., time)]`` waveform (ignored when ``C`` is given).
+        sr: sampling rate, default 22050.
+        C: ``[shape=(..., n_bins, frames)]`` precomputed constant-Q *magnitude* (real, e.g.
+            ``cqt(...).abs()``).
+        hop_length: default 512. fmin: default C1.
+        norm: per-frame norm (``None``, positive number, ``inf``), default ``inf``.
+        threshold: values below it are set to 0, default 0.0.
+        tuning: float, per-example tensor ``(...)`` or ``None`` (default: estimated per example
+            with ``bins_per_octave`` resolution, as librosa).
+        n_chroma: default 12. n_octaves: default 7. bins_per_octave: default 36, a multiple of
+            ``n_chroma``.
+        lengths: ``[shape=(...)]`` valid samples per example of a padded batch ``y``.
+        frame_lengths: ``[shape=(...)]`` valid frames per example when ``C`` is given.
+
+    Returns:
+        ``[shape=(..., n_chroma, frames)]`` real tensor; with ``lengths`` (or ``frame_lengths``)
+        ``(chroma, frame_lengths)`` with frames past each example's length set to 0.
+    """
+    n_chroma = check_positive_int(n_chroma, "n_chroma")
+    n_octaves = check_positive_int(n_octaves, "n_octaves")
+    bins_per_octave = check_positive_int(bins_per_octave, "bins_per_octave")
+    if bins_per_octave % n_chroma:
+        raise ParameterError(
+            f"bins_per_octave={bins_per_octave} must be an integer multiple of n_chroma={n_chroma}"
+        )
+    norm = _check_norm(norm)
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
+            raise ParameterError(f"threshold must be a finite number or None, got {_describe(threshold)}")
+    with_lengths = lengths is not None or frame_lengths is not None
+    if C is None:
+        if y is None:
+            raise ParameterError("either y (a waveform) or C (a constant-Q magnitude) must be given, got neither")
+        out = cqt(y, sr=sr, hop_length=hop_length, fmin=fmin, n_bins=n_octaves * bins_per_octave,
+                  bins_per_octave=bins_per_octave, tuning=tuning, lengths=lengths)
+        if lengths is not None:
+            out, frame_lengths = out
+        C = out.abs()
+    else:
+        if isinstance(C, torch.Tensor) and C.is_complex():
+            raise ParameterError(f"C must be a real magnitude (pass cqt(...).abs()), got {_describe(C)}")
+        if lengths is not None:
+            raise ParameterError("lengths (in samples) go with y; with a precomputed C pass frame_lengths")
+        C = valid_spectrogram(C, name="C")
+        frame_lengths = check_frame_lengths(frame_lengths, C)
+    M = cq_to_chroma(C.shape[-2], bins_per_octave=bins_per_octave, n_chroma=n_chroma, fmin=fmin,
+                     device=C.device, dtype=C.dtype)
+    chroma = torch.matmul(M, C)
+    if threshold is not None:
+        chroma = chroma.masked_fill(chroma < threshold, 0.0)
+    chroma = _normalize(chroma, norm)
+    if not with_lengths:
+        return chroma
+    return _mask_frames(chroma, frame_lengths), frame_lengths
+
+
+_CHROMA_KWARGS = frozenset({"hop_length", "fmin", "norm", "threshold", "tuning", "n_chroma", "n_octaves",
+                            "bins_per_octave"})
+
+
+@functools.lru_cache(maxsize=16)
+def _tonnetz_matrix(n_chroma: int) -> np.ndarray:
+    dim_map = np.linspace(0, 12, num=n_chroma, endpoint=False)
+    scale = np.asarray([7.0 / 6, 7.0 / 6, 3.0 / 2, 3.0 / 2, 2.0 / 3, 2.0 / 3])
+    V = np.multiply.outer(scale, dim_map)
+    V[::2] -= 0.5  # even rows are sines
+    R = np.array([1, 1, 1, 1, 0.5, 0.5])  # fifths, minor thirds, major thirds
+    phi = R[:, np.newaxis] * np.cos(np.pi * V)
+    phi.setflags(write=False)
+    return phi
+
+
+def tonnetz(
+    y: Optional[torch.Tensor] = None,
+    *,
+    sr: float = 22050,
+    chroma: Optional[torch.Tensor] = None,
+    lengths: Optional[torch.Tensor] = None,
+    frame_lengths: Optional[torch.Tensor] = None,
+    **chroma_kwargs,
+):
+    """Tonal centroid features; equals ``librosa.feature.tonnetz``.
+
+    Each frame of the chromagram (``chroma_cqt(y)`` unless given) is L1-normalised and projected on
+    the fifths, minor-thirds and major-thirds circles (6 x n_chroma matrix).
+
+    Args:
+        y: ``[shape=(..., time)]`` waveform (ignored when ``chroma`` is given).
+        sr: sampling rate, default 22050.
+        chroma: ``[shape=(..., n_chroma, frames)]`` precomputed chromagram.
+        lengths: ``[shape=(...)]`` valid samples per example of a padded batch ``y``.
+        frame_lengths: ``[shape=(...)]`` valid frames per example when ``chroma`` is given.
+        **chroma_kwargs: passed to :func:`chroma_cqt` (``hop_length``, ``tuning``, ...).
+
+    Returns:
+        ``[shape=(..., 6, frames)]``; with ``lengths`` (or ``frame_lengths``)
+        ``(tonnetz, frame_lengths)`` with frames past each example's length set to 0.
+    """
+    unknown = sorted(set(chroma_kwargs) - _CHROMA_KWARGS)
+    if unknown:
+        raise ParameterError(f"unexpected keyword argument(s) {unknown} for tonnetz; chroma_cqt accepts "
+                             f"{sorted(_CHROMA_KWARGS)}")
+    with_lengths = lengths is not None or frame_lengths is not None
+    if chroma is None:
+        if y is None:
+            raise ParameterError("either y (a waveform) or chroma must be given, got neither")
+        out = chroma_cqt(y, sr=sr, lengths=lengths, **chroma_kwargs)
+        if lengths is not None:
+            chroma, frame_lengths = out
+        else:
+            chroma = out
+    else:
+        if isinstance(chroma, torch.Tensor) and chroma.is_complex():
+            raise ParameterError(f"chroma must be real, got {_describe(chroma)}")
+        if lengths is not None:
+            raise ParameterError("lengths (in samples) go with y; with a precomputed chroma pass frame_lengths")
+        chroma = valid_spectrogram(chroma, name="chroma")
+        frame_lengths = check_frame_lengths(frame_lengths, chroma)
+    phi = torch.from_numpy(_tonnetz_matrix(chroma.shape[-2]).copy()).to(device=chroma.device, dtype=chroma.dtype)
+    ton = torch.matmul(phi, _normalize(chroma, 1.0))
+    if not with_lengths:
+        return ton
+    return _mask_frames(ton, frame_lengths), frame_lengths
