@@ -5,7 +5,8 @@ accepts one), keyword-only settings with librosa's names and defaults, and optio
 for zero-padded batches.
 """
 
-from . import constantq, filters, pitch
+from . import constantq, filters, hpss, pitch
+from .hpss import harmonic, istft, percussive
 from .constantq import chroma_cqt, cqt, tonnetz
 from .effects import trim
 from .features import (
@@ -42,6 +43,10 @@ __all__ = [
     "spectral_centroid",
     "trim",
     "constantq",
+    "hpss",
+    "harmonic",
+    "percussive",
+    "istft",
     "cqt",
     "chroma_cqt",
     "tonnetz",

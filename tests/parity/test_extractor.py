@@ -121,3 +121,22 @@ def test_edge_clips_are_finite(clip):
         out = FeatureExtractor(tonnetz=False, normalize=normalize, max_frames=None)(torch.from_numpy(clip).float())
         assert torch.isfinite(out.features).all()
         assert int(out.frame_lengths[0]) == 1 + len(clip) // 512
+
+
+def test_all_68_rows_with_tonnetz_equal_librosa_stack(device, dtype):
+    """The full stack, tonnetz from the HPSS-harmonic signal included, on a mixed-length batch."""
+    names = ["speech_like", "odd_12345"]
+    clips = [SIGNALS[n] for n in names]
+    y = torch.zeros(len(clips), max(len(c) for c in clips), dtype=dtype)
+    for i, c in enumerate(clips):
+        y[i, : len(c)] = torch.from_numpy(c)
+    lengths = torch.tensor([len(c) for c in clips])
+    fe = FeatureExtractor(tonnetz=True, normalize=None, max_frames=None).to(device)
+    out = fe(y.to(device), lengths.to(device))
+    for i, name in enumerate(names):
+        ref = reference(name, True)
+        n = int(out.frame_lengths[i])
+        assert n == ref.shape[1]
+        ours = out.features[i, :, :n].cpu().double().numpy()
+        _check(_family_errors(ours, ref), dtype, STFT_FAMILIES + ["tonnetz"])
+        assert _rolloff_flips(ours, ref) <= (0 if dtype == torch.float64 else max(1, n // 50))

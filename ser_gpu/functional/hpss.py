@@ -1,0 +1,746 @@
+"""Inverse STFT, median filtering and harmonic/percussive source separation, as librosa 0.11.
+
+Everything is batched over leading axes and runs on the input's device and dtype. Padded batches
+carry ``lengths`` (samples) or ``frame_lengths`` (frames); every valid sample/frame then equals what
+librosa computes on the unpadded example alone, and everything beyond is zero.
+
+The median filters are the hot spot of HPSS (a 31-wide median at every time-frequency point, twice).
+They run as a selection network (exact elementwise min/max over shifted views, bit-identical to a
+sort) over chunks of rows, so the windowed working set never holds more than ``chunk_size`` elements
+whatever the batch size.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as nnf
+
+from .._validation import (
+    _describe,
+    check_frame_lengths,
+    check_lengths,
+    check_positive_int,
+    valid_audio,
+    valid_spectrogram,
+)
+from ..errors import ParameterError
+from .spectrum import _mask_frames, _stft, get_window
+
+__all__ = [
+    "istft",
+    "median_filter",
+    "softmask",
+    "hpss",
+    "harmonic",
+    "percussive",
+    "hpss_waveform",
+    "DEFAULT_CHUNK_SIZE",
+]
+
+#: Default upper bound on the median filters' working set, in elements (rows x length x kernel):
+#: 2**24 = 64 MiB in float32, 128 MiB in float64. On CPU the chunks are further capped to
+#: cache-sized pieces (``_CPU_OP_ELEMENTS`` per elementwise op), which is faster there.
+DEFAULT_CHUNK_SIZE = 2**24
+
+_HPSS_PAD_MODES = ("constant", "edge", "reflect")
+
+KernelSize = Union[int, Tuple[int, int], Sequence[int]]
+Margin = Union[float, Tuple[float, float], Sequence[float]]
+
+
+# ----------------------------------------------------------------------------------------------
+# validation helpers
+
+
+def _valid_complex_or_real_spectrogram(S, name: str = "S") -> torch.Tensor:
+    if isinstance(S, torch.Tensor) and S.is_complex():
+        if S.dtype not in (torch.complex64, torch.complex128):
+            raise ParameterError(f"{name} must be complex64 or complex128, got {S.dtype}")
+        if S.ndim < 2 or S.shape[-1] == 0 or S.shape[-2] == 0 or S.numel() == 0:
+            raise ParameterError(f"{name} must have shape (..., freq, frames) and be non-empty, got {tuple(S.shape)}")
+        if not bool(torch.isfinite(S).all()):
+            raise ParameterError(f"{name} contains non-finite values (NaN or inf)")
+        return S
+    return valid_spectrogram(S, name=name)
+
+
+def _pair(value, name: str):
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ParameterError(f"{name} must be a scalar or a pair (harmonic, percussive), got {value!r}")
+        return value[0], value[1]
+    return value, value
+
+
+def _check_kernel_size(kernel_size) -> Tuple[int, int]:
+    kh, kp = _pair(kernel_size, "kernel_size")
+    return check_positive_int(kh, "kernel_size"), check_positive_int(kp, "kernel_size")
+
+
+def _check_margin(margin) -> Tuple[float, float]:
+    out = []
+    for m in _pair(margin, "margin"):
+        if isinstance(m, bool) or not isinstance(m, numbers.Real) or not math.isfinite(float(m)) or m < 1:
+            raise ParameterError(f"margin must be a finite number >= 1.0 (or a pair of them), got {_describe(margin)}")
+        out.append(float(m))
+    return out[0], out[1]
+
+
+def _check_power(power) -> float:
+    if isinstance(power, bool) or not isinstance(power, numbers.Real) or math.isnan(float(power)) or power <= 0:
+        raise ParameterError(f"power must be a positive number (or inf for a hard mask), got {_describe(power)}")
+    return float(power)
+
+
+def _check_chunk_size(chunk_size) -> int:
+    return check_positive_int(chunk_size, "chunk_size")
+
+
+def _resolve_frame_args(n_fft, hop_length, win_length, window):
+    """librosa's defaults: win_length = n_fft, hop_length = win_length // 4."""
+    n_fft = check_positive_int(n_fft, "n_fft")
+    win_length = n_fft if win_length is None else check_positive_int(win_length, "win_length")
+    if win_length > n_fft:
+        raise ParameterError(f"win_length must be <= n_fft={n_fft}, got {win_length}")
+    if hop_length is None:
+        hop_length = win_length // 4
+        if hop_length < 1:
+            raise ParameterError(f"hop_length defaults to win_length // 4, which is 0 for win_length={win_length}")
+    hop_length = check_positive_int(hop_length, "hop_length")
+    if not isinstance(window, torch.Tensor):
+        get_window(window, win_length)  # validates the name
+    return n_fft, hop_length, win_length
+
+
+def _padded_window(window, win_length: int, n_fft: int, *, device, dtype) -> torch.Tensor:
+    """The window centred in ``n_fft`` samples (``librosa.util.pad_center``)."""
+    w = get_window(window, win_length, device=device, dtype=torch.float64)
+    left = (n_fft - win_length) // 2
+    return nnf.pad(w, (left, n_fft - win_length - left)).to(dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# inverse STFT
+
+
+def istft(
+    stft_matrix: torch.Tensor,
+    *,
+    hop_length: Optional[int] = None,
+    win_length: Optional[int] = None,
+    n_fft: Optional[int] = None,
+    window: Union[str, torch.Tensor] = "hann",
+    center: bool = True,
+    length: Optional[int] = None,
+    lengths: Optional[torch.Tensor] = None,
+    frame_lengths: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Inverse short-time Fourier transform by weighted overlap-add; equals ``librosa.istft``.
+
+    Each frame is inverted with ``irfft``, windowed, overlap-added, and the sum is divided by the
+    window's sum-square envelope wherever that exceeds the dtype's ``tiny`` (elsewhere left as is),
+    exactly as librosa does.
+
+    Args:
+        stft_matrix: ``[shape=(..., 1 + n_fft // 2, frames)]`` complex64/complex128 STFT.
+        hop_length: defaults to ``win_length // 4`` (librosa's default).
+        win_length: defaults to ``n_fft``.
+        n_fft: defaults to ``2 * (freq - 1)``; must satisfy ``freq == 1 + n_fft // 2``.
+        window: window name or ``[shape=(win_length,)]`` tensor, as used for the analysis.
+        center: whether the analysis frames were centred (``n_fft // 2`` samples trimmed).
+        length: output length in samples (zero-padded or trimmed), as librosa's ``length``.
+            Default: all the frames cover, or ``max(lengths)`` when ``lengths`` is given.
+        lengths: ``[shape=(...)]`` per-example output lengths (int). Example ``b`` equals
+            ``librosa.istft(stft_matrix[b], length=lengths[b])`` and is zero beyond ``lengths[b]``.
+        frame_lengths: ``[shape=(...)]`` per-example number of valid frames; frames beyond are
+            ignored (neither added nor counted in the window envelope), so example ``b`` equals
+            librosa on ``stft_matrix[b, ..., :frame_lengths[b]]``.
+
+    Returns:
+        ``[shape=(..., length)]`` real tensor of the matching precision.
+    """
+    if not isinstance(stft_matrix, torch.Tensor) or not stft_matrix.is_complex():
+        raise ParameterError(f"stft_matrix must be a complex torch.Tensor, got {_describe(stft_matrix)}")
+    D = _valid_complex_or_real_spectrogram(stft_matrix, "stft_matrix")
+    n_bins = D.shape[-2]
+    if n_fft is None:
+        n_fft = 2 * (n_bins - 1)
+        if n_fft < 1:
+            raise ParameterError(f"stft_matrix has {n_bins} frequency bin(s); cannot infer n_fft")
+    n_fft = check_positive_int(n_fft, "n_fft")
+    if n_bins != 1 + n_fft // 2:
+        raise ParameterError(f"n_fft={n_fft} needs {1 + n_fft // 2} frequency bins, stft_matrix has {n_bins}")
+    n_fft, hop_length, win_length = _resolve_frame_args(n_fft, hop_length, win_length, window)
+    if length is not None:
+        length = check_positive_int(length, "length")
+    fake = D[..., 0, :]  # (..., frames): the batch shape, for the per-example checks
+    if lengths is not None:
+        if length is None:  # the longest example sets the output length
+            try:
+                as_tensor = torch.as_tensor(lengths)
+            except Exception as exc:  # noqa: BLE001 - re-raised with the argument's name
+                raise ParameterError(f"lengths must be an integer tensor, got {_describe(lengths)}") from exc
+            length = int(as_tensor.max()) if as_tensor.numel() and not as_tensor.is_complex() else 1
+            length = max(length, 1)
+        # a zero-size stand-in with the right (..., time) shape for the shared lengths check
+        lengths = check_lengths(lengths, D.real.new_zeros(()).expand(fake.shape[:-1] + (length,)))
+    frame_lengths = check_frame_lengths(frame_lengths, fake.unsqueeze(-2))
+    return _istft(D, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+                  center=center, length=length, lengths=lengths, frame_lengths=frame_lengths)
+
+
+#: Examples are inverted this many frame samples (examples x n_fft x frames) at a time, so the
+#: (batch, n_fft, frames) inverse-FFT temporaries stay bounded whatever the batch size.
+_ISTFT_CHUNK_ELEMENTS = 2**23
+
+
+def _istft(D, *, n_fft, hop_length, win_length, window, center, length, lengths, frame_lengths):
+    batch_shape = D.shape[:-2]
+    real_dtype = D.real.dtype
+    X = D.reshape((-1,) + D.shape[-2:])
+    B, n_frames = X.shape[0], X.shape[-1]
+    half = n_fft // 2 if center else 0
+    if length is not None:
+        # frames starting at or beyond the padded length cannot reach the output (librosa trims too)
+        n_frames = min(n_frames, -(-(length + 2 * half) // hop_length))
+        X = X[..., :n_frames]
+    ola_len = n_fft + hop_length * (n_frames - 1)
+    out_len = length if length is not None else ola_len - 2 * half
+    tiny = torch.finfo(real_dtype).tiny
+
+    win = _padded_window(window, win_length, n_fft, device=D.device, dtype=real_dtype)
+    win_sq = (win * win).unsqueeze(-1)  # (n_fft, 1)
+
+    def overlap_add(x):  # (b, n_fft, frames) -> (b, out_len), librosa's crop/zero-extension included
+        out = nnf.fold(x, output_size=(1, ola_len), kernel_size=(1, n_fft), stride=(1, hop_length))
+        return _fix_length(out.reshape(x.shape[0], ola_len)[..., half:], out_len)
+
+    if frame_lengths is None:
+        wss_all = overlap_add(win_sq.expand(n_fft, n_frames).unsqueeze(0).contiguous())
+    else:
+        frame_lengths = frame_lengths.reshape(-1)
+    y = torch.empty((B, out_len), dtype=real_dtype, device=D.device)
+    per_chunk = max(1, _ISTFT_CHUNK_ELEMENTS // (n_fft * n_frames))
+    for b0 in range(0, B, per_chunk):
+        b1 = min(B, b0 + per_chunk)
+        frames = torch.fft.irfft(X[b0:b1], n=n_fft, dim=-2)  # (b, n_fft, frames)
+        frames = frames * win.unsqueeze(-1)
+        if frame_lengths is None:
+            wss = wss_all
+        else:
+            valid = (torch.arange(n_frames, device=D.device) < frame_lengths[b0:b1].unsqueeze(-1))
+            valid = valid.to(real_dtype).unsqueeze(-2)  # (b, 1, frames)
+            frames = frames * valid
+            wss = overlap_add(win_sq * valid)  # each example's own envelope
+        yb = overlap_add(frames)
+        del frames
+        nonzero = wss > tiny
+        y[b0:b1] = torch.where(nonzero, yb / torch.where(nonzero, wss, torch.ones_like(wss)), yb)
+    if lengths is not None:
+        keep = torch.arange(out_len, device=D.device) < lengths.reshape(-1, 1)
+        y = y.masked_fill(~keep, 0.0)
+    return y.reshape(batch_shape + (out_len,))
+
+
+def _fix_length(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] >= size:
+        return x[..., :size]
+    return nnf.pad(x, (0, size - x.shape[-1]))
+
+
+# ----------------------------------------------------------------------------------------------
+# median filtering
+
+
+def _reflect_index(pos: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """scipy.ndimage 'reflect' (half-sample symmetric, ``d c b a | a b c d | d c b a``), periodic."""
+    period = 2 * n
+    j = torch.remainder(pos, period)
+    return torch.where(j < n, j, period - 1 - j)
+
+
+def _batcher_pairs(n: int):
+    """Comparators ``(i, j)``, ``i < j``, of Batcher's odd-even merge sort of ``n = 2**m`` keys."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+@functools.lru_cache(maxsize=None)
+def _selection_network(k: int):
+    """A min/max program whose slot ``k // 2`` ends up holding the element of rank ``k // 2``.
+
+    Batcher's network for the next power of two, with the missing keys as static +inf (comparators
+    against them become no-ops or relabellings), pruned backwards to the comparators, and the min or
+    max halves of them, that reach the selected slot. For k = 31: 274 elementwise min/max.
+    Returns ``(program, target)``; each step is ``('cmp'|'swap', i, j, need_min, need_max)``.
+    """
+    n = 1
+    while n < k:
+        n *= 2
+    is_inf = [i >= k for i in range(n)]
+    ops = []
+    for i, j in _batcher_pairs(n):
+        if is_inf[j]:
+            continue
+        if is_inf[i]:
+            is_inf[i], is_inf[j] = False, True
+            ops.append(("swap", i, j))
+        else:
+            ops.append(("cmp", i, j))
+    target = k // 2
+    needed = {target}
+    program = []
+    for kind, i, j in reversed(ops):
+        need_i, need_j = i in needed, j in needed
+        if not (need_i or need_j):
+            continue
+        program.append((kind, i, j, need_i, need_j))
+        if kind == "swap":
+            needed = (needed - {i, j}) | ({j} if need_i else set()) | ({i} if need_j else set())
+        else:
+            needed |= {i, j}
+    program.reverse()
+    return tuple(program), target
+
+
+def _select_median(padded: torch.Tensor, k: int, L: int) -> torch.Tensor:
+    """Rank ``k // 2`` of every window ``padded[:, t : t + k]``, ``t < L``, by a selection network.
+
+    Only exact min/max, so the result is bit-identical to a sort-based median; on CPU it is several
+    times faster than ``torch.median`` over ``unfold`` windows and on GPU it is purely elementwise.
+    """
+    program, target = _selection_network(k)
+    slots = [padded[:, j : j + L] for j in range(k)]  # views, no copy
+    slots += [None] * (len(slots) + 1)
+    for kind, i, j, need_i, need_j in program:
+        if kind == "swap":
+            slots[i], slots[j] = slots[j], slots[i]
+            continue
+        a, b = slots[i], slots[j]
+        lo = torch.minimum(a, b) if need_i else None
+        hi = torch.maximum(a, b) if need_j else None
+        slots[i], slots[j] = lo, hi
+    return slots[target]
+
+
+#: On CPU each min/max works on at most this many elements: small enough to stay in cache and under
+#: torch's intra-op parallel grain (forking per tiny op is slow, pathologically so on a busy machine).
+_CPU_OP_ELEMENTS = 2**15
+
+
+def _window_median(rows: torch.Tensor, idx: torch.Tensor, k: int, chunk_size: int,
+                   row_group: Optional[int] = None) -> torch.Tensor:
+    """Median over ``k``-wide windows of gathered rows.
+
+    ``rows``: ``(R, L)``. ``idx``: ``(L + k - 1,)`` source positions shared by all rows, or
+    ``(G, L + k - 1)`` with row ``r`` using ``idx[r // row_group]``. Output ``(R, L)``: the element of
+    rank ``k // 2`` of each window (scipy's choice, the upper median for even ``k``). At most
+    ``chunk_size`` elements of windowed data (rows x L x k) are live at once.
+    """
+    R, L = rows.shape
+    out = torch.empty_like(rows)
+    per_chunk = max(1, chunk_size // (L * k))
+    if rows.device.type == "cpu":
+        per_chunk = min(per_chunk, max(1, _CPU_OP_ELEMENTS // L))
+    for r0 in range(0, R, per_chunk):
+        r1 = min(R, r0 + per_chunk)
+        block = rows[r0:r1]
+        if idx.ndim == 1:
+            padded = block.index_select(1, idx)
+        else:
+            groups = torch.arange(r0, r1, device=rows.device) // row_group
+            padded = torch.gather(block, 1, idx[groups])
+        out[r0:r1] = _select_median(padded, k, L)
+    return out
+
+
+def _median_time(S: torch.Tensor, k: int, frame_lengths: Optional[torch.Tensor], chunk_size: int) -> torch.Tensor:
+    """``S``: ``(B, F, T)``; per-example reflection at each example's own last valid frame."""
+    B, F, T = S.shape
+    if k == 1:
+        return S.clone()
+    pos = torch.arange(T + k - 1, device=S.device) - k // 2
+    rows = S.reshape(B * F, T)
+    if frame_lengths is None:
+        idx = _reflect_index(pos, torch.tensor(T, device=S.device))
+        out = _window_median(rows, idx, k, chunk_size)
+    else:
+        idx = _reflect_index(pos.unsqueeze(0), frame_lengths.reshape(-1, 1))  # (B, T + k - 1)
+        out = _window_median(rows, idx, k, chunk_size, row_group=F)
+    return out.reshape(B, F, T)
+
+
+def _median_freq(S: torch.Tensor, k: int, chunk_size: int) -> torch.Tensor:
+    B, F, T = S.shape
+    if k == 1:
+        return S.clone()
+    pos = torch.arange(F + k - 1, device=S.device) - k // 2
+    idx = _reflect_index(pos, torch.tensor(F, device=S.device))
+    rows = S.transpose(-1, -2).reshape(B * T, F)
+    out = _window_median(rows, idx, k, chunk_size)
+    return out.reshape(B, T, F).transpose(-1, -2)  # a view: no third full-size copy
+
+
+def median_filter(
+    S: torch.Tensor,
+    *,
+    kernel_size: int = 31,
+    axis: str = "time",
+    frame_lengths: Optional[torch.Tensor] = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> torch.Tensor:
+    """Running median along time or frequency; equals ``scipy.ndimage.median_filter(mode='reflect')``.
+
+    ``axis='time'`` equals ``median_filter(S, size=(1, kernel_size), mode='reflect')`` and
+    ``axis='freq'`` equals ``size=(kernel_size, 1)``, per ``(freq, frames)`` matrix, as
+    ``librosa.decompose.hpss`` calls them. scipy's 'reflect' repeats the edge sample
+    (``d c b a | a b c d``), unlike torch's 'reflect'. For an even ``kernel_size`` the window is
+    ``[i - k//2, i + k - 1 - k//2]`` and the upper median is taken, as scipy.
+
+    Note: scipy (1.17) reads outside the array when ``kernel_size // 2 >= 4 * n`` (``n`` = frames
+    or bins; e.g. <= 3 frames with a 31-wide window); here the reflection is applied periodically as
+    scipy documents it.
+
+    Args:
+        S: ``[shape=(..., freq, frames)]`` real float32/float64 tensor.
+        kernel_size: window width (positive int), default 31.
+        axis: ``'time'`` (along frames) or ``'freq'`` (along bins).
+        frame_lengths: ``[shape=(...)]`` valid frames per example; the time median then reflects
+            at each example's own last valid frame, so padded frames never enter a valid output.
+            Outputs at padded frames are unspecified (not zeroed).
+        chunk_size: maximum number of elements of the windowed temporary
+            (rows x length x kernel_size) held at once; default ``2**24``.
+
+    Returns:
+        ``[shape=(..., freq, frames)]`` median-filtered ``S``.
+    """
+    S = valid_spectrogram(S)
+    k = check_positive_int(kernel_size, "kernel_size")
+    chunk_size = _check_chunk_size(chunk_size)
+    if axis not in ("time", "freq"):
+        raise ParameterError(f"axis must be 'time' or 'freq', got {axis!r}")
+    frame_lengths = check_frame_lengths(frame_lengths, S)
+    X = S.reshape((-1,) + S.shape[-2:])
+    if axis == "time":
+        out = _median_time(X, k, frame_lengths, chunk_size)
+    else:
+        out = _median_freq(X, k, chunk_size)
+    return out.reshape(S.shape)
+
+
+# ----------------------------------------------------------------------------------------------
+# soft masks and HPSS
+
+
+def softmask(X: torch.Tensor, X_ref: torch.Tensor, *, power: float = 1.0, split_zeros: bool = False) -> torch.Tensor:
+    """Robust soft mask ``X**power / (X**power + X_ref**power)``; equals ``librosa.util.softmask``.
+
+    Both inputs are rescaled by ``Z = max(X, X_ref)`` first; where ``Z`` is below the dtype's
+    ``tiny`` the mask is 0.5 (``split_zeros``) or 0. ``power=inf`` gives the hard mask ``X > X_ref``.
+
+    Args:
+        X: ``[shape=(...)]`` non-negative real tensor (the mask's positive part).
+        X_ref: non-negative tensor of the same shape (the reference).
+        power: exponent > 0, or ``float('inf')``.
+        split_zeros: value 0.5 instead of 0 where both inputs are (near) zero.
+
+    Returns:
+        ``[shape=X.shape]`` mask in ``[0, 1]`` of ``X``'s dtype.
+    """
+    X = valid_audio(X, name="X")
+    if not isinstance(X_ref, torch.Tensor) or tuple(X_ref.shape) != tuple(X.shape):
+        raise ParameterError(f"X_ref must be a tensor of shape {tuple(X.shape)}, got {_describe(X_ref)}")
+    if bool((X < 0).any()) or bool((X_ref < 0).any()):
+        raise ParameterError("X and X_ref must be non-negative")
+    return _softmask(X, X_ref, _check_power(power), bool(split_zeros))
+
+
+def _softmask(X, X_ref, power: float, split_zeros: bool) -> torch.Tensor:
+    if math.isinf(power):
+        return (X > X_ref).to(X.dtype)
+    # temporaries are rebound as soon as possible: these are full (batch, freq, frames) tensors
+    Z = torch.maximum(X, X_ref)
+    bad = Z < torch.finfo(X.dtype).tiny
+    Z = Z.masked_fill(bad, 1.0)
+    mask = (X / Z) ** power
+    ref = (X_ref / Z) ** power
+    del Z
+    ref += mask
+    mask = mask / ref  # mask + ref >= 1 wherever Z was kept
+    del ref
+    return mask.masked_fill(bad, 0.5 if split_zeros else 0.0)
+
+
+def _hpss_masks(mag, *, kernels, margins, power, frame_lengths, chunk_size, want=(True, True)):
+    """(mask_harm or None, mask_perc or None) for a real ``(B, F, T)`` magnitude."""
+    win_harm, win_perc = kernels
+    margin_harm, margin_perc = margins
+    harm = _median_time(mag, win_harm, frame_lengths, chunk_size)
+    perc = _median_freq(mag, win_perc, chunk_size)
+    split_zeros = margin_harm == 1 and margin_perc == 1
+    mask_h = mask_p = None
+    if want[0]:
+        mask_h = _softmask(harm, perc * margin_harm if margin_harm != 1 else perc, power, split_zeros)
+        mask_h = _mask_frames(mask_h, frame_lengths)
+    if want[1]:
+        mask_p = _softmask(perc, harm * margin_perc if margin_perc != 1 else harm, power, split_zeros)
+        mask_p = _mask_frames(mask_p, frame_lengths)
+    return mask_h, mask_p
+
+
+def hpss(
+    S: torch.Tensor,
+    *,
+    kernel_size: KernelSize = 31,
+    power: float = 2.0,
+    mask: bool = False,
+    margin: Margin = 1.0,
+    frame_lengths: Optional[torch.Tensor] = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Median-filtering harmonic/percussive separation; equals ``librosa.decompose.hpss``.
+
+    Harmonic = running median along time, percussive = along frequency (scipy 'reflect' edges);
+    soft masks via :func:`softmask` (``split_zeros`` when both margins are 1). A complex input is
+    separated on its magnitude and the masks are applied to the complex values (librosa's
+    ``(|S| * mask) * phase``).
+
+    Args:
+        S: ``[shape=(..., freq, frames)]`` complex STFT or real (magnitude/power) spectrogram.
+        kernel_size: median widths, an int or ``(harmonic, percussive)``; default 31.
+        power: soft-mask exponent > 0 (``inf`` = hard mask); default 2.
+        mask: return the masks instead of the components.
+        margin: >= 1, a number or ``(harmonic, percussive)``; > 1 leaves a residual.
+        frame_lengths: ``[shape=(...)]`` valid frames per example of a padded batch; each example
+            then equals librosa on its valid frames, and padded frames come out as 0.
+        chunk_size: bound on the median filters' windowed temporary, in elements (see
+            :func:`median_filter`).
+
+    Returns:
+        ``(harmonic, percussive)``, each ``[shape=S.shape]`` with ``S``'s dtype (real masks when
+        ``mask=True``).
+    """
+    S = _valid_complex_or_real_spectrogram(S)
+    kernels = _check_kernel_size(kernel_size)
+    margins = _check_margin(margin)
+    power = _check_power(power)
+    chunk_size = _check_chunk_size(chunk_size)
+    mag = S.abs() if S.is_complex() else S
+    frame_lengths = check_frame_lengths(frame_lengths, mag)
+    shape = S.shape
+    flat_fl = frame_lengths.reshape(-1) if frame_lengths is not None else None
+    mask_h, mask_p = _hpss_masks(mag.reshape((-1,) + shape[-2:]), kernels=kernels, margins=margins,
+                                 power=power, frame_lengths=flat_fl, chunk_size=chunk_size)
+    mask_h, mask_p = mask_h.reshape(mag.shape), mask_p.reshape(mag.shape)
+    if mask:
+        return mask_h, mask_p
+    return _apply_mask(S, mask_h), _apply_mask(S, mask_p)
+
+
+def _apply_mask(S: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``S * mask`` without promoting the real mask to a complex tensor first."""
+    if not S.is_complex():
+        return S * mask
+    return torch.view_as_complex(torch.view_as_real(S) * mask.unsqueeze(-1))
+
+
+# ----------------------------------------------------------------------------------------------
+# waveform HPSS
+
+
+def _pad_per_example(y: torch.Tensor, lengths: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
+    """Centre-pad each example of ``(B, N)`` by ``pad`` at both ends of its own valid part.
+
+    Positions beyond an example's end are filled by ``mode`` relative to that example's length, as
+    ``np.pad`` on the unpadded example would; the result has ``N + 2 * pad`` columns.
+    """
+    B, N = y.shape
+    pos = torch.arange(-pad, N + pad, device=y.device).unsqueeze(0)  # (1, N + 2 pad)
+    n = lengths.reshape(-1, 1)
+    if mode == "edge":
+        idx = pos.clamp(min=0)
+        idx = torch.minimum(idx, n - 1)
+    else:  # numpy 'reflect' (the edge sample is not repeated), periodic for long pads
+        period = torch.clamp(2 * (n - 1), min=1)
+        j = torch.remainder(pos, period)
+        idx = torch.where(j < n, j, period - j)
+        idx = torch.where(n == 1, torch.zeros_like(idx), idx)
+    out = torch.gather(y, 1, idx.expand(B, -1))
+    inside = (pos >= 0) & (pos < n)
+    # beyond the example's padded end nothing valid is read; keep it finite and zero
+    beyond = pos >= n + pad
+    return torch.where(inside | ~beyond, out, torch.zeros_like(out))
+
+
+def _waveform_stft(y, lengths, *, n_fft, hop_length, win_length, window, center, pad_mode):
+    """STFT of a (possibly padded) batch; returns ``(D, frame_lengths)``."""
+    if lengths is None and (pad_mode == "constant" or not center):
+        return _stft(y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+                     center=center, pad_mode="constant"), None
+    flat = y.reshape(-1, y.shape[-1])
+    n = (lengths.reshape(-1) if lengths is not None
+         else torch.full((flat.shape[0],), flat.shape[-1], dtype=torch.int64, device=y.device))
+    keep = torch.arange(flat.shape[-1], device=y.device) < n.unsqueeze(-1)
+    flat = flat.masked_fill(~keep, 0.0)
+    if center and pad_mode != "constant":
+        flat = _pad_per_example(flat, n, n_fft // 2, pad_mode)
+        D = _stft(flat, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+                  center=False, pad_mode="constant")
+    else:
+        D = _stft(flat, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+                  center=center, pad_mode="constant")
+    D = D.reshape(y.shape[:-1] + D.shape[-2:])
+    if lengths is None:
+        return D, None
+    # frames of the unpadded example: 1 + (len + 2 * (n_fft // 2) - n_fft) // hop (centred)
+    padded = lengths + 2 * (n_fft // 2) if center else lengths
+    return D, 1 + torch.div(padded - n_fft, hop_length, rounding_mode="floor")
+
+
+def _hpss_waveform(y, want, *, kernel_size, power, margin, n_fft, hop_length, win_length, window,
+                   center, pad_mode, lengths, chunk_size):
+    y = valid_audio(y)
+    kernels = _check_kernel_size(kernel_size)
+    margins = _check_margin(margin)
+    power = _check_power(power)
+    chunk_size = _check_chunk_size(chunk_size)
+    n_fft, hop_length, win_length = _resolve_frame_args(n_fft, hop_length, win_length, window)
+    if pad_mode not in _HPSS_PAD_MODES:
+        raise ParameterError(f"pad_mode must be one of {_HPSS_PAD_MODES}, got {pad_mode!r}")
+    lengths = check_lengths(lengths, y)
+    n_min = int(lengths.min()) if lengths is not None and lengths.numel() else y.shape[-1]
+    if not center and n_min < n_fft:
+        raise ParameterError(f"n_fft={n_fft} is too large for uncentered analysis of a signal of length {n_min}")
+    if center and pad_mode == "reflect" and n_min < 2:
+        raise ParameterError(f"pad_mode='reflect' needs at least 2 samples per example, got {n_min}")
+
+    D, frame_lengths = _waveform_stft(y, lengths, n_fft=n_fft, hop_length=hop_length,
+                                      win_length=win_length, window=window, center=center,
+                                      pad_mode=pad_mode)
+    flat_D = D.reshape((-1,) + D.shape[-2:])
+    flat_fl = frame_lengths.reshape(-1) if frame_lengths is not None else None
+    masks = _hpss_masks(flat_D.abs(), kernels=kernels, margins=margins, power=power,
+                        frame_lengths=flat_fl, chunk_size=chunk_size, want=want)
+    flat_len = lengths.reshape(-1) if lengths is not None else None
+    outs = []
+    for m in masks:
+        if m is None:
+            continue
+        yy = _istft(_apply_mask(flat_D, m), n_fft=n_fft, hop_length=hop_length, win_length=win_length,
+                    window=window, center=center, length=y.shape[-1], lengths=flat_len,
+                    frame_lengths=flat_fl)
+        outs.append(yy.to(y.dtype).reshape(y.shape))
+    return outs, lengths
+
+
+def harmonic(
+    y: torch.Tensor,
+    *,
+    kernel_size: KernelSize = 31,
+    power: float = 2.0,
+    margin: Margin = 1.0,
+    n_fft: int = 2048,
+    hop_length: Optional[int] = None,
+    win_length: Optional[int] = None,
+    window: Union[str, torch.Tensor] = "hann",
+    center: bool = True,
+    pad_mode: str = "constant",
+    lengths: Optional[torch.Tensor] = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+):
+    """Harmonic part of a waveform (STFT -> HPSS -> ISTFT); equals ``librosa.effects.harmonic``.
+
+    Args:
+        y: ``[shape=(..., time)]`` float32/float64 waveform, any device.
+        kernel_size, power, margin: see :func:`hpss` (defaults 31, 2.0, 1.0).
+        n_fft: FFT size, default 2048. hop_length: default ``win_length // 4``.
+        win_length: default ``n_fft``. window: default ``'hann'``. center: default True.
+        pad_mode: ``'constant'`` (zeros, librosa's default), ``'edge'`` or ``'reflect'``.
+        lengths: ``[shape=(...)]`` valid samples per example of a zero-padded batch. Each example
+            then equals librosa on its unpadded samples, and is zero beyond its length.
+        chunk_size: bound on the median filters' windowed temporary, in elements.
+
+    Returns:
+        ``[shape=(..., time)]`` harmonic waveform with ``y``'s dtype; with ``lengths``, the pair
+        ``(y_harmonic, lengths)``.
+    """
+    (y_h,), lengths = _hpss_waveform(
+        y, (True, False), kernel_size=kernel_size, power=power, margin=margin, n_fft=n_fft,
+        hop_length=hop_length, win_length=win_length, window=window, center=center,
+        pad_mode=pad_mode, lengths=lengths, chunk_size=chunk_size)
+    return y_h if lengths is None else (y_h, lengths)
+
+
+def percussive(
+    y: torch.Tensor,
+    *,
+    kernel_size: KernelSize = 31,
+    power: float = 2.0,
+    margin: Margin = 1.0,
+    n_fft: int = 2048,
+    hop_length: Optional[int] = None,
+    win_length: Optional[int] = None,
+    window: Union[str, torch.Tensor] = "hann",
+    center: bool = True,
+    pad_mode: str = "constant",
+    lengths: Optional[torch.Tensor] = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+):
+    """Percussive part of a waveform (STFT -> HPSS -> ISTFT); equals ``librosa.effects.percussive``.
+
+    Args: as :func:`harmonic`.
+
+    Returns:
+        ``[shape=(..., time)]`` percussive waveform with ``y``'s dtype; with ``lengths``, the pair
+        ``(y_percussive, lengths)``.
+    """
+    (y_p,), lengths = _hpss_waveform(
+        y, (False, True), kernel_size=kernel_size, power=power, margin=margin, n_fft=n_fft,
+        hop_length=hop_length, win_length=win_length, window=window, center=center,
+        pad_mode=pad_mode, lengths=lengths, chunk_size=chunk_size)
+    return y_p if lengths is None else (y_p, lengths)
+
+
+def hpss_waveform(
+    y: torch.Tensor,
+    *,
+    kernel_size: KernelSize = 31,
+    power: float = 2.0,
+    margin: Margin = 1.0,
+    n_fft: int = 2048,
+    hop_length: Optional[int] = None,
+    win_length: Optional[int] = None,
+    window: Union[str, torch.Tensor] = "hann",
+    center: bool = True,
+    pad_mode: str = "constant",
+    lengths: Optional[torch.Tensor] = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+):
+    """Harmonic and percussive waveforms from one STFT and one pair of medians; equals ``librosa.effects.hpss``.
+
+    Args: as :func:`harmonic`.
+
+    Returns:
+        ``(y_harmonic, y_percussive)``, each ``[shape=(..., time)]`` with ``y``'s dtype; with
+        ``lengths``, ``(y_harmonic, y_percussive, lengths)``.
+    """
+    (y_h, y_p), lengths = _hpss_waveform(
+        y, (True, True), kernel_size=kernel_size, power=power, margin=margin, n_fft=n_fft,
+        hop_length=hop_length, win_length=win_length, window=window, center=center,
+        pad_mode=pad_mode, lengths=lengths, chunk_size=chunk_size)
+    return (y_h, y_p) if lengths is None else (y_h, y_p, lengths)
