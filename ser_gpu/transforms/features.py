@@ -112,6 +112,12 @@ class FeatureExtractor(nn.Module):
     ``.to(device)`` moves everything. Each clip's rows equal the librosa calls of DESIGN.md on that
     clip alone (after the optional trim): padding never leaks into valid frames.
 
+    Edge clips have a defined result: trim never empties a clip (its loudest frame is 0 dB below
+    itself), so a silent clip keeps all its frames and gives finite rows (MFCCs at the -100 dB floor,
+    zero chroma/tonnetz/centroid/rolloff); a clip shorter than ``n_fft`` or a single sample gives
+    ``1 + length // hop_length`` frames, and its deltas follow :func:`ser_gpu.functional.delta`'s
+    rule for clips of fewer than 9 frames.
+
     Args:
         config: a :class:`FeatureConfig`; keyword arguments override its fields.
 

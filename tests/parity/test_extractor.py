@@ -114,13 +114,29 @@ def test_max_frames_and_normalisation():
     assert not torch.all(orig[:, n:] == 0), "the original's normalisation moves padded frames"
 
 
-@pytest.mark.parametrize("clip", [np.zeros(22050), np.zeros(1), 0.1 * np.ones(700), np.array([0.3])])
+@pytest.mark.parametrize("clip", [np.zeros(22050), np.zeros(1), 0.1 * np.ones(700), np.array([0.3])],
+                         ids=["silence", "one_zero_sample", "dc_shorter_than_n_fft", "one_sample"])
 def test_edge_clips_are_finite(clip):
-    """Silence, a single sample and clips shorter than n_fft give defined, finite rows."""
+    """Silence, a single sample and clips shorter than n_fft give defined, finite rows (all 68)."""
     for normalize in (None, "valid", "padded"):
-        out = FeatureExtractor(tonnetz=False, normalize=normalize, max_frames=None)(torch.from_numpy(clip).float())
+        out = FeatureExtractor(normalize=normalize, max_frames=None)(torch.from_numpy(clip).float())
         assert torch.isfinite(out.features).all()
+        # trim never empties a clip: with ref=max its loudest frame is always 0 dB
         assert int(out.frame_lengths[0]) == 1 + len(clip) // 512
+
+
+def test_edge_clips_in_a_batch_leave_the_others_unchanged():
+    speech = torch.from_numpy(SIGNALS["speech_like"]).float()
+    y = torch.zeros(3, len(speech))
+    y[0] = speech
+    y[2, 0] = 0.3
+    lengths = torch.tensor([len(speech), 22050, 1])
+    fe = FeatureExtractor(normalize=None, max_frames=None)
+    out = fe(y, lengths)
+    alone = fe(speech)
+    n = int(alone.frame_lengths[0])
+    assert torch.isfinite(out.features).all()
+    assert torch.allclose(out.features[0, :, :n], alone.features[0], rtol=0, atol=1e-4 * alone.features.abs().max())
 
 
 def test_all_68_rows_with_tonnetz_equal_librosa_stack(device, dtype):
