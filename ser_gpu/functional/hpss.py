@@ -29,7 +29,7 @@ from .._validation import (
     valid_spectrogram,
 )
 from ..errors import ParameterError
-from .spectrum import _mask_frames, _stft, get_window
+from .spectrum import _frame_args, _mask_frames, _stft, get_window
 
 __all__ = [
     "istft",
@@ -101,22 +101,6 @@ def _check_chunk_size(chunk_size) -> int:
     return check_positive_int(chunk_size, "chunk_size")
 
 
-def _resolve_frame_args(n_fft, hop_length, win_length, window):
-    """librosa's defaults: win_length = n_fft, hop_length = win_length // 4."""
-    n_fft = check_positive_int(n_fft, "n_fft")
-    win_length = n_fft if win_length is None else check_positive_int(win_length, "win_length")
-    if win_length > n_fft:
-        raise ParameterError(f"win_length must be <= n_fft={n_fft}, got {win_length}")
-    if hop_length is None:
-        hop_length = win_length // 4
-        if hop_length < 1:
-            raise ParameterError(f"hop_length defaults to win_length // 4, which is 0 for win_length={win_length}")
-    hop_length = check_positive_int(hop_length, "hop_length")
-    if not isinstance(window, torch.Tensor):
-        get_window(window, win_length)  # validates the name
-    return n_fft, hop_length, win_length
-
-
 def _padded_window(window, win_length: int, n_fft: int, *, device, dtype) -> torch.Tensor:
     """The window centred in ``n_fft`` samples (``librosa.util.pad_center``)."""
     w = get_window(window, win_length, device=device, dtype=torch.float64)
@@ -175,7 +159,7 @@ def istft(
     n_fft = check_positive_int(n_fft, "n_fft")
     if n_bins != 1 + n_fft // 2:
         raise ParameterError(f"n_fft={n_fft} needs {1 + n_fft // 2} frequency bins, stft_matrix has {n_bins}")
-    n_fft, hop_length, win_length = _resolve_frame_args(n_fft, hop_length, win_length, window)
+    n_fft, hop_length, win_length = _frame_args(n_fft, hop_length, win_length, window)
     if length is not None:
         length = check_positive_int(length, "length")
     fake = D[..., 0, :]  # (..., frames): the batch shape, for the per-example checks
@@ -619,7 +603,7 @@ def _hpss_waveform(y, want, *, kernel_size, power, margin, n_fft, hop_length, wi
     margins = _check_margin(margin)
     power = _check_power(power)
     chunk_size = _check_chunk_size(chunk_size)
-    n_fft, hop_length, win_length = _resolve_frame_args(n_fft, hop_length, win_length, window)
+    n_fft, hop_length, win_length = _frame_args(n_fft, hop_length, win_length, window)
     if pad_mode not in _HPSS_PAD_MODES:
         raise ParameterError(f"pad_mode must be one of {_HPSS_PAD_MODES}, got {pad_mode!r}")
     lengths = check_lengths(lengths, y)

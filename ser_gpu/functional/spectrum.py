@@ -141,18 +141,27 @@ def _stft(
     return D.reshape(batch_shape + D.shape[-2:])
 
 
-def _check_stft_args(n_fft, hop_length, win_length, window, pad_mode):
+def _frame_args(n_fft, hop_length, win_length, window):
+    """Check framing arguments and apply librosa's defaults: win_length = n_fft,
+    hop_length = win_length // 4 (an error where that is 0)."""
     n_fft = check_positive_int(n_fft, "n_fft")
     win_length = n_fft if win_length is None else check_positive_int(win_length, "win_length")
-    # librosa's default hop is a quarter of the window, not of the FFT
-    hop_length = max(win_length // 4, 1) if hop_length is None else check_positive_int(hop_length, "hop_length")
     if win_length > n_fft:
         raise ParameterError(f"win_length must be <= n_fft={n_fft}, got {win_length}")
-    if pad_mode not in _TORCH_PAD_MODES:
-        raise ParameterError(f"pad_mode must be one of {tuple(_TORCH_PAD_MODES)}, got {pad_mode!r}")
+    if hop_length is None:
+        hop_length = win_length // 4
+        if hop_length < 1:
+            raise ParameterError(f"hop_length defaults to win_length // 4, which is 0 for win_length={win_length}")
+    hop_length = check_positive_int(hop_length, "hop_length")
     if not isinstance(window, torch.Tensor):
         get_window(window, win_length)  # validates the name
     return n_fft, hop_length, win_length
+
+
+def _check_stft_args(n_fft, hop_length, win_length, window, pad_mode):
+    if pad_mode not in _TORCH_PAD_MODES:
+        raise ParameterError(f"pad_mode must be one of {tuple(_TORCH_PAD_MODES)}, got {pad_mode!r}")
+    return _frame_args(n_fft, hop_length, win_length, window)
 
 
 def stft(
