@@ -1,0 +1,215 @@
+"""``python -m ser_gpu.video VIDEO_DIR OUT_DIR``: the audio track of every video as a 16-bit wav.
+
+As the original system's ``extract_audio_from_video(video_dir, out_dir)`` (moviepy): each video at
+the top level of ``VIDEO_DIR`` becomes ``OUT_DIR/<stem>.wav``. Existing outputs are kept unless
+``--overwrite``; a video without an audio track, or one that cannot be read, is reported and
+skipped while the others still convert. The conversion runs the ffmpeg binary that moviepy ships
+(``imageio_ffmpeg``) directly: one process per video, streaming, with no frames decoded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from tqdm import tqdm
+
+from ._atomic import _umask
+from ._validation import _describe, check_positive_int
+from .errors import ParameterError
+from .media import VIDEO_EXTENSIONS, _condense, _NO_AUDIO_NOTE, ffmpeg_exe, is_video
+
+__all__ = ["find_videos", "extract_audio_from_video", "main"]
+
+
+def find_videos(video_dir) -> List[Path]:
+    """The videos to convert: a single file as given, or a directory's top-level videos, sorted.
+
+    Raises:
+        ParameterError: ``video_dir`` does not exist, or a directory holds no video
+            (:data:`ser_gpu.media.VIDEO_EXTENSIONS`, any case).
+    """
+    if not isinstance(video_dir, (str, os.PathLike)):
+        raise ParameterError(f"video_dir must be a directory or video file path, got "
+                             f"{type(video_dir).__name__}: {_describe(video_dir)}")
+    root = Path(video_dir)
+    if not root.exists():
+        raise ParameterError(f"video_dir {str(root)!r} does not exist")
+    if root.is_file():
+        return [root]  # named explicitly: let ffmpeg judge it whatever its extension
+    videos = sorted(p for p in root.iterdir() if p.is_file() and is_video(p))
+    if not videos:
+        raise ParameterError(f"video_dir {str(root)!r} holds no video files (looked for "
+                             f"{', '.join(VIDEO_EXTENSIONS)} at its top level)")
+    return videos
+
+
+def _output_names(videos: Sequence[Path]) -> List[str]:
+    """``<stem>.wav``; where two videos share a stem (a.mp4, a.mkv) the later ones get ``<stem>_2.wav``..."""
+    used, names = set(), []
+    for video in videos:
+        name, n = f"{video.stem}.wav", 1
+        while name in used:
+            n += 1
+            name = f"{video.stem}_{n}.wav"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def _convert(exe: str, video: Path, target: Path, sr: Optional[int]) -> Optional[str]:
+    """Write ``video``'s first audio track to ``target`` atomically; None, or why it failed."""
+    if os.path.getsize(video) == 0:
+        return "empty file (0 bytes)"
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    args = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+            "-i", "file:" + os.path.abspath(video), "-map", "0:a:0", "-vn", "-sn", "-dn",
+            "-c:a", "pcm_s16le"]
+    if sr is not None:
+        args += ["-ar", str(sr)]
+    args += ["-f", "wav", "file:" + tmp]
+    try:
+        proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+        stderr = proc.stderr.decode("utf-8", "replace")
+        if proc.returncode != 0:
+            return "has no audio track" if _NO_AUDIO_NOTE in stderr else f"cannot be read (ffmpeg: {_condense(stderr)})"
+        if stderr.strip():  # ffmpeg converts up to the damage and logs it: no silently short wav
+            return f"corrupt or truncated data (ffmpeg: {_condense(stderr)})"
+        if os.path.getsize(tmp) <= 44:  # a bare WAV header: the track exists but holds no samples
+            return "its audio track holds no samples"
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+        os.replace(tmp, target)
+        tmp = None
+        return None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def extract_audio_from_video(
+    video_dir,
+    out_dir,
+    *,
+    overwrite: bool = False,
+    sr: Optional[int] = None,
+    progress: bool = True,
+) -> Dict:
+    """Write the audio track of every video in ``video_dir`` to ``out_dir/<stem>.wav``.
+
+    Equals the original system's moviepy-based ``extract_audio_from_video(video_dir, out_dir)``:
+    the top level of ``video_dir`` is scanned (not sub-directories), and an output that already
+    exists is kept. Differences: the wav keeps the video's native rate and channel count (moviepy
+    wrote 44100 Hz stereo) unless ``sr`` is given; videos without audio or that cannot be read are
+    reported instead of stopping the run. Each wav is written to a temporary file in ``out_dir`` and
+    moved into place when complete; inputs are never modified or deleted.
+
+    Args:
+        video_dir (str | os.PathLike): directory of videos (extensions
+            :data:`ser_gpu.media.VIDEO_EXTENSIONS`), or one video file.
+        out_dir (str | os.PathLike): where the wavs go; created if needed.
+        overwrite (bool, default False): replace outputs that already exist.
+        sr (int | None, default None): resample to this rate (ffmpeg's resampler); None keeps the native rate.
+        progress (bool, default True): show a tqdm bar (on stderr) when there is more than one video to convert.
+
+    Returns:
+        dict with ``written`` (wav paths written), ``skipped_existing`` (wav paths kept as they were),
+        ``no_audio`` (video paths without an audio track), ``failed`` (``{video path: reason}``),
+        all as strings in the order of the sorted inputs.
+
+    Raises:
+        ParameterError: ``video_dir`` missing or without videos, ``out_dir`` not a directory, a bad ``sr``.
+        RuntimeError: no ffmpeg binary is available.
+    """
+    if sr is not None:
+        sr = check_positive_int(sr, "sr")
+    videos = find_videos(video_dir)
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise ParameterError(f"out_dir must be a directory path, got {type(out_dir).__name__}: {_describe(out_dir)}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"out_dir {str(out)!r} exists and is not a directory")
+    exe = ffmpeg_exe()
+    if exe is None:
+        raise RuntimeError("no ffmpeg binary found: install moviepy (it brings imageio-ffmpeg) "
+                           "or point IMAGEIO_FFMPEG_EXE at one")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ParameterError(f"out_dir {str(out)!r} cannot be created: {exc.strerror or exc}") from exc
+
+    summary: Dict = {"written": [], "skipped_existing": [], "no_audio": [], "failed": {}}
+    todo = []
+    for video, name in zip(videos, _output_names(videos)):
+        target = out / name
+        if target.exists() and not overwrite:
+            summary["skipped_existing"].append(str(target))
+        else:
+            todo.append((video, target))
+    bar = tqdm(todo, unit="video", desc="audio", disable=not progress or len(todo) < 2, file=sys.stderr)
+    for video, target in bar:
+        try:
+            reason = _convert(exe, video, target, sr)
+        except OSError as exc:  # unreadable input, full disk, ...: this video only
+            reason = f"cannot be converted: {exc.strerror or exc}"
+        if reason is None:
+            summary["written"].append(str(target))
+        elif reason == "has no audio track":
+            summary["no_audio"].append(str(video))
+        else:
+            summary["failed"][str(video)] = reason
+    bar.close()
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ser_gpu.video",
+        description="Write the audio track of every video in VIDEO_DIR (top level) to OUT_DIR/<stem>.wav, 16-bit PCM.")
+    p.add_argument("video_dir", metavar="VIDEO_DIR", help="directory of videos (top level only), or one video")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="where <stem>.wav files are written (created if needed)")
+    p.add_argument("--overwrite", action="store_true", help="replace wavs that already exist")
+    p.add_argument("--sr", type=int, default=None, help="resample to this rate in Hz (default: keep the native rate)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the CLI; returns 0 when every video was converted or kept, 1 when any failed or had
+    no audio, 2 for a usage error."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its message; --help exits 0
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        summary = extract_audio_from_video(args.video_dir, args.out_dir, overwrite=args.overwrite,
+                                           sr=args.sr, progress=not args.quiet)
+    except ParameterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in summary["written"]:
+        print(f"wrote {path}")
+    for path in summary["skipped_existing"]:
+        print(f"kept existing {path} (use --overwrite to replace it)")
+    for path in summary["no_audio"]:
+        print(f"skipped {path}: has no audio track", file=sys.stderr)
+    for path, reason in summary["failed"].items():
+        print(f"failed {path}: {reason}", file=sys.stderr)
+    print(f"{len(summary['written'])} written, {len(summary['skipped_existing'])} kept, "
+          f"{len(summary['no_audio'])} without audio, {len(summary['failed'])} failed")
+    return 1 if summary["no_audio"] or summary["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

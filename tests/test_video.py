@@ -1,0 +1,240 @@
+"""ser_gpu.video: extract_audio_from_video() and ``python -m ser_gpu.video``.
+
+Videos are made here (ffmpeg's test sources, and one mp4 written by moviepy as the original system
+would have produced); the expected rates, durations and the 440 Hz tone come from the generators.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser_gpu import media, video
+from ser_gpu.errors import ParameterError
+from ser_gpu.video import extract_audio_from_video, find_videos, main
+
+TONE_HZ = 440.0
+
+
+def _ffmpeg():
+    exe = media.ffmpeg_exe()
+    if exe is None:
+        pytest.skip("no ffmpeg binary (imageio_ffmpeg.get_ffmpeg_exe() found none)")
+    return exe
+
+
+def ff(*args: str) -> None:
+    proc = subprocess.run([_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def _with_tone(path: Path, *, rate: int, seconds: float = 0.5, channels: int = 1, vcodec="mpeg4", acodec="aac"):
+    ff("-f", "lavfi", "-i", f"testsrc=size=32x32:rate=10:duration={seconds}",
+       "-f", "lavfi", "-i", f"sine=frequency={TONE_HZ:g}:sample_rate={rate}:duration={seconds}",
+       "-c:v", vcodec, "-c:a", acodec, "-ac", str(channels), "-shortest", str(path))
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """Ready-made videos, copied into each test's own directory by ``video_dir``."""
+    _ffmpeg()
+    d = tmp_path_factory.mktemp("videos")
+    _with_tone(d / "talk.mp4", rate=44100, vcodec="libx264")
+    _with_tone(d / "interview.mkv", rate=48000, channels=2, acodec="pcm_s16le")
+    ff("-f", "lavfi", "-i", "testsrc=size=32x32:rate=10:duration=0.5", "-c:v", "mpeg4", str(d / "silent.mp4"))
+    (d / "corrupt.mov").write_bytes(b"not a video\n" * 100)
+    (d / "empty.avi").write_bytes(b"")
+    return d
+
+
+@pytest.fixture
+def video_dir(sources, tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    for src in sources.iterdir():
+        (d / src.name).write_bytes(src.read_bytes())
+    (d / "notes.txt").write_text("not a video")
+    (d / "nested").mkdir()
+    (d / "nested" / "deeper.mp4").write_bytes((sources / "talk.mp4").read_bytes())
+    return d
+
+
+def _snapshot(d: Path) -> dict:
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _peak_hz(y: np.ndarray, sr: int) -> float:
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y)), n=8 * len(y)))
+    return float(np.argmax(spectrum) * sr / (8 * len(y)))
+
+
+# ------------------------------------------------------------------------------------ library
+
+def test_converts_reports_and_keeps_inputs(video_dir, tmp_path):
+    before = _snapshot(video_dir)
+    out = tmp_path / "out" / "wavs"  # created, parents too
+    summary = extract_audio_from_video(video_dir, out, progress=False)
+
+    assert summary["written"] == [str(out / "interview.wav"), str(out / "talk.wav")]
+    assert summary["skipped_existing"] == []
+    assert summary["no_audio"] == [str(video_dir / "silent.mp4")]
+    assert set(summary["failed"]) == {str(video_dir / "corrupt.mov"), str(video_dir / "empty.avi")}
+    assert "empty" in summary["failed"][str(video_dir / "empty.avi")]
+    assert "cannot be read" in summary["failed"][str(video_dir / "corrupt.mov")]
+    assert all("\n" not in reason for reason in summary["failed"].values())
+    # only the wavs: no temporary files left, nothing for the top-level-only scan to find in nested/
+    assert sorted(p.name for p in out.iterdir()) == ["interview.wav", "talk.wav"]
+    assert _snapshot(video_dir) == before  # inputs untouched
+
+    talk = sf.info(str(out / "talk.wav"))
+    assert (talk.samplerate, talk.channels, talk.subtype) == (44100, 1, "PCM_16")
+    assert abs(talk.duration - 0.5) < 0.03
+    inter = sf.info(str(out / "interview.wav"))
+    assert (inter.samplerate, inter.channels, inter.subtype) == (48000, 2, "PCM_16")
+    y, sr = sf.read(out / "talk.wav")
+    assert abs(_peak_hz(y, sr) - TONE_HZ) < 2.0
+
+
+def test_existing_outputs_are_kept_unless_overwrite(video_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "talk.wav").write_bytes(b"an older result")
+    summary = extract_audio_from_video(video_dir, out, progress=False)
+    assert summary["skipped_existing"] == [str(out / "talk.wav")]
+    assert str(out / "talk.wav") not in summary["written"]
+    assert (out / "talk.wav").read_bytes() == b"an older result"
+
+    summary = extract_audio_from_video(video_dir, out, overwrite=True, progress=False)
+    assert summary["skipped_existing"] == []
+    assert str(out / "talk.wav") in summary["written"]
+    assert sf.info(str(out / "talk.wav")).samplerate == 44100
+
+
+def test_target_rate(video_dir, tmp_path):
+    summary = extract_audio_from_video(video_dir / "interview.mkv", tmp_path, sr=16000, progress=False)
+    assert summary["written"] == [str(tmp_path / "interview.wav")]
+    y, sr = sf.read(tmp_path / "interview.wav")
+    assert sr == 16000 and y.shape[1] == 2
+    assert abs(len(y) / sr - 0.5) < 0.03
+    assert abs(_peak_hz(y[:, 0], sr) - TONE_HZ) < 2.0
+
+
+def test_single_file_and_shared_stems(video_dir, tmp_path):
+    summary = extract_audio_from_video(video_dir / "talk.mp4", tmp_path / "one", progress=False)
+    assert summary == {"written": [str(tmp_path / "one" / "talk.wav")], "skipped_existing": [],
+                       "no_audio": [], "failed": {}}
+    d = tmp_path / "stems"
+    d.mkdir()
+    for name in ("a.mp4", "a.MKV"):
+        (d / name).write_bytes((video_dir / "talk.mp4").read_bytes())
+    summary = extract_audio_from_video(d, d, progress=False)  # writing beside the videos is allowed
+    assert summary["written"] == [str(d / "a.wav"), str(d / "a_2.wav")]
+    assert sorted(p.name for p in d.iterdir()) == ["a.MKV", "a.mp4", "a.wav", "a_2.wav"]
+
+
+def test_video_made_with_moviepy(tmp_path):
+    _ffmpeg()
+    moviepy = pytest.importorskip("moviepy")
+    t = np.arange(int(0.5 * 22050)) / 22050
+
+    def tone(times):
+        return 0.3 * np.sin(2 * np.pi * TONE_HZ * np.asarray(times))
+
+    audio = moviepy.AudioClip(tone, duration=0.5, fps=22050)
+    clip = moviepy.ColorClip(size=(16, 16), color=(200, 30, 30), duration=0.5).with_audio(audio)
+    (tmp_path / "in").mkdir()
+    clip.write_videofile(str(tmp_path / "in" / "clip.mp4"), fps=10, codec="libx264", audio_codec="aac",
+                         logger=None)
+    summary = extract_audio_from_video(tmp_path / "in", tmp_path / "out", progress=False)
+    assert summary["written"] == [str(tmp_path / "out" / "clip.wav")]
+    y, sr = sf.read(tmp_path / "out" / "clip.wav")
+    y = y.mean(axis=1) if y.ndim > 1 else y
+    assert abs(len(y) / sr - len(t) / 22050) < 0.05
+    assert abs(_peak_hz(y, sr) - TONE_HZ) < 2.0
+
+
+def test_bad_arguments(video_dir, tmp_path):
+    with pytest.raises(ParameterError, match="does not exist"):
+        extract_audio_from_video(tmp_path / "nowhere", tmp_path / "out")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "readme.txt").write_text("x")
+    with pytest.raises(ParameterError, match="holds no video files"):
+        extract_audio_from_video(tmp_path / "docs", tmp_path / "out")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ParameterError, match="not a directory"):
+        extract_audio_from_video(video_dir, tmp_path / "afile")
+    with pytest.raises(ParameterError, match="sr"):
+        extract_audio_from_video(video_dir, tmp_path / "out", sr=0)
+    with pytest.raises(ParameterError, match="video_dir"):
+        extract_audio_from_video(None, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing created for a rejected call
+
+
+def test_find_videos_top_level_sorted(video_dir):
+    assert [p.name for p in find_videos(video_dir)] == ["corrupt.mov", "empty.avi", "interview.mkv",
+                                                        "silent.mp4", "talk.mp4"]
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+def test_cli_mixed_directory(video_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(video_dir), str(out), "--quiet"]) == 1  # a video without audio and unreadable ones
+    captured = capsys.readouterr()
+    assert f"wrote {out / 'talk.wav'}" in captured.out
+    assert f"skipped {video_dir / 'silent.mp4'}: has no audio track" in captured.err
+    assert f"failed {video_dir / 'corrupt.mov'}: " in captured.err
+    assert "2 written, 0 kept, 1 without audio, 2 failed" in captured.out
+    assert "Traceback" not in captured.err
+    assert all(line.startswith(("skipped ", "failed ")) for line in captured.err.splitlines())
+
+
+def test_cli_success_and_kept(video_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(video_dir / "talk.mp4"), str(out), "--quiet"]) == 0
+    assert main([str(video_dir / "talk.mp4"), str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert f"kept existing {out / 'talk.wav'} (use --overwrite to replace it)" in captured.out
+    assert "0 written, 1 kept, 0 without audio, 0 failed" in captured.out
+    assert main([str(video_dir / "talk.mp4"), str(out), "--overwrite", "--sr", "8000", "--quiet"]) == 0
+    assert sf.info(str(out / "talk.wav")).samplerate == 8000
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["{tmp}/missing", "{tmp}/out"], "does not exist"),
+    (["{tmp}", "{tmp}/out"], "holds no video files"),
+    (["{videos}", "{tmp}/out", "--sr", "-5"], "sr must be a positive integer"),
+    (["{videos}", "{tmp}/out", "--sr", "fast"], "invalid int value"),
+    (["{videos}"], "required"),
+])
+def test_cli_usage_errors(video_dir, tmp_path, capsys, argv, message):
+    argv = [a.format(tmp=tmp_path, videos=video_dir) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_without_ffmpeg(video_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(video, "ffmpeg_exe", lambda: None)
+    assert main([str(video_dir), str(tmp_path / "out"), "--quiet"]) == 1
+    assert "no ffmpeg binary" in capsys.readouterr().err
+
+
+def test_cli_module_entry_point(video_dir, tmp_path, monkeypatch):
+    # `python -m ser_gpu.video ...` in-process: a fresh interpreter would spend seconds importing torch
+    monkeypatch.setattr(sys, "argv", ["ser_gpu.video", str(video_dir / "talk.mp4"), str(tmp_path / "out"), "--quiet"])
+    monkeypatch.delitem(sys.modules, "ser_gpu.video")  # runpy warns when re-running an imported module
+    with pytest.raises(SystemExit) as exc_info:
+        runpy.run_module("ser_gpu.video", run_name="__main__")
+    assert exc_info.value.code == 0
+    assert (tmp_path / "out" / "talk.wav").is_file()
