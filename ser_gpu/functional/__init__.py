@@ -8,7 +8,8 @@ for zero-padded batches.
 from . import constantq, filters, hpss, pitch
 from .hpss import harmonic, istft, percussive
 from .constantq import chroma_cqt, cqt, tonnetz
-from .effects import trim
+from .augment import add_noise, mask_along_axis, shift
+from .effects import phase_vocoder, pitch_shift, resample, time_stretch, trim
 from .features import (
     chroma_stft,
     delta,
@@ -42,6 +43,13 @@ __all__ = [
     "spectral_rolloff",
     "spectral_centroid",
     "trim",
+    "phase_vocoder",
+    "time_stretch",
+    "pitch_shift",
+    "resample",
+    "add_noise",
+    "shift",
+    "mask_along_axis",
     "constantq",
     "hpss",
     "harmonic",
