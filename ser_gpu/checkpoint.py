@@ -1,0 +1,369 @@
+"""The checkpoint format shared by train, evaluate and predict.
+
+A checkpoint is one ``torch.save`` file holding plain data and tensors only, so that
+``torch.load(path, weights_only=True)`` reads it without unpickling any code::
+
+    {"format": "ser_gpu.checkpoint", "version": 1, "ser_gpu_version": "0.1.0",
+     "model_state": {name: Tensor}, "model_config": {...}, "feature_config": {...},
+     "labels": [str, ...], "train_config": {...}, "epoch": int, "metrics": {...},
+     "optimizer_state": dict | None, "scheduler_state": dict | None, "state": {...}}
+
+All tensors are stored on the CPU, so a checkpoint written on a GPU loads anywhere.
+"""
+
+from __future__ import annotations
+
+import collections
+import numbers
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._atomic import atomic_write
+from ._validation import _describe, check_nonnegative_int
+from .errors import CheckpointError, ParameterError
+
+if TYPE_CHECKING:  # the model module imports nothing from here, but keep import order free of cycles
+    from .models.cnn_bilstm_attention import CNNBiLSTMAttention
+
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "load_model"]
+
+#: Value of the payload's ``"format"`` key.
+CHECKPOINT_FORMAT = "ser_gpu.checkpoint"
+#: Version written by this ser_gpu; :func:`load_checkpoint` reads this and older versions.
+CHECKPOINT_VERSION = 1
+
+_REQUIRED_KEYS = ("model_state", "model_config", "feature_config", "labels")
+_OPTIONAL_DEFAULTS = {
+    "ser_gpu_version": None,
+    "train_config": {},
+    "epoch": 0,
+    "metrics": {},
+    "optimizer_state": None,
+    "scheduler_state": None,
+    "state": {},
+}
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any, where: str) -> Any:
+    """Check (and lightly normalise) ``value`` for ``torch.load(weights_only=True)``.
+
+    Tensors are detached and moved to the CPU; numpy scalars and ``str``/``int``/``float``
+    subclasses (e.g. enums) become the builtin type; ``torch.Size`` becomes a tuple; dict
+    subclasses other than ``OrderedDict`` become ``dict``. Anything else that the weights-only
+    unpickler refuses (numpy arrays, dataclasses, namedtuples, sets, paths, ...) raises
+    ParameterError naming ``where``.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if type(value) in _SCALARS:
+        return value
+    if isinstance(value, np.generic):
+        return _plain(value.item(), where)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, dict):
+        out = collections.OrderedDict() if isinstance(value, collections.OrderedDict) else {}
+        for key, item in value.items():
+            if type(key) not in _SCALARS:
+                raise ParameterError(
+                    f"checkpoint payload key {where} holds a dict key of type {type(key).__module__}."
+                    f"{type(key).__qualname__} ({_describe(key)}); use str or int keys"
+                )
+            out[key] = _plain(item, f"{where}[{key!r}]")
+        metadata = getattr(value, "_metadata", None)  # state_dict versions, read by load_state_dict
+        if metadata is not None and isinstance(out, collections.OrderedDict):
+            out._metadata = _plain(dict(metadata), f"{where}._metadata")
+        return out
+    if type(value) in (list, tuple, torch.Size):
+        items = [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return items if type(value) is list else tuple(items)
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    raise ParameterError(
+        f"checkpoint payload key {where} holds a {kind} ({_describe(value)}), which "
+        f"torch.load(weights_only=True) cannot read; store plain data (dict/list/str/int/float/bool/None) "
+        f"or torch.Tensor instead"
+    )
+
+
+def _labels_list(labels, name: str = "labels") -> list:
+    if isinstance(labels, (str, bytes, set, frozenset, dict)) or not hasattr(labels, "__iter__"):
+        raise ParameterError(f"{name} must be a sequence of strings, got {_describe(labels)}")
+    out = list(labels)
+    if not out:
+        raise ParameterError(f"{name} must not be empty, got {_describe(labels)}")
+    for i, label in enumerate(out):
+        if not isinstance(label, str):
+            raise ParameterError(f"{name}[{i}] must be a string, got {_describe(label)}")
+    if len(set(out)) != len(out):
+        raise ParameterError(f"{name} must be unique, got {out!r}")
+    return [str(label) for label in out]
+
+
+def save_checkpoint(
+    path,
+    *,
+    model: nn.Module,
+    model_config: dict,
+    feature_config: dict,
+    labels: Sequence[str],
+    train_config: Optional[dict] = None,
+    epoch: int = 0,
+    metrics: Optional[dict] = None,
+    optimizer=None,
+    scheduler=None,
+    state: Optional[dict] = None,
+) -> Path:
+    """Write a checkpoint atomically (a crash mid-write leaves any existing file intact).
+
+    Args:
+        path: destination file; its parent directory is created.
+        model: the module whose ``state_dict()`` is stored.
+        model_config: ``ModelConfig.to_dict()`` of ``model`` (a :class:`ModelConfig` is accepted and
+            converted); it must rebuild ``model``, so it is checked against ``model.config`` when
+            ``model`` is a :class:`CNNBiLSTMAttention`.
+        feature_config: ``FeatureConfig.to_dict()`` of the features the model was trained on.
+        labels: class names in logit order; ``len(labels)`` must equal ``model_config['n_classes']``.
+        train_config: training settings (plain data), default ``{}``.
+        epoch: number of completed epochs, default 0.
+        metrics: plain-data metrics, default ``{}``.
+        optimizer, scheduler: objects with ``state_dict()`` (e.g. AdamW, ReduceLROnPlateau),
+            stored under ``optimizer_state``/``scheduler_state``; ``None`` stores ``None``.
+        state: free-form plain data and tensors for resuming (RNG states as uint8 tensors,
+            history lists, early-stopping counters), default ``{}``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ParameterError: a bad argument, or a payload value that ``torch.load(weights_only=True)``
+            could not read (a numpy array, a dataclass, ...), named by its key.
+    """
+    from .models.cnn_bilstm_attention import CNNBiLSTMAttention, ModelConfig
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParameterError(f"path must be a str or os.PathLike, got {_describe(path)}")
+    path = Path(path)
+    if path.is_dir():
+        raise ParameterError(f"path must be a file, got the directory {str(path)!r}")
+    if not isinstance(model, nn.Module):
+        raise ParameterError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    if isinstance(model_config, ModelConfig):
+        model_config = model_config.to_dict()
+    if not isinstance(model_config, dict):
+        raise ParameterError(f"model_config must be a dict (ModelConfig.to_dict()), got {_describe(model_config)}")
+    config = ModelConfig.from_dict(model_config)  # fails now rather than when the checkpoint is loaded
+    if isinstance(model, CNNBiLSTMAttention) and model.config.to_dict() != config.to_dict():
+        raise ParameterError(
+            f"model_config does not describe model: got {config.to_dict()}, the model has {model.config.to_dict()}"
+        )
+    if not isinstance(feature_config, dict):
+        raise ParameterError(f"feature_config must be a dict (FeatureConfig.to_dict()), got {_describe(feature_config)}")
+    labels = _labels_list(labels)
+    if len(labels) != config.n_classes:
+        raise ParameterError(
+            f"labels must have model_config['n_classes'] = {config.n_classes} entries, got {len(labels)}: {labels!r}"
+        )
+    for name, value in (("train_config", train_config), ("metrics", metrics), ("state", state)):
+        if value is not None and not isinstance(value, dict):
+            raise ParameterError(f"{name} must be a dict or None, got {_describe(value)}")
+    epoch = check_nonnegative_int(epoch, "epoch")
+    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if obj is not None and not callable(getattr(obj, "state_dict", None)):
+            raise ParameterError(f"{name} must have a state_dict() method, got {_describe(obj)}")
+
+    from . import __version__
+
+    raw = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "ser_gpu_version": __version__,
+        "model_state": model.state_dict(),
+        "model_config": config.to_dict(),
+        "feature_config": feature_config,
+        "labels": labels,
+        "train_config": {} if train_config is None else train_config,
+        "epoch": epoch,
+        "metrics": {} if metrics is None else metrics,
+        "optimizer_state": None if optimizer is None else optimizer.state_dict(),
+        "scheduler_state": None if scheduler is None else scheduler.state_dict(),
+        "state": {} if state is None else state,
+    }
+    payload = {key: _plain(value, key) for key, value in raw.items()}
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda fh: torch.save(payload, fh))
+
+
+def _fail(source, reason: str) -> CheckpointError:
+    return CheckpointError(f"{source}: {reason}")
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _validate_payload(payload, source) -> dict:
+    """Check a loaded object is a ser_gpu checkpoint this version can read; fill optional keys."""
+    from . import __version__
+
+    if not isinstance(payload, dict):
+        raise _fail(source, f"not a ser_gpu checkpoint: it holds a {type(payload).__name__}, not a dict")
+    if "format" not in payload:
+        if payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+            raise _fail(source, "not a ser_gpu checkpoint: it is a bare state_dict (no 'format' key); "
+                                "save with ser_gpu.checkpoint.save_checkpoint")
+        raise _fail(source, f"not a ser_gpu checkpoint: no 'format' key (keys: {sorted(map(str, payload))[:8]})")
+    if payload["format"] != CHECKPOINT_FORMAT:
+        raise _fail(source, f"not a ser_gpu checkpoint: format {payload['format']!r}, expected {CHECKPOINT_FORMAT!r}")
+    version = payload.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise _fail(source, f"invalid checkpoint version {version!r}")
+    if version > CHECKPOINT_VERSION:
+        raise _fail(source, f"checkpoint version {version} was written by a newer ser_gpu "
+                            f"({payload.get('ser_gpu_version')}); ser_gpu {__version__} reads versions "
+                            f"<= {CHECKPOINT_VERSION}: upgrade ser_gpu")
+    missing = [key for key in _REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise _fail(source, f"incomplete checkpoint: missing key(s) {missing}")
+    for key in ("model_state", "model_config", "feature_config"):
+        if not isinstance(payload[key], dict):
+            raise _fail(source, f"corrupt checkpoint: {key!r} holds a {type(payload[key]).__name__}, not a dict")
+    labels = payload["labels"]
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise _fail(source, f"corrupt checkpoint: 'labels' must be a non-empty list of str, got {_describe(labels)}")
+    for key, default in _OPTIONAL_DEFAULTS.items():
+        payload.setdefault(key, default)
+    return payload
+
+
+def load_checkpoint(path, *, map_location="cpu") -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` with ``torch.load(weights_only=True)``.
+
+    Args:
+        path: the checkpoint file.
+        map_location: passed to ``torch.load`` (default ``"cpu"``).
+
+    Returns:
+        The payload dict (see the module docstring); optional keys missing from an older file take
+        their defaults.
+
+    Raises:
+        CheckpointError: a missing file, a directory, an empty, corrupt or truncated file, a file
+            that is not a ser_gpu checkpoint (e.g. a bare state_dict or another ``format``), or one
+            from a newer checkpoint version. The message starts with the path and is one line.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParameterError(f"path must be a str or os.PathLike, got {_describe(path)}")
+    path = Path(path)
+    if not path.exists():
+        raise _fail(path, "no such checkpoint file")
+    if path.is_dir():
+        raise _fail(path, "is a directory, not a checkpoint file")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise _fail(path, f"cannot be read: {_first_line(exc)}") from exc
+    if size == 0:
+        raise _fail(path, "empty file (0 bytes): not a checkpoint (interrupted copy?)")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if found:  # a well-formed pickle of code objects (a whole nn.Module, a dataclass, ...)
+            raise _fail(path, f"holds Python objects ({found.group(1)}) that torch.load(weights_only=True) "
+                              f"refuses to unpickle: not a ser_gpu checkpoint") from exc
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        reason = detail.group(1).strip() if detail else _first_line(exc)
+        raise _fail(path, f"corrupt or truncated checkpoint: {reason}") from exc
+    except Exception as exc:  # noqa: BLE001 - garbage bytes raise anything from KeyError to RuntimeError
+        raise _fail(path, f"corrupt or truncated checkpoint: {type(exc).__name__}: {_first_line(exc)}") from exc
+    return _validate_payload(payload, path)
+
+
+def load_model(
+    checkpoint, *, device=None, labels: Optional[Sequence[str]] = None
+) -> Tuple["CNNBiLSTMAttention", dict]:
+    """Rebuild the model stored in a checkpoint, ready for inference.
+
+    Args:
+        checkpoint: a checkpoint path, or a payload already returned by :func:`load_checkpoint`.
+        device: where to put the model (``str`` or ``torch.device``), default ``"cpu"``.
+        labels: when given, the label names (in order) the caller expects; a different list in the
+            checkpoint raises CheckpointError.
+
+    Returns:
+        ``(model, payload)``: a :class:`CNNBiLSTMAttention` in ``eval()`` mode on ``device`` with the
+        stored weights, and the checkpoint payload.
+
+    Raises:
+        CheckpointError: the file cannot be loaded (see :func:`load_checkpoint`), its model_config is
+            invalid, its weights do not fit the architecture (missing/unexpected keys, shape
+            mismatches), or its labels differ from ``labels``.
+        ParameterError: a bad ``checkpoint`` type, ``device`` or ``labels``.
+    """
+    from .models.cnn_bilstm_attention import CNNBiLSTMAttention, ModelConfig
+
+    try:
+        device = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError) as exc:
+        raise ParameterError(f"device must be a torch device or its name, got {_describe(device)}") from exc
+    expected_labels = None if labels is None else _labels_list(labels)
+
+    if isinstance(checkpoint, (str, os.PathLike)):
+        source = Path(checkpoint)
+        payload = load_checkpoint(source, map_location="cpu")
+    elif isinstance(checkpoint, dict):
+        source = "<checkpoint payload>"
+        payload = _validate_payload(checkpoint, source)
+    else:
+        raise ParameterError(f"checkpoint must be a path or a loaded checkpoint dict, got {_describe(checkpoint)}")
+
+    try:
+        config = ModelConfig.from_dict(payload["model_config"])
+    except (ParameterError, TypeError) as exc:
+        raise _fail(source, f"invalid model_config: {_first_line(exc)}") from exc
+    stored_labels = payload["labels"]
+    if len(stored_labels) != config.n_classes:
+        raise _fail(source, f"corrupt checkpoint: {len(stored_labels)} labels for n_classes={config.n_classes}")
+    if expected_labels is not None and expected_labels != stored_labels:
+        raise _fail(source, f"labels differ: the checkpoint has {stored_labels}, expected {expected_labels}")
+
+    model = CNNBiLSTMAttention(config)
+    state = payload["model_state"]
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape
+    ]
+    not_tensors = [k for k in expected if k in state and not isinstance(state[k], torch.Tensor)]
+    problems = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected),
+                       ("shape mismatch (checkpoint vs model)", mismatched), ("not a tensor", not_tensors)):
+        if keys:
+            more = f" (+{len(keys) - 4} more)" if len(keys) > 4 else ""
+            problems.append(f"{what}: {', '.join(map(str, keys[:4]))}{more}")
+    if problems:
+        raise _fail(source, "weights do not fit CNNBiLSTMAttention(model_config) (another architecture?): "
+                            + "; ".join(problems))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # e.g. dtype that cannot be copied; the checks above catch the usual cases
+        raise _fail(source, f"weights do not load: {_first_line(exc)}") from exc
+    return model.to(device).eval(), payload

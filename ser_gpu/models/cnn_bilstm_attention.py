@@ -1,0 +1,330 @@
+"""CNNBiLSTMAttention: the original system's emotion classifier, with padding that never leaks."""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .._validation import _describe, check_frame_lengths, check_positive_int
+from ..errors import ParameterError
+
+__all__ = ["ModelConfig", "CNNBiLSTMAttention"]
+
+
+def _check_dropout(value, name: str) -> float:
+    # p == 1 zeroes everything in training; nn.Dropout accepts it but it is never meant
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < 1.0:
+        raise ParameterError(f"{name} must be a probability in [0, 1), got {_describe(value)}")
+    return float(value)
+
+
+@dataclass
+class ModelConfig:
+    """Settings of :class:`CNNBiLSTMAttention` (plain data: stored in checkpoints as a dict).
+
+    The defaults are the original system's architecture.
+
+    Attributes:
+        input_dim: feature rows per frame (68, the DESIGN.md rows).
+        n_classes: number of emotions (8 for RAVDESS).
+        channels: output channels of the residual Conv1d blocks, one block each.
+        kernel_size: odd temporal kernel of the block convolutions ('same' zero padding).
+        lstm_hidden: hidden size per direction of the BiLSTM (the attention embedding is twice this).
+        lstm_layers: stacked BiLSTM layers.
+        lstm_dropout: dropout between LSTM layers (ignored with one layer, as ``nn.LSTM`` does).
+        attention_heads: heads of the self-attention; must divide ``2 * lstm_hidden``.
+        attention_dropout: dropout on the attention weights.
+        classifier_hidden: width of the hidden layer of the classifier head.
+        dropout: dropout after each conv block and in the classifier head.
+    """
+
+    input_dim: int = 68
+    n_classes: int = 8
+    channels: Tuple[int, ...] = (128, 256, 512)
+    kernel_size: int = 3
+    lstm_hidden: int = 256
+    lstm_layers: int = 3
+    lstm_dropout: float = 0.3
+    attention_heads: int = 8
+    attention_dropout: float = 0.1
+    classifier_hidden: int = 256
+    dropout: float = 0.3
+
+    def __post_init__(self):
+        check_positive_int(self.input_dim, "input_dim")
+        check_positive_int(self.n_classes, "n_classes")
+        if self.n_classes < 2:
+            raise ParameterError(f"n_classes must be at least 2, got {self.n_classes!r}")
+        if isinstance(self.channels, (str, bytes)) or not hasattr(self.channels, "__iter__"):
+            raise ParameterError(f"channels must be a sequence of positive integers, got {_describe(self.channels)}")
+        self.channels = tuple(self.channels)
+        if not self.channels:
+            raise ParameterError("channels must hold at least one block width, got ()")
+        for i, c in enumerate(self.channels):
+            check_positive_int(c, f"channels[{i}]")
+        self.channels = tuple(int(c) for c in self.channels)
+        check_positive_int(self.kernel_size, "kernel_size")
+        if self.kernel_size % 2 == 0:
+            # 'same' zero padding is only symmetric for odd kernels; an even one would shift frames
+            raise ParameterError(f"kernel_size must be odd, got {self.kernel_size!r}")
+        check_positive_int(self.lstm_hidden, "lstm_hidden")
+        check_positive_int(self.lstm_layers, "lstm_layers")
+        _check_dropout(self.lstm_dropout, "lstm_dropout")
+        check_positive_int(self.attention_heads, "attention_heads")
+        if (2 * self.lstm_hidden) % self.attention_heads:
+            raise ParameterError(
+                f"attention_heads must divide the attention embedding 2 * lstm_hidden = {2 * self.lstm_hidden}, "
+                f"got {self.attention_heads!r}"
+            )
+        _check_dropout(self.attention_dropout, "attention_dropout")
+        check_positive_int(self.classifier_hidden, "classifier_hidden")
+        _check_dropout(self.dropout, "dropout")
+
+    def to_dict(self) -> dict:
+        """Plain data (lists, not tuples), JSON-able and loadable with ``torch.load(weights_only=True)``."""
+        data = dataclasses.asdict(self)
+        data["channels"] = list(self.channels)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown keys raise ParameterError."""
+        if not isinstance(data, dict):
+            raise ParameterError(f"ModelConfig.from_dict needs a dict, got {_describe(data)}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(map(str, data)) - known)
+        if unknown:
+            raise ParameterError(f"unknown ModelConfig keys {unknown}")
+        return cls(**data)
+
+
+class _MaskedBatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` whose training statistics come from the valid frames only.
+
+    In training, plain batch norm would average over padded frames too, so a clip's output (and
+    the running statistics) would depend on how much padding its batch has. In eval mode the
+    running statistics are used, which is exactly ``nn.BatchNorm1d``. Same parameters and buffers
+    (and state_dict keys) as ``nn.BatchNorm1d``.
+    """
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if mask is None or not self.training:
+            return super().forward(x)
+        # reduced-precision activations (autocast) would lose the statistics: accumulate in float32
+        xs = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        m = mask.to(xs.dtype)  # (B, 1, T)
+        n = m.sum()
+        mean = (xs * m).sum(dim=(0, 2)) / n
+        centred = (xs - mean[:, None]) * m
+        var = (centred * centred).sum(dim=(0, 2)) / n
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                unbiased = var * (n / (n - 1).clamp_min(1))  # torch keeps the unbiased variance
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), factor)
+                self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), factor)
+        y = (xs - mean[:, None]) * torch.rsqrt(var + self.eps)[:, None]
+        if self.affine:
+            y = y * self.weight[:, None] + self.bias[:, None]
+        return y.to(x.dtype)
+
+
+class _ResidualConvBlock(nn.Module):
+    """``Conv1d -> BN -> GELU -> dropout`` plus a (1x1-projected) residual path."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dropout: float):
+        super().__init__()
+        # the batch norm that follows absorbs a conv bias, so it would be a wasted parameter
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
+        self.bn = _MaskedBatchNorm1d(out_channels)
+        self.act = nn.GELU()
+        self.dropout = nn.Dropout(dropout)
+        self.skip = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        return self.dropout(self.act(self.bn(self.conv(x), mask))) + self.skip(x)
+
+
+class CNNBiLSTMAttention(nn.Module):
+    """Emotion logits from a padded batch of feature frames: residual CNN -> BiLSTM -> attention -> pooling.
+
+    The original system's classifier (input_dim 68, 8 emotions), made exactly invariant to
+    padding: a clip's logits in eval mode do not depend on how many padded frames follow it or on
+    the other clips of its batch (up to float rounding).
+
+    Architecture (defaults of :class:`ModelConfig`):
+
+    1. Three residual blocks ``Conv1d(k=3, 'same') -> BatchNorm -> GELU -> dropout``, plus a 1x1
+       Conv1d projection of the block input on the residual path; 68 -> 128 -> 256 -> 512
+       channels. A max-pool of 2 (``ceil_mode=True``) sits *between* blocks, so frames shrink by 4
+       in all and a clip of ``L`` valid frames keeps ``ceil(ceil(L / 2) / 2)`` (a 1-frame clip
+       keeps 1).
+    2. A 3-layer bidirectional LSTM (hidden 256 per direction, dropout 0.3 between layers) over
+       the pooled frames, run on a packed sequence so that it stops at each clip's last valid frame.
+    3. 8-head self-attention (``nn.MultiheadAttention``, embedding 512) with a key padding mask,
+       in a post-norm residual sublayer: ``LayerNorm(h + attention(h))``.
+    4. Masked mean and masked max over the valid frames, *summed* into one 512-vector (summing
+       keeps the classifier's 512 inputs of the original; concatenating would need 1024).
+    5. Classifier ``Linear(512, 256) -> BatchNorm -> GELU -> dropout -> Linear(256, n_classes)``.
+
+    How padding is kept out: the input's padded frames are zeroed, and so are every block's
+    outputs there after the next max-pool (batch-norm bias and GELU make them non-zero), so each
+    'same' convolution sees zeros beyond a clip's end whatever the padding; the max-pool sees
+    ``-inf`` there (``ceil_mode``, so a window holding a clip's last odd frame keeps it); the
+    conv blocks' batch norm takes its training statistics over valid frames only; the LSTM is
+    packed; attention masks padded keys; the final pooling is masked.
+
+    Args:
+        config: a :class:`ModelConfig` (or its ``to_dict()``); keyword arguments override its fields.
+
+    Shape:
+        - features: ``(B, input_dim, frames)`` float, padded frames anywhere after each clip's end.
+        - frame_lengths: ``(B,)`` int valid frames per clip in ``[1, frames]``, or ``None``
+          (all ``frames`` valid).
+        - output: ``(B, n_classes)`` logits.
+
+    In training mode the batch must hold at least 2 clips (the classifier's batch norm needs them).
+    """
+
+    def __init__(self, config: Optional[ModelConfig] = None, **overrides):
+        super().__init__()
+        if config is None:
+            config = ModelConfig()
+        elif isinstance(config, dict):
+            config = ModelConfig.from_dict(config)
+        elif not isinstance(config, ModelConfig):
+            raise ParameterError(f"config must be a ModelConfig, a dict or None, got {_describe(config)}")
+        if overrides:
+            unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(ModelConfig)})
+            if unknown:
+                raise ParameterError(f"unknown ModelConfig keys {unknown}")
+            config = dataclasses.replace(config, **overrides)
+        self.config = config
+        c = config
+
+        widths = (c.input_dim,) + c.channels
+        self.blocks = nn.ModuleList(
+            _ResidualConvBlock(widths[i], widths[i + 1], c.kernel_size, c.dropout) for i in range(len(c.channels))
+        )
+        self.lstm = nn.LSTM(
+            c.channels[-1], c.lstm_hidden, num_layers=c.lstm_layers, batch_first=True, bidirectional=True,
+            dropout=c.lstm_dropout if c.lstm_layers > 1 else 0.0,
+        )
+        embed = 2 * c.lstm_hidden
+        self.attention = nn.MultiheadAttention(embed, c.attention_heads, dropout=c.attention_dropout,
+                                               batch_first=True)
+        self.attention_norm = nn.LayerNorm(embed)
+        self.classifier = nn.Sequential(
+            nn.Linear(embed, c.classifier_hidden),
+            nn.BatchNorm1d(c.classifier_hidden),
+            nn.GELU(),
+            nn.Dropout(c.dropout),
+            nn.Linear(c.classifier_hidden, c.n_classes),
+        )
+
+    def output_frame_lengths(self, frame_lengths: torch.Tensor) -> torch.Tensor:
+        """Valid frames per clip after the max-pools, as seen by the LSTM and attention.
+
+        Args:
+            frame_lengths: ``[shape=(B,)]`` int valid input frames.
+
+        Returns:
+            ``[shape=(B,)]`` int64: ``ceil(L / 2)`` applied once per pool (``len(channels) - 1`` times).
+        """
+        lengths = torch.as_tensor(frame_lengths, dtype=torch.int64)
+        for _ in range(len(self.config.channels) - 1):
+            lengths = torch.div(lengths + 1, 2, rounding_mode="floor")
+        return lengths
+
+    def _check_inputs(self, features, frame_lengths) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        c = self.config
+        if not isinstance(features, torch.Tensor):
+            raise ParameterError(f"features must be a torch.Tensor, got {type(features).__name__}: "
+                                 f"{_describe(features)}")
+        if not features.is_floating_point():
+            raise ParameterError(f"features must be a floating-point tensor, got dtype {features.dtype}")
+        if features.ndim != 3:
+            raise ParameterError(
+                f"features must have shape (B, input_dim={c.input_dim}, frames), got {tuple(features.shape)}"
+            )
+        if features.shape[1] != c.input_dim:
+            raise ParameterError(
+                f"features must have input_dim={c.input_dim} rows on dim 1, got shape {tuple(features.shape)}"
+            )
+        if features.shape[0] == 0 or features.shape[2] == 0:
+            raise ParameterError(f"features is empty: shape {tuple(features.shape)}")
+        if self.training and features.shape[0] < 2:
+            raise ParameterError(
+                f"features must hold at least 2 clips in training mode (batch norm), got shape "
+                f"{tuple(features.shape)}; call model.eval() to predict a single clip"
+            )
+        weight = self.classifier[0].weight
+        if features.device != weight.device:
+            raise ParameterError(f"features are on {features.device} but the model is on {weight.device}")
+        if features.dtype != weight.dtype and not torch.is_autocast_enabled(features.device.type):
+            raise ParameterError(
+                f"features have dtype {features.dtype} but the model's parameters are {weight.dtype}; "
+                f"convert one of them (model.to(dtype) or features.to(dtype))"
+            )
+        return features, check_frame_lengths(frame_lengths, features)
+
+    def forward(self, features: torch.Tensor, frame_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits for a padded batch of feature frames.
+
+        Args:
+            features: ``[shape=(B, input_dim, frames)]`` float features (e.g. ``FeatureBatch.features``).
+            frame_lengths: ``[shape=(B,)]`` int valid frames per clip, or ``None`` (all valid).
+
+        Returns:
+            ``[shape=(B, n_classes)]`` unnormalised logits.
+        """
+        x, lengths = self._check_inputs(features, frame_lengths)
+        mask = None  # (B, 1, frames) bool, True on valid frames
+        if lengths is not None:
+            mask = self._mask(lengths, x.shape[-1])
+            x = x.masked_fill(~mask, 0.0)  # e.g. normalize='padded' features are non-zero there
+        for i, block in enumerate(self.blocks):
+            if i > 0:
+                if mask is not None:
+                    # -inf so that a window straddling a clip's end takes its valid frame only
+                    x = x.masked_fill(~mask, float("-inf"))
+                x = F.max_pool1d(x, kernel_size=2, stride=2, ceil_mode=True)
+                if lengths is not None:
+                    lengths = torch.div(lengths + 1, 2, rounding_mode="floor")
+                    mask = self._mask(lengths, x.shape[-1])
+                    x = x.masked_fill(~mask, 0.0)  # the conv's 'same' padding must meet zeros past the end
+            # a block's padded outputs are non-zero (BN bias, GELU): the -inf/0 fills around the next
+            # pool clean them before the next conv, and the packed LSTM never reads them after the last
+            x = block(x, mask)
+
+        h = x.transpose(1, 2)  # (B, frames', channels)
+        if lengths is None:
+            h, _ = self.lstm(h)
+        else:
+            packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            h, _ = self.lstm(packed)
+            h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[-1])
+
+        key_padding_mask = None if mask is None else ~mask[:, 0, :]
+        a, _ = self.attention(h, h, h, key_padding_mask=key_padding_mask, need_weights=False)
+        h = self.attention_norm(h + a)
+
+        if mask is None:
+            pooled = h.mean(dim=1) + h.amax(dim=1)
+        else:
+            valid = mask[:, 0, :, None]  # (B, frames', 1)
+            mean = h.masked_fill(~valid, 0.0).sum(dim=1) / lengths[:, None].to(h.dtype)
+            pooled = mean + h.masked_fill(~valid, float("-inf")).amax(dim=1)
+        return self.classifier(pooled)
+
+    @staticmethod
+    def _mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+        return (torch.arange(frames, device=lengths.device) < lengths[:, None]).unsqueeze(1)

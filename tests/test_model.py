@@ -1,0 +1,301 @@
+"""CNNBiLSTMAttention: shapes, exact padding invariance, edge lengths, gradients, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ser_gpu.errors import ParameterError
+from ser_gpu.models import CNNBiLSTMAttention, ModelConfig
+from ser_gpu.models.cnn_bilstm_attention import _MaskedBatchNorm1d
+
+# small enough to run in milliseconds; same structure as the default (3 blocks, 2 pools, BiLSTM, MHA)
+SMALL = ModelConfig(channels=(16, 24, 32), lstm_hidden=8, lstm_layers=2, attention_heads=4, classifier_hidden=12)
+# with every dropout off, training mode is deterministic and can be compared too
+SMALL_NO_DROPOUT = dataclasses.replace(SMALL, lstm_dropout=0.0, attention_dropout=0.0, dropout=0.0)
+
+
+def _model(config=SMALL, *, device="cpu", dtype=torch.float32, seed=0, train=False):
+    torch.manual_seed(seed)
+    model = CNNBiLSTMAttention(config).to(device=device, dtype=dtype)
+    # move the batch norms' running statistics away from (0, 1) so that a mistake in them shows
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm1d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    return model.train(train)
+
+
+def _features(batch, frames, *, device="cpu", dtype=torch.float32, seed=1, input_dim=68):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, input_dim, frames, generator=g, dtype=dtype).to(device)
+
+
+def _pad(x, frames, value=0.0):
+    out = torch.full((*x.shape[:-1], frames), value, dtype=x.dtype, device=x.device)
+    out[..., : x.shape[-1]] = x
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- shapes
+
+
+def test_default_output_shape(device):
+    model = _model(ModelConfig(), device=device)
+    x = _features(3, 20, device=device)
+    with torch.no_grad():
+        assert model(x).shape == (3, 8)
+        assert model(x, torch.tensor([20, 7, 1], device=device)).shape == (3, 8)
+
+
+def test_default_architecture():
+    model = CNNBiLSTMAttention()
+    c = model.config
+    assert (c.input_dim, c.n_classes, c.channels) == (68, 8, (128, 256, 512))
+    assert [b.conv.out_channels for b in model.blocks] == [128, 256, 512]
+    assert (model.lstm.hidden_size, model.lstm.num_layers, model.lstm.bidirectional) == (256, 3, True)
+    assert model.lstm.dropout == pytest.approx(0.3)
+    assert (model.attention.embed_dim, model.attention.num_heads) == (512, 8)
+    assert model.classifier[0].in_features == 512 and model.classifier[0].out_features == 256
+    assert model.classifier[-1].out_features == 8
+
+
+def test_n_classes_and_input_dim(device):
+    model = _model(dataclasses.replace(SMALL, n_classes=5, input_dim=10), device=device)
+    with torch.no_grad():
+        assert model(_features(2, 9, device=device, input_dim=10)).shape == (2, 5)
+
+
+@pytest.mark.parametrize("n_blocks", [1, 2, 4])
+def test_other_block_counts(n_blocks):
+    model = _model(dataclasses.replace(SMALL, channels=(8,) * n_blocks))
+    x = _features(2, 11)
+    with torch.no_grad():
+        full = model(x)
+        assert full.shape == (2, 8)
+        torch.testing.assert_close(model(_pad(x, 19), torch.tensor([11, 11])), full, rtol=0, atol=1e-5)
+
+
+def test_output_frame_lengths():
+    model = CNNBiLSTMAttention(SMALL)  # two pools between three blocks
+    lengths = torch.arange(1, 40)
+    expected = torch.tensor([math.ceil(math.ceil(n / 2) / 2) for n in range(1, 40)])
+    assert torch.equal(model.output_frame_lengths(lengths), expected)
+
+
+# ------------------------------------------------------------------------------------ padding invariance
+
+
+def _check_invariance(model, clip, *, atol):
+    """Logits of ``clip`` (1, D, L) alone == padded with zeros/garbage == next to a longer clip."""
+    L = clip.shape[-1]
+    device = clip.device
+    with torch.no_grad():
+        alone = model(clip)
+        lengths = torch.tensor([L], device=device)
+        zeros = model(_pad(clip, L + 13), lengths)
+        garbage = _pad(clip, L + 6, value=0.0)
+        garbage[..., L:] = 1e3  # e.g. normalize='padded' features: padding must be ignored, not just be 0
+        garbage = model(garbage, lengths)
+        longer = _features(1, L + 21, device=device, dtype=clip.dtype, seed=7)
+        batch = torch.cat([_pad(clip, L + 21), longer])
+        both = model(batch, torch.tensor([L, L + 21], device=device))
+        longer_alone = model(longer)
+    for other in (zeros, garbage, both[:1]):
+        torch.testing.assert_close(other, alone, rtol=0, atol=atol)
+    torch.testing.assert_close(both[1:], longer_alone, rtol=0, atol=atol)
+
+
+def test_padding_invariance_default_model(device):
+    model = _model(ModelConfig(), device=device)
+    _check_invariance(model, _features(1, 23, device=device), atol=1e-5)
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 5, 8, 17])
+def test_padding_invariance_small_model(dtype, length):
+    model = _model(SMALL, dtype=dtype)
+    atol = 1e-12 if dtype == torch.float64 else 1e-5
+    _check_invariance(model, _features(1, length, dtype=dtype), atol=atol)
+
+
+def test_batch_of_edge_lengths(device):
+    """1-frame, even and odd lengths side by side each give their own single-clip logits."""
+    model = _model(SMALL, device=device)
+    lengths = [1, 2, 3, 4, 5, 7, 9]
+    x = _features(len(lengths), 9, device=device)
+    with torch.no_grad():
+        out = model(x, torch.tensor(lengths, device=device))
+        assert torch.isfinite(out).all()
+        for i, n in enumerate(lengths):
+            torch.testing.assert_close(out[i : i + 1], model(x[i : i + 1, :, :n]), rtol=0, atol=1e-5)
+        one = model(_features(3, 1, device=device))  # all clips a single frame
+        assert one.shape == (3, 8) and torch.isfinite(one).all()
+
+
+def test_frame_lengths_none_equals_full_lengths():
+    model = _model(SMALL)
+    x = _features(3, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, torch.tensor([10, 10, 10])), model(x), rtol=0, atol=1e-6)
+        # frame_lengths may come as a list or on the CPU with any integer dtype
+        torch.testing.assert_close(model(x, [10, 4, 1]), model(x, torch.tensor([10, 4, 1], dtype=torch.int32)))
+
+
+def test_training_mode_ignores_padding_too():
+    """Conv batch norm takes its batch statistics over valid frames: extra padding changes nothing."""
+    x = _features(3, 12)
+    lengths = torch.tensor([12, 5, 1])
+    outputs, stats = [], []
+    for frames in (12, 30):
+        model = _model(SMALL_NO_DROPOUT, train=True)
+        outputs.append(model(_pad(x, frames, value=5.0), lengths))
+        stats.append([b.bn.running_var.clone() for b in model.blocks] + [b.bn.running_mean.clone() for b in model.blocks])
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=0, atol=1e-5)
+    for a, b in zip(stats[1], stats[0]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_masked_batch_norm_equals_batch_norm_without_padding(dtype):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 6, 9, generator=g, dtype=dtype) * 3 + 1
+    ours, ref = _MaskedBatchNorm1d(6).to(dtype), nn.BatchNorm1d(6).to(dtype)
+    with torch.no_grad():
+        for bn in (ours, ref):
+            bn.weight.copy_(torch.linspace(0.5, 2, 6))
+            bn.bias.copy_(torch.linspace(-1, 1, 6))
+    full = torch.ones(4, 1, 9, dtype=torch.bool)
+    atol = 1e-12 if dtype == torch.float64 else 1e-5
+    for _ in range(2):
+        torch.testing.assert_close(ours(x, full), ref(x), rtol=0, atol=atol)
+    torch.testing.assert_close(ours.running_mean, ref.running_mean, rtol=0, atol=atol)
+    torch.testing.assert_close(ours.running_var, ref.running_var, rtol=0, atol=atol)
+    assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 2
+    # with padding: statistics of the valid frames only, i.e. plain BN on those frames laid side by side
+    mask = torch.tensor([9, 4, 1, 6])[:, None] > torch.arange(9)
+    valid = torch.cat([x[i, :, mask[i]] for i in range(4)], dim=-1).unsqueeze(0)
+    out = _MaskedBatchNorm1d(6).to(dtype).train()(x, mask[:, None, :])
+    expected = nn.BatchNorm1d(6).to(dtype).train()(valid)
+    torch.testing.assert_close(torch.cat([out[i, :, mask[i]] for i in range(4)], -1).unsqueeze(0), expected,
+                               rtol=0, atol=atol)
+
+
+# ------------------------------------------------------------------------------------------- gradients
+
+
+def test_gradients_flow(device):
+    model = _model(SMALL, device=device, train=True)
+    x = _features(3, 14, device=device).requires_grad_()
+    lengths = torch.tensor([14, 6, 1], device=device)
+    loss = nn.functional.cross_entropy(model(x, lengths), torch.tensor([0, 3, 7], device=device))
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+    mask = torch.arange(14, device=device) < lengths[:, None]
+    assert (x.grad.abs().sum(1)[mask] > 0).all()  # every valid frame matters
+    assert torch.equal(x.grad.abs().sum(1)[~mask], torch.zeros_like(x.grad.abs().sum(1)[~mask]))  # padding not
+
+
+def test_one_training_step_lowers_the_loss():
+    model = _model(SMALL_NO_DROPOUT, train=True)
+    x, y = _features(4, 10), torch.tensor([0, 1, 2, 3])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(5):
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "features, frame_lengths, match",
+    [
+        (torch.zeros(2, 40, 10), None, r"input_dim=68.*\(2, 40, 10\)"),
+        (torch.zeros(68, 10), None, r"shape \(B, input_dim=68, frames\), got \(68, 10\)"),
+        (torch.zeros(1, 2, 68, 10), None, r"got \(1, 2, 68, 10\)"),
+        ([[0.0] * 10] * 68, None, r"features must be a torch.Tensor, got list"),
+        (torch.zeros(2, 68, 10, dtype=torch.int64), None, r"floating-point.*torch.int64"),
+        (torch.zeros(0, 68, 10), None, r"features is empty: shape \(0, 68, 10\)"),
+        (torch.zeros(2, 68, 0), None, r"features is empty: shape \(2, 68, 0\)"),
+        (torch.zeros(2, 68, 10, dtype=torch.float64), None, r"dtype torch.float64.*torch.float32"),
+        (torch.zeros(2, 68, 10), torch.tensor([10, 10, 10]), r"frame_lengths must have shape \(2,\).*got \(3,\)"),
+        (torch.zeros(2, 68, 10), torch.tensor([[10, 10]]), r"frame_lengths must have shape \(2,\).*got \(1, 2\)"),
+        (torch.zeros(2, 68, 10), torch.tensor([10, 11]), r"frame_lengths must lie in \[1, 10\].*got 11"),
+        (torch.zeros(2, 68, 10), torch.tensor([0, 10]), r"frame_lengths must lie in \[1, 10\].*got 0"),
+        (torch.zeros(2, 68, 10), torch.tensor([-3, 10]), r"frame_lengths must lie in \[1, 10\].*got -3"),
+        (torch.zeros(2, 68, 10), torch.tensor([9.0, 10.0]), r"frame_lengths must be an integer.*float32"),
+    ],
+)
+def test_bad_inputs(features, frame_lengths, match):
+    model = _model(SMALL)
+    with pytest.raises(ParameterError, match=match):
+        model(features, frame_lengths)
+
+
+def test_training_needs_two_clips():
+    model = _model(SMALL, train=True)
+    with pytest.raises(ParameterError, match=r"at least 2 clips in training mode.*\(1, 68, 10\)"):
+        model(torch.zeros(1, 68, 10))
+    with torch.no_grad():
+        assert model.eval()(torch.zeros(1, 68, 10)).shape == (1, 8)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"input_dim": 0}, r"input_dim must be a positive integer, got 0"),
+        ({"n_classes": 1}, r"n_classes must be at least 2, got 1"),
+        ({"n_classes": 2.5}, r"n_classes must be a positive integer, got 2.5"),
+        ({"channels": ()}, r"channels must hold at least one"),
+        ({"channels": (16, -4)}, r"channels\[1\] must be a positive integer, got -4"),
+        ({"channels": 64}, r"channels must be a sequence of positive integers, got 64"),
+        ({"kernel_size": 4}, r"kernel_size must be odd, got 4"),
+        ({"lstm_layers": 0}, r"lstm_layers must be a positive integer, got 0"),
+        ({"lstm_dropout": 1.0}, r"lstm_dropout must be a probability in \[0, 1\), got 1.0"),
+        ({"dropout": -0.1}, r"dropout must be a probability in \[0, 1\), got -0.1"),
+        ({"attention_heads": 3}, r"attention_heads must divide.*= 16, got 3"),
+        ({"attention_dropout": "0.1"}, r"attention_dropout must be a probability.*'0.1'"),
+    ],
+)
+def test_bad_config(overrides, match):
+    with pytest.raises(ParameterError, match=match):
+        dataclasses.replace(SMALL, **overrides)
+    with pytest.raises(ParameterError, match=match):
+        CNNBiLSTMAttention(SMALL, **overrides)
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def test_config_round_trip():
+    data = SMALL.to_dict()
+    assert data["channels"] == [16, 24, 32] and type(data["channels"]) is list
+    assert json.loads(json.dumps(data)) == data
+    assert ModelConfig.from_dict(data) == SMALL
+    assert ModelConfig.from_dict({}) == ModelConfig()
+    assert CNNBiLSTMAttention(data).config == SMALL
+    assert CNNBiLSTMAttention(SMALL, n_classes=4).config.n_classes == 4
+
+
+def test_config_unknown_keys():
+    with pytest.raises(ParameterError, match=r"unknown ModelConfig keys \['hidden', 'layers'\]"):
+        ModelConfig.from_dict({"layers": 2, "hidden": 3, "n_classes": 4})
+    with pytest.raises(ParameterError, match=r"unknown ModelConfig keys \['hidden'\]"):
+        CNNBiLSTMAttention(hidden=3)
+    with pytest.raises(ParameterError, match=r"needs a dict, got \[1, 2\]"):
+        ModelConfig.from_dict([1, 2])
+    with pytest.raises(ParameterError, match=r"config must be a ModelConfig, a dict or None, got 'big'"):
+        CNNBiLSTMAttention("big")
