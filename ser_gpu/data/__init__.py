@@ -1,0 +1,21 @@
+"""Corpora: RAVDESS file names, the waveform cache, train/val/test splits, device-resident batches,
+and the built-in synthetic corpus (:mod:`ser_gpu.data.synthetic`)."""
+
+from . import synthetic
+from .batches import WaveformSet
+from .cache import default_cache_dir, load_waveforms
+from .ravdess import EMOTIONS, Clip, parse_ravdess_name, scan_corpus
+from .splits import Split, split_clips
+
+__all__ = [
+    "EMOTIONS",
+    "Clip",
+    "parse_ravdess_name",
+    "scan_corpus",
+    "load_waveforms",
+    "default_cache_dir",
+    "split_clips",
+    "Split",
+    "WaveformSet",
+    "synthetic",
+]
