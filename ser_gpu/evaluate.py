@@ -1,0 +1,217 @@
+"""``python -m ser_gpu.evaluate``: score a checkpoint on RAVDESS-named test folders.
+
+Reports per-class precision, recall and F1, weighted F1, accuracy (WA), unweighted average recall
+(UAR) and the confusion matrix, as text on stdout and, with ``--out``, as ``evaluation.json``,
+``confusion.png`` and ``report.txt``. Clips are loaded (and cached) and trimmed as in training, then
+batched through the checkpoint's feature rows and model on the device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import torch
+from tqdm import tqdm
+
+from ._atomic import atomic_write, save_json
+from ._validation import check_positive_int
+from .errors import AudioLoadError, CheckpointError, ParameterError
+from .features import resolve_device
+from .transforms.features import FeatureConfig, FeatureExtractor
+
+__all__ = ["evaluate_model", "format_report", "plot_confusion", "main"]
+
+PathLike = Union[str, Path]
+
+
+def _per_class(cm: torch.Tensor, labels: Sequence[str]) -> dict:
+    cm = cm.double()
+    tp = cm.diagonal()
+    support = cm.sum(1)
+    predicted = cm.sum(0)
+    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
+    recall = torch.where(support > 0, tp / support.clamp(min=1), torch.zeros_like(tp))
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-300),
+                     torch.zeros_like(tp))
+    return {lab: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for lab, p, r, f, s in zip(labels, precision, recall, f1, support)}
+
+
+def metrics_from_predictions(labels: torch.Tensor, preds: torch.Tensor, names: Sequence[str]) -> dict:
+    """Per-class precision/recall/F1, weighted F1, accuracy (WA), UAR and the confusion matrix.
+
+    UAR is the mean recall over the classes that occur in ``labels``; weighted F1 weights each
+    class's F1 by its support (as ``sklearn.metrics.f1_score(average='weighted')``).
+    """
+    n = len(names)
+    labels = labels.reshape(-1).long().cpu()
+    preds = preds.reshape(-1).long().cpu()
+    cm = torch.bincount(labels * n + preds, minlength=n * n).reshape(n, n)
+    per_class = _per_class(cm, names)
+    support = cm.sum(1).double()
+    present = support > 0
+    total = float(support.sum())
+    recalls = torch.tensor([per_class[k]["recall"] for k in names], dtype=torch.float64)
+    f1s = torch.tensor([per_class[k]["f1"] for k in names], dtype=torch.float64)
+    return {
+        "n_clips": int(total),
+        "accuracy": float(cm.diagonal().sum()) / total if total else float("nan"),
+        "uar": float(recalls[present].mean()) if bool(present.any()) else float("nan"),
+        "weighted_f1": float((f1s * support).sum() / total) if total else float("nan"),
+        "per_class": per_class,
+        "labels": list(names),
+        "confusion": cm.tolist(),
+    }
+
+
+def format_report(metrics: dict) -> str:
+    """The metrics as a plain-text table plus the confusion matrix (rows: true, columns: predicted)."""
+    names = metrics["labels"]
+    width = max(10, max(len(n) for n in names) + 2)
+    lines = [f"{'':{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    for name in names:
+        c = metrics["per_class"][name]
+        lines.append(f"{name:{width}}{c['precision']:10.3f}{c['recall']:10.3f}{c['f1']:10.3f}{c['support']:10d}")
+    lines += ["", f"accuracy (WA) {metrics['accuracy']:.4f}   UAR {metrics['uar']:.4f}   "
+                  f"weighted F1 {metrics['weighted_f1']:.4f}   clips {metrics['n_clips']}", "",
+              "confusion matrix (rows: true, columns: predicted)"]
+    short = [n[:7] for n in names]
+    lines.append(f"{'':{width}}" + "".join(f"{s:>8}" for s in short))
+    for name, row in zip(names, metrics["confusion"]):
+        lines.append(f"{name:{width}}" + "".join(f"{v:8d}" for v in row))
+    return "\n".join(lines)
+
+
+def plot_confusion(metrics: dict, path: PathLike) -> Path:
+    """The confusion matrix as a PNG (counts in the cells), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    names = metrics["labels"]
+    cm = torch.tensor(metrics["confusion"])
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(cm.numpy(), cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    peak = int(cm.max()) if cm.numel() else 0
+    for i in range(len(names)):
+        for j in range(len(names)):
+            v = int(cm[i, j])
+            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > peak / 2 else "black")
+    ax.set_title(f"WA {metrics['accuracy']:.3f}  UAR {metrics['uar']:.3f}  weighted F1 {metrics['weighted_f1']:.3f}")
+    fig.tight_layout()
+    try:
+        return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
+    finally:
+        plt.close(fig)
+
+
+def evaluate_model(
+    checkpoint: PathLike,
+    data_dirs: Sequence[PathLike],
+    *,
+    out: Optional[PathLike] = None,
+    device: str = "auto",
+    batch_size: int = 32,
+    cache_dir: Optional[PathLike] = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate a checkpoint on every RAVDESS-named clip under ``data_dirs`` (searched recursively).
+
+    Args:
+        checkpoint: ``best.pt`` written by :mod:`ser_gpu.train` (its feature and model configs are used).
+        data_dirs: one or more folders; files without a RAVDESS emotion code are skipped and counted
+            in one warning, unreadable files likewise.
+        out: if given, a directory for ``evaluation.json``, ``report.txt`` and ``confusion.png``.
+        device, batch_size: where and how many clips per forward pass.
+        cache_dir: waveform cache (default as training: ``$SER_GPU_CACHE`` or ``~/.cache/ser_gpu``).
+
+    Returns:
+        the metrics dict of :func:`metrics_from_predictions` plus ``checkpoint`` and ``data_dirs``.
+
+    Raises:
+        CheckpointError: missing/corrupt checkpoint, another architecture or label set.
+        ParameterError: a missing data directory or one without any RAVDESS-named file.
+        AudioLoadError: none of the files could be read.
+    """
+    from .checkpoint import load_model
+    from .data import EMOTIONS, WaveformSet, load_waveforms, scan_corpus
+
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if isinstance(data_dirs, (str, Path)):
+        data_dirs = [data_dirs]
+    if not data_dirs:
+        raise ParameterError("data_dirs must name at least one directory, got []")
+    dev = resolve_device(device)
+    model, payload = load_model(checkpoint, device=dev, labels=list(EMOTIONS))
+    labels = list(payload["labels"])
+    try:
+        fc = FeatureConfig.from_dict(payload["feature_config"])
+    except (ParameterError, TypeError) as exc:
+        raise CheckpointError(f"{checkpoint}: bad feature_config ({exc})") from exc
+
+    clips = scan_corpus([str(d) for d in data_dirs])
+    waves, clips = load_waveforms(clips, sr=fc.sr, trim=fc.trim, top_db=fc.top_db, cache_dir=cache_dir,
+                                  progress=progress)
+    dataset = WaveformSet(waves, [c.label for c in clips]).to(dev)
+    extractor = FeatureExtractor(fc, trim=False).to(dev)  # the loader trimmed already
+    preds, truth = [], []
+    n_batches = (len(dataset) + batch_size - 1) // batch_size
+    with torch.no_grad():
+        for y, lengths, batch_labels in tqdm(dataset.batches(batch_size), total=n_batches, desc="evaluating",
+                                             unit="batch", disable=not progress, file=sys.stderr):
+            batch = extractor(y, lengths)
+            preds.append(model(batch.features, batch.frame_lengths).argmax(-1))
+            truth.append(batch_labels)
+    metrics = metrics_from_predictions(torch.cat(truth), torch.cat(preds), labels)
+    metrics["checkpoint"] = str(checkpoint)
+    metrics["data_dirs"] = [str(d) for d in data_dirs]
+    if out is not None:
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise ParameterError(f"out must be a directory, got the file {str(out)!r}")
+        out.mkdir(parents=True, exist_ok=True)
+        save_json(out / "evaluation.json", metrics)
+        report = format_report(metrics) + "\n"
+        atomic_write(out / "report.txt", lambda fh: fh.write(report.encode()))
+        plot_confusion(metrics, out / "confusion.png")
+    return metrics
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ser_gpu.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="best.pt written by python -m ser_gpu.train")
+    p.add_argument("--data-dir", action="append", dest="data_dirs", required=True, metavar="DIR",
+                   help="RAVDESS-named test folder, searched recursively; repeat for several")
+    p.add_argument("--out", default=None, help="write evaluation.json, report.txt and confusion.png here")
+    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
+    p.add_argument("--batch-size", type=int, default=32, help="clips per forward pass (default: %(default)s)")
+    p.add_argument("--cache-dir", default=None, help="waveform cache (default: $SER_GPU_CACHE or ~/.cache/ser_gpu)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of the table")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    import json
+
+    args = build_parser().parse_args(argv)
+    try:
+        metrics = evaluate_model(args.checkpoint, args.data_dirs, out=args.out, device=args.device,
+                                 batch_size=args.batch_size, cache_dir=args.cache_dir, progress=not args.quiet)
+    except (ParameterError, AudioLoadError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(metrics, indent=2) if args.json else format_report(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""``python -m ser_gpu.predict``: the emotion of audio or video files, with probabilities and a top-k list.
+
+Inputs of any length are scored in bounded memory: each file is decoded once, as a stream, into
+windows of ``window`` seconds (default 4 s) starting every ``hop`` seconds (default 2 s); after the
+last full window the rest of the file is one shorter window, and a file no longer than one window is
+a single window (:func:`ser_gpu.media.iter_windows`). Each window is
+trimmed (``top_db`` from the checkpoint) and turned into the checkpoint's feature rows exactly as in
+training; windows of many files share batched forward passes, and a file's probabilities are the mean
+of its windows' softmax outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import torch
+from tqdm import tqdm
+
+from ._atomic import atomic_write
+from ._validation import check_positive, check_positive_int
+from .errors import AudioLoadError, CheckpointError, ParameterError
+from .features import resolve_device
+from .transforms.features import FeatureConfig, FeatureExtractor
+
+__all__ = ["Predictor", "predict_file", "predict_files", "find_media", "plot_probabilities", "main"]
+
+PathLike = Union[str, Path]
+SR = 22050
+
+
+def find_media(paths: Sequence[PathLike]) -> List[Path]:
+    """Files as given, directories expanded recursively into their audio/video files (sorted).
+
+    Raises:
+        ParameterError: a path that does not exist, or a directory without audio or video files.
+    """
+    from .media import is_media
+
+    found: List[Path] = []
+    seen = set()
+    for p in map(Path, paths):
+        if p.is_dir():
+            items = sorted(q for q in p.rglob("*") if q.is_file() and is_media(q))
+            if not items:
+                raise ParameterError(f"directory {str(p)!r} holds no audio or video files")
+        elif p.exists():
+            items = [p]
+        else:
+            raise ParameterError(f"input {str(p)!r} does not exist")
+        for q in items:
+            if q.resolve() not in seen:
+                seen.add(q.resolve())
+                found.append(q)
+    return found
+
+
+class Predictor:
+    """A checkpoint ready to score files: model, feature extractor and labels on one device.
+
+    Args:
+        checkpoint: path to a ``best.pt``/``last.pt`` written by :mod:`ser_gpu.train`.
+        device: ``'auto'`` (CUDA when present), ``'cpu'`` or ``'cuda[:N]'``.
+        window, hop: window length and step in seconds for scoring long inputs (see the module doc).
+        batch_size: windows per forward pass.
+
+    Raises:
+        CheckpointError: missing/corrupt checkpoint, another architecture, another label set.
+    """
+
+    def __init__(self, checkpoint: PathLike, *, device: str = "auto", window: float = 4.0, hop: float = 2.0,
+                 batch_size: int = 32):
+        from .checkpoint import load_model
+        from .data import EMOTIONS
+
+        check_positive(window, "window")
+        check_positive(hop, "hop")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.device = resolve_device(device)
+        self.model, payload = load_model(checkpoint, device=self.device, labels=list(EMOTIONS))
+        self.labels = list(payload["labels"])
+        try:
+            fc = FeatureConfig.from_dict(payload["feature_config"])
+        except (ParameterError, TypeError) as exc:
+            raise CheckpointError(f"{checkpoint}: bad feature_config ({exc})") from exc
+        self.feature_config = fc
+        self.extractor = FeatureExtractor(fc).to(self.device)
+        self.window_seconds, self.hop_seconds = float(window), float(hop)
+
+    # -- reading ----------------------------------------------------------------------------------
+    def _windows(self, path: Path) -> Iterator[Tuple[float, torch.Tensor]]:
+        """``(end_seconds, window)`` pairs of the file, decoded once in bounded memory."""
+        from .media import iter_windows
+
+        for w in iter_windows(path, sr=self.feature_config.sr, window_seconds=self.window_seconds,
+                              hop_seconds=self.hop_seconds):
+            if w.y.numel():
+                yield w.end, w.y
+
+    # -- scoring ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _probabilities(self, windows: List[torch.Tensor]) -> torch.Tensor:
+        lengths = torch.tensor([w.numel() for w in windows], dtype=torch.int64)
+        y = torch.zeros(len(windows), int(lengths.max()))
+        for row, w in zip(y, windows):  # a handful of windows per call; not a per-example hot path
+            row[: w.numel()] = w
+        batch = self.extractor(y.to(self.device), lengths.to(self.device))
+        logits = self.model(batch.features, batch.frame_lengths)
+        return torch.softmax(logits.float(), dim=-1).cpu()
+
+    def predict(self, paths: Sequence[PathLike], *, top_k: int = 3, progress: bool = False) -> List[dict]:
+        """Score every file; a file that cannot be read gives ``{"path", "error"}`` and the others go on.
+
+        Returns:
+            one dict per input, in order: ``path``, ``emotion``, ``probability``, ``top_k`` (list of
+            ``{"emotion", "probability"}``), ``probabilities`` (every label), ``windows`` and
+            ``seconds``; or ``path`` and ``error``.
+        """
+        top_k = check_positive_int(top_k, "top_k")
+        top_k = min(top_k, len(self.labels))
+        sums: Dict[int, torch.Tensor] = {}
+        counts: Dict[int, int] = {}
+        seconds: Dict[int, float] = {}
+        errors: Dict[int, str] = {}
+        pending: List[Tuple[int, torch.Tensor]] = []
+
+        def flush():
+            if not pending:
+                return
+            probs = self._probabilities([w for _, w in pending])
+            for (i, _), p in zip(pending, probs):
+                sums[i] = sums.get(i, 0) + p
+                counts[i] = counts.get(i, 0) + 1
+            pending.clear()
+
+        bar = tqdm(list(enumerate(map(Path, paths))), desc="predicting", unit="file", disable=not progress,
+                   file=sys.stderr)
+        for i, path in bar:
+            try:
+                for end, w in self._windows(path):
+                    seconds[i] = end
+                    pending.append((i, w))
+                    if len(pending) >= self.batch_size:
+                        flush()
+            except AudioLoadError as exc:
+                errors[i] = exc.reason
+                pending[:] = [(j, w) for j, w in pending if j != i]
+                sums.pop(i, None)
+                counts.pop(i, None)
+        flush()
+
+        results = []
+        for i, path in enumerate(map(Path, paths)):
+            if i in errors or i not in counts:
+                results.append({"path": str(path), "error": errors.get(i, "no audio could be read")})
+                continue
+            probs = (sums[i] / counts[i]).tolist()
+            order = sorted(range(len(probs)), key=lambda k: -probs[k])
+            results.append({
+                "path": str(path),
+                "emotion": self.labels[order[0]],
+                "probability": probs[order[0]],
+                "top_k": [{"emotion": self.labels[k], "probability": probs[k]} for k in order[:top_k]],
+                "probabilities": dict(zip(self.labels, probs)),
+                "windows": counts[i],
+                "seconds": seconds[i],
+            })
+        return results
+
+
+def predict_files(paths: Sequence[PathLike], checkpoint: PathLike, *, top_k: int = 3, device: str = "auto",
+                  window: float = 4.0, hop: float = 2.0, batch_size: int = 32, progress: bool = False) -> List[dict]:
+    """:meth:`Predictor.predict` for a list of files (directories expanded) with one checkpoint."""
+    predictor = Predictor(checkpoint, device=device, window=window, hop=hop, batch_size=batch_size)
+    return predictor.predict(find_media(paths), top_k=top_k, progress=progress)
+
+
+def predict_file(path: PathLike, checkpoint: PathLike, *, top_k: int = 3, device: str = "auto",
+                 window: float = 4.0, hop: float = 2.0) -> dict:
+    """The emotion of one audio or video file as a plain dict (see :meth:`Predictor.predict`).
+
+    Raises:
+        AudioLoadError: the file cannot be read.
+        CheckpointError: the checkpoint is missing, corrupt or of another model/label set.
+    """
+    result = Predictor(checkpoint, device=device, window=window, hop=hop).predict([path], top_k=top_k)[0]
+    if "error" in result:
+        raise AudioLoadError(path, result["error"])
+    return result
+
+
+def plot_probabilities(results: Sequence[dict], path: PathLike) -> Path:
+    """A bar chart of each file's emotion probabilities (one panel per file), written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    good = [r for r in results if "probabilities" in r]
+    if not good:
+        raise ParameterError("nothing to plot: no input could be scored")
+    fig, axes = plt.subplots(len(good), 1, figsize=(7, 2.6 * len(good)), squeeze=False)
+    for ax, r in zip(axes[:, 0], good):
+        labels, probs = list(r["probabilities"]), list(r["probabilities"].values())
+        colors = ["tab:red" if lab == r["emotion"] else "tab:blue" for lab in labels]
+        ax.bar(labels, probs, color=colors)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("probability")
+        ax.set_title(f"{Path(r['path']).name}: {r['emotion']} ({r['probability']:.2f})")
+    fig.tight_layout()
+    try:
+        return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
+    finally:
+        plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ser_gpu.predict", description=__doc__.split("\n\n")[0])
+    p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio/video files or directories (recursive)")
+    p.add_argument("--checkpoint", required=True, help="best.pt written by python -m ser_gpu.train")
+    p.add_argument("--top-k", type=int, default=3, help="how many emotions to list (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--plot", metavar="OUT.png", help="draw the probability bar chart(s) into this PNG")
+    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
+    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: %(default)s)")
+    p.add_argument("--window", type=float, default=4.0, help="window length in seconds (default: %(default)s)")
+    p.add_argument("--hop", type=float, default=2.0, help="window step in seconds (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        results = predict_files(args.inputs, args.checkpoint, top_k=args.top_k, device=args.device,
+                                window=args.window, hop=args.hop, batch_size=args.batch_size,
+                                progress=not args.quiet)
+        if args.plot:
+            plot_probabilities(results, args.plot)
+    except (ParameterError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            if "error" in r:
+                continue
+            others = ", ".join(f"{t['emotion']} {t['probability']:.2f}" for t in r["top_k"][1:])
+            print(f"{r['path']}: {r['emotion']} {r['probability']:.2f}" + (f" ({others})" if others else ""))
+    for r in results:
+        if "error" in r:
+            print(f"error: {r['path']}: {r['error']}", file=sys.stderr)
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

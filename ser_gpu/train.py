@@ -1,0 +1,566 @@
+"""``python -m ser_gpu.train``: the original SER recipe end to end, with the data path on the device.
+
+Each training step takes a batch of cached, trimmed waveforms that already sit on the device and runs
+``WaveformAugment`` (noise, time stretch, pitch shift, shift; fresh parameters per example and per
+epoch) -> ``FeatureExtractor`` (the 68 DESIGN.md rows) -> ``SpecAugment`` -> ``CNNBiLSTMAttention``.
+Validation uses the same features without augmentation (computed once). Optimisation follows the
+original system: AdamW (weight decay 1e-3), cross-entropy with label smoothing 0.1, ReduceLROnPlateau
+(factor 0.5, patience 10) on the validation loss, early stopping after 20 epochs without improvement,
+gradient clipping at 1.0, and the best checkpoint (lowest validation loss) kept.
+
+With no ``--data-dir`` the built-in synthetic corpus (:mod:`ser_gpu.data.synthetic`) is generated
+once into a cache directory and used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import dataclasses
+import io
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import __version__
+from ._atomic import atomic_write, save_json
+from ._validation import check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability
+from .errors import AudioLoadError, CheckpointError, ParameterError
+from .evaluate import metrics_from_predictions
+from .features import resolve_device
+from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
+
+__all__ = ["TrainConfig", "train_model", "plot_curves", "main"]
+
+_SPLITS = ("random", "actor")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (plain data: stored in each checkpoint as a dict).
+
+    The defaults are the original system's; ``out`` holds ``best.pt``, ``last.pt``, ``metrics.csv``,
+    ``metrics.json`` and ``curves.png``.
+    """
+
+    data_dirs: List[str] = field(default_factory=list)  # empty: the built-in synthetic corpus
+    out: str = "runs/ser"
+    epochs: int = 300
+    lr: float = 1e-4
+    batch_size: int = 16
+    weight_decay: float = 1e-3
+    label_smoothing: float = 0.1
+    lr_factor: float = 0.5
+    lr_patience: int = 10
+    early_stopping: int = 20  # epochs without a better validation loss; 0 disables
+    grad_clip: float = 1.0
+    split: str = "random"
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    n_folds: Optional[int] = None
+    fold: int = 0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast of the model on CUDA; ignored on CPU
+    augment: bool = True
+    p_noise: float = 0.5
+    p_stretch: float = 0.5
+    p_pitch: float = 0.5
+    p_shift: float = 0.5
+    spec_augment: bool = True
+    max_frames: Optional[int] = None  # None: each batch's longest clip (the model masks the padding)
+    normalize: Optional[str] = "valid"
+    tonnetz: bool = True
+    cache_dir: Optional[str] = None
+    synthetic_dir: Optional[str] = None
+    progress: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.data_dirs, (str, Path)):
+            self.data_dirs = [self.data_dirs]
+        self.data_dirs = [str(d) for d in (self.data_dirs or [])]
+        self.out = str(self.out)
+        for name in ("epochs", "batch_size", "lr_patience"):
+            check_positive_int(getattr(self, name), name)
+        for name in ("early_stopping", "seed", "fold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ParameterError(f"{name} must be a non-negative integer, got {value!r}")
+        check_positive(self.lr, "lr")
+        check_nonnegative(self.weight_decay, "weight_decay")
+        check_in_range(self.label_smoothing, "label_smoothing", 0.0, 1.0)
+        check_in_range(self.lr_factor, "lr_factor", 0.0, 1.0)
+        check_positive(self.grad_clip, "grad_clip")
+        for name in ("p_noise", "p_stretch", "p_pitch", "p_shift"):
+            check_probability(getattr(self, name), name)
+        if self.split not in _SPLITS:
+            raise ParameterError(f"split must be one of {_SPLITS}, got {self.split!r}")
+        if self.n_folds is not None and (self.n_folds < 2 or self.fold >= self.n_folds):
+            raise ParameterError(f"n_folds must be >= 2 and fold in [0, n_folds), got n_folds={self.n_folds!r}, "
+                                 f"fold={self.fold!r}")
+        FeatureConfig(max_frames=self.max_frames, normalize=self.normalize)  # validates both
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ParameterError(f"unknown TrainConfig keys {unknown}")
+        return cls(**data)
+
+    def feature_config(self) -> FeatureConfig:
+        """The rows the model reads: trimmed clips (``trim=True``), as :mod:`ser_gpu.predict` rebuilds them."""
+        return FeatureConfig(max_frames=self.max_frames, normalize=self.normalize, tonnetz=self.tonnetz)
+
+
+# ------------------------------------------------------------------------------------------- the run
+
+class _Run:
+    """Everything one training run holds; split from :func:`train_model` to keep the steps readable."""
+
+    def __init__(self, config: TrainConfig, *, resume: bool, overwrite: bool):
+        from .data import EMOTIONS
+
+        self.config = c = config
+        self.out = Path(c.out)
+        self.labels = list(EMOTIONS)
+        self.device = resolve_device(c.device)
+        self._check_out(resume, overwrite)
+        self.resume_payload = self._load_resume() if resume else None
+        if self.resume_payload is not None:
+            stored = TrainConfig.from_dict(self.resume_payload["train_config"])
+            # The stored run defines everything but how long to go on and where/how to show it.
+            self.config = c = dataclasses.replace(stored, epochs=c.epochs, device=c.device, progress=c.progress,
+                                                  out=c.out)
+        torch.manual_seed(c.seed)
+        self._build_data()
+        self._build_modules()
+
+    # -- output directory -------------------------------------------------------------------------
+    def _check_out(self, resume: bool, overwrite: bool) -> None:
+        if self.out.exists() and not self.out.is_dir():
+            raise ParameterError(f"out must be a directory, got the file {str(self.out)!r}")
+        existing = [n for n in ("last.pt", "best.pt") if (self.out / n).exists()]
+        if existing and not (resume or overwrite):
+            raise ParameterError(f"out directory {str(self.out)!r} already holds a training run ({', '.join(existing)}); "
+                                 f"pass --resume to continue it or --overwrite to replace it")
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def _load_resume(self) -> dict:
+        from .checkpoint import load_checkpoint
+
+        path = self.out / "last.pt"
+        if not path.exists():
+            raise CheckpointError(f"{path}: cannot resume, no last.pt in {str(self.out)!r} (train without --resume first)")
+        payload = load_checkpoint(path)
+        for key in ("train_config", "state", "optimizer_state", "scheduler_state"):
+            if not isinstance(payload.get(key), dict):
+                raise CheckpointError(f"{path}: not a resumable training checkpoint (no {key!r})")
+        return payload
+
+    # -- data -------------------------------------------------------------------------------------
+    def _say(self, message: str) -> None:
+        if self.config.progress:
+            print(message, file=sys.stderr)
+
+    def _build_data(self) -> None:
+        from .data import WaveformSet, load_waveforms, scan_corpus, split_clips, synthetic
+
+        c = self.config
+        if c.data_dirs:
+            dirs = c.data_dirs
+        else:
+            root = Path(c.synthetic_dir) if c.synthetic_dir else synthetic.default_corpus_dir()
+            self._say(f"no --data-dir given: using the built-in synthetic corpus in {root} "
+                      f"(generated on first use, then reused)")
+            synthetic.make_corpus(root, seed=0, progress=c.progress)
+            dirs = [str(root)]
+        clips = scan_corpus(dirs)
+        waves, clips = load_waveforms(clips, sr=22050, trim=True, top_db=20.0, cache_dir=c.cache_dir,
+                                      progress=c.progress)
+        split = split_clips(clips, method=c.split, seed=c.seed, val_fraction=c.val_fraction,
+                            test_fraction=c.test_fraction, n_folds=c.n_folds, fold=c.fold)
+        self.clips = clips
+
+        def subset(idx):
+            return WaveformSet([waves[i] for i in idx], [clips[i].label for i in idx]).to(self.device)
+
+        self.train_set = subset(split.train)
+        self.val_set = subset(split.val)
+        self.test_set = subset(split.test) if len(split.test) else None
+        self.split_sizes = {"train": len(split.train), "val": len(split.val), "test": len(split.test)}
+        if len(split.train) < 2:
+            raise ParameterError(f"the {c.split} split leaves {len(split.train)} training clip(s); at least 2 are needed "
+                                 f"(found {len(clips)} usable clips in {dirs})")
+        self._say(f"{len(clips)} clips: {self.split_sizes['train']} train, {self.split_sizes['val']} validation, "
+                  f"{self.split_sizes['test']} test ({c.split} split); device {self.device}")
+
+    # -- modules ----------------------------------------------------------------------------------
+    def _build_modules(self) -> None:
+        from .models import CNNBiLSTMAttention, ModelConfig
+        from .transforms.augment import SpecAugment, WaveformAugment
+
+        c = self.config
+        self.feature_config = c.feature_config()
+        # The cache holds trimmed clips already: the extractor must not trim a second time.
+        self.extractor = FeatureExtractor(self.feature_config, trim=False).to(self.device)
+        self.augment = WaveformAugment(sr=22050, p_noise=c.p_noise, p_stretch=c.p_stretch, p_pitch=c.p_pitch,
+                                       p_shift=c.p_shift).to(self.device)
+        self.spec_augment = SpecAugment().to(self.device)
+        self.model_config = ModelConfig(input_dim=len(FEATURE_ROWS), n_classes=len(self.labels))
+        self.model = CNNBiLSTMAttention(self.model_config).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="min", factor=c.lr_factor,
+                                                                    patience=c.lr_patience)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
+        # Shuffling draws on the CPU; augmentation draws on the device where the waveforms are.
+        self.shuffle_gen = torch.Generator().manual_seed(c.seed)
+        self.augment_gen = torch.Generator(device=self.device).manual_seed(c.seed + 1)
+        self.history: List[dict] = []
+        self.best_val_loss = math.inf
+        self.bad_epochs = 0
+        self.start_epoch = 0
+        if self.resume_payload is not None:
+            self._restore(self.resume_payload)
+
+    def _autocast(self):
+        if self.config.amp and self.device.type == "cuda":
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def _state(self) -> dict:
+        state = {
+            "history": self.history,
+            "best_val_loss": self.best_val_loss,
+            "bad_epochs": self.bad_epochs,
+            "shuffle_gen": self.shuffle_gen.get_state(),
+            "augment_gen": self.augment_gen.get_state(),
+            "cpu_rng": torch.get_rng_state(),
+            "split_sizes": self.split_sizes,
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _restore(self, payload: dict) -> None:
+        from .checkpoint import load_model
+
+        path = self.out / "last.pt"
+        model, _ = load_model(payload, device=self.device, labels=self.labels)
+        self.model.load_state_dict(model.state_dict())
+        try:
+            self.optimizer.load_state_dict(payload["optimizer_state"])
+            self.scheduler.load_state_dict(payload["scheduler_state"])
+            state = payload["state"]
+            self.history = list(state["history"])
+            self.best_val_loss = float(state["best_val_loss"])
+            self.bad_epochs = int(state["bad_epochs"])
+            self.shuffle_gen.set_state(state["shuffle_gen"])
+            self.augment_gen.set_state(state["augment_gen"])
+            torch.set_rng_state(state["cpu_rng"])
+            if self.device.type == "cuda" and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: cannot resume from it ({type(exc).__name__}: {exc})") from exc
+        self.start_epoch = int(payload["epoch"])
+        self._say(f"resuming {path} after epoch {self.start_epoch}")
+
+    def _save(self, name: str, epoch: int, metrics: dict) -> Path:
+        from .checkpoint import save_checkpoint
+
+        return save_checkpoint(self.out / name, model=self.model, model_config=self.model_config.to_dict(),
+                               feature_config=self.feature_config.to_dict(), labels=self.labels,
+                               train_config=self.config.to_dict(), epoch=epoch, metrics=metrics,
+                               optimizer=self.optimizer, scheduler=self.scheduler, state=self._state())
+
+    # -- steps ------------------------------------------------------------------------------------
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _features(self, y, lengths, *, train: bool):
+        c = self.config
+        if train and c.augment:
+            y, lengths = self.augment(y, lengths, generator=self.augment_gen)
+        batch = self.extractor(y, lengths)
+        x = batch.features
+        if train and c.spec_augment:
+            x = self.spec_augment(x, batch.frame_lengths, generator=self.augment_gen)
+        return x, batch.frame_lengths
+
+    def train_epoch(self) -> dict:
+        c = self.config
+        self.model.train()
+        total_loss = correct = count = 0.0
+        data_seconds = 0.0
+        # The classifier's batch norm needs two clips: a last batch of one is left out of this epoch.
+        drop_last = len(self.train_set) % c.batch_size == 1
+        for y, lengths, labels in self.train_set.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen,
+                                                         drop_last=drop_last):
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                x, fl = self._features(y, lengths, train=True)
+            self._sync()
+            data_seconds += time.perf_counter() - t0
+            with self._autocast():
+                logits = self.model(x, fl)
+            loss = self.criterion(logits.float(), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            self.optimizer.step()
+            n = labels.numel()
+            total_loss += float(loss.detach()) * n
+            correct += float((logits.detach().argmax(-1) == labels).sum())
+            count += n
+        return {"train_loss": total_loss / count, "train_acc": correct / count, "data_seconds": data_seconds}
+
+    def feature_batches(self, dataset) -> list:
+        """Validation/test features, computed once (no augmentation): ``[(x, frame_lengths, labels), ...]``."""
+        out = []
+        with torch.no_grad():
+            for y, lengths, labels in dataset.batches(self.config.batch_size):
+                x, fl = self._features(y, lengths, train=False)
+                out.append((x, fl, labels))
+        return out
+
+    def evaluate(self, batches) -> dict:
+        self.model.eval()
+        total_loss, preds, truth = 0.0, [], []
+        with torch.no_grad():
+            for x, fl, labels in batches:
+                with self._autocast():
+                    logits = self.model(x, fl)
+                total_loss += float(self.criterion(logits.float(), labels)) * labels.numel()
+                preds.append(logits.argmax(-1))
+                truth.append(labels)
+        truth, preds = torch.cat(truth), torch.cat(preds)
+        metrics = metrics_from_predictions(truth, preds, self.labels)
+        metrics["loss"] = total_loss / truth.numel()
+        return metrics
+
+    # -- outputs ----------------------------------------------------------------------------------
+    def write_metrics(self) -> None:
+        columns = list(self.history[0].keys())
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.history)
+        atomic_write(self.out / "metrics.csv", lambda fh: fh.write(buf.getvalue().encode()))
+        save_json(self.out / "metrics.json", {"epochs": self.history, "labels": self.labels,
+                                              "split_sizes": self.split_sizes})
+        plot_curves(self.history, self.out / "curves.png")
+
+
+def plot_curves(history: Sequence[dict], path) -> Path:
+    """Loss and accuracy per epoch (train and validation) as a PNG, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("cross-entropy (label smoothing)")
+    ax_loss.legend()
+    ax_acc.plot(epochs, [h["train_acc"] for h in history], label="train accuracy")
+    ax_acc.plot(epochs, [h["val_acc"] for h in history], label="validation accuracy")
+    ax_acc.plot(epochs, [h["val_uar"] for h in history], label="validation UAR", linestyle="--")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylim(0, 1)
+    ax_acc.legend()
+    fig.tight_layout()
+    try:
+        return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
+    finally:
+        plt.close(fig)
+
+
+def _fit(run: _Run) -> dict:
+    c = run.config
+    val_batches = run.feature_batches(run.val_set)
+    epochs = range(run.start_epoch, c.epochs)
+    bar = tqdm(epochs, desc="training", unit="epoch", disable=not c.progress, initial=run.start_epoch, total=c.epochs,
+               file=sys.stderr)
+    stopped_early = c.early_stopping and run.bad_epochs >= c.early_stopping
+    for epoch in bar:
+        if stopped_early:
+            break
+        t0 = time.perf_counter()
+        row = {"epoch": epoch + 1, "lr": run.optimizer.param_groups[0]["lr"]}
+        row.update(run.train_epoch())
+        val = run.evaluate(val_batches)
+        row.update({"val_loss": val["loss"], "val_acc": val["accuracy"], "val_uar": val["uar"]})
+        run.scheduler.step(val["loss"])
+        row["epoch_seconds"] = time.perf_counter() - t0
+        run.history.append(row)
+        improved = val["loss"] < run.best_val_loss
+        if improved:
+            run.best_val_loss = val["loss"]
+            run.bad_epochs = 0
+        else:
+            run.bad_epochs += 1
+        metrics = {k: v for k, v in row.items()}
+        if improved:
+            run._save("best.pt", epoch + 1, metrics)
+        run._save("last.pt", epoch + 1, metrics)
+        run.write_metrics()
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{val['loss']:.3f}", val_uar=f"{val['uar']:.3f}")
+        stopped_early = bool(c.early_stopping) and run.bad_epochs >= c.early_stopping
+    bar.close()
+    return {"stopped_early": bool(stopped_early)}
+
+
+def _final_report(run: _Run, fit: dict) -> dict:
+    from .checkpoint import load_model
+
+    best_path = run.out / "best.pt"
+    result = {
+        "out": str(run.out),
+        "best_checkpoint": str(best_path),
+        "last_checkpoint": str(run.out / "last.pt"),
+        "epochs_run": len(run.history),
+        "stopped_early": fit["stopped_early"],
+        "split_sizes": run.split_sizes,
+        "history": run.history,
+    }
+    if not run.history:
+        return result
+    best = min(run.history, key=lambda h: h["val_loss"])
+    result["best_epoch"] = best["epoch"]
+    result["best_val"] = {"loss": best["val_loss"], "accuracy": best["val_acc"], "uar": best["val_uar"]}
+    if run.test_set is not None and best_path.exists():
+        model, _ = load_model(best_path, device=run.device, labels=run.labels)
+        run.model.load_state_dict(model.state_dict())
+        test = run.evaluate(run.feature_batches(run.test_set))
+        result["test"] = test
+    save_json(run.out / "result.json", {k: v for k, v in result.items() if k != "history"})
+    return result
+
+
+def train_model(
+    epochs: int = 300,
+    lr: float = 1e-4,
+    batch_size: int = 16,
+    *,
+    data_dirs: Optional[Sequence[str]] = None,
+    out: str = "runs/ser",
+    resume: bool = False,
+    overwrite: bool = False,
+    **settings,
+) -> dict:
+    """Train the CNN + BiLSTM + attention classifier with augmentation and features on the device.
+
+    The original system's ``train_model(epochs=300, lr=1e-4, batch_size=16)``; every other setting
+    of :class:`TrainConfig` is a keyword (``split='actor'``, ``seed``, ``device``, ``augment``,
+    ``p_pitch``, ...).
+
+    Args:
+        epochs, lr, batch_size: as the original.
+        data_dirs: RAVDESS-named corpora, searched recursively; ``None`` = the built-in synthetic corpus.
+        out: directory for ``best.pt``, ``last.pt``, ``metrics.csv``/``.json``, ``curves.png``, ``result.json``.
+        resume: continue the run in ``out`` from ``last.pt`` (its stored settings are used; ``epochs``
+            may be raised). On the CPU the result equals an uninterrupted run.
+        overwrite: replace a run already in ``out`` (otherwise that is refused).
+
+    Returns:
+        a dict: ``best_val`` (loss/accuracy/uar of the best epoch), ``test`` (accuracy, UAR, confusion
+        matrix of the best checkpoint on the held-out test set, when the split has one),
+        ``history`` (one dict per epoch), checkpoint paths.
+
+    Raises:
+        ParameterError: a bad setting, a missing data directory, no file with a RAVDESS emotion code,
+            an ``out`` directory holding another run.
+        AudioLoadError: none of the files could be read (unreadable ones among good ones are skipped
+            and counted in a warning).
+        CheckpointError: ``resume`` without a usable ``last.pt``.
+    """
+    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, data_dirs=list(data_dirs or []), out=out,
+                         **settings)
+    run = _Run(config, resume=resume, overwrite=overwrite)
+    fit = _fit(run)
+    return _final_report(run, fit)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="python -m ser_gpu.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", action="append", dest="data_dirs", default=[], metavar="DIR",
+                   help="RAVDESS-named corpus, searched recursively; repeat for several (default: the synthetic corpus)")
+    p.add_argument("--out", default=d.out, help="run directory (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    p.add_argument("--lr", type=float, default=d.lr, help="default: %(default)s")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
+    p.add_argument("--split", choices=_SPLITS, default=d.split,
+                   help="random: the original 80/20; actor: actor-held-out validation and test (default: %(default)s)")
+    p.add_argument("--folds", type=int, default=None, dest="n_folds", help="actor split in K folds")
+    p.add_argument("--fold", type=int, default=0, help="which fold is the test set (default: 0)")
+    p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
+    p.add_argument("--device", default=d.device, help="auto (default), cpu or cuda[:N]")
+    p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on CUDA")
+    p.add_argument("--no-augment", dest="augment", action="store_false", help="no waveform augmentation")
+    p.add_argument("--no-spec-augment", dest="spec_augment", action="store_false", help="no SpecAugment")
+    for name in ("noise", "stretch", "pitch", "shift"):
+        p.add_argument(f"--p-{name}", type=float, default=getattr(d, f"p_{name}"), dest=f"p_{name}",
+                       help=f"probability of {name} augmentation per example (default: %(default)s)")
+    p.add_argument("--early-stopping", type=int, default=d.early_stopping,
+                   help="stop after N epochs without a better validation loss; 0 = never (default: %(default)s)")
+    p.add_argument("--max-frames", type=int, default=None,
+                   help="pad/truncate features to N frames (default: each batch's longest clip)")
+    p.add_argument("--cache-dir", default=None, help="waveform cache (default: $SER_GPU_CACHE or ~/.cache/ser_gpu)")
+    p.add_argument("--synthetic-dir", default=None, help="where the synthetic corpus is generated")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = vars(args)
+    resume, overwrite, quiet = settings.pop("resume"), settings.pop("overwrite"), settings.pop("quiet")
+    epochs, lr, batch_size = settings.pop("epochs"), settings.pop("lr"), settings.pop("batch_size")
+    try:
+        result = train_model(epochs, lr, batch_size, resume=resume, overwrite=overwrite, progress=not quiet,
+                             **settings)
+    except (ParameterError, AudioLoadError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last finished epoch is in last.pt; continue with --resume", file=sys.stderr)
+        return 130
+    _print_summary(result)
+    return 0
+
+
+def _print_summary(result: dict) -> None:
+    print(f"{result['epochs_run']} epochs{' (stopped early)' if result['stopped_early'] else ''}; "
+          f"checkpoints in {result['out']}")
+    if "best_val" in result:
+        b = result["best_val"]
+        print(f"best epoch {result['best_epoch']}: validation loss {b['loss']:.4f}, accuracy {b['accuracy']:.3f}, "
+              f"UAR {b['uar']:.3f}")
+    if "test" in result:
+        t = result["test"]
+        print(f"test (held out, best checkpoint): accuracy {t['accuracy']:.3f}, UAR {t['uar']:.3f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

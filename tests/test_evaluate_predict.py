@@ -1,0 +1,222 @@
+"""python -m ser_gpu.evaluate and python -m ser_gpu.predict against a checkpoint trained here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from sklearn.metrics import classification_report, confusion_matrix, f1_score, recall_score
+
+from ser_gpu import evaluate, predict, media
+from ser_gpu.checkpoint import load_checkpoint
+from ser_gpu.data import EMOTIONS
+from ser_gpu.errors import AudioLoadError, CheckpointError
+from ser_gpu.train import train_model
+from tests.tiny_corpus import FAST, SR, clip, write_corpus
+
+RESULT_KEYS = {"path", "emotion", "probability", "top_k", "probabilities", "windows", "seconds"}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evalpred")
+    corpus = write_corpus(root / "corpus")
+    train_model(epochs=2, data_dirs=[str(corpus)], out=str(root / "run"), cache_dir=str(root / "cache"), **FAST)
+    return root, corpus, root / "run" / "best.pt"
+
+
+def _ffmpeg(*args):
+    exe = media.ffmpeg_exe()
+    if exe is None:
+        pytest.skip("no ffmpeg binary (imageio_ffmpeg.get_ffmpeg_exe() found none)")
+    proc = subprocess.run([exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+# --------------------------------------------------------------------------------------------- metrics
+
+def test_metrics_equal_sklearn():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 8, 300)
+    truth[truth == 6] = 5  # a class with no support: UAR averages over the classes present
+    preds = np.where(rng.random(300) < 0.6, truth, rng.integers(0, 8, 300))
+    m = evaluate.metrics_from_predictions(torch.from_numpy(truth), torch.from_numpy(preds), EMOTIONS)
+    present = sorted(set(truth))
+    assert m["accuracy"] == pytest.approx((truth == preds).mean())
+    assert m["uar"] == pytest.approx(recall_score(truth, preds, labels=present, average="macro"))
+    assert m["weighted_f1"] == pytest.approx(f1_score(truth, preds, labels=list(range(8)), average="weighted",
+                                                      zero_division=0))
+    assert m["confusion"] == confusion_matrix(truth, preds, labels=list(range(8))).tolist()
+    ref = classification_report(truth, preds, labels=list(range(8)), target_names=list(EMOTIONS),
+                                output_dict=True, zero_division=0)
+    for name in EMOTIONS:
+        for key in ("precision", "recall", "f1-score"):
+            assert m["per_class"][name][key.replace("-score", "")] == pytest.approx(ref[name][key]), (name, key)
+        assert m["per_class"][name]["support"] == ref[name]["support"]
+
+
+# -------------------------------------------------------------------------------------------- evaluate
+
+def test_evaluate_cli_writes_report_json_and_png(setup, tmp_path, capsys):
+    root, corpus, ckpt = setup
+    out = tmp_path / "eval"
+    code = evaluate.main(["--checkpoint", str(ckpt), "--data-dir", str(corpus), "--out", str(out),
+                          "--cache-dir", str(root / "cache"), "--quiet"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "UAR" in text and "weighted F1" in text and "confusion matrix" in text
+    data = json.loads((out / "evaluation.json").read_text())
+    assert {"accuracy", "uar", "weighted_f1", "per_class", "confusion", "labels", "n_clips"} <= set(data)
+    assert data["n_clips"] == 32 and data["labels"] == list(EMOTIONS)
+    assert sum(map(sum, data["confusion"])) == 32
+    assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "report.txt").read_text().startswith(" ")
+
+
+def test_evaluate_api_agrees_with_predict(setup):
+    """evaluate's batched predictions equal predict's file-by-file answers (same rows, same model)."""
+    root, corpus, ckpt = setup
+    m = evaluate.evaluate_model(ckpt, [corpus], cache_dir=root / "cache", progress=False, device="cpu")
+    files = sorted(corpus.rglob("*.wav"))
+    results = predict.predict_files(files, ckpt, device="cpu", window=10.0)
+    labels = [int(f.name.split("-")[2]) - 1 for f in files]
+    preds = [EMOTIONS.index(r["emotion"]) for r in results]
+    ref = evaluate.metrics_from_predictions(torch.tensor(labels), torch.tensor(preds), EMOTIONS)
+    assert m["confusion"] == ref["confusion"]
+
+
+def test_evaluate_bad_inputs(setup, tmp_path, capsys):
+    root, corpus, ckpt = setup
+    code = evaluate.main(["--checkpoint", str(tmp_path / "missing.pt"), "--data-dir", str(corpus), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "missing.pt" in err and "Traceback" not in err
+    (tmp_path / "empty").mkdir()
+    code = evaluate.main(["--checkpoint", str(ckpt), "--data-dir", str(tmp_path / "empty"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "empty" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------------------------- predict
+
+@pytest.fixture(scope="module")
+def media_files(setup):
+    root, _, _ = setup
+    d = root / "media"
+    d.mkdir()
+    sf.write(d / "a.wav", clip(2, 1, 0), SR)
+    sf.write(d / "b.flac", clip(4, 2, 1), SR)
+    sf.write(d / "long.wav", np.tile(clip(6, 3, 0, seconds=1.0), 10), SR)  # 10 s: several windows
+    _ffmpeg("-i", str(d / "a.wav"), "-c:a", "libmp3lame", str(d / "c.mp3"))
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=32x32:rate=10:duration=0.6", "-i", str(d / "b.flac"),
+            "-c:v", "mpeg4", "-c:a", "aac", "-shortest", str(d / "v.mp4"))
+    return d
+
+
+def test_predict_json_schema_and_probabilities(setup, media_files, capsys):
+    _, _, ckpt = setup
+    code = predict.main([str(media_files), "--checkpoint", str(ckpt), "--json", "--top-k", "3", "--quiet",
+                         "--device", "cpu"])
+    results = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert sorted(Path(r["path"]).name for r in results) == ["a.wav", "b.flac", "c.mp3", "long.wav", "v.mp4"]
+    for r in results:
+        assert set(r) == RESULT_KEYS
+        probs = r["probabilities"]
+        assert list(probs) == list(EMOTIONS)
+        assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+        assert len(r["top_k"]) == 3
+        ranked = sorted(probs.values(), reverse=True)
+        assert [t["probability"] for t in r["top_k"]] == pytest.approx(ranked[:3])
+        assert r["emotion"] == r["top_k"][0]["emotion"] and r["probability"] == r["top_k"][0]["probability"]
+    by_name = {Path(r["path"]).name: r for r in results}
+    # 10 s in 4 s windows every 2 s: starts 0, 2, 4, 6 (the last one ends at 10 s)
+    assert by_name["long.wav"]["windows"] == 4
+    assert by_name["long.wav"]["seconds"] == pytest.approx(10.0, abs=1e-3)
+    assert by_name["a.wav"]["windows"] == 1
+
+
+def test_batched_prediction_equals_one_file_at_a_time(setup, media_files):
+    _, _, ckpt = setup
+    files = [media_files / "a.wav", media_files / "b.flac", media_files / "long.wav"]
+    together = predict.predict_files(files, ckpt, device="cpu", batch_size=32)
+    for f, r in zip(files, together):
+        alone = predict.predict_file(f, ckpt, device="cpu")
+        for k in EMOTIONS:
+            assert alone["probabilities"][k] == pytest.approx(r["probabilities"][k], abs=1e-5)
+
+
+def test_predict_text_output_and_plot(setup, media_files, tmp_path, capsys):
+    _, _, ckpt = setup
+    png = tmp_path / "probs.png"
+    code = predict.main([str(media_files / "a.wav"), "--checkpoint", str(ckpt), "--plot", str(png), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith(str(media_files / "a.wav") + ": ") and any(e in out for e in EMOTIONS)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_one_bad_file_does_not_stop_the_others(setup, media_files, tmp_path, capsys):
+    _, _, ckpt = setup
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF this is no wav" * 10)
+    empty = tmp_path / "empty.flac"
+    empty.write_bytes(b"")
+    code = predict.main([str(broken), str(media_files / "a.wav"), str(empty), "--checkpoint", str(ckpt), "--json",
+                         "--quiet"])
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)
+    assert code == 1
+    assert "error" in results[0] and "emotion" in results[1] and "error" in results[2]
+    assert str(broken) in captured.err and str(empty) in captured.err and "Traceback" not in captured.err
+    with pytest.raises(AudioLoadError, match="broken.wav"):
+        predict.predict_file(broken, ckpt)
+
+
+def test_predict_missing_checkpoint_and_empty_dir(setup, media_files, tmp_path, capsys):
+    _, _, ckpt = setup
+    code = predict.main([str(media_files / "a.wav"), "--checkpoint", str(tmp_path / "nope.pt"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope.pt" in err and "Traceback" not in err
+    (tmp_path / "nothing").mkdir()
+    (tmp_path / "nothing" / "notes.txt").write_text("no audio here")
+    code = predict.main([str(tmp_path / "nothing"), "--checkpoint", str(ckpt), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no audio or video" in err and "Traceback" not in err
+
+
+def test_checkpoint_of_another_architecture_or_label_set(setup, media_files, tmp_path, capsys):
+    _, _, ckpt = setup
+    payload = load_checkpoint(ckpt)
+    other = dict(payload)
+    other["model_config"] = dict(payload["model_config"], lstm_hidden=64)
+    torch.save(other, tmp_path / "arch.pt")
+    with pytest.raises(CheckpointError, match="arch.pt"):
+        predict.Predictor(tmp_path / "arch.pt", device="cpu")
+    code = predict.main([str(media_files / "a.wav"), "--checkpoint", str(tmp_path / "arch.pt"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+
+    relabelled = dict(payload, labels=["calm", "angry", "happy", "sad", "other", "fearful", "disgust", "surprised"])
+    torch.save(relabelled, tmp_path / "labels.pt")
+    with pytest.raises(CheckpointError, match="label"):
+        predict.Predictor(tmp_path / "labels.pt", device="cpu")
+    code = evaluate.main(["--checkpoint", str(tmp_path / "labels.pt"), "--data-dir", str(media_files), "--quiet"])
+    assert code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+def test_predict_bad_arguments(setup, media_files):
+    from ser_gpu.errors import ParameterError
+
+    _, _, ckpt = setup
+    with pytest.raises(ParameterError, match="window"):
+        predict.Predictor(ckpt, window=0.0)
+    with pytest.raises(ParameterError, match="top_k"):
+        predict.predict_files([media_files / "a.wav"], ckpt, top_k=0)
+    with pytest.raises(ParameterError, match="does not exist"):
+        predict.find_media([media_files / "missing.wav"])

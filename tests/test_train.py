@@ -1,0 +1,166 @@
+"""python -m ser_gpu.train end to end on a tiny corpus written by the test, resume, and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+from ser_gpu.checkpoint import load_checkpoint
+from ser_gpu.errors import CheckpointError, ParameterError
+from ser_gpu.train import TrainConfig, main, train_model
+
+from tests.tiny_corpus import FAST, SR, write_corpus
+from tests.tiny_corpus import clip as _clip
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cache = tmp_path_factory.mktemp("cache")
+    result = train_model(epochs=3, data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache), **FAST)
+    return out, cache, result
+
+
+def test_run_writes_checkpoints_metrics_and_plot(trained):
+    out, _, result = trained
+    for name in ("best.pt", "last.pt", "metrics.csv", "metrics.json", "curves.png", "result.json"):
+        assert (out / name).is_file(), name
+    assert result["epochs_run"] == 3
+    history = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]  # it learns
+    csv_lines = (out / "metrics.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == 4 and csv_lines[0].startswith("epoch,")
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_checkpoint_loads_weights_only_with_every_config(trained):
+    out, _, _ = trained
+    payload = torch.load(out / "last.pt", weights_only=True)
+    assert payload["epoch"] == 3
+    assert payload["labels"][0] == "neutral" and len(payload["labels"]) == 8
+    assert payload["feature_config"]["tonnetz"] is False
+    assert TrainConfig.from_dict(payload["train_config"]).epochs == 3
+    best = load_checkpoint(out / "best.pt")
+    assert best["epoch"] == min(json.loads((out / "metrics.json").read_text())["epochs"],
+                                key=lambda h: h["val_loss"])["epoch"]
+
+
+def test_resume_equals_an_uninterrupted_run(corpus, trained, tmp_path):
+    full_out, cache, _ = trained
+    out = tmp_path / "run"
+    train_model(epochs=1, data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache), **FAST)
+    resumed = train_model(epochs=3, data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache), resume=True,
+                          **FAST)
+    full = json.loads((full_out / "metrics.json").read_text())["epochs"]
+    assert resumed["epochs_run"] == 3
+    for a, b in zip(full, resumed["history"]):
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), (a["epoch"], key)
+    w_full = torch.load(full_out / "last.pt", weights_only=True)["model_state"]
+    w_resumed = torch.load(out / "last.pt", weights_only=True)["model_state"]
+    for k in w_full:
+        torch.testing.assert_close(w_full[k], w_resumed[k], rtol=1e-5, atol=1e-6)
+
+
+def test_existing_run_is_not_overwritten(corpus, trained, capsys):
+    out, cache, _ = trained
+    before = (out / "last.pt").read_bytes()
+    code = main(["--data-dir", str(corpus), "--out", str(out), "--cache-dir", str(cache), "--epochs", "1", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "already holds a training run" in err and "--resume" in err and "Traceback" not in err
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_cli_runs_and_prints_summary(corpus, tmp_path, capsys):
+    code = main(["--data-dir", str(corpus), "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
+                 "--epochs", "1", "--batch-size", "8", "--lr", "1e-3", "--split", "actor", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "1 epochs" in out and "best epoch 1" in out and "test (held out" in out
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+def test_empty_data_dir_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = main(["--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "empty" in err and "Traceback" not in err
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
+    code = main(["--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope" in err and "Traceback" not in err
+
+
+def test_no_valid_file_names(tmp_path, capsys):
+    d = tmp_path / "data"
+    d.mkdir()
+    for name in ("hello.wav", "03-01-09-01-01-01-01.wav"):
+        sf.write(d / name, _clip(0, 1, 0), SR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["--data-dir", str(d), "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "error: " in err and "Traceback" not in err
+
+
+def test_unreadable_file_among_good_ones_is_skipped_and_counted(corpus, tmp_path):
+    data = write_corpus(tmp_path / "data", actors=(1, 2), per=2)
+    bad = data / "Actor_01" / "03-01-02-01-01-01-01.wav"
+    bad.write_bytes(b"RIFF not really a wav")
+    with pytest.warns(UserWarning, match="1 "):
+        result = train_model(epochs=1, data_dirs=[str(data)], out=str(tmp_path / "run"),
+                             cache_dir=str(tmp_path / "cache"), **FAST)
+    assert result["epochs_run"] == 1
+    assert sum(result["split_sizes"].values()) == 16  # 17 files, the broken one skipped
+    assert bad.exists()  # inputs are never touched
+
+
+def test_resume_without_checkpoint(corpus, tmp_path, capsys):
+    code = main(["--data-dir", str(corpus), "--out", str(tmp_path / "run"), "--resume", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "last.pt" in err and "Traceback" not in err
+
+
+def test_resume_from_corrupt_checkpoint(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_bytes(b"\x00garbage" * 10)
+    code = main(["--data-dir", str(corpus), "--out", str(out), "--resume", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "last.pt" in err and "Traceback" not in err
+    assert (out / "last.pt").read_bytes() == b"\x00garbage" * 10
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(epochs=0), "epochs"),
+    (dict(lr=-1.0), "lr"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(split="kfold"), "split"),
+    (dict(p_pitch=1.5), "p_pitch"),
+    (dict(label_smoothing=1.0), "label_smoothing"),
+    (dict(n_folds=1), "n_folds"),
+    (dict(normalize="global"), "normalize"),
+])
+def test_bad_settings(kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_unknown_config_key():
+    with pytest.raises(ParameterError, match="bogus"):
+        TrainConfig.from_dict({"bogus": 1})
