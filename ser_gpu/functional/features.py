@@ -48,6 +48,17 @@ def _result(x: torch.Tensor, frame_lengths: Optional[torch.Tensor], *given):
 def _frame_sums(x: torch.Tensor, frame_length: int, hop_length: int) -> torch.Tensor:
     """Sum of ``x`` over frames ``[t * hop, t * hop + frame_length)``: ``(..., T) -> (..., 1, frames)``."""
     shape = x.shape[:-1]
+    n_frames = 1 + (x.shape[-1] - frame_length) // hop_length
+    if frame_length % hop_length == 0 and n_frames >= 1:
+        # a frame is R whole hops: sum each hop once (a plain sum, no cancellation either), then
+        # add R neighbouring hop sums -- a few passes instead of a frame_length-wide pooling window
+        R = frame_length // hop_length
+        n_blocks = n_frames + R - 1
+        blocks = x[..., : n_blocks * hop_length].reshape(shape + (n_blocks, hop_length)).sum(dim=-1)
+        sums = blocks[..., :n_frames]
+        for q in range(1, R):
+            sums = sums + blocks[..., q : q + n_frames]
+        return sums.unsqueeze(-2)
     flat = x.reshape(-1, 1, x.shape[-1])
     # avg_pool1d sums each window without the cancellation error a cumulative sum would have
     out = F.avg_pool1d(flat, kernel_size=frame_length, stride=hop_length) * frame_length
@@ -85,24 +96,16 @@ def rms(
         lengths = check_lengths(lengths, y)
         if pad_mode not in _TORCH_PAD_MODES:
             raise ParameterError(f"pad_mode must be one of {tuple(_TORCH_PAD_MODES)}, got {pad_mode!r}")
-        if lengths is not None:
-            if pad_mode != "constant":
-                raise ParameterError(f"lengths are supported with pad_mode='constant' only, got {pad_mode!r}")
-            y = _zero_padding(y, lengths)
-            frame_lengths = num_frames(lengths, hop_length=hop_length, n_fft=frame_length, center=center)
-        else:
-            frame_lengths = None
-        if center:
-            pad = frame_length // 2
-            mode = _TORCH_PAD_MODES[pad_mode]
-            flat = y.reshape(-1, 1, y.shape[-1])
-            flat = F.pad(flat, (pad, pad)) if mode == "constant" else F.pad(flat, (pad, pad), mode=mode)
-            y = flat.reshape(y.shape[:-1] + (flat.shape[-1],))
-        if y.shape[-1] < frame_length:
+        if lengths is not None and pad_mode != "constant":
+            raise ParameterError(f"lengths are supported with pad_mode='constant' only, got {pad_mode!r}")
+        padded = y.shape[-1] + (2 * (frame_length // 2) if center else 0)
+        if padded < frame_length:
             raise ParameterError(
-                f"frame_length={frame_length} is longer than the (padded) signal of {y.shape[-1]} samples"
+                f"frame_length={frame_length} is longer than the (padded) signal of {padded} samples"
             )
-        power = _frame_sums(y * y, frame_length, hop_length) / frame_length
+        out, frame_lengths = _rms_waveform(y, frame_length=frame_length, hop_length=hop_length, center=center,
+                                           pad_mode=pad_mode, lengths=lengths)
+        return _result(out, frame_lengths, lengths, frame_lengths)
     elif S is not None:
         S, _, frame_lengths = spectrogram(S=S, frame_lengths=frame_lengths)
         if S.shape[-2] != frame_length // 2 + 1:
@@ -118,6 +121,24 @@ def rms(
     else:
         raise ParameterError("either y (a waveform) or S (a spectrogram) must be given, got neither")
     return _result(torch.sqrt(power), frame_lengths, lengths, frame_lengths)
+
+
+def _rms_waveform(y, *, frame_length, hop_length, center, pad_mode, lengths):
+    """The waveform branch of :func:`rms` with checked arguments: ``(rms, frame_lengths)``, the
+    padded frames not yet zeroed."""
+    if lengths is not None:
+        y = _zero_padding(y, lengths)
+        frame_lengths = num_frames(lengths, hop_length=hop_length, n_fft=frame_length, center=center)
+    else:
+        frame_lengths = None
+    if center:
+        pad = frame_length // 2
+        mode = _TORCH_PAD_MODES[pad_mode]
+        flat = y.reshape(-1, 1, y.shape[-1])
+        flat = F.pad(flat, (pad, pad)) if mode == "constant" else F.pad(flat, (pad, pad), mode=mode)
+        y = flat.reshape(y.shape[:-1] + (flat.shape[-1],))
+    power = _frame_sums(y * y, frame_length, hop_length) / frame_length
+    return torch.sqrt(power), frame_lengths
 
 
 def zero_crossing_rate(
@@ -147,6 +168,16 @@ def zero_crossing_rate(
     frame_length = check_positive_int(frame_length, "frame_length")
     hop_length = check_positive_int(hop_length, "hop_length")
     lengths = check_lengths(lengths, y)
+    if not center and y.shape[-1] < frame_length:
+        raise ParameterError(f"frame_length={frame_length} is longer than the signal of {y.shape[-1]} samples")
+    rate, frame_lengths = _zero_crossing_rate(y, frame_length=frame_length, hop_length=hop_length, center=center,
+                                              threshold=threshold, lengths=lengths)
+    return _result(rate, frame_lengths, lengths)
+
+
+def _zero_crossing_rate(y, *, frame_length, hop_length, center, threshold, lengths):
+    """:func:`zero_crossing_rate` with checked arguments: ``(rate, frame_lengths)``, the padded
+    frames not yet zeroed."""
     T = y.shape[-1]
     negative = (y < 0) & (y.abs() > threshold)
     # crossing[i] (i >= 1) compares samples i - 1 and i; crossing[0] is False (librosa's pad=False)
@@ -161,14 +192,12 @@ def zero_crossing_rate(
         # edge padding adds no crossing; a frame holds the pairs ending at its samples 1..frame_length-1
         pad = frame_length // 2
         crossing = F.pad(crossing.reshape(-1, T), (pad, pad)).reshape(y.shape[:-1] + (T + 2 * pad,))
-    elif T < frame_length:
-        raise ParameterError(f"frame_length={frame_length} is longer than the signal of {T} samples")
     # the first sample of each frame has no predecessor inside the frame: drop its pair
     first = crossing[..., ::hop_length]
     sums = _frame_sums(crossing, frame_length, hop_length)
     n = sums.shape[-1]
     sums = sums - first[..., :n].unsqueeze(-2)
-    return _result(sums / frame_length, frame_lengths, lengths)
+    return sums / frame_length, frame_lengths
 
 
 def _spectral_input(y, S, *, n_fft, hop_length, power, win_length, window, center, pad_mode, lengths, frame_lengths):
@@ -517,9 +546,15 @@ def _spectral_contrast(S, fl, *, sr, n_fft, fmin, n_bands, quantile, linear) -> 
         raise ParameterError(f"S.shape[-2] must be {1 + n_fft // 2} for n_fft={n_fft}, got {S.shape[-2]}")
     valleys, peaks = [], []
     for lo, hi, n_q in _contrast_bands(sr, n_fft, fmin, n_bands, quantile):  # bands, not examples
-        sub = torch.sort(S[..., lo:hi, :], dim=-2).values
-        valleys.append(sub[..., :n_q, :].mean(dim=-2))
-        peaks.append(sub[..., -n_q:, :].mean(dim=-2))
+        sub = S[..., lo:hi, :]
+        if n_q == 1:
+            valleys.append(sub.amin(dim=-2))
+            peaks.append(sub.amax(dim=-2))
+            continue
+        # only the n_q smallest/largest of each band count: a partial selection instead of a sort
+        # (the same values; their mean may differ from librosa's in the last bit)
+        valleys.append(torch.topk(sub, n_q, dim=-2, largest=False).values.mean(dim=-2))
+        peaks.append(torch.topk(sub, n_q, dim=-2).values.flip(-2).mean(dim=-2))
     valley = torch.stack(valleys, dim=-2)
     peak = torch.stack(peaks, dim=-2)
     if linear:
@@ -599,4 +634,10 @@ def spectral_centroid(
 
 
 def _spectral_centroid(S: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
-    return (freq * _normalize(S, 1, dim=-2)).sum(dim=-2, keepdim=True)
+    # librosa's sum(freq * normalize(S, norm=1)) as (freq . S) / sum|S| (a column left unnormalised
+    # when its sum is below tiny): one matmul and one sum instead of five full-size passes; the
+    # values differ from librosa's only by rounding
+    weighted = torch.matmul(freq.transpose(-1, -2), S)  # (..., 1, frames)
+    length = S.abs().sum(dim=-2, keepdim=True)
+    length = torch.where(length < torch.finfo(S.dtype).tiny, torch.ones_like(length), length)
+    return weighted / length

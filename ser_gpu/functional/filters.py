@@ -149,11 +149,35 @@ def chroma(
         if tuning.is_complex() or not torch.isfinite(tuning).all():
             raise ParameterError(f"tuning must be finite real values, got {tuning}")
         device = tuning.device if device is None else device
+        if tuning.ndim > 0 and tuning.numel() > 0:
+            # estimated tunings sit on a 0.01 grid, so a batch holds few distinct values (and the
+            # same ones again and again over an epoch): one cached bank per distinct value
+            values, inverse = torch.unique(tuning.detach().to("cpu", torch.float64), return_inverse=True)
+            banks = torch.stack([
+                chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=float(v), ctroct=ctroct, octwidth=octwidth,
+                       norm=norm, base_c=base_c, device=device, dtype=dtype)
+                for v in values.tolist()])
+            return banks[inverse.to(banks.device)]
         tuning = tuning.to(device=device, dtype=torch.float64)
     else:
         if isinstance(tuning, bool) or not isinstance(tuning, (int, float)) or not math.isfinite(tuning):
             raise ParameterError(f"tuning must be a finite number or a tensor, got {tuning!r}")
-        tuning = torch.tensor(float(tuning), dtype=torch.float64, device=device)
+        key = ("chroma", sr, n_fft, n_chroma, float(tuning), ctroct, octwidth, norm, bool(base_c))
+        return _to_device(key, _chroma_numpy(*key[1:]), device, dtype)
+    return _chroma_bank(sr, n_fft, n_chroma, tuning, ctroct, octwidth, norm, base_c).to(device=device, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=512)
+def _chroma_numpy(sr, n_fft, n_chroma, tuning: float, ctroct, octwidth, norm, base_c) -> np.ndarray:
+    """One float32-rounded chroma bank for a number ``tuning``, as a read-only numpy array."""
+    bank = _chroma_bank(sr, n_fft, n_chroma, torch.tensor(tuning, dtype=torch.float64), ctroct, octwidth,
+                        norm, base_c).numpy()
+    bank.setflags(write=False)
+    return bank
+
+
+def _chroma_bank(sr, n_fft, n_chroma, tuning: torch.Tensor, ctroct, octwidth, norm, base_c) -> torch.Tensor:
+    """librosa.filters.chroma for float64 ``tuning`` ``(...)``: float32 ``(..., n_chroma, 1 + n_fft // 2)``."""
     f64 = dict(dtype=torch.float64, device=tuning.device)
     frequencies = torch.from_numpy(np.linspace(0, sr, n_fft, endpoint=False)[1:]).to(**f64)
     a440 = 440.0 * 2.0 ** (tuning.unsqueeze(-1) / n_chroma)
@@ -178,7 +202,7 @@ def chroma(
     if base_c:
         wts = torch.roll(wts, -3 * (n_chroma // 12), dims=-2)
     wts = wts[..., : 1 + n_fft // 2]
-    return wts.to(torch.float32).to(device=device, dtype=dtype)  # librosa's float32 rounding
+    return wts.to(torch.float32)  # librosa's float32 rounding
 
 
 @functools.lru_cache(maxsize=32)

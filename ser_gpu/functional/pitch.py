@@ -113,12 +113,12 @@ def _localmax(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([first, inner, last], dim=-2)
 
 
-def _piptrack(
+def _piptrack_input(
     y, *, sr, S, n_fft, hop_length, fmin, fmax, threshold, win_length, window, center, pad_mode,
     ref, lengths, frame_lengths,
-) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], torch.dtype]:
-    """Validated piptrack returning ``(pitches, mags)`` in the working dtype, the frame counts and
-    the caller's dtype."""
+):
+    """Validated piptrack settings and input: ``(S, n_fft, frame_lengths, fmin, fmax, threshold, ref)``
+    with ``S`` in the input dtype (not yet absolute) and ``fmin``/``fmax`` clipped as librosa clips them."""
     sr = check_positive(sr, "sr")
     fmin = check_positive(fmin, "fmin")
     fmax = check_positive(fmax, "fmax")
@@ -130,17 +130,8 @@ def _piptrack(
     if S is None:
         if n_fft is None:
             raise ParameterError("n_fft must be a positive integer to analyse a waveform y, got None")
-        n_fft = check_positive_int(n_fft, "n_fft")
-        win = n_fft if win_length is None else check_positive_int(win_length, "win_length")
-        if hop_length is None:
-            # librosa.stft's default hop is a quarter of the *window*, not of n_fft
-            hop_length = win // 4
-            if hop_length < 1:
-                raise ParameterError(
-                    f"win_length={win} is too short for the default hop_length=win_length // 4; "
-                    f"pass hop_length explicitly"
-                )
-        S, n_spec, frame_lengths = spectrogram(
+        # hop_length=None: spectrogram applies librosa.stft's default, a quarter of the *window*
+        S, n_fft, frame_lengths = spectrogram(
             y, n_fft=n_fft, hop_length=hop_length, power=1.0, win_length=win_length, window=window,
             center=center, pad_mode=pad_mode, lengths=lengths,
         )
@@ -157,13 +148,23 @@ def _piptrack(
         raise ParameterError(
             f"the spectrogram needs at least 2 frequency bins (n_fft >= 2), got shape {tuple(S.shape)}"
         )
+    return S, n_fft, frame_lengths, max(fmin, 0.0), min(fmax, sr / 2), threshold, ref
 
+
+def _piptrack(
+    y, *, sr, S, n_fft, hop_length, fmin, fmax, threshold, win_length, window, center, pad_mode,
+    ref, lengths, frame_lengths,
+) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], torch.dtype]:
+    """Validated piptrack returning ``(pitches, mags)`` in the working dtype, the frame counts and
+    the caller's dtype."""
+    S, n_fft, frame_lengths, fmin, fmax, threshold, ref = _piptrack_input(
+        y, sr=sr, S=S, n_fft=n_fft, hop_length=hop_length, fmin=fmin, fmax=fmax, threshold=threshold,
+        win_length=win_length, window=window, center=center, pad_mode=pad_mode, ref=ref,
+        lengths=lengths, frame_lengths=frame_lengths)
     out_dtype = S.dtype
     work = _work_dtype(S.device)
     S = S.abs().to(work)
 
-    fmin = max(fmin, 0.0)
-    fmax = min(fmax, sr / 2)
     freqs = fft_frequencies(sr=sr, n_fft=n_fft, device=S.device, dtype=torch.float64)
     freq_ok = ((fmin <= freqs) & (freqs < fmax)).unsqueeze(-1)
 
@@ -179,6 +180,72 @@ def _piptrack(
     pitches = torch.where(peaks, (bins + shift) * float(sr) / n_fft, zero)
     mags = torch.where(peaks, S + dskew, zero)
     return pitches, mags, frame_lengths, out_dtype
+
+
+def _sparse_peaks(
+    S: torch.Tensor, *, sr: float, n_fft: int, fmin: float, fmax: float, threshold: float, ref,
+    frame_lengths: Optional[torch.Tensor],
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """piptrack's pitches and magnitudes at its peaks only, packed per example.
+
+    Returns ``(pitches, mags)``, each ``[shape=(B, K)]`` in the working dtype for the ``B`` examples
+    of ``S`` (leading axes flattened), ``K`` the largest peak count of an example; an example's
+    peaks come first (in (bin, frame) order), the rest is 0 (``pitch > 0`` marks a peak).
+
+    The same values as :func:`_piptrack` at its peaks, bit for bit, for less work: the peak search
+    runs only over the bins of ``[fmin, fmax)`` (and their neighbours) in the input dtype (the
+    threshold test against the float64 reference promotes exactly, and a local maximum of exactly
+    cast values is the same in either dtype), and the float64 interpolation only at the peaks.
+    """
+    work = _work_dtype(S.device)
+    F, T = S.shape[-2:]
+    S = S.abs().reshape(-1, F, T)
+    B = S.shape[0]
+    freqs = fft_frequencies(sr=sr, n_fft=n_fft, dtype=torch.float64)
+    band = torch.nonzero((fmin <= freqs) & (freqs < fmax)).squeeze(-1)
+    lo = max(int(band[0]), 1) if band.numel() else F  # bin 0 is never a local maximum
+    hi = int(band[-1]) + 1 if band.numel() else F
+    empty = S.new_zeros((B, 0), dtype=work)
+    if lo >= hi:
+        return empty, empty
+    if ref is None or _is_max(ref):
+        ref_value = threshold * S.amax(dim=-2, keepdim=True).to(work)  # a max is exact in any dtype
+    else:
+        ref_value = _reference(S.to(work), ref, threshold)
+    # x = S * (S > ref) on bins lo - 1 .. hi (one past the band on each side; -inf past the top bin)
+    Sb = S[:, lo - 1 : min(hi + 1, F)]
+    x = Sb * (Sb > ref_value)
+    if hi == F:
+        x = torch.cat([x, torch.full_like(x[:, :1], -math.inf)], dim=1)
+    peaks = (x[:, 1:-1] > x[:, :-2]) & (x[:, 1:-1] >= x[:, 2:])  # bins lo .. hi - 1
+    if frame_lengths is not None:
+        peaks &= frame_mask(frame_lengths.reshape(-1), T).unsqueeze(-2)
+    b, f, t = torch.nonzero(peaks).unbind(-1)  # row-major: grouped by example
+    f = f + lo
+    mid = S[b, f, t].to(work)
+    prev = S[b, f - 1, t].to(work)
+    inside = f < F - 1  # the top bin has no upper neighbour: no shift, one-sided gradient
+    nxt = S[b, torch.where(inside, f + 1, f), t].to(work)
+    # _parabolic_shift and _gradient, operation for operation
+    a = nxt + prev - 2 * mid
+    bb = (nxt - prev) / 2
+    far = bb.abs() >= a.abs()
+    shift = torch.where(far, torch.zeros_like(a), -bb / torch.where(far, torch.ones_like(a), a))
+    shift = torch.where(inside, shift, torch.zeros_like(shift))
+    grad = torch.where(inside, (nxt - prev) / 2.0, mid - prev)
+    dskew = 0.5 * grad * shift
+    pitch = (f.to(work) + shift) * float(sr) / n_fft
+    mag = mid + dskew
+
+    counts = torch.bincount(b, minlength=B)
+    K = int(counts.max()) if b.numel() else 0
+    start = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(b.shape[0], device=S.device) - start[b]
+    pitches = S.new_zeros((B, K), dtype=work)
+    mags = S.new_zeros((B, K), dtype=work)
+    pitches[b, slot] = pitch
+    mags[b, slot] = mag
+    return pitches, mags
 
 
 def piptrack(
@@ -319,6 +386,8 @@ def pitch_tuning(
 def _masked_median(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """``np.median`` of ``values[valid]`` along the last axis (mean of the two middles for an even
     count); 0 where a row has no valid entry."""
+    if values.shape[-1] == 0:
+        return values.new_zeros(values.shape[:-1])
     count = valid.sum(dim=-1, keepdim=True)
     inf = torch.full_like(values, float("inf"))
     ordered = torch.sort(torch.where(valid, values, inf), dim=-1).values
@@ -374,14 +443,26 @@ def estimate_tuning(
     options = dict(hop_length=None, fmin=150.0, fmax=4000.0, threshold=0.1, win_length=None,
                    window="hann", center=True, pad_mode="constant", ref=None)
     options.update(piptrack_kwargs)
-    pitches, mags, _, out_dtype = _piptrack(
+    S, n_fft, frame_lengths, fmin, fmax, threshold, ref = _piptrack_input(
         y, sr=sr, S=S, n_fft=n_fft, lengths=lengths, frame_lengths=frame_lengths, **options
     )
-    # padded frames carry pitch 0, so "pitch > 0" already restricts to each example's valid frames
-    pitches = pitches.flatten(-2)
-    mags = mags.flatten(-2)
+    return _estimate_tuning(S, sr=sr, n_fft=n_fft, frame_lengths=frame_lengths, resolution=resolution,
+                            bins_per_octave=bins_per_octave, fmin=fmin, fmax=fmax, threshold=threshold,
+                            ref=ref)
+
+
+def _estimate_tuning(
+    S: torch.Tensor, *, sr: float, n_fft: int, frame_lengths: Optional[torch.Tensor],
+    resolution: float = 0.01, bins_per_octave: int = 12, fmin: float = 150.0, fmax: float = 4000.0,
+    threshold: float = 0.1, ref=None,
+) -> torch.Tensor:
+    """:func:`estimate_tuning` of a checked spectrogram ``S`` ``(..., 1 + n_fft // 2, frames)`` with
+    checked settings (``fmax`` at most ``sr / 2``): no validation pass over ``S``."""
+    # padded frames have no peaks, so each example's packed peaks come from its valid frames only
+    pitches, mags = _sparse_peaks(S, sr=sr, n_fft=n_fft, fmin=fmin, fmax=fmax, threshold=threshold,
+                                  ref=ref, frame_lengths=frame_lengths)
     found = pitches > 0
     threshold = _masked_median(mags, found)
     keep = found & (mags >= threshold.unsqueeze(-1))
     tuning = _tuning_from_frequencies(pitches, keep, resolution, bins_per_octave)
-    return tuning.to(out_dtype)
+    return tuning.reshape(S.shape[:-2]).to(S.dtype)

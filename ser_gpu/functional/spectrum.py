@@ -254,12 +254,14 @@ def spectrogram(
 
 
 def _magnitude(D: torch.Tensor, power: float) -> torch.Tensor:
-    """``|D| ** power``; squares the real and imaginary parts directly (complex ``abs`` is slower)."""
-    sq = torch.view_as_real(D).square().sum(-1)
+    """``|D| ** power`` with ``|D| = hypot(re, im)``: ``D.abs()``/numpy's ``abs`` to within an ulp,
+    about twice as fast on CPU as complex ``abs`` or a sum of squared parts."""
+    mag = torch.hypot(D.real, D.imag)
+    if power == 1.0:
+        return mag
     if power == 2.0:
-        return sq
-    mag = torch.sqrt(sq)
-    return mag if power == 1.0 else mag**power
+        return mag.mul_(mag)  # numpy's |D| ** 2.0 squares |D| too
+    return mag.pow_(power)
 
 
 def _mask_frames(x: torch.Tensor, frame_lengths: Optional[torch.Tensor], value: float = 0.0) -> torch.Tensor:

@@ -14,14 +14,22 @@ from ..errors import ParameterError
 from ..functional import filters
 from ..functional.features import (
     _normalize,
+    _rms_waveform,
     _spectral_centroid,
     _spectral_contrast,
     _spectral_rolloff,
+    _zero_crossing_rate,
     delta,
-    rms,
-    zero_crossing_rate,
 )
-from ..functional.spectrum import _mask_frames, _power_to_db, fft_frequencies, spectrogram
+from ..functional.spectrum import (
+    _magnitude,
+    _power_to_db,
+    _stft,
+    _zero_padding,
+    fft_frequencies,
+    frame_mask,
+    num_frames,
+)
 
 __all__ = ["FEATURE_ROWS", "FeatureConfig", "FeatureBatch", "FeatureExtractor"]
 
@@ -161,7 +169,15 @@ class FeatureExtractor(nn.Module):
     def _rows(self, y: torch.Tensor, lengths: torch.Tensor) -> FeatureBatch:
         c = self.config
         dtype = y.dtype
-        mag, n_fft, fl = spectrogram(y, n_fft=c.n_fft, hop_length=c.hop_length, lengths=lengths)
+        n_fft, hop = c.n_fft, c.hop_length
+        # one complex STFT (librosa's framing: zero padding, centred, hann) feeds every STFT-family
+        # row and the HPSS of the tonnetz rows; the settings were checked by FeatureConfig
+        y = _zero_padding(y, lengths)
+        D = _stft(y, n_fft=n_fft, hop_length=hop, win_length=n_fft, window="hann", center=True,
+                  pad_mode="constant")
+        fl = num_frames(lengths, hop_length=hop, n_fft=n_fft)
+        mag = _magnitude(D, 1.0)
+        mag.masked_fill_(~frame_mask(fl, mag.shape[-1]).unsqueeze(-2), 0.0)
         power = mag * mag
         B, n_frames = y.shape[0], mag.shape[-1]
         out = y.new_zeros((B, len(FEATURE_ROWS), n_frames))
@@ -172,29 +188,62 @@ class FeatureExtractor(nn.Module):
         out[:, _ROW_SLICES["mfcc_delta"]] = delta(mfcc, order=1, frame_lengths=fl)[0]
         out[:, _ROW_SLICES["mfcc_delta2"]] = delta(mfcc, order=2, frame_lengths=fl)[0]
 
-        from ..functional.pitch import estimate_tuning
+        from ..functional.pitch import _estimate_tuning
 
-        tuning = estimate_tuning(S=power, sr=c.sr, bins_per_octave=12, frame_lengths=fl)
+        # librosa's chroma_stft -> estimate_tuning(S=S) -> piptrack keeps its default n_fft=2048 when
+        # it matches S's bins and otherwise infers 2 * (bins - 1) (odd n_fft)
+        F = power.shape[-2]
+        tuning = _estimate_tuning(power, sr=c.sr, n_fft=2048 if F == 1025 else 2 * (F - 1), frame_lengths=fl,
+                                  bins_per_octave=12, fmax=min(4000.0, c.sr / 2))
         chroma_fb = filters.chroma(sr=c.sr, n_fft=n_fft, tuning=tuning, device=y.device, dtype=dtype)
         out[:, _ROW_SLICES["chroma"]] = _normalize(torch.matmul(chroma_fb, power), float("inf"), dim=-2)
+        del power
         out[:, _ROW_SLICES["contrast"]] = _spectral_contrast(mag, fl, sr=c.sr, n_fft=n_fft, fmin=200.0,
                                                              n_bands=6, quantile=0.02, linear=False)
-        if c.tonnetz:
-            out[:, _ROW_SLICES["tonnetz"]] = self._tonnetz(y, lengths)
-        out[:, _ROW_SLICES["zcr"]] = zero_crossing_rate(y, hop_length=c.hop_length, lengths=lengths)[0]
-        out[:, _ROW_SLICES["rms"]] = rms(y, hop_length=c.hop_length, lengths=lengths)[0]
         freq = self.freq.to(dtype)
         out[:, _ROW_SLICES["rolloff"]] = _spectral_rolloff(mag, freq, 0.85)
         out[:, _ROW_SLICES["centroid"]] = _spectral_centroid(mag, freq)
-        out = _mask_frames(out, fl)
+        if c.tonnetz:
+            out[:, _ROW_SLICES["tonnetz"]] = self._tonnetz(y, lengths, D, mag, fl)
+        del D, mag
+        # y is already zero beyond each length; padded frames are zeroed below with the rest
+        out[:, _ROW_SLICES["zcr"]] = _zero_crossing_rate(y, frame_length=2048, hop_length=hop, center=True,
+                                                         threshold=1e-10, lengths=lengths)[0]
+        out[:, _ROW_SLICES["rms"]] = _rms_waveform(y, frame_length=2048, hop_length=hop, center=True,
+                                                   pad_mode="constant", lengths=lengths)[0]
+        out.masked_fill_(~frame_mask(fl, n_frames).unsqueeze(-2), 0.0)
         return self._finish(out, fl)
 
-    def _tonnetz(self, y: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        from ..functional.constantq import tonnetz
-        from ..functional.hpss import harmonic
+    def _tonnetz(self, y: torch.Tensor, lengths: torch.Tensor, D: torch.Tensor, mag: torch.Tensor,
+                 fl: torch.Tensor) -> torch.Tensor:
+        """``feature.tonnetz(y=effects.harmonic(y))`` per clip: the HPSS reuses the shared STFT ``D``
+        and the chain runs on the internal, already-checked entry points."""
+        from ..functional.constantq import _C1, _cqt, chroma_cqt, tonnetz
+        from ..functional.hpss import DEFAULT_CHUNK_SIZE, _hpss_from_stft, harmonic
+        from ..functional.pitch import _estimate_tuning
 
-        y_harm, _ = harmonic(y, lengths=lengths)
-        ton, _ = tonnetz(y_harm, sr=self.config.sr, lengths=lengths)
+        sr, n_fft, hop = self.config.sr, self.config.n_fft, self.config.hop_length
+        if (n_fft, hop) != (2048, 512):  # effects.harmonic's own STFT settings differ from the rows'
+            y_harm, _ = harmonic(y, lengths=lengths)
+            ton, _ = tonnetz(y_harm, sr=sr, lengths=lengths)
+            return ton
+        (y_harm,) = _hpss_from_stft(D, mag, (True, False), kernels=(31, 31), margins=(1.0, 1.0), power=2.0,
+                                    n_fft=n_fft, hop_length=hop, win_length=n_fft, window="hann",
+                                    center=True, length=y.shape[-1], lengths=lengths, frame_lengths=fl,
+                                    chunk_size=DEFAULT_CHUNK_SIZE, overwrite=True)  # D is not needed after
+        del D, mag
+        # chroma_cqt's tuning: estimate_tuning(y=y_harm, bins_per_octave=36), i.e. piptrack on |STFT|
+        # (the same framing as the rows, so the same frame counts; y_harm is zero beyond each length)
+        D_harm = _stft(y_harm, n_fft=2048, hop_length=512, win_length=2048, window="hann", center=True,
+                       pad_mode="constant")
+        tuning = _estimate_tuning(_magnitude(D_harm, 1.0), sr=sr, n_fft=2048, frame_lengths=fl,
+                                  bins_per_octave=36, fmax=min(4000.0, sr / 2))
+        del D_harm
+        C, cfl = _cqt(y_harm, sr=sr, hop_length=512, fmin=_C1, n_bins=7 * 36, bins_per_octave=36, tuning=tuning,
+                      filter_scale=1.0, norm=1.0, sparsity=0.01, window="hann", scale=True, pad_mode="constant",
+                      lengths=lengths)
+        chroma, cfl = chroma_cqt(C=C.abs(), frame_lengths=cfl)
+        ton, _ = tonnetz(chroma=chroma, frame_lengths=cfl)
         return ton
 
     def _finish(self, out: torch.Tensor, fl: torch.Tensor) -> FeatureBatch:

@@ -190,7 +190,7 @@ def test_median_filter_matches_scipy(name, device, dtype):
         np.testing.assert_array_equal(ours, _median_reference(S, size))
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 4, 7, 30, 31, 64])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 7, 15, 30, 31, 63, 64])  # 2**j - 1 take the sorted-runs path
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 17, 40])
 def test_median_filter_edges_and_even_kernels(k, n, device):
     rng = np.random.default_rng(k * 100 + n)
@@ -200,6 +200,9 @@ def test_median_filter_edges_and_even_kernels(k, n, device):
                                   _median_reference(S, (1, k)))
     np.testing.assert_array_equal(H.median_filter(St.mT, kernel_size=k, axis="freq").cpu().numpy(),
                                   _median_reference(S.T, (k, 1)))
+    ties = np.floor(4 * S)  # many equal values: a selection must still return the same element
+    np.testing.assert_array_equal(H.median_filter(_to(ties, device, torch.float64), kernel_size=k, axis="time")
+                                  .cpu().numpy(), _median_reference(ties, (1, k)))
     if k // 2 < 4 * n:  # scipy itself is sound here: the reference is plain scipy
         np.testing.assert_array_equal(_median_reference(S, (1, k)), _scipy_median(S, size=(1, k), mode="reflect"))
 
