@@ -299,3 +299,21 @@ def test_config_unknown_keys():
         ModelConfig.from_dict([1, 2])
     with pytest.raises(ParameterError, match=r"config must be a ModelConfig, a dict or None, got 'big'"):
         CNNBiLSTMAttention("big")
+
+
+def test_autocast_forward_keeps_the_lstm_in_float32(device):
+    """bf16 autocast (what training uses on CUDA) runs; the recurrence stays float32 and the logits finite."""
+    from ser_gpu.models import CNNBiLSTMAttention, ModelConfig
+
+    torch.manual_seed(0)
+    model = CNNBiLSTMAttention(ModelConfig(channels=(16, 16, 32), lstm_hidden=16, attention_heads=2)).to(device).eval()
+    x = torch.randn(3, 68, 20, device=device)
+    fl = torch.tensor([20, 13, 1], device=device)
+    seen = []
+    model.lstm.register_forward_hook(lambda m, inp, out: seen.append(out[0].data.dtype))
+    with torch.no_grad(), torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16):
+        logits = model(x, fl)
+    assert seen == [torch.float32]
+    assert torch.isfinite(logits.float()).all()
+    ref = model(x, fl)
+    assert (logits.float() - ref).abs().max() < 0.1  # bf16 convs/attention: close, not equal

@@ -306,12 +306,16 @@ class CNNBiLSTMAttention(nn.Module):
             x = block(x, mask)
 
         h = x.transpose(1, 2)  # (B, frames', channels)
-        if lengths is None:
-            h, _ = self.lstm(h)
-        else:
-            packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            h, _ = self.lstm(packed)
-            h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[-1])
+        # The recurrence runs in the parameters' precision even under autocast: cuDNN's packed
+        # bf16 LSTM support varies by version, and 30+ steps of reduced-precision state drift.
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            h = h.to(self.lstm.weight_ih_l0.dtype)
+            if lengths is None:
+                h, _ = self.lstm(h)
+            else:
+                packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                h, _ = self.lstm(packed)
+                h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[-1])
 
         key_padding_mask = None if mask is None else ~mask[:, 0, :]
         a, _ = self.attention(h, h, h, key_padding_mask=key_padding_mask, need_weights=False)
