@@ -164,3 +164,21 @@ def test_bad_settings(kwargs, match):
 def test_unknown_config_key():
     with pytest.raises(ParameterError, match="bogus"):
         TrainConfig.from_dict({"bogus": 1})
+
+
+def test_no_data_dir_uses_the_synthetic_corpus(tmp_path, monkeypatch, capsys):
+    """Without --data-dir the built-in corpus is generated (here a small one, for speed) and said so."""
+    import functools
+
+    from ser_gpu.data import synthetic
+
+    calls = []
+    small = functools.partial(synthetic.make_corpus, n_actors=3, n_clips=1)
+    monkeypatch.setattr(synthetic, "make_corpus", lambda root, **kw: calls.append(root) or small(root, **kw))
+    code = main(["--synthetic-dir", str(tmp_path / "syn"), "--out", str(tmp_path / "run"), "--cache-dir",
+                 str(tmp_path / "cache"), "--epochs", "1", "--batch-size", "8"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert calls == [tmp_path / "syn"]
+    assert "synthetic corpus" in err and str(tmp_path / "syn") in err
+    assert len(list((tmp_path / "syn").rglob("03-01-*.wav"))) == 24
