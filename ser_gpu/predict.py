@@ -127,18 +127,20 @@ class Predictor:
         errors: Dict[int, str] = {}
         pending: List[Tuple[int, torch.Tensor]] = []
 
-        def flush():
-            if not pending:
-                return
-            probs = self._probabilities([w for _, w in pending])
-            for (i, _), p in zip(pending, probs):
-                sums[i] = sums.get(i, 0) + p
-                counts[i] = counts.get(i, 0) + 1
-            pending.clear()
+        paths = [Path(p) for p in paths]
+        bar = tqdm(total=len(paths), desc="predicting", unit="file", disable=not progress, file=sys.stderr)
+        read = 0  # files 0..read-1 are fully read; the bar counts files whose every window is scored
 
-        bar = tqdm(list(enumerate(map(Path, paths))), desc="predicting", unit="file", disable=not progress,
-                   file=sys.stderr)
-        for i, path in bar:
+        def flush():
+            if pending:
+                probs = self._probabilities([w for _, w in pending])
+                for (i, _), p in zip(pending, probs):
+                    sums[i] = sums.get(i, 0) + p
+                    counts[i] = counts.get(i, 0) + 1
+                pending.clear()
+            bar.update(read - bar.n)
+
+        for i, path in enumerate(paths):
             try:
                 for end, w in self._windows(path):
                     seconds[i] = end
@@ -150,10 +152,14 @@ class Predictor:
                 pending[:] = [(j, w) for j, w in pending if j != i]
                 sums.pop(i, None)
                 counts.pop(i, None)
+            read = i + 1
+            if not pending:
+                bar.update(read - bar.n)
         flush()
+        bar.close()
 
         results = []
-        for i, path in enumerate(map(Path, paths)):
+        for i, path in enumerate(paths):
             if i in errors or i not in counts:
                 results.append({"path": str(path), "error": errors.get(i, "no audio could be read")})
                 continue
