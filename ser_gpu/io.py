@@ -72,8 +72,8 @@ def _damage(log: str) -> Optional[str]:
     return None
 
 
-def _decode(path: str, offset: float, duration: Optional[float], np_dtype) -> Tuple[np.ndarray, int]:
-    """Read ``path`` as librosa's ``__soundfile_load`` does: ``(channels, n)`` or ``(n,)`` and the native rate."""
+def _check_file(path: str) -> None:
+    """The failures every decoder shares: a missing path, a directory, an unreadable or empty file."""
     if not os.path.exists(path):
         raise AudioLoadError(path, "file not found")
     if os.path.isdir(path):
@@ -84,6 +84,11 @@ def _decode(path: str, offset: float, duration: Optional[float], np_dtype) -> Tu
         raise AudioLoadError(path, f"cannot be read: {exc.strerror or exc}") from exc
     if size == 0:
         raise AudioLoadError(path, "empty file (0 bytes)")
+
+
+def _decode(path: str, offset: float, duration: Optional[float], np_dtype) -> Tuple[np.ndarray, int]:
+    """Read ``path`` as librosa's ``__soundfile_load`` does: ``(channels, n)`` or ``(n,)`` and the native rate."""
+    _check_file(path)
     try:
         sf_desc = sf.SoundFile(path)
     except sf.LibsndfileError as exc:

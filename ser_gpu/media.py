@@ -102,20 +102,6 @@ def _condense(stderr: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _check_file(path: str) -> None:
-    """The failures every decoder shares, with the reasons :func:`ser_gpu.io.load` gives."""
-    if not os.path.exists(path):
-        raise AudioLoadError(path, "file not found")
-    if os.path.isdir(path):
-        raise AudioLoadError(path, "is a directory, not an audio file")
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise AudioLoadError(path, f"cannot be read: {exc.strerror or exc}") from exc
-    if size == 0:
-        raise AudioLoadError(path, "empty file (0 bytes)")
-
-
 def _soundfile_reads(path: str) -> bool:
     """Whether libsndfile opens ``path``; video containers are not even tried."""
     if is_video(path):
@@ -326,7 +312,7 @@ def load_media(
     """
     path = _io._check_path(path)
     _io._check_args(sr, offset, duration, dtype)
-    _check_file(path)
+    _io._check_file(path)
     if _soundfile_reads(path):
         try:
             return _io.load(path, sr=sr, mono=True, offset=offset, duration=duration, dtype=dtype)
@@ -367,7 +353,7 @@ def media_duration(path) -> float:
         AudioLoadError: as :func:`load_media`, including ``"has no audio track"``.
     """
     path = _io._check_path(path)
-    _check_file(path)
+    _io._check_file(path)
     if _soundfile_reads(path):
         info = sf.info(path)
         return info.frames / info.samplerate
@@ -476,7 +462,7 @@ def iter_windows(
     _io._check_args(sr, 0.0, None, dtype)
     check_positive(window_seconds, "window_seconds")
     hop_seconds = window_seconds if hop_seconds is None else check_positive(hop_seconds, "hop_seconds")
-    _check_file(path)
+    _io._check_file(path)
     # checked above, at the call; decoding starts at the first next()
     return _windows(path, sr, float(window_seconds), float(hop_seconds), _io._NUMPY_DTYPES[dtype])
 
