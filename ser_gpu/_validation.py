@@ -6,6 +6,7 @@ Every public function checks its arguments here, so that a user mistake is repor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from typing import Optional
@@ -167,3 +168,19 @@ def check_frame_lengths(frame_lengths, S: torch.Tensor, *, name: str = "frame_le
         return None
     fake = S[..., 0, :]  # shape (..., frames): same batch shape, frames as the "time" axis
     return check_lengths(frame_lengths, fake, name=name)
+
+
+def config_to_dict(config) -> dict:
+    """A config dataclass as plain data: tuples become lists (JSON-able, ``weights_only``-loadable)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def config_from_dict(cls, data):
+    """Inverse of :func:`config_to_dict`: lists back to tuples, unknown keys -> ParameterError naming them."""
+    if not isinstance(data, dict):
+        raise ParameterError(f"{cls.__name__}.from_dict needs a dict, got {_describe(data)}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(map(str, data)) - known)
+    if unknown:
+        raise ParameterError(f"unknown {cls.__name__} keys {unknown}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

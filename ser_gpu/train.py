@@ -24,15 +24,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import __version__
 from ._atomic import atomic_write, save_json
-from ._validation import check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability
+from ._validation import (check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability,
+                          config_from_dict, config_to_dict)
 from .errors import AudioLoadError, CheckpointError, ParameterError
 from .evaluate import metrics_from_predictions
 from .features import resolve_device
@@ -109,15 +109,11 @@ class TrainConfig:
         FeatureConfig(max_frames=self.max_frames, normalize=self.normalize)  # validates both
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ParameterError(f"unknown TrainConfig keys {unknown}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
     def feature_config(self) -> FeatureConfig:
         """The rows the model reads: trimmed clips (``trim=True``), as :mod:`ser_gpu.predict` rebuilds them."""
@@ -427,7 +423,7 @@ def _fit(run: _Run) -> dict:
 
 
 def _final_report(run: _Run, fit: dict) -> dict:
-    from .checkpoint import load_model
+    from .checkpoint import load_checkpoint
 
     best_path = run.out / "best.pt"
     result = {
@@ -445,8 +441,7 @@ def _final_report(run: _Run, fit: dict) -> dict:
     result["best_epoch"] = best["epoch"]
     result["best_val"] = {"loss": best["val_loss"], "accuracy": best["val_acc"], "uar": best["val_uar"]}
     if run.test_set is not None and best_path.exists():
-        model, _ = load_model(best_path, device=run.device, labels=run.labels)
-        run.model.load_state_dict(model.state_dict())
+        run.model.load_state_dict(load_checkpoint(best_path)["model_state"])  # written by this run
         test = run.evaluate(run.feature_batches(run.test_set))
         result["test"] = test
     save_json(run.out / "result.json", {k: v for k, v in result.items() if k != "history"})

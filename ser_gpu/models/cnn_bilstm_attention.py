@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .._validation import _describe, check_frame_lengths, check_positive_int
+from .._validation import _describe, check_frame_lengths, check_positive_int, config_from_dict, config_to_dict
 from ..errors import ParameterError
 
 __all__ = ["ModelConfig", "CNNBiLSTMAttention"]
@@ -89,20 +89,12 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         """Plain data (lists, not tuples), JSON-able and loadable with ``torch.load(weights_only=True)``."""
-        data = dataclasses.asdict(self)
-        data["channels"] = list(self.channels)
-        return data
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
         """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown keys raise ParameterError."""
-        if not isinstance(data, dict):
-            raise ParameterError(f"ModelConfig.from_dict needs a dict, got {_describe(data)}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(map(str, data)) - known)
-        if unknown:
-            raise ParameterError(f"unknown ModelConfig keys {unknown}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
 
 class _MaskedBatchNorm1d(nn.BatchNorm1d):

@@ -30,6 +30,8 @@ from .._validation import (
     check_nonnegative_int,
     check_positive,
     check_probability,
+    config_from_dict,
+    config_to_dict,
     valid_audio,
     valid_spectrogram,
 )
@@ -58,22 +60,6 @@ def _check_range(value, name: str, *, low: Optional[float] = None, positive: boo
     if low is not None and lo < low:
         raise ParameterError(f"{name} must be >= {low}, got {tuple(value)!r}")
     return lo, hi
-
-
-def _config_from_dict(cls, data):
-    if not isinstance(data, dict):
-        raise ParameterError(f"{cls.__name__}.from_dict needs a dict, got {_describe(data)}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ParameterError(f"unknown {cls.__name__} keys {unknown}")
-    data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return cls(**data)
-
-
-def _config_to_dict(config) -> dict:
-    # tuples become lists: plain JSON-able data, as training checkpoints store configs
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,11 +119,11 @@ class WaveformAugmentConfig:
         _check_stft_args(self.n_fft, self.hop_length, None, "hann", "constant")
 
     def to_dict(self) -> dict:
-        return _config_to_dict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "WaveformAugmentConfig":
-        return _config_from_dict(cls, data)
+        return config_from_dict(cls, data)
 
 
 class WaveformAugment(nn.Module):
@@ -336,11 +322,11 @@ class SpecAugmentConfig:
         check_probability(self.p, "p")
 
     def to_dict(self) -> dict:
-        return _config_to_dict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "SpecAugmentConfig":
-        return _config_from_dict(cls, data)
+        return config_from_dict(cls, data)
 
 
 class SpecAugment(nn.Module):
@@ -423,7 +409,7 @@ class SpecAugment(nn.Module):
         c = self.config
         if c.p == 0.0 or (c.n_freq_masks == 0 and c.n_time_masks == 0):
             return features
-        batch_shape, F, N = x.shape[:-2], x.shape[-2], x.shape[-1]
+        F, N = x.shape[-2], x.shape[-1]
         flat = x.reshape(-1, F, N)
         if frame_lengths is None:
             fl = torch.full((flat.shape[0],), N, dtype=torch.int64, device=x.device)

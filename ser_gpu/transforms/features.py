@@ -9,7 +9,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 
-from .._validation import check_lengths, check_nonnegative, check_positive, check_positive_int, valid_audio
+from .._validation import (check_lengths, check_nonnegative, check_positive, check_positive_int, config_from_dict,
+                           config_to_dict, valid_audio)
 from ..errors import ParameterError
 from ..functional import filters
 from ..functional.features import (
@@ -88,15 +89,11 @@ class FeatureConfig:
             raise ParameterError(f"normalize must be one of {_NORMALIZE}, got {self.normalize!r}")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ParameterError(f"unknown FeatureConfig keys {unknown}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
 
 class FeatureBatch(NamedTuple):
