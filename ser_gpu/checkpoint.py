@@ -31,8 +31,10 @@ from .errors import CheckpointError, ParameterError
 
 if TYPE_CHECKING:  # the model module imports nothing from here, but keep import order free of cycles
     from .models.cnn_bilstm_attention import CNNBiLSTMAttention
+    from .transforms.features import FeatureConfig
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "load_model"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "load_model",
+           "feature_config"]
 
 #: Value of the payload's ``"format"`` key.
 CHECKPOINT_FORMAT = "ser_gpu.checkpoint"
@@ -367,3 +369,17 @@ def load_model(
     except RuntimeError as exc:  # e.g. dtype that cannot be copied; the checks above catch the usual cases
         raise _fail(source, f"weights do not load: {_first_line(exc)}") from exc
     return model.to(device).eval(), payload
+
+
+def feature_config(payload: dict, source="<checkpoint payload>") -> "FeatureConfig":
+    """The :class:`~ser_gpu.transforms.FeatureConfig` of a loaded checkpoint (the rows its model reads).
+
+    Raises:
+        CheckpointError: the stored feature_config is not a valid FeatureConfig (message starts with ``source``).
+    """
+    from .transforms.features import FeatureConfig
+
+    try:
+        return FeatureConfig.from_dict(payload["feature_config"])
+    except (ParameterError, TypeError) as exc:
+        raise _fail(source, f"invalid feature_config: {_first_line(exc)}") from exc

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from tqdm import tqdm
@@ -20,7 +20,7 @@ from ._atomic import atomic_write, save_json
 from ._validation import check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
 from .features import resolve_device
-from .transforms.features import FeatureConfig, FeatureExtractor
+from .transforms.features import FeatureExtractor
 
 __all__ = ["evaluate_model", "format_report", "plot_confusion", "main"]
 
@@ -141,7 +141,7 @@ def evaluate_model(
         ParameterError: a missing data directory or one without any RAVDESS-named file.
         AudioLoadError: none of the files could be read.
     """
-    from .checkpoint import load_model
+    from .checkpoint import feature_config, load_model
     from .data import EMOTIONS, WaveformSet, load_waveforms, scan_corpus
 
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -152,10 +152,7 @@ def evaluate_model(
     dev = resolve_device(device)
     model, payload = load_model(checkpoint, device=dev, labels=list(EMOTIONS))
     labels = list(payload["labels"])
-    try:
-        fc = FeatureConfig.from_dict(payload["feature_config"])
-    except (ParameterError, TypeError) as exc:
-        raise CheckpointError(f"{checkpoint}: bad feature_config ({exc})") from exc
+    fc = feature_config(payload, checkpoint)
 
     clips = scan_corpus([str(d) for d in data_dirs])
     waves, clips = load_waveforms(clips, sr=fc.sr, trim=fc.trim, top_db=fc.top_db, cache_dir=cache_dir,

@@ -24,7 +24,7 @@ from ._atomic import atomic_write
 from ._validation import check_positive, check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
 from .features import resolve_device
-from .transforms.features import FeatureConfig, FeatureExtractor
+from .transforms.features import FeatureExtractor
 
 __all__ = ["Predictor", "predict_file", "predict_files", "find_media", "plot_probabilities", "main"]
 
@@ -73,7 +73,7 @@ class Predictor:
 
     def __init__(self, checkpoint: PathLike, *, device: str = "auto", window: float = 4.0, hop: float = 2.0,
                  batch_size: int = 32):
-        from .checkpoint import load_model
+        from .checkpoint import feature_config, load_model
         from .data import EMOTIONS
 
         check_positive(window, "window")
@@ -82,11 +82,7 @@ class Predictor:
         self.device = resolve_device(device)
         self.model, payload = load_model(checkpoint, device=self.device, labels=list(EMOTIONS))
         self.labels = list(payload["labels"])
-        try:
-            fc = FeatureConfig.from_dict(payload["feature_config"])
-        except (ParameterError, TypeError) as exc:
-            raise CheckpointError(f"{checkpoint}: bad feature_config ({exc})") from exc
-        self.feature_config = fc
+        self.feature_config = fc = feature_config(payload, checkpoint)
         self.extractor = FeatureExtractor(fc).to(self.device)
         self.window_seconds, self.hop_seconds = float(window), float(hop)
 
@@ -104,9 +100,7 @@ class Predictor:
     @torch.no_grad()
     def _probabilities(self, windows: List[torch.Tensor]) -> torch.Tensor:
         lengths = torch.tensor([w.numel() for w in windows], dtype=torch.int64)
-        y = torch.zeros(len(windows), int(lengths.max()))
-        for row, w in zip(y, windows):  # a handful of windows per call; not a per-example hot path
-            row[: w.numel()] = w
+        y = torch.nn.utils.rnn.pad_sequence(windows, batch_first=True)  # zero-padded (B, longest)
         batch = self.extractor(y.to(self.device), lengths.to(self.device))
         logits = self.model(batch.features, batch.frame_lengths)
         return torch.softmax(logits.float(), dim=-1).cpu()
