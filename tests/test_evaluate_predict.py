@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,12 @@ import soundfile as sf
 import torch
 from sklearn.metrics import classification_report, confusion_matrix, f1_score, recall_score
 
-from ser_gpu import evaluate, predict, media
+from ser_gpu import evaluate, predict
 from ser_gpu.checkpoint import load_checkpoint
 from ser_gpu.data import EMOTIONS
 from ser_gpu.errors import AudioLoadError, CheckpointError
 from ser_gpu.train import train_model
+from tests.ffmpeg_tools import ff
 from tests.tiny_corpus import FAST, SR, clip, write_corpus
 
 RESULT_KEYS = {"path", "emotion", "probability", "top_k", "probabilities", "windows", "seconds"}
@@ -28,15 +28,6 @@ def setup(tmp_path_factory):
     corpus = write_corpus(root / "corpus")
     train_model(epochs=2, data_dirs=[str(corpus)], out=str(root / "run"), cache_dir=str(root / "cache"), **FAST)
     return root, corpus, root / "run" / "best.pt"
-
-
-def _ffmpeg(*args):
-    exe = media.ffmpeg_exe()
-    if exe is None:
-        pytest.skip("no ffmpeg binary (imageio_ffmpeg.get_ffmpeg_exe() found none)")
-    proc = subprocess.run([exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
 
 
 # --------------------------------------------------------------------------------------------- metrics
@@ -112,8 +103,8 @@ def media_files(setup):
     sf.write(d / "a.wav", clip(2, 1, 0), SR)
     sf.write(d / "b.flac", clip(4, 2, 1), SR)
     sf.write(d / "long.wav", np.tile(clip(6, 3, 0, seconds=1.0), 10), SR)  # 10 s: several windows
-    _ffmpeg("-i", str(d / "a.wav"), "-c:a", "libmp3lame", str(d / "c.mp3"))
-    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=32x32:rate=10:duration=0.6", "-i", str(d / "b.flac"),
+    ff("-i", str(d / "a.wav"), "-c:a", "libmp3lame", str(d / "c.mp3"))
+    ff("-f", "lavfi", "-i", "testsrc=size=32x32:rate=10:duration=0.6", "-i", str(d / "b.flac"),
             "-c:v", "mpeg4", "-c:a", "aac", "-shortest", str(d / "v.mp4"))
     return d
 

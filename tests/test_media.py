@@ -8,7 +8,6 @@ compared with ``ser_gpu.io.load`` of the same samples bit for bit.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,23 +21,10 @@ from ser_gpu.features import AUDIO_EXTENSIONS as FEATURE_AUDIO_EXTENSIONS
 from ser_gpu.io import load
 from ser_gpu.media import (AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, MediaWindow, is_media, is_video, iter_windows,
                            load_media, media_duration)
+from tests.ffmpeg_tools import ff, ffmpeg
 
 TONE_HZ = 440.0
 TONE_SECONDS = 0.5
-
-
-def _ffmpeg():
-    exe = media.ffmpeg_exe()
-    if exe is None:
-        pytest.skip("no ffmpeg binary (imageio_ffmpeg.get_ffmpeg_exe() found none)")
-    return exe
-
-
-def ff(*args: str) -> None:
-    """Run the bundled ffmpeg quietly; fail the test setup with its log if it fails."""
-    proc = subprocess.run([_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
 
 
 def _tone_src(rate: int) -> str:
@@ -51,7 +37,7 @@ def _video_src(seconds: float) -> str:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    _ffmpeg()
+    ffmpeg()
     d = tmp_path_factory.mktemp("media")
     rng = np.random.default_rng(0)
     # a stereo wav with different channels, and the same samples as lossless PCM inside video containers

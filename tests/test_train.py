@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import pytest
 import soundfile as sf
 import torch
 
 from ser_gpu.checkpoint import load_checkpoint
-from ser_gpu.errors import CheckpointError, ParameterError
+from ser_gpu.errors import ParameterError
 from ser_gpu.train import TrainConfig, main, train_model
 
 from tests.tiny_corpus import FAST, SR, write_corpus

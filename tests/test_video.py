@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import runpy
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,24 +15,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_gpu import media, video
+from ser_gpu import video
 from ser_gpu.errors import ParameterError
 from ser_gpu.video import extract_audio_from_video, find_videos, main
+from tests.ffmpeg_tools import ff, ffmpeg
 
 TONE_HZ = 440.0
-
-
-def _ffmpeg():
-    exe = media.ffmpeg_exe()
-    if exe is None:
-        pytest.skip("no ffmpeg binary (imageio_ffmpeg.get_ffmpeg_exe() found none)")
-    return exe
-
-
-def ff(*args: str) -> None:
-    proc = subprocess.run([_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
 
 
 def _with_tone(path: Path, *, rate: int, seconds: float = 0.5, channels: int = 1, vcodec="mpeg4", acodec="aac"):
@@ -45,7 +32,7 @@ def _with_tone(path: Path, *, rate: int, seconds: float = 0.5, channels: int = 1
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     """Ready-made videos, copied into each test's own directory by ``video_dir``."""
-    _ffmpeg()
+    ffmpeg()
     d = tmp_path_factory.mktemp("videos")
     _with_tone(d / "talk.mp4", rate=44100, vcodec="libx264")
     _with_tone(d / "interview.mkv", rate=48000, channels=2, acodec="pcm_s16le")
@@ -142,7 +129,7 @@ def test_single_file_and_shared_stems(video_dir, tmp_path):
 
 
 def test_video_made_with_moviepy(tmp_path):
-    _ffmpeg()
+    ffmpeg()
     moviepy = pytest.importorskip("moviepy")
     t = np.arange(int(0.5 * 22050)) / 22050
 
