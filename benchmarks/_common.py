@@ -41,6 +41,21 @@ def speech_like_clips(n: int, seconds: float = 3.0, sr: int = 22050, seed: int =
     return out
 
 
+def librosa_rows(c: np.ndarray, tonnetz: bool = True, *, trim: bool = True, sr: int = 22050) -> np.ndarray:
+    """The DESIGN.md rows of one clip with librosa's own calls (the original system's feature code)."""
+    import librosa
+
+    y = librosa.effects.trim(c, top_db=20)[0] if trim else c
+    m = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=13)
+    rows = [m, librosa.feature.delta(m), librosa.feature.delta(m, order=2), librosa.feature.chroma_stft(y=y, sr=sr),
+            librosa.feature.spectral_contrast(y=y, sr=sr)]
+    if tonnetz:
+        rows.append(librosa.feature.tonnetz(y=librosa.effects.harmonic(y), sr=sr))
+    rows += [librosa.feature.zero_crossing_rate(y=y), librosa.feature.rms(y=y),
+             librosa.feature.spectral_rolloff(y=y, sr=sr), librosa.feature.spectral_centroid(y=y, sr=sr)]
+    return np.concatenate(rows)
+
+
 def timeit(fn: Callable[[], object], *, device: torch.device, repeats: int = 3, warmup: int = 1) -> float:
     """Best wall time of ``repeats`` calls (seconds), after ``warmup`` calls, synchronising CUDA."""
     for _ in range(warmup):

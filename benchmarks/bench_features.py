@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ser_gpu.functional as F  # noqa: E402
-from benchmarks._common import speech_like_clips, timeit, write_results  # noqa: E402
+from benchmarks._common import librosa_rows, speech_like_clips, timeit, write_results  # noqa: E402
 
 SR = 22050
 
@@ -76,7 +76,7 @@ def cases():
         return extractors[key](y, L)
 
     items.append((f"FeatureExtractor ({68 if tonnetz_ok else 62} rows)", extractor,
-                  lambda c: _librosa_stack(librosa, c, tonnetz_ok)))
+                  lambda c: librosa_rows(c, tonnetz_ok)))
     return items
 
 
@@ -88,18 +88,6 @@ def _deltas(y, L):
 def _librosa_deltas(librosa, c):
     m = librosa.feature.mfcc(y=c, sr=SR, n_mfcc=13)
     return librosa.feature.delta(m), librosa.feature.delta(m, order=2)
-
-
-def _librosa_stack(librosa, c, tonnetz):
-    y, _ = librosa.effects.trim(c, top_db=20)
-    m = librosa.feature.mfcc(y=y, sr=SR, n_mfcc=13)
-    rows = [m, librosa.feature.delta(m), librosa.feature.delta(m, order=2), librosa.feature.chroma_stft(y=y, sr=SR),
-            librosa.feature.spectral_contrast(y=y, sr=SR)]
-    if tonnetz:
-        rows.append(librosa.feature.tonnetz(y=librosa.effects.harmonic(y), sr=SR))
-    rows += [librosa.feature.zero_crossing_rate(y=y), librosa.feature.rms(y=y),
-             librosa.feature.spectral_rolloff(y=y, sr=SR), librosa.feature.spectral_centroid(y=y, sr=SR)]
-    return np.concatenate(rows)
 
 
 def main(argv=None):

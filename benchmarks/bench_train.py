@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import speech_like_clips, write_results  # noqa: E402
+from benchmarks._common import librosa_rows, speech_like_clips, write_results  # noqa: E402
 
 SR = 22050
 BATCH = 16
@@ -40,23 +40,8 @@ BATCH = 16
 # ------------------------------------------------------------------------------- (a) the original
 
 def _librosa_rows(y: np.ndarray) -> np.ndarray:
-    import librosa
-
-    mfcc = librosa.feature.mfcc(y=y, sr=SR, n_mfcc=13, n_fft=2048, hop_length=512)
-    rows = [
-        mfcc,
-        librosa.feature.delta(mfcc, mode="interp") if mfcc.shape[1] >= 9 else np.zeros_like(mfcc),
-        librosa.feature.delta(mfcc, order=2) if mfcc.shape[1] >= 9 else np.zeros_like(mfcc),
-        librosa.feature.chroma_stft(y=y, sr=SR, hop_length=512),
-        librosa.feature.spectral_contrast(y=y, sr=SR, hop_length=512),
-        librosa.feature.tonnetz(y=librosa.effects.harmonic(y), sr=SR),
-        librosa.feature.zero_crossing_rate(y=y, hop_length=512),
-        librosa.feature.rms(y=y, hop_length=512),
-        librosa.feature.spectral_rolloff(y=y, sr=SR, hop_length=512),
-        librosa.feature.spectral_centroid(y=y, sr=SR, hop_length=512),
-    ]
-    n = min(r.shape[1] for r in rows)
-    x = np.concatenate([r[:, :n] for r in rows]).astype(np.float32)
+    # the clips stand for loaded-and-trimmed audio, as the original augmented after trimming
+    x = librosa_rows(y, trim=False).astype(np.float32)
     return (x - x.mean(1, keepdims=True)) / (x.std(1, keepdims=True) + 1e-8)
 
 
