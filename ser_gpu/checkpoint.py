@@ -19,7 +19,7 @@ import os
 import pickle
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -28,10 +28,8 @@ from torch import nn
 from ._atomic import atomic_write
 from ._validation import _describe, check_nonnegative_int
 from .errors import CheckpointError, ParameterError
-
-if TYPE_CHECKING:  # the model module imports nothing from here, but keep import order free of cycles
-    from .models.cnn_bilstm_attention import CNNBiLSTMAttention
-    from .transforms.features import FeatureConfig
+from .models.cnn_bilstm_attention import CNNBiLSTMAttention, ModelConfig
+from .transforms.features import FeatureConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "load_model",
            "feature_config"]
@@ -152,8 +150,6 @@ def save_checkpoint(
         ParameterError: a bad argument, or a payload value that ``torch.load(weights_only=True)``
             could not read (a numpy array, a dataclass, ...), named by its key.
     """
-    from .models.cnn_bilstm_attention import CNNBiLSTMAttention, ModelConfig
-
     if not isinstance(path, (str, os.PathLike)):
         raise ParameterError(f"path must be a str or os.PathLike, got {_describe(path)}")
     path = Path(path)
@@ -317,8 +313,6 @@ def load_model(
             mismatches), or its labels differ from ``labels``.
         ParameterError: a bad ``checkpoint`` type, ``device`` or ``labels``.
     """
-    from .models.cnn_bilstm_attention import CNNBiLSTMAttention, ModelConfig
-
     try:
         device = torch.device("cpu" if device is None else device)
     except (RuntimeError, TypeError) as exc:
@@ -377,8 +371,6 @@ def feature_config(payload: dict, source="<checkpoint payload>") -> "FeatureConf
     Raises:
         CheckpointError: the stored feature_config is not a valid FeatureConfig (message starts with ``source``).
     """
-    from .transforms.features import FeatureConfig
-
     try:
         return FeatureConfig.from_dict(payload["feature_config"])
     except (ParameterError, TypeError) as exc:

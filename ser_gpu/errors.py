@@ -6,14 +6,22 @@ instead of a traceback from deep inside torch.
 
 from __future__ import annotations
 
-__all__ = ["ParameterError", "AudioLoadError", "CheckpointError"]
+__all__ = ["SerGpuError", "ParameterError", "AudioLoadError", "CheckpointError"]
 
 
-class ParameterError(ValueError):
+class SerGpuError(Exception):
+    """Root of every error ser_gpu raises on purpose: ``except SerGpuError`` catches them all.
+
+    Each subclass also derives from the matching built-in (``ValueError``, ``OSError``,
+    ``RuntimeError``), so code written against those keeps working.
+    """
+
+
+class ParameterError(SerGpuError, ValueError):
     """A function argument has an invalid value, type, shape or dtype."""
 
 
-class AudioLoadError(OSError):
+class AudioLoadError(SerGpuError, OSError):
     """An audio file is missing, empty, corrupt or in an unsupported format.
 
     The message always starts with the offending path.
@@ -25,5 +33,5 @@ class AudioLoadError(OSError):
         super().__init__(f"{self.path}: {reason}")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SerGpuError, RuntimeError):
     """A checkpoint is missing, corrupt, or does not match the requested model/labels."""

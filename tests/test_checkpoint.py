@@ -16,15 +16,8 @@ from torch import nn
 
 import ser_gpu
 from ser_gpu.errors import CheckpointError, ParameterError
-from ser_gpu.models import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
-    CNNBiLSTMAttention,
-    ModelConfig,
-    load_checkpoint,
-    load_model,
-    save_checkpoint,
-)
+from ser_gpu.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, load_model, save_checkpoint
+from ser_gpu.models import CNNBiLSTMAttention, ModelConfig
 from ser_gpu.transforms import FeatureConfig
 
 LABELS = ["neutral", "happy", "sad"]

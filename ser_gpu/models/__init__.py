@@ -1,20 +1,6 @@
-"""Emotion classifiers and the checkpoint format they are saved in."""
+"""Emotion classifiers. Their checkpoint format lives in :mod:`ser_gpu.checkpoint`, which builds on this
+package (never the other way round)."""
 
-from ..checkpoint import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
-    load_checkpoint,
-    load_model,
-    save_checkpoint,
-)
 from .cnn_bilstm_attention import CNNBiLSTMAttention, ModelConfig
 
-__all__ = [
-    "CNNBiLSTMAttention",
-    "ModelConfig",
-    "CHECKPOINT_FORMAT",
-    "CHECKPOINT_VERSION",
-    "save_checkpoint",
-    "load_checkpoint",
-    "load_model",
-]
+__all__ = ["CNNBiLSTMAttention", "ModelConfig"]
