@@ -22,6 +22,7 @@ from .features import (
     zero_crossing_rate,
 )
 from .pitch import estimate_tuning, piptrack, pitch_tuning
+from .util import normalize
 from .spectrum import fft_frequencies, frame_mask, get_window, num_frames, power_to_db, spectrogram, stft
 
 __all__ = [
@@ -62,4 +63,5 @@ __all__ = [
     "piptrack",
     "pitch_tuning",
     "estimate_tuning",
+    "normalize",
 ]

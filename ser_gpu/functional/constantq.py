@@ -46,7 +46,8 @@ from .._validation import (
 )
 from ..errors import ParameterError
 from ._resample import decimate
-from .spectrum import _mask_frames, _stft, _zero_padding, tiny
+from .spectrum import _mask_frames, _stft, _zero_padding
+from .util import normalize
 
 __all__ = ["cqt", "chroma_cqt", "tonnetz", "cqt_frequencies", "cq_to_chroma"]
 
@@ -109,19 +110,6 @@ def _window_at(name: str, j: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return w
 
 
-def _normalize_rows(x: np.ndarray, norm) -> np.ndarray:
-    """librosa.util.normalize(x, norm=norm) of each row (rows below tiny stay unnormalised)."""
-    if norm is None:
-        return x
-    mag = np.abs(x)
-    if norm == np.inf:
-        length = mag.max(axis=-1, keepdims=True)
-    else:
-        length = np.sum(mag ** norm, axis=-1, keepdims=True) ** (1.0 / norm)
-    length = np.where(length < np.finfo(np.float32).tiny, 1.0, length)
-    return x / length
-
-
 def _sparsify_rows(x: np.ndarray, quantile: float) -> np.ndarray:
     """librosa.util.sparsify_rows as a dense array: zero the smallest entries of each row that
     together hold less than ``quantile`` of the row's L1 mass."""
@@ -156,7 +144,7 @@ def _octave_basis(rel_freqs: Tuple[float, ...], alpha: Tuple[float, ...], filter
     jj = np.clip(j, 0, None)
     phase = (start[:, None] + jj) * (2 * np.pi * f[:, None])
     sig = np.where(inside, np.exp(1j * phase) * _window_at(window, jj, counts), 0.0)
-    sig = _normalize_rows(sig, norm)
+    sig = normalize(torch.from_numpy(sig), norm=norm, axis=-1).numpy()
     sig = sig * (ilen[:, None] / float(n_fft))
     basis = np.fft.fft(sig, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
     basis = _sparsify_rows(basis, sparsity)
@@ -554,21 +542,6 @@ def cq_to_chroma(n_input: int, *, bins_per_octave: int = 12, n_chroma: int = 12,
     return torch.from_numpy(m.copy()).to(device=device, dtype=dtype)
 
 
-def _normalize(S: torch.Tensor, norm, dim: int = -2) -> torch.Tensor:
-    """librosa.util.normalize(S, norm=norm, axis=dim) with threshold=tiny, fill=None."""
-    if norm is None:
-        return S
-    mag = S.abs()
-    if norm == math.inf:
-        length = mag.amax(dim=dim, keepdim=True)
-    elif norm == 1:
-        length = mag.sum(dim=dim, keepdim=True)
-    else:
-        length = (mag ** norm).sum(dim=dim, keepdim=True) ** (1.0 / norm)
-    length = torch.where(length < tiny(S), torch.ones_like(length), length)
-    return S / length
-
-
 def chroma_cqt(
     y: Optional[torch.Tensor] = None,
     *,
@@ -641,7 +614,7 @@ def chroma_cqt(
     chroma = torch.matmul(M, C)
     if threshold is not None:
         chroma = chroma.masked_fill(chroma < threshold, 0.0)
-    chroma = _normalize(chroma, norm)
+    chroma = normalize(chroma, norm=norm, axis=-2)
     if not with_lengths:
         return chroma
     return _mask_frames(chroma, frame_lengths), frame_lengths
@@ -710,7 +683,7 @@ def tonnetz(
         chroma = valid_spectrogram(chroma, name="chroma")
         frame_lengths = check_frame_lengths(frame_lengths, chroma)
     phi = torch.from_numpy(_tonnetz_matrix(chroma.shape[-2]).copy()).to(device=chroma.device, dtype=chroma.dtype)
-    ton = torch.matmul(phi, _normalize(chroma, 1.0))
+    ton = torch.matmul(phi, normalize(chroma, norm=1, axis=-2))
     if not with_lengths:
         return ton
     return _mask_frames(ton, frame_lengths), frame_lengths

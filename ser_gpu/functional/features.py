@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from .._validation import check_in_range, check_lengths, check_positive, check_positive_int, valid_audio
 from ..errors import ParameterError
 from . import filters
+from .util import normalize
 from .spectrum import _TORCH_PAD_MODES, _mask_frames, _power_to_db, _zero_padding, num_frames, spectrogram
 
 __all__ = [
@@ -404,25 +405,6 @@ def _savgol_table(width: int, order: int) -> torch.Tensor:
     return torch.from_numpy(table)
 
 
-def _normalize(x: torch.Tensor, norm, dim: int) -> torch.Tensor:
-    """``librosa.util.normalize`` along ``dim`` (threshold = tiny, fill=None: tiny columns are left as is)."""
-    if norm is None:
-        return x
-    mag = x.abs()
-    if norm == float("inf"):
-        length = mag.amax(dim=dim, keepdim=True)
-    elif norm == -float("inf"):
-        length = mag.amin(dim=dim, keepdim=True)
-    elif norm == 0:
-        length = (mag > 0).sum(dim=dim, keepdim=True).to(x.dtype)
-    elif isinstance(norm, (int, float)) and not isinstance(norm, bool) and norm > 0:
-        length = (mag**norm).sum(dim=dim, keepdim=True) ** (1.0 / norm)
-    else:
-        raise ParameterError(f"norm must be a positive number, 0, +-inf or None, got {norm!r}")
-    length = torch.where(length < torch.finfo(x.dtype).tiny, torch.ones_like(length), length)
-    return x / length
-
-
 def chroma_stft(
     y: Optional[torch.Tensor] = None,
     *,
@@ -468,7 +450,7 @@ def chroma_stft(
     fb = filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=tuning, device=S.device,
                         dtype=S.dtype, **kwargs)
     raw = torch.matmul(fb, S)
-    return _result(_normalize(raw, norm, dim=-2), fl, lengths, frame_lengths)
+    return _result(normalize(raw, norm=norm, axis=-2), fl, lengths, frame_lengths)
 
 
 def spectral_contrast(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
@@ -13,8 +14,8 @@ from .._validation import (check_lengths, check_nonnegative, check_positive, che
                            config_to_dict, valid_audio)
 from ..errors import ParameterError
 from ..functional import filters
+from ..functional.util import normalize
 from ..functional.features import (
-    _normalize,
     _rms_waveform,
     _spectral_centroid,
     _spectral_contrast,
@@ -193,7 +194,7 @@ class FeatureExtractor(nn.Module):
         tuning = _estimate_tuning(power, sr=c.sr, n_fft=2048 if F == 1025 else 2 * (F - 1), frame_lengths=fl,
                                   bins_per_octave=12, fmax=min(4000.0, c.sr / 2))
         chroma_fb = filters.chroma(sr=c.sr, n_fft=n_fft, tuning=tuning, device=y.device, dtype=dtype)
-        out[:, _ROW_SLICES["chroma"]] = _normalize(torch.matmul(chroma_fb, power), float("inf"), dim=-2)
+        out[:, _ROW_SLICES["chroma"]] = normalize(torch.matmul(chroma_fb, power), norm=math.inf, axis=-2)
         del power
         out[:, _ROW_SLICES["contrast"]] = _spectral_contrast(mag, fl, sr=c.sr, n_fft=n_fft, fmin=200.0,
                                                              n_bands=6, quantile=0.02, linear=False)

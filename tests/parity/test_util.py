@@ -1,0 +1,50 @@
+"""ser_gpu.functional.normalize against librosa.util.normalize (the one normalize every feature uses)."""
+
+from __future__ import annotations
+
+import math
+
+import librosa
+import numpy as np
+import pytest
+import torch
+
+import ser_gpu.functional as F
+from ser_gpu.errors import ParameterError
+
+from ..conftest import rel_err
+
+
+def _matrix(dtype):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((12, 9))
+    x[:, 4] = 0.0          # an all-zero column: below the threshold, left as is
+    x[:, 5] = 1e-320       # a subnormal column (float64): below tiny, left as is
+    x[2, :] = 0.0
+    return x.astype(np.float32 if dtype == torch.float32 else np.float64)
+
+
+@pytest.mark.parametrize("norm", [math.inf, -math.inf, 0, 1, 2, 0.5, None])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_normalize_equals_librosa(norm, axis, dtype):
+    x = _matrix(dtype)
+    ref = librosa.util.normalize(x, norm=norm, axis=axis)
+    ours = F.normalize(torch.from_numpy(x), norm=norm, axis=axis)
+    assert ours.dtype == dtype
+    # a rescaling: relative error at the dtype's rounding
+    assert rel_err(ours, ref) <= (1e-12 if dtype == torch.float64 else 1e-6)
+
+
+def test_normalize_complex_equals_librosa():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 5)) + 1j * rng.standard_normal((6, 5))
+    for norm in (math.inf, 1, 2):
+        ref = librosa.util.normalize(x, norm=norm, axis=0)
+        ours = F.normalize(torch.from_numpy(x), norm=norm, axis=0)
+        assert np.abs(ours.numpy() - ref).max() <= 1e-12
+
+
+@pytest.mark.parametrize("bad", [-1, -0.5, "l2", True, [2]])
+def test_normalize_rejects_bad_norm(bad):
+    with pytest.raises(ParameterError, match="norm"):
+        F.normalize(torch.ones(3, 3), norm=bad)
