@@ -27,43 +27,44 @@ __all__ = ["evaluate_model", "format_report", "plot_confusion", "main"]
 PathLike = Union[str, Path]
 
 
-def _per_class(cm: torch.Tensor, labels: Sequence[str]) -> dict:
-    cm = cm.double()
-    tp = cm.diagonal()
-    support = cm.sum(1)
-    predicted = cm.sum(0)
-    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
-    recall = torch.where(support > 0, tp / support.clamp(min=1), torch.zeros_like(tp))
-    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-300),
-                     torch.zeros_like(tp))
-    return {lab: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for lab, p, r, f, s in zip(labels, precision, recall, f1, support)}
-
-
 def metrics_from_predictions(labels: torch.Tensor, preds: torch.Tensor, names: Sequence[str]) -> dict:
     """Per-class precision/recall/F1, weighted F1, accuracy (WA), UAR and the confusion matrix.
 
-    UAR is the mean recall over the classes that occur in ``labels``; weighted F1 weights each
-    class's F1 by its support (as ``sklearn.metrics.f1_score(average='weighted')``).
+    Computed with :mod:`sklearn.metrics` over the class indices ``0 .. len(names) - 1``:
+    ``precision_recall_fscore_support`` per class (0 where a class is never predicted or absent),
+    ``f1_score(average='weighted')``, ``accuracy_score``, ``confusion_matrix``; UAR is
+    ``recall_score(average='macro')`` over the classes that occur in ``labels`` (a class absent
+    from the test set has no recall to average). With no clips every score is NaN.
     """
+    from sklearn import metrics as skm
+
     n = len(names)
-    labels = labels.reshape(-1).long().cpu()
-    preds = preds.reshape(-1).long().cpu()
-    cm = torch.bincount(labels * n + preds, minlength=n * n).reshape(n, n)
-    per_class = _per_class(cm, names)
-    support = cm.sum(1).double()
-    present = support > 0
-    total = float(support.sum())
-    recalls = torch.tensor([per_class[k]["recall"] for k in names], dtype=torch.float64)
-    f1s = torch.tensor([per_class[k]["f1"] for k in names], dtype=torch.float64)
+    y_true = labels.reshape(-1).long().cpu().numpy()
+    y_pred = preds.reshape(-1).long().cpu().numpy()
+    classes = list(range(n))
+    cm = skm.confusion_matrix(y_true, y_pred, labels=classes) if len(y_true) else [[0] * n for _ in classes]
+    nan = float("nan")
+    if len(y_true):
+        precision, recall, f1, support = skm.precision_recall_fscore_support(y_true, y_pred, labels=classes,
+                                                                             zero_division=0)
+        present = sorted(set(y_true.tolist()))
+        accuracy = float(skm.accuracy_score(y_true, y_pred))
+        uar = float(skm.recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+        weighted_f1 = float(skm.f1_score(y_true, y_pred, labels=classes, average="weighted", zero_division=0))
+    else:
+        precision = recall = f1 = [0.0] * n
+        support = [0] * n
+        accuracy = uar = weighted_f1 = nan
+    per_class = {lab: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                 for lab, p, r, f, s in zip(names, precision, recall, f1, support)}
     return {
-        "n_clips": int(total),
-        "accuracy": float(cm.diagonal().sum()) / total if total else float("nan"),
-        "uar": float(recalls[present].mean()) if bool(present.any()) else float("nan"),
-        "weighted_f1": float((f1s * support).sum() / total) if total else float("nan"),
+        "n_clips": int(len(y_true)),
+        "accuracy": accuracy,
+        "uar": uar,
+        "weighted_f1": weighted_f1,
         "per_class": per_class,
         "labels": list(names),
-        "confusion": cm.tolist(),
+        "confusion": [[int(v) for v in row] for row in cm],
     }
 
 

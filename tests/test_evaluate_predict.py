@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +212,24 @@ def test_predict_bad_arguments(setup, media_files):
         predict.predict_files([media_files / "a.wav"], ckpt, top_k=0)
     with pytest.raises(ParameterError, match="does not exist"):
         predict.find_media([media_files / "missing.wav"])
+
+
+def test_metrics_by_hand_with_an_absent_class():
+    # truth a a b b b b, predicted a b b b a c: worked out on paper, class c never occurs in the truth
+    truth = torch.tensor([0, 0, 1, 1, 1, 1])
+    preds = torch.tensor([0, 1, 1, 1, 0, 2])
+    m = evaluate.metrics_from_predictions(truth, preds, ["a", "b", "c"])
+    assert m["confusion"] == [[1, 1, 0], [1, 2, 1], [0, 0, 0]]
+    assert m["accuracy"] == pytest.approx(0.5)
+    assert m["uar"] == pytest.approx(0.5)  # mean of recall a (1/2) and b (2/4); c has no clips
+    assert m["per_class"]["b"]["precision"] == pytest.approx(2 / 3)
+    assert m["per_class"]["b"]["f1"] == pytest.approx(4 / 7)
+    assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert m["weighted_f1"] == pytest.approx(23 / 42)
+
+
+def test_metrics_of_no_clips_are_nan():
+    m = evaluate.metrics_from_predictions(torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long),
+                                          ["a", "b"])
+    assert m["n_clips"] == 0 and m["confusion"] == [[0, 0], [0, 0]]
+    assert all(math.isnan(m[k]) for k in ("accuracy", "uar", "weighted_f1"))
