@@ -138,7 +138,10 @@ def show_analysis(analyzer: Analyzer, out: dict, name: str) -> None:
     st.subheader("Feature rows")
     st.caption(f"The 68 rows the model reads, of the shown part after trimming silence "
                f"({out['feature_seconds']:.1f} s), each standardised over time.")
-    st.pyplot(draw_heatmap(out["features"], out["row_names"], out["feature_seconds"]), width="stretch")
+    if out["features"].shape[1]:
+        st.pyplot(draw_heatmap(out["features"], out["row_names"], out["feature_seconds"]), width="stretch")
+    else:
+        st.caption("No frame is left after trimming silence.")
 
 
 def run() -> None:
