@@ -67,6 +67,10 @@ class Predictor:
         window, hop: window length and step in seconds for scoring long inputs (see the module doc).
         batch_size: windows per forward pass.
 
+    Attributes:
+        labels: the checkpoint's labels (logit order); ``card``: its facts
+            (:func:`ser_gpu.model_card.model_card`: corpus, scores, the demo-model warning).
+
     Raises:
         CheckpointError: missing/corrupt checkpoint, another architecture, another label set.
     """
@@ -75,6 +79,7 @@ class Predictor:
                  batch_size: int = 32):
         from .checkpoint import feature_config, load_model
         from .data import EMOTIONS
+        from .model_card import model_card
 
         check_positive(window, "window")
         check_positive(hop, "hop")
@@ -82,19 +87,20 @@ class Predictor:
         self.device = resolve_device(device)
         self.model, payload = load_model(checkpoint, device=self.device, labels=list(EMOTIONS))
         self.labels = list(payload["labels"])
+        self.card = model_card(payload, checkpoint)  # labels, corpus, scores, demo-model warning
         self.feature_config = fc = feature_config(payload, checkpoint)
         self.extractor = FeatureExtractor(fc).to(self.device)
         self.window_seconds, self.hop_seconds = float(window), float(hop)
 
     # -- reading ----------------------------------------------------------------------------------
-    def _windows(self, path: Path) -> Iterator[Tuple[float, torch.Tensor]]:
-        """``(end_seconds, window)`` pairs of the file, decoded once in bounded memory."""
+    def _windows(self, path: Path) -> Iterator[Tuple[float, float, torch.Tensor]]:
+        """``(start_seconds, end_seconds, window)`` of the file, decoded once in bounded memory."""
         from .media import iter_windows
 
         for w in iter_windows(path, sr=self.feature_config.sr, window_seconds=self.window_seconds,
                               hop_seconds=self.hop_seconds):
             if w.y.numel():
-                yield w.end, w.y
+                yield w.start, w.end, w.y
 
     # -- scoring ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -105,13 +111,18 @@ class Predictor:
         logits = self.model(batch.features, batch.frame_lengths)
         return torch.softmax(logits.float(), dim=-1).cpu()
 
-    def predict(self, paths: Sequence[PathLike], *, top_k: int = 3, progress: bool = False) -> List[dict]:
+    def predict(self, paths: Sequence[PathLike], *, top_k: int = 3, progress: bool = False,
+                timeline: bool = False) -> List[dict]:
         """Score every file; a file that cannot be read gives ``{"path", "error"}`` and the others go on.
+
+        Args:
+            timeline: also return each window's probabilities (the ones the file's are the mean of).
 
         Returns:
             one dict per input, in order: ``path``, ``emotion``, ``probability``, ``top_k`` (list of
             ``{"emotion", "probability"}``), ``probabilities`` (every label), ``windows`` and
-            ``seconds``; or ``path`` and ``error``.
+            ``seconds``, and with ``timeline`` a list ``timeline`` of ``{"start", "end",
+            "probabilities"}`` per window (seconds into the file); or ``path`` and ``error``.
         """
         top_k = check_positive_int(top_k, "top_k")
         top_k = min(top_k, len(self.labels))
@@ -120,6 +131,8 @@ class Predictor:
         seconds: Dict[int, float] = {}
         errors: Dict[int, str] = {}
         pending: List[Tuple[int, torch.Tensor]] = []
+        spans: Dict[int, List[Tuple[float, float]]] = {}  # with timeline: each window's span and probabilities
+        window_probs: Dict[int, List[torch.Tensor]] = {}
 
         paths = [Path(p) for p in paths]
         bar = tqdm(total=len(paths), desc="predicting", unit="file", disable=not progress, file=sys.stderr)
@@ -131,13 +144,17 @@ class Predictor:
                 for (i, _), p in zip(pending, probs):
                     sums[i] = sums.get(i, 0) + p
                     counts[i] = counts.get(i, 0) + 1
+                    if timeline:
+                        window_probs.setdefault(i, []).append(p)
                 pending.clear()
             bar.update(read - bar.n)
 
         for i, path in enumerate(paths):
             try:
-                for end, w in self._windows(path):
+                for start, end, w in self._windows(path):
                     seconds[i] = end
+                    if timeline:
+                        spans.setdefault(i, []).append((start, end))
                     pending.append((i, w))
                     if len(pending) >= self.batch_size:
                         flush()
@@ -146,6 +163,8 @@ class Predictor:
                 pending[:] = [(j, w) for j, w in pending if j != i]
                 sums.pop(i, None)
                 counts.pop(i, None)
+                spans.pop(i, None)
+                window_probs.pop(i, None)
             read = i + 1
             if not pending:
                 bar.update(read - bar.n)
@@ -168,6 +187,11 @@ class Predictor:
                 "windows": counts[i],
                 "seconds": seconds[i],
             })
+            if timeline:
+                results[-1]["timeline"] = [
+                    {"start": s, "end": e, "probabilities": dict(zip(self.labels, p.tolist()))}
+                    for (s, e), p in zip(spans[i], window_probs[i])
+                ]
         return results
 
 
@@ -179,14 +203,16 @@ def predict_files(paths: Sequence[PathLike], checkpoint: PathLike, *, top_k: int
 
 
 def predict_file(path: PathLike, checkpoint: PathLike, *, top_k: int = 3, device: str = "auto",
-                 window: float = 4.0, hop: float = 2.0) -> dict:
-    """The emotion of one audio or video file as a plain dict (see :meth:`Predictor.predict`).
+                 window: float = 4.0, hop: float = 2.0, timeline: bool = False) -> dict:
+    """The emotion of one audio or video file as a plain dict (see :meth:`Predictor.predict`;
+    ``timeline=True`` adds each window's probabilities).
 
     Raises:
         AudioLoadError: the file cannot be read.
         CheckpointError: the checkpoint is missing, corrupt or of another model/label set.
     """
-    result = Predictor(checkpoint, device=device, window=window, hop=hop).predict([path], top_k=top_k)[0]
+    result = Predictor(checkpoint, device=device, window=window, hop=hop).predict([path], top_k=top_k,
+                                                                                  timeline=timeline)[0]
     if "error" in result:
         raise AudioLoadError(path, result["error"])
     return result
@@ -235,9 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        results = predict_files(args.inputs, args.checkpoint, top_k=args.top_k, device=args.device,
-                                window=args.window, hop=args.hop, batch_size=args.batch_size,
-                                progress=not args.quiet)
+        predictor = Predictor(args.checkpoint, device=args.device, window=args.window, hop=args.hop,
+                              batch_size=args.batch_size)
+        if predictor.card["warning"]:
+            print(f"warning: {args.checkpoint}: {predictor.card['warning']}", file=sys.stderr)
+        results = predictor.predict(find_media(args.inputs), top_k=args.top_k, progress=not args.quiet)
         if args.plot:
             plot_probabilities(results, args.plot)
     except (ParameterError, CheckpointError) as exc:

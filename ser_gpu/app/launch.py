@@ -1,0 +1,78 @@
+"""``python -m ser_gpu.app``: serve the web app for one checkpoint (``streamlit run`` on :mod:`ser_gpu.app.page`)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from ..errors import CheckpointError, ParameterError
+
+__all__ = ["CHECKPOINT_ENV", "DEVICE_ENV", "PAGE", "build_parser", "streamlit_command", "main"]
+
+#: Environment variables through which the launcher hands its settings to the page.
+CHECKPOINT_ENV = "SER_GPU_APP_CHECKPOINT"
+DEVICE_ENV = "SER_GPU_APP_DEVICE"
+#: The Streamlit script.
+PAGE = Path(__file__).with_name("page.py")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ser_gpu.app", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="best.pt written by python -m ser_gpu.train")
+    p.add_argument("--device", default="auto", help="auto (default: CUDA when present), cpu or cuda[:N]")
+    p.add_argument("--port", type=int, default=8501, help="port to serve on (default: %(default)s)")
+    p.add_argument("--address", default="127.0.0.1",
+                   help="address to bind (default: %(default)s, this machine only; 0.0.0.0 for every interface)")
+    p.add_argument("--open-browser", action="store_true", help="open the page in the default browser")
+    return p
+
+
+def streamlit_command(*, port: int, address: str, open_browser: bool = False) -> List[str]:
+    """The ``streamlit run`` command line: no usage statistics, no file watcher, no e-mail prompt."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(PAGE),
+        "--server.port", str(port),
+        "--server.address", address,
+        "--server.headless", "false" if open_browser else "true",
+        "--server.showEmailPrompt", "false",
+        "--server.fileWatcherType", "none",
+        "--server.runOnSave", "false",
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",
+    ]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if importlib.util.find_spec("streamlit") is None:
+        print("error: the app needs Streamlit: pip install 'ser_gpu[app]'", file=sys.stderr)
+        return 2
+    try:
+        from ..checkpoint import load_checkpoint
+        from ..features import resolve_device
+
+        if not 1 <= args.port <= 65535:
+            raise ParameterError(f"--port must be in 1..65535, got {args.port}")
+        resolve_device(args.device)
+        load_checkpoint(args.checkpoint)  # a clear one-line error now rather than on the page
+    except (ParameterError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    env[CHECKPOINT_ENV] = str(Path(args.checkpoint).resolve())
+    env[DEVICE_ENV] = args.device
+    cmd = streamlit_command(port=args.port, address=args.address, open_browser=args.open_browser)
+    print(f"serving {args.checkpoint} at http://{args.address}:{args.port} (Ctrl+C stops)", file=sys.stderr)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    if os.name == "posix":
+        os.execve(sys.executable, cmd, env)  # the server takes this process's id: signals reach it directly
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 130
