@@ -86,6 +86,12 @@ def check_positive_int(value, name: str) -> int:
     return int(value)
 
 
+def check_bool(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ParameterError(f"{name} must be True or False, got {_describe(value)}")
+    return value
+
+
 def check_nonnegative_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ParameterError(f"{name} must be a non-negative integer, got {_describe(value)}")

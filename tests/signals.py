@@ -1,14 +1,35 @@
 """The DESIGN.md test signal set, deterministic, as float64 numpy arrays at 22050 Hz.
 
 white noise, sinusoids and chirps, a harmonic speech-like signal with vibrato, silence plus a
-burst, clips shorter than n_fft and odd lengths.
+burst, clips shorter than n_fft and odd lengths; and recorded-speech-like clips: one spoken
+sentence (espeak-ng) with a quiet passage, band-limited to 4.5 kHz, stored as 16-bit WAV at 16,
+44.1 and 48 kHz in tests/data/ (how they were made: tests/data/README.md) and loaded as the
+project loads audio, ``librosa.load(path, sr=22050)``. Their quiet high bands are what real
+recordings have and the synthetic signals lack: there a float32 FFT's rounding is 10 % of a bin.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 SR = 22050
+DATA = Path(__file__).resolve().parent / "data"
+#: signal name -> file in tests/data/ (16-bit PCM WAV, 1.57 s, resampled to SR on load)
+SPEECH_FILES = {
+    "speech_16k": "speech_16000.wav",
+    "speech_44k1": "speech_44100.wav",
+    "speech_48k": "speech_48000.wav",
+}
+
+
+def load_speech(name: str, sr: int = SR) -> np.ndarray:
+    """A tests/data/ speech clip as ``librosa.load(path, sr=sr)`` gives it (float32), in float64."""
+    import librosa
+
+    y, _ = librosa.load(DATA / SPEECH_FILES[name], sr=sr)
+    return y.astype(np.float64)
 
 
 def _speech_like(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -45,6 +66,7 @@ def make_signals(sr: int = SR, seed: int = 0) -> dict:
         "short_1000": 0.3 * rng.standard_normal(1000),       # shorter than n_fft
         "odd_12345": 0.2 * np.sin(2 * np.pi * 333.3 * np.arange(12345) / sr)
         + 0.05 * rng.standard_normal(12345),
+        **{name: load_speech(name, sr) for name in SPEECH_FILES},
     }
 
 

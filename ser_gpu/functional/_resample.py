@@ -110,9 +110,12 @@ def decimate(
     h = _taps_numpy(factor)
     half = (len(h) - 1) // 2
     n_fft = _good_size(n + 2 * half)
-    X = torch.fft.rfft(x, n=n_fft)
-    H = _taps_rfft(factor, n_fft, str(x.device), x.dtype)
-    full = torch.fft.irfft(X * H, n=n_fft)
+    # the whole-signal FFT convolution spreads its rounding (~eps of the loudest sample) evenly, so
+    # a float32 one buries quiet passages (soxr's short blocks keep errors local): run it in float64
+    work = torch.float64 if x.dtype == torch.float32 else x.dtype
+    X = torch.fft.rfft(x.to(work), n=n_fft)
+    H = _taps_rfft(factor, n_fft, str(x.device), work)
+    full = torch.fft.irfft(X * H, n=n_fft).to(x.dtype)
     y = full[..., half: half + factor * (n_out - 1) + 1: factor]
     out_lengths = soxr_output_length(lengths, factor)
     keep = torch.arange(n_out, device=x.device) < out_lengths.unsqueeze(-1)

@@ -10,7 +10,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 
-from .._validation import (check_lengths, check_nonnegative, check_positive, check_positive_int, config_from_dict,
+from .._validation import (check_bool, check_lengths, check_nonnegative, check_positive, check_positive_int, config_from_dict,
                            config_to_dict, valid_audio)
 from ..errors import ParameterError
 from ..functional import filters
@@ -68,6 +68,12 @@ class FeatureConfig:
             short clip's statistics are pulled towards 0 and its padding becomes non-zero);
             ``None`` returns raw librosa-equal values.
         tonnetz: compute rows 58-63 (HPSS harmonic -> chroma_cqt -> tonnetz); when False they are 0.
+        fast_stft: for float32 input, run the shared STFT's FFT in float32 instead of float64.
+            The default (False) computes it in float64 and rounds it to float32, as librosa does,
+            so every row meets DESIGN.md's float32 contract; True is faster on CPU but the
+            spectral contrast rows (51-57) can be ~1e-1 off librosa on recorded speech, whose quiet
+            high bands sit near the float32 FFT's rounding noise (figures in the README's "Parity
+            with librosa"). No effect on float64 input.
     """
 
     sr: int = 22050
@@ -78,8 +84,10 @@ class FeatureConfig:
     max_frames: Optional[int] = 862
     normalize: Optional[str] = "valid"
     tonnetz: bool = True
+    fast_stft: bool = False
 
     def __post_init__(self):
+        check_bool(self.fast_stft, "fast_stft")
         check_positive(self.sr, "sr")
         check_positive_int(self.n_fft, "n_fft")
         check_positive_int(self.hop_length, "hop_length")
@@ -169,10 +177,12 @@ class FeatureExtractor(nn.Module):
         dtype = y.dtype
         n_fft, hop = c.n_fft, c.hop_length
         # one complex STFT (librosa's framing: zero padding, centred, hann) feeds every STFT-family
-        # row and the HPSS of the tonnetz rows; the settings were checked by FeatureConfig
+        # row and the HPSS of the tonnetz rows; the settings were checked by FeatureConfig. Its FFT
+        # runs in float64 for float32 input (as librosa's): the contrast rows average each band's
+        # quietest 2 % of bins, which a float32 FFT's rounding (~1e-7 of the loudest bin) swamps
         y = _zero_padding(y, lengths)
         D = _stft(y, n_fft=n_fft, hop_length=hop, win_length=n_fft, window="hann", center=True,
-                  pad_mode="constant")
+                  pad_mode="constant", precise=not c.fast_stft)
         fl = num_frames(lengths, hop_length=hop, n_fft=n_fft)
         mag = _magnitude(D, 1.0)
         mag.masked_fill_(~frame_mask(fl, mag.shape[-1]).unsqueeze(-2), 0.0)

@@ -41,6 +41,7 @@ def _np(x: torch.Tensor) -> np.ndarray:
 # rates 0.8/0.9/1.1/1.25 in brackets)
 STRETCH_F32 = {
     "speech_like": 0.9995,  # [0.99999]
+    "speech_48k": 0.9995,  # [0.99999] recorded-speech-like clip (tests/data/)
     "noise": 0.9995,  # [0.99999]
     "short_1000": 0.9995,  # [0.99999]
     "odd_12345": 0.9995,  # [0.99999]
@@ -50,7 +51,8 @@ STRETCH_F32 = {
 
 
 @pytest.mark.parametrize("rate", [0.8, 1.1, 1.25])
-@pytest.mark.parametrize("name", ["speech_like", "noise", "two_tones", "chirp", "short_1000", "odd_12345"])
+@pytest.mark.parametrize("name", ["speech_like", "speech_48k", "noise", "two_tones", "chirp", "short_1000",
+                                  "odd_12345"])
 def test_time_stretch_matches_librosa(name, rate, device, dtype):
     x = SIGNALS[name]
     ref = librosa.effects.time_stretch(x, rate=rate)
@@ -97,6 +99,7 @@ def test_phase_vocoder_matches_librosa(rate):
 # minimum over n_steps in brackets [float64, float32]
 PITCH = [
     ("speech_like", 0.9999, 0.9999),  # [0.99999, 0.99999]
+    ("speech_48k", 0.9999, 0.9999),  # [0.99999, 0.99999]
     ("odd_12345", 0.9999, 0.9999),  # [0.99998, 0.99998]
     ("two_tones", 0.9999, 0.999),  # [1.0, 0.99958]
     ("chirp", 0.9999, 0.97),  # [1.0, 0.97841] float32: near-silent bins, as for the stretch
@@ -136,7 +139,7 @@ def test_pitch_shift_f0_equals_librosa():
 
 
 @pytest.mark.parametrize("ratio", [2 ** (-2 / 12), 0.95, 2 ** (2 / 12)])
-@pytest.mark.parametrize("name", ["sine440", "two_tones", "chirp", "speech_like", "noise"])
+@pytest.mark.parametrize("name", ["sine440", "two_tones", "chirp", "speech_like", "speech_48k", "noise"])
 def test_resample_matches_soxr(name, ratio, dtype):
     """Away from the clip's ends, band-limited content comes out as soxr's to ~1e-5."""
     x = SIGNALS[name]
@@ -144,7 +147,8 @@ def test_resample_matches_soxr(name, ratio, dtype):
     ours, new_len = resample(torch.from_numpy(x).to(dtype), orig_sr=SR / ratio, target_sr=SR)
     assert int(new_len) == len(ref) == ours.shape[-1]
     inner = slice(300, len(ref) - 300)  # the first/last samples differ by up to 3.3e-3 (soxr's edge handling)
-    # measured inner: tones and chirp <= 9e-6, speech_like 4e-6; noise 5.6e-4 (it fills the transition band)
+    # measured inner: tones and chirp <= 9e-6, speech_like 4e-6, speech_48k 1.5e-6; noise 5.6e-4 (it fills
+    # the transition band)
     assert rel_err(ours[inner], ref[inner]) <= (1e-3 if name == "noise" else 3e-5)
     assert rel_err(ours, ref) <= 1e-2  # measured <= 8.7e-3 (noise), 3.3e-3 otherwise
     assert _logmag_corr(_np(ours), ref) >= (0.9995 if name == "noise" else 0.99995)  # measured >= 0.99987, 0.99999

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from ser_gpu.transforms import FEATURE_ROWS, FeatureExtractor
+from ser_gpu.errors import ParameterError
+from ser_gpu.transforms import FEATURE_ROWS, FeatureConfig, FeatureExtractor
 from ser_gpu.transforms.features import _ROW_SLICES
 from tests.conftest import CQT_TOL, STFT_TOL
 from tests.signals import SIGNALS
 
 SR = 22050
-CLIPS = ["speech_like", "noise", "silence_burst", "odd_12345"]
+SPEECH = ["speech_16k", "speech_44k1", "speech_48k"]  # recorded-speech-like clips (tests/data/)
+CLIPS = ["speech_like", "noise", "silence_burst", "odd_12345"] + SPEECH
 STFT_FAMILIES = ["mfcc", "mfcc_delta", "mfcc_delta2", "chroma", "contrast", "zcr", "rms", "rolloff", "centroid"]
 
 
@@ -141,7 +143,7 @@ def test_edge_clips_in_a_batch_leave_the_others_unchanged():
 
 def test_all_68_rows_with_tonnetz_equal_librosa_stack(device, dtype):
     """The full stack, tonnetz from the HPSS-harmonic signal included, on a mixed-length batch."""
-    names = ["speech_like", "odd_12345"]
+    names = ["speech_like", "odd_12345"] + SPEECH
     clips = [SIGNALS[n] for n in names]
     y = torch.zeros(len(clips), max(len(c) for c in clips), dtype=dtype)
     for i, c in enumerate(clips):
@@ -156,3 +158,34 @@ def test_all_68_rows_with_tonnetz_equal_librosa_stack(device, dtype):
         ours = out.features[i, :, :n].cpu().double().numpy()
         _check(_family_errors(ours, ref), dtype, STFT_FAMILIES + ["tonnetz"])
         assert _rolloff_flips(ours, ref) <= (0 if dtype == torch.float64 else max(1, n // 50))
+
+
+def test_fast_stft_setting():
+    """``fast_stft=True`` runs the shared FFT in float32: every row group but contrast keeps the
+    float32 contract on the recorded-speech clip, contrast does not (the README gives the figures);
+    float64 input is unaffected."""
+    y = torch.from_numpy(SIGNALS["speech_48k"])
+    ref = reference("speech_48k", False)
+    kw = dict(tonnetz=False, normalize=None, max_frames=None)
+    fast = FeatureExtractor(fast_stft=True, **kw)(y.float()).features[0].double().numpy()
+    errs = _family_errors(fast, ref)
+    _check(errs, torch.float32, [f for f in STFT_FAMILIES if f != "contrast"])
+    assert errs["contrast"] > STFT_TOL[torch.float32], errs["contrast"]
+    default = FeatureExtractor(**kw)(y.float()).features[0].double().numpy()
+    assert _family_errors(default, ref)["contrast"] <= STFT_TOL[torch.float32]
+    assert torch.equal(FeatureExtractor(fast_stft=True, **kw)(y).features, FeatureExtractor(**kw)(y).features)
+    assert FeatureConfig.from_dict(FeatureConfig(fast_stft=True).to_dict()).fast_stft is True
+    with pytest.raises(ParameterError, match="fast_stft"):
+        FeatureConfig(fast_stft="yes")
+
+
+def test_tonnetz_rows_float32_on_chirp_follow_librosa_float32():
+    """The chirp's harmonic part is faint, so the float32 signal itself moves its tonnetz: librosa's
+    own float32 chain is 2.0e-2 off its float64 one. float32 rows are held to librosa's float32 stack
+    (CQT contract); a float32 FFT in the shared STFT put them 5.4e-2 off."""
+    y = SIGNALS["chirp"]
+    ref32 = librosa_stack(y.astype(np.float32), tonnetz=True)
+    out = FeatureExtractor(normalize=None, max_frames=None)(torch.from_numpy(y).float()).features[0].double().numpy()
+    errs = _family_errors(out, ref32)
+    assert errs["tonnetz"] <= CQT_TOL[torch.float32], errs["tonnetz"]
+    _check(errs, torch.float32, [f for f in STFT_FAMILIES if f != "rolloff"])
