@@ -17,9 +17,9 @@ import torch
 from tqdm import tqdm
 
 from ._atomic import atomic_write, save_json
+from ._cli import resolve_device
 from ._validation import check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
-from .features import resolve_device
 from .transforms.features import FeatureExtractor
 
 __all__ = ["evaluate_model", "format_report", "plot_confusion", "main"]

@@ -21,9 +21,9 @@ import torch
 from tqdm import tqdm
 
 from ._atomic import atomic_write
+from ._cli import find_files, is_media, resolve_device
 from ._validation import check_positive, check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
-from .features import resolve_device
 from .transforms.features import FeatureExtractor
 
 __all__ = ["Predictor", "predict_file", "predict_files", "find_media", "plot_probabilities", "main"]
@@ -35,27 +35,12 @@ SR = 22050
 def find_media(paths: Sequence[PathLike]) -> List[Path]:
     """Files as given, directories expanded recursively into their audio/video files (sorted).
 
+    The rule of :func:`ser_gpu._cli.find_files` with :func:`ser_gpu._cli.is_media` as the predicate.
+
     Raises:
         ParameterError: a path that does not exist, or a directory without audio or video files.
     """
-    from .media import is_media
-
-    found: List[Path] = []
-    seen = set()
-    for p in map(Path, paths):
-        if p.is_dir():
-            items = sorted(q for q in p.rglob("*") if q.is_file() and is_media(q))
-            if not items:
-                raise ParameterError(f"directory {str(p)!r} holds no audio or video files")
-        elif p.exists():
-            items = [p]
-        else:
-            raise ParameterError(f"input {str(p)!r} does not exist")
-        for q in items:
-            if q.resolve() not in seen:
-                seen.add(q.resolve())
-                found.append(q)
-    return found
+    return find_files(paths, predicate=is_media, what="audio or video")
 
 
 class Predictor:

@@ -31,11 +31,11 @@ from torch import nn
 from tqdm import tqdm
 
 from ._atomic import atomic_write, save_json
+from ._cli import resolve_device
 from ._validation import (check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability,
                           config_from_dict, config_to_dict)
 from .errors import AudioLoadError, CheckpointError, ParameterError
 from .evaluate import metrics_from_predictions
-from .features import resolve_device
 from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
 
 __all__ = ["TrainConfig", "train_model", "plot_curves", "main"]
