@@ -16,6 +16,9 @@
     (:class:`NoMatchingFiles`, a :class:`~ser_gpu.errors.ParameterError`), as is a path that does
     not exist;
   - a file reached twice (overlapping arguments, links) is listed once, at its first place.
+
+* :func:`check_output_file` and :func:`check_output_dir` check an output path before the work
+  starts, so a bad ``--plot``/``--out`` never costs a finished evaluation or prediction.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Union
 from .errors import ParameterError
 
 __all__ = ["AUDIO_EXTENSIONS", "VIDEO_EXTENSIONS", "NoMatchingFiles", "resolve_device", "has_extension", "is_audio",
-           "is_video", "is_media", "find_files"]
+           "is_video", "is_media", "find_files", "check_output_file", "check_output_dir"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -178,3 +181,62 @@ def find_files(
                 seen.add(key)
                 found.append(q)
     return found
+
+
+def _probe_write(directory: Path, argument: str, target: Path) -> None:
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ser_gpu_probe.", suffix=".tmp")
+    except OSError as exc:
+        raise ParameterError(f"{argument} {str(target)!r} cannot be written: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_output_file(path: PathLike, *, argument: str = "output") -> Path:
+    """Check, before any work, that a file can be written at ``path`` (its directory exists and is
+    writable; ``path`` is not a directory). Nothing is left behind.
+
+    Raises:
+        ParameterError: naming ``argument`` and the path.
+    """
+    p = Path(os.fspath(path))
+    if p.is_dir():
+        raise ParameterError(f"{argument} {str(p)!r} is a directory; give a file name")
+    parent = p.parent
+    if not parent.is_dir():
+        raise ParameterError(f"{argument} {str(p)!r} cannot be written: the directory {str(parent)!r} "
+                             f"does not exist")
+    _probe_write(parent, argument, p)
+    return p
+
+
+def check_output_dir(path: PathLike, *, argument: str = "out") -> Path:
+    """Check, before any work, that ``path`` is (or can be created as) a writable directory.
+
+    Directories created for the check are removed again, so a call that fails later leaves nothing.
+
+    Raises:
+        ParameterError: naming ``argument`` and the path.
+    """
+    p = Path(os.fspath(path))
+    if p.exists() and not p.is_dir():
+        raise ParameterError(f"{argument} must be a directory, got the file {str(p)!r}")
+    created = []
+    q = p
+    while not q.exists() and q != q.parent:
+        created.append(q)
+        q = q.parent
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        _probe_write(p, argument, p)
+    except OSError as exc:
+        raise ParameterError(f"{argument} {str(p)!r} cannot be created: {exc.strerror or exc}") from None
+    finally:
+        for d in created:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:
+                break
+    return p

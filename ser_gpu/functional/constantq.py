@@ -134,7 +134,14 @@ def _sparsify_rows(x: np.ndarray, quantile: float) -> np.ndarray:
     return np.where(mags >= thresh, x, 0.0)
 
 
-@functools.lru_cache(maxsize=1024)
+# Cache sizes. Estimated tunings sit on a 0.01-bin grid (100 values), and a long file meets many of
+# them: each cache is bounded so memory stays flat in the input's length (one plan of chroma_cqt's
+# 252 bins is ~2 MB of numpy banks plus ~1 MB per device/dtype). A batch with more distinct tunings
+# than a cache holds rebuilds the evicted plans (milliseconds each) rather than keeping them all.
+_PLAN_CACHE = 16
+
+
+@functools.lru_cache(maxsize=4 * _PLAN_CACHE)
 def _octave_basis(rel_freqs: Tuple[float, ...], alpha: Tuple[float, ...], filter_scale: float,
                   norm, sparsity: float, window: str) -> Tuple[np.ndarray, int]:
     """FFT filter bank for one octave: librosa's ``__vqt_filter_fft`` at ``sr = 1``.
@@ -191,7 +198,7 @@ def _num_two_factors(x: int) -> int:
     return n
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=_PLAN_CACHE)
 def _plan(sr: float, hop_length: int, fmin: float, n_bins: int, bins_per_octave: int, tuning: float,
           filter_scale: float, norm, sparsity: float, window: str, scale: bool) -> _Plan:
     """Everything of librosa's vqt(gamma=0) that does not depend on the signal."""
@@ -239,7 +246,7 @@ def _plan(sr: float, hop_length: int, fmin: float, n_bins: int, bins_per_octave:
     return _Plan(early, sr_eff, tuple(octaves), bin_gain, input_gain)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=_PLAN_CACHE)
 def _plan_tensors(plan_args: tuple, device: str, dtype: torch.dtype):
     """The plan's banks and bin gains as tensors on ``device`` in ``dtype`` (complex for banks)."""
     plan = _plan(*plan_args)
@@ -249,7 +256,6 @@ def _plan_tensors(plan_args: tuple, device: str, dtype: torch.dtype):
     return banks, gain
 
 
-@functools.lru_cache(maxsize=256)
 def _stacked_tensors(plan_args: Tuple[tuple, ...], device: str, dtype: torch.dtype):
     """Per octave, the banks of several plans stacked ``(G, rows, K)``; bin gains ``(G, n_bins)``."""
     tensors = [_plan_tensors(a, device, dtype) for a in plan_args]
@@ -257,7 +263,7 @@ def _stacked_tensors(plan_args: Tuple[tuple, ...], device: str, dtype: torch.dty
     return banks, torch.stack([t[1] for t in tensors])
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=4)  # keyed by a batch's set of tunings: a few repeat (fixed tuning, training)
 def _band_tensors(plan_args: Tuple[tuple, ...], device: str, dtype: torch.dtype):
     """The octave banks of one or more plans, cut to the FFT bins any of them uses.
 
