@@ -71,14 +71,16 @@ _CHILD = r"""
 import json, resource, sys, time
 from ser_gpu import predict
 t0 = time.perf_counter()
-code = predict.main([sys.argv[1], "--checkpoint", sys.argv[2], "--device", sys.argv[3], "--quiet", "--json"])
+code = predict.main([sys.argv[1], "--checkpoint", sys.argv[2], "--device", sys.argv[3], "--quiet", "--json",
+                     "--batch-size", sys.argv[4]])
 peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print("RSS_JSON" + json.dumps({"code": code, "peak_mb": peak_kb / 1024, "seconds": time.perf_counter() - t0}))
 """
 
 
-def measure(audio: Path, ckpt: Path, device: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(audio), str(ckpt), device], capture_output=True,
+def measure(audio: Path, ckpt: Path, device: str, batch_size: int = 32) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(audio), str(ckpt), device, str(batch_size)],
+                          capture_output=True,
                           text=True, env=dict(os.environ, PYTHONPATH=os.getcwd()))
     for line in proc.stdout.splitlines():
         if line.startswith("RSS_JSON"):
@@ -91,6 +93,7 @@ def main() -> None:
     p.add_argument("--work", default="/tmp/ser_gpu_rss")
     p.add_argument("--seconds", type=float, nargs="+", default=[4.0, 600.0, 2400.0])
     p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=32, help="predict's --batch-size (windows per forward pass)")
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -102,7 +105,7 @@ def main() -> None:
         audio = work / f"speech_{int(s)}s.wav"
         if not audio.exists():
             write_speech(audio, s)
-        r = measure(audio, ckpt, args.device)
+        r = measure(audio, ckpt, args.device, args.batch_size)
         rows.append({"file_seconds": s, **r})
         print(f"{s:8.0f} s file: peak RSS {r['peak_mb']:8.1f} MB, predict took {r['seconds']:7.1f} s, exit {r['code']}",
               flush=True)
