@@ -344,20 +344,29 @@ def test_train_out_does_not_overwrite_a_users_result_json(corpus, tmp_path, caps
 # ------------------------------------------------------------------------------- 5. bounded plan caches
 
 def test_constant_q_caches_stay_bounded_over_many_tunings():
+    """Every cache keyed by tuning is bounded, and what one tuning keeps is small (the whole 0.01 grid
+    of estimated tunings, 100 values, then fits in ~60 MB); no cache is keyed by a batch's set of tunings."""
+    import functools
+
     import ser_gpu.functional.constantq as cq
-    from ser_gpu.functional import chroma_cqt, chroma_stft
+    from ser_gpu.functional import chroma_cqt, chroma_stft, filters
 
-    y = torch.randn(1, 4096, dtype=torch.float64)
-    for k in range(40):  # as many estimated tunings as a long file meets
-        chroma_cqt(y, sr=22050, tuning=-0.4 + 0.02 * k)
-        chroma_stft(y=y, sr=22050, tuning=-0.4 + 0.02 * k)
-    for fn in (cq._plan, cq._plan_tensors, cq._band_tensors, cq._octave_basis):
+    y = torch.randn(3, 4096)
+    for k in range(40):  # as many estimated tunings as a long file meets, three per batch
+        tuning = torch.tensor([-0.4 + 0.02 * k, 0.01 * k - 0.2, 0.1])
+        chroma_cqt(y, sr=22050, tuning=tuning)
+        chroma_stft(y=y, sr=22050, tuning=float(tuning[0]))
+    caches = [getattr(cq, name) for name in dir(cq) if isinstance(getattr(cq, name), functools._lru_cache_wrapper)]
+    caches.append(filters._chroma_numpy)
+    for fn in caches:
         info = fn.cache_info()
-        assert info.currsize <= 64 and info.maxsize is not None and info.maxsize <= 64, (fn.__name__, info)
-    assert cq._plan.cache_info().currsize <= 16
-    from ser_gpu.functional import filters
-
-    assert filters._chroma_numpy.cache_info().currsize <= 32
+        assert info.maxsize is not None and info.maxsize <= 128, (fn.__name__, info)
+    assert not hasattr(cq._band_tensors, "cache_info") or cq._band_tensors.cache_info().maxsize <= 4
+    plan_args = (22050.0, 512, float(cq._C1), 7 * 36, 36, 0.1, 1.0, 1, 0.01, "hann", True)
+    plan = cq._plan(*plan_args)
+    held = sum(o.basis.nbytes for o in plan.octaves)
+    held += sum(b.numel() * b.element_size() for b in cq._plan_tensors(plan_args, "cpu", torch.float32)[0])
+    assert held < 1_000_000, held  # bytes kept per tuning value (was ~3 MB, plus every batch's stacked copy)
 
 
 # -------------------------------------------------------------------------------------------- 6. smaller
