@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from ._atomic import save_json, save_npy
-from ._cli import AUDIO_EXTENSIONS, find_files, resolve_device
+from ._cli import AUDIO_EXTENSIONS, check_output_dir, find_files, resolve_device
 from .errors import AudioLoadError, ParameterError
 from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
 
@@ -132,9 +132,7 @@ def extract_files(
         raise ParameterError(f"batch_size must be a positive integer, got {batch_size}")
     files = find_audio(paths)
     dev = resolve_device(device)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ParameterError(f"out must be a directory, got the file {str(out)!r}")
+    out = check_output_dir(out_dir, argument="out")  # before any work
     config = FeatureConfig(normalize=None, max_frames=None, tonnetz=tonnetz)
     settings = {"format": SUMMARY_FORMAT, "sr": config.sr, "hop_length": config.hop_length,
                 "trim_top_db": config.top_db, "rows": list(FEATURE_ROWS), "tonnetz": tonnetz}

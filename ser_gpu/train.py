@@ -31,7 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ._atomic import atomic_write, save_json
-from ._cli import resolve_device
+from ._cli import check_output_dir, resolve_device
 from ._validation import (check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability,
                           config_from_dict, config_to_dict)
 from ._lock import RunLock
@@ -172,6 +172,7 @@ class _Run:
         if foreign and not existing and not overwrite:
             raise ParameterError(f"out directory {str(self.out)!r} holds {', '.join(foreign)} but no checkpoint: not a "
                                  f"ser_gpu run; choose another --out or pass --overwrite to replace them")
+        check_output_dir(self.out, argument="out")
         self.out.mkdir(parents=True, exist_ok=True)
         self._lock = RunLock(self.out)
         self._lock.acquire()

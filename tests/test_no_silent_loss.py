@@ -450,3 +450,12 @@ def test_predict_warns_about_silent_and_too_short_clips(tmp_path, capsys):
     assert predict.main([str(silent), str(speech), "--checkpoint", str(ckpt), "--quiet", "--device", "cpu"]) == 0
     captured = capsys.readouterr()
     assert "warning:" in captured.err and "silent.wav" in captured.err and "speech.wav" not in captured.err
+
+
+def test_features_and_train_check_out_before_the_work(corpus, tmp_path, capsys):
+    wav = _tone(tmp_path / "a.wav", 0.5)
+    assert _features([str(wav), "--out", "/proc/ser_gpu_x"]) == 2
+    assert "/proc/ser_gpu_x" in capsys.readouterr().err
+    assert train_main(_train_argv(corpus, "/proc/ser_gpu_x", tmp_path / "cache", "--epochs", "1")) == 2
+    err = capsys.readouterr().err
+    assert "/proc/ser_gpu_x" in err and "Traceback" not in err
