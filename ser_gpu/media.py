@@ -21,7 +21,6 @@ import re
 import struct
 import subprocess
 import tempfile
-from pathlib import Path
 from typing import Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
