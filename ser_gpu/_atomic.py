@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -46,5 +47,18 @@ def save_npy(path, array) -> Path:
     return atomic_write(path, lambda fh: np.save(fh, array))
 
 
+def _finite(data):
+    """``data`` with every non-finite float (NaN, ±inf) replaced by None, recursively."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
 def save_json(path, data) -> Path:
-    return atomic_write(path, lambda fh: fh.write((json.dumps(data, indent=2) + "\n").encode()))
+    """``data`` as indented JSON, always valid: a non-finite float is written as ``null``."""
+    text = json.dumps(_finite(data), indent=2, allow_nan=False) + "\n"
+    return atomic_write(path, lambda fh: fh.write(text.encode()))

@@ -213,6 +213,16 @@ def _first_line(exc: BaseException, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _unpickling_reason(text: str) -> str:
+    """torch's weights-only failure without its advice to load with the guard off (never given here)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    kept = [ln for ln in lines if "weights_only" not in ln and not ln.startswith(("Weights only load failed",
+                                                                                    "Check the documentation",
+                                                                                    "Please file an issue"))]
+    reason = kept[0] if kept else "the file could not be unpickled as plain data"
+    return reason if len(reason) <= 160 else reason[:157] + "..."
+
+
 def _validate_payload(payload, source) -> dict:
     """Check a loaded object is a ser_gpu checkpoint this version can read; fill optional keys."""
     from . import __version__
@@ -280,13 +290,14 @@ def load_checkpoint(path, *, map_location="cpu") -> dict:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        if found:  # a well-formed pickle of code objects (a whole nn.Module, a dataclass, ...)
-            raise _fail(path, f"holds Python objects ({found.group(1)}) that torch.load(weights_only=True) "
-                              f"refuses to unpickle: not a ser_gpu checkpoint") from exc
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:  # a pickle of code objects: a whole nn.Module, a dataclass, or a call like os.system
+            raise _fail(path, f"refused as unsafe: it holds Python objects ({found.group(1)}) that "
+                              f"torch.load(weights_only=True) refuses to unpickle, because unpickling them can "
+                              f"run code; not a ser_gpu checkpoint") from None
         detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
-        reason = detail.group(1).strip() if detail else _first_line(exc)
-        raise _fail(path, f"corrupt or truncated checkpoint: {reason}") from exc
+        reason = detail.group(1).strip() if detail else _unpickling_reason(text)
+        raise _fail(path, f"corrupt or truncated checkpoint: {reason}") from None
     except Exception as exc:  # noqa: BLE001 - garbage bytes raise anything from KeyError to RuntimeError
         raise _fail(path, f"corrupt or truncated checkpoint: {type(exc).__name__}: {_first_line(exc)}") from exc
     return _validate_payload(payload, path)
@@ -310,7 +321,7 @@ def load_model(
     Raises:
         CheckpointError: the file cannot be loaded (see :func:`load_checkpoint`), its model_config is
             invalid, its weights do not fit the architecture (missing/unexpected keys, shape
-            mismatches), or its labels differ from ``labels``.
+            mismatches) or hold NaN/infinite values, or its labels differ from ``labels``.
         ParameterError: a bad ``checkpoint`` type, ``device`` or ``labels``.
     """
     try:
@@ -358,6 +369,11 @@ def load_model(
     if problems:
         raise _fail(source, "weights do not fit CNNBiLSTMAttention(model_config) (another architecture?): "
                             + "; ".join(problems))
+    not_finite = [k for k in expected if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all())]
+    if not_finite:
+        more = f" (+{len(not_finite) - 4} more)" if len(not_finite) > 4 else ""
+        raise _fail(source, f"refused: weights hold NaN or infinite values ({', '.join(not_finite[:4])}{more}), "
+                            f"as a diverged training writes; predictions from them would be meaningless")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # e.g. dtype that cannot be copied; the checks above catch the usual cases

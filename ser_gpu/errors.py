@@ -6,7 +6,7 @@ instead of a traceback from deep inside torch.
 
 from __future__ import annotations
 
-__all__ = ["SerGpuError", "ParameterError", "AudioLoadError", "CheckpointError"]
+__all__ = ["SerGpuError", "ParameterError", "AudioLoadError", "CheckpointError", "TrainingDiverged"]
 
 
 class SerGpuError(Exception):
@@ -35,3 +35,11 @@ class AudioLoadError(SerGpuError, OSError):
 
 class CheckpointError(SerGpuError, RuntimeError):
     """A checkpoint is missing, corrupt, or does not match the requested model/labels."""
+
+
+class TrainingDiverged(SerGpuError, RuntimeError):
+    """Training stopped at a non-finite loss; ``result`` holds the run's report (as in ``result.json``)."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result

@@ -17,14 +17,15 @@ import torch
 from tqdm import tqdm
 
 from ._atomic import atomic_write, save_json
+from ._cli import check_output_dir, resolve_device
 from ._validation import check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
-from .features import resolve_device
 from .transforms.features import FeatureExtractor
 
 __all__ = ["evaluate_model", "format_report", "plot_confusion", "main"]
 
 PathLike = Union[str, Path]
+_OUTPUTS = ("evaluation.json", "report.txt", "confusion.png")
 
 
 def metrics_from_predictions(labels: torch.Tensor, preds: torch.Tensor, names: Sequence[str]) -> dict:
@@ -123,6 +124,7 @@ def evaluate_model(
     batch_size: int = 32,
     cache_dir: Optional[PathLike] = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict:
     """Evaluate a checkpoint on every RAVDESS-named clip under ``data_dirs`` (searched recursively).
 
@@ -130,7 +132,9 @@ def evaluate_model(
         checkpoint: ``best.pt`` written by :mod:`ser_gpu.train` (its feature and model configs are used).
         data_dirs: one or more folders; files without a RAVDESS emotion code are skipped and counted
             in one warning, unreadable files likewise.
-        out: if given, a directory for ``evaluation.json``, ``report.txt`` and ``confusion.png``.
+        out: if given, a directory for ``evaluation.json``, ``report.txt`` and ``confusion.png``;
+            checked before the evaluation starts. Existing files of those names are replaced only
+            with ``overwrite``.
         device, batch_size: where and how many clips per forward pass.
         cache_dir: waveform cache (default as training: ``$SER_GPU_CACHE`` or ``~/.cache/ser_gpu``).
 
@@ -139,7 +143,8 @@ def evaluate_model(
 
     Raises:
         CheckpointError: missing/corrupt checkpoint, another architecture or label set.
-        ParameterError: a missing data directory or one without any RAVDESS-named file.
+        ParameterError: a missing data directory or one without any RAVDESS-named file; an ``out``
+            that cannot be written, or that holds a report already (without ``overwrite``).
         AudioLoadError: none of the files could be read.
     """
     from .checkpoint import feature_config, load_model
@@ -151,6 +156,12 @@ def evaluate_model(
     if not data_dirs:
         raise ParameterError("data_dirs must name at least one directory, got []")
     dev = resolve_device(device)
+    if out is not None:
+        out = check_output_dir(out, argument="out")
+        existing = [n for n in _OUTPUTS if (out / n).exists()]
+        if existing and not overwrite:
+            raise ParameterError(f"out directory {str(out)!r} already holds {', '.join(existing)}; pass --overwrite "
+                                 f"(overwrite=True) to replace them, or choose another --out")
     model, payload = load_model(checkpoint, device=dev, labels=list(EMOTIONS))
     labels = list(payload["labels"])
     fc = feature_config(payload, checkpoint)
@@ -172,9 +183,6 @@ def evaluate_model(
     metrics["checkpoint"] = str(checkpoint)
     metrics["data_dirs"] = [str(d) for d in data_dirs]
     if out is not None:
-        out = Path(out)
-        if out.exists() and not out.is_dir():
-            raise ParameterError(f"out must be a directory, got the file {str(out)!r}")
         out.mkdir(parents=True, exist_ok=True)
         save_json(out / "evaluation.json", metrics)
         report = format_report(metrics) + "\n"
@@ -189,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", action="append", dest="data_dirs", required=True, metavar="DIR",
                    help="RAVDESS-named test folder, searched recursively; repeat for several")
     p.add_argument("--out", default=None, help="write evaluation.json, report.txt and confusion.png here")
+    p.add_argument("--overwrite", action="store_true", help="replace those files if --out holds them already")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
     p.add_argument("--batch-size", type=int, default=32, help="clips per forward pass (default: %(default)s)")
     p.add_argument("--cache-dir", default=None, help="waveform cache (default: $SER_GPU_CACHE or ~/.cache/ser_gpu)")
@@ -203,7 +212,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         metrics = evaluate_model(args.checkpoint, args.data_dirs, out=args.out, device=args.device,
-                                 batch_size=args.batch_size, cache_dir=args.cache_dir, progress=not args.quiet)
+                                 batch_size=args.batch_size, cache_dir=args.cache_dir, progress=not args.quiet,
+                                 overwrite=args.overwrite)
     except (ParameterError, AudioLoadError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

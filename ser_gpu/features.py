@@ -3,14 +3,18 @@
 Each file is loaded as ``librosa.load(path, sr=22050)`` would, trimmed with ``top_db=20`` as the
 original system did, and its rows are computed in batches on the chosen device. Each ``.npy`` holds
 the raw (un-normalised) rows of one file, ``float32 [shape=(68, frames)]``, in DESIGN.md order
-(:data:`ser_gpu.transforms.FEATURE_ROWS`). A ``summary.json`` beside them lists every file's shape,
-frames and seconds, and the files that could not be read.
+(:data:`ser_gpu.transforms.FEATURE_ROWS`). Outputs are named ``<stem>.npy``, or ``<stem>-<hash>.npy``
+where two inputs share a stem, so no output is ever written for two inputs. A ``summary.json`` beside
+them, merged across runs, lists every output with its input, shape, frames and seconds, and the files
+that could not be read. Files are decoded by :func:`ser_gpu.media.load_media` (libsndfile, else ffmpeg).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -20,48 +24,78 @@ import torch
 from tqdm import tqdm
 
 from ._atomic import save_json, save_npy
+from ._cli import AUDIO_EXTENSIONS, check_output_dir, find_files, resolve_device
 from .errors import AudioLoadError, ParameterError
-from .io import load
 from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
 
 __all__ = ["AUDIO_EXTENSIONS", "find_audio", "extract_files", "main"]
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3", ".m4a")
+SUMMARY_FORMAT = "ser_gpu.features.summary"
+# the settings an output depends on: a summary written with other values describes other rows
+_SETTING_KEYS = ("sr", "hop_length", "trim_top_db", "rows", "tonnetz")
 
 
 def find_audio(paths: Sequence[str]) -> List[Path]:
-    """Expand files and directories (searched recursively) into a sorted, de-duplicated file list."""
-    found, seen = [], set()
-    for p in map(Path, paths):
-        items = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in AUDIO_EXTENSIONS) \
-            if p.is_dir() else [p]
-        for q in items:
-            key = q.resolve()
-            if key not in seen:
-                seen.add(key)
-                found.append(q)
-    return found
+    """Files as given, directories searched recursively for audio (:func:`ser_gpu._cli.find_files`)."""
+    return find_files(paths, extensions=AUDIO_EXTENSIONS, what="audio")
 
 
-def resolve_device(device: str) -> torch.device:
-    """``'auto'`` -> CUDA when available, else CPU; ``'cuda'`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ParameterError(f"device {device!r} was asked for but torch sees no CUDA device")
+def _source_key(path: Path) -> str:
+    """An input's identity across runs: its absolute path with links resolved."""
+    return os.path.realpath(path)
+
+
+def _read_summary(out: Path) -> Optional[dict]:
+    """The ser_gpu summary already in ``out``, None if there is none; a foreign file is refused."""
+    path = out / "summary.json"
+    if not path.exists():
+        return None
     try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ParameterError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from exc
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ParameterError(f"{path} exists but is not a summary written by ser_gpu.features ({exc}); it is "
+                             f"left alone: choose another --out or move it away") from None
+    ours = isinstance(data, dict) and (data.get("format") == SUMMARY_FORMAT or (
+        "format" not in data and {"rows", "files", "errors", "sr"} <= set(data)))  # written before "format"
+    if not ours or not isinstance(data.get("files"), list):
+        raise ParameterError(f"{path} exists but is not a summary written by ser_gpu.features; it is left "
+                             f"alone: choose another --out or move it away")
+    return data
 
 
-def _output_names(files: Sequence[Path]) -> List[str]:
-    """``stem.npy``, with ``stem_2.npy``... where two inputs share a stem."""
-    names, used = [], {}
+def _output_names(files: Sequence[Path], previous: Optional[dict]) -> List[str]:
+    """One distinct output name per input, stable across runs.
+
+    ``<stem>.npy`` when no other input of this run shares the stem (compared case-insensitively)
+    and no earlier run wrote that name for another input; otherwise ``<stem>-<8 hex digits>.npy``,
+    the digits a hash of the input's absolute path. An input an earlier run (``summary.json``)
+    already wrote keeps the name it got then.
+    """
+    recorded_by_source, source_of = {}, {}
+    for item in (previous or {}).get("files", []):
+        if isinstance(item, dict) and "output" in item:
+            name = Path(str(item["output"])).name
+            src = item.get("source") or _source_key(Path(str(item.get("path", ""))))
+            recorded_by_source.setdefault(src, name)
+            source_of[name] = src
+    keys = [_source_key(f) for f in files]
+    stems: dict = {}
     for f in files:
-        n = used.get(f.stem, 0) + 1
-        used[f.stem] = n
-        names.append(f"{f.stem}.npy" if n == 1 else f"{f.stem}_{n}.npy")
+        stems[f.stem.lower()] = stems.get(f.stem.lower(), 0) + 1
+    names, taken = [], {}
+    for f, key in zip(files, keys):
+        name = recorded_by_source.get(key)
+        if name is None or taken.get(name.lower(), key) != key:
+            name = f"{f.stem}.npy"
+            if stems[f.stem.lower()] > 1 or source_of.get(name, key) != key or name.lower() in taken:
+                digest = hashlib.sha1(key.encode()).hexdigest()
+                n = 8
+                name = f"{f.stem}-{digest[:n]}.npy"
+                while source_of.get(name, key) != key or name.lower() in taken:  # astronomically rare
+                    n += 4
+                    name = f"{f.stem}-{digest[:n]}.npy"
+        taken[name.lower()] = key
+        names.append(name)
     return names
 
 
@@ -77,24 +111,50 @@ def extract_files(
 ) -> dict:
     """Compute the feature rows of every audio file under ``paths`` and write them to ``out_dir``.
 
-    Returns the summary dict also written to ``out_dir/summary.json``: ``files`` (one entry per
-    written file: ``path``, ``output``, ``shape``, ``frames``, ``seconds``), ``skipped_existing``,
-    ``errors`` (``path``, ``error`` for each unreadable file) and the settings used.
+    Outputs are named ``<stem>.npy``, or ``<stem>-<hash>.npy`` where that name would be shared by
+    two inputs (see :func:`_output_names`), so distinct inputs never share an output. An output
+    that exists already is kept (``skipped_existing``) unless ``overwrite``.
+
+    ``out_dir/summary.json`` is merged, not replaced: it lists every output an earlier run wrote
+    there with its input (``path`` as given, ``source`` its absolute path), plus this run's. A
+    ``summary.json`` that ser_gpu did not write is never touched (ParameterError, before any work),
+    nor is one written with other settings (``tonnetz``, rows, rates) unless ``overwrite``, which
+    then starts a new summary.
+
+    Returns:
+        This run's summary: ``files`` (one entry per file written now: ``path``, ``source``,
+        ``output``, ``shape``, ``frames``, ``seconds``), ``skipped_existing``, ``errors`` (``path``,
+        ``error`` for each unreadable file) and the settings used.
     """
+    from .media import load_media
+
     if batch_size < 1:
         raise ParameterError(f"batch_size must be a positive integer, got {batch_size}")
     files = find_audio(paths)
-    if not files:
-        raise ParameterError(f"no audio files found in {list(paths)} (extensions {AUDIO_EXTENSIONS})")
     dev = resolve_device(device)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(out_dir, argument="out")  # before any work
     config = FeatureConfig(normalize=None, max_frames=None, tonnetz=tonnetz)
+    settings = {"format": SUMMARY_FORMAT, "sr": config.sr, "hop_length": config.hop_length,
+                "trim_top_db": config.top_db, "rows": list(FEATURE_ROWS), "tonnetz": tonnetz}
+    previous = _read_summary(out)
+    if previous is not None:
+        differ = [k for k in _SETTING_KEYS if k in previous and previous[k] != settings[k]]
+        if differ and not overwrite:
+            detail = ", ".join(f"{k}={previous[k]!r} (now {settings[k]!r})" for k in differ if k != "rows")
+            raise ParameterError(f"{out / 'summary.json'} describes features computed with other settings "
+                                 f"({detail or 'other rows'}); use another --out, or --overwrite to recompute "
+                                 f"and start a new summary")
+        if differ:
+            previous = {"files": previous.get("files", [])}  # names kept, entries replaced below
+            carried = []
+        else:
+            carried = [f for f in previous.get("files", []) if isinstance(f, dict) and "output" in f]
+    else:
+        carried = []
+    out.mkdir(parents=True, exist_ok=True)
     extractor = FeatureExtractor(config).to(dev)
-    names = _output_names(files)
-    summary = {"sr": config.sr, "hop_length": config.hop_length, "trim_top_db": config.top_db,
-               "rows": list(FEATURE_ROWS), "tonnetz": tonnetz, "device": str(dev),
-               "files": [], "skipped_existing": [], "errors": []}
+    names = _output_names(files, previous)
+    summary = dict(settings, device=str(dev), files=[], skipped_existing=[], errors=[])
     todo = []
     for f, name in zip(files, names):
         if (out / name).exists() and not overwrite:
@@ -106,7 +166,7 @@ def extract_files(
         chunk, waves = [], []
         for f, name in todo[start:start + batch_size]:
             try:
-                y, _ = load(f, sr=config.sr)
+                y, _ = load_media(f, sr=config.sr)
             except AudioLoadError as exc:
                 summary["errors"].append({"path": str(f), "error": exc.reason})
                 bar.update(1)
@@ -124,12 +184,28 @@ def extract_files(
             n = int(result.frame_lengths[i])
             rows = np.ascontiguousarray(feats[i, :, :n], dtype=np.float32)
             save_npy(out / name, rows)
-            summary["files"].append({"path": str(f), "output": str(out / name), "shape": list(rows.shape),
-                                     "frames": n, "seconds": round(len(waves[i]) / config.sr, 4)})
+            summary["files"].append({"path": str(f), "source": _source_key(f), "output": str(out / name),
+                                     "shape": list(rows.shape), "frames": n,
+                                     "seconds": round(len(waves[i]) / config.sr, 4)})
         bar.update(len(chunk))
     bar.close()
-    save_json(out / "summary.json", summary)
+    save_json(out / "summary.json", _merged(summary, carried, previous))
     return summary
+
+
+def _merged(summary: dict, carried: list, previous: Optional[dict]) -> dict:
+    """This run's summary over the earlier one: entries by output name, the newest winning."""
+    by_output = {Path(str(f["output"])).name: f for f in carried}
+    by_output.update({Path(f["output"]).name: f for f in summary["files"]})
+    written = {f["path"] for f in summary["files"]} | {f.get("source") for f in summary["files"]}
+    errors = {e["path"]: e for e in (previous or {}).get("errors", []) if isinstance(e, dict) and "path" in e
+              and e["path"] not in written}
+    errors.update({e["path"]: e for e in summary["errors"]})
+    merged = {k: v for k, v in summary.items() if k not in ("files", "skipped_existing", "errors")}
+    merged["files"] = sorted(by_output.values(), key=lambda f: str(f["output"]))
+    merged["errors"] = list(errors.values())
+    merged["skipped_existing"] = summary["skipped_existing"]  # this run's
+    return merged
 
 
 def _print_table(summary: dict) -> None:

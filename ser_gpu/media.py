@@ -21,7 +21,6 @@ import re
 import struct
 import subprocess
 import tempfile
-from pathlib import Path
 from typing import Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -29,9 +28,9 @@ import soundfile as sf
 import torch
 
 from . import io as _io
+from ._cli import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, is_media, is_video  # noqa: F401 - re-exported
 from ._validation import check_positive
 from .errors import AudioLoadError, ParameterError
-from .features import AUDIO_EXTENSIONS as _FEATURE_AUDIO_EXTENSIONS
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -45,11 +44,6 @@ __all__ = [
     "ffmpeg_exe",
 ]
 
-# What ffmpeg decodes on top of what libsndfile reads; the feature CLI's list comes first.
-AUDIO_EXTENSIONS = tuple(dict.fromkeys(_FEATURE_AUDIO_EXTENSIONS + (
-    ".m4a", ".aac", ".wma", ".opus", ".weba", ".mka", ".caf", ".au", ".amr", ".ac3", ".mp2", ".aifc",
-)))
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
 
 _PREROLL = 10.0  # seconds decoded and dropped before an ffmpeg seek target (see _FFmpegPCM)
 _READ_FRAMES = 1 << 16  # native-rate frames per read while streaming: 256 KiB per channel
@@ -57,17 +51,6 @@ _FFMPEG_PREFIX = re.compile(r"^(?:\[[^\]]*@\s*(?:0x)?[0-9a-fA-F]+\]\s*)+")
 _DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d*)?)")
 _AUDIO_STREAM = re.compile(r"Stream #\d+:\d+.*?:\s*Audio:")
 _NO_AUDIO_NOTE = "matches no streams"
-
-
-def is_video(path) -> bool:
-    """True when ``path`` has a video container extension (:data:`VIDEO_EXTENSIONS`, any case)."""
-    return Path(os.fspath(path)).suffix.lower() in VIDEO_EXTENSIONS
-
-
-def is_media(path) -> bool:
-    """True when ``path`` has an audio or video extension this module decodes (any case)."""
-    suffix = Path(os.fspath(path)).suffix.lower()
-    return suffix in AUDIO_EXTENSIONS or suffix in VIDEO_EXTENSIONS
 
 
 @functools.lru_cache(maxsize=1)

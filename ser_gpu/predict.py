@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -21,12 +22,12 @@ import torch
 from tqdm import tqdm
 
 from ._atomic import atomic_write
+from ._cli import check_output_file, find_files, is_media, resolve_device
 from ._validation import check_positive, check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
-from .features import resolve_device
 from .transforms.features import FeatureExtractor
 
-__all__ = ["Predictor", "predict_file", "predict_files", "find_media", "plot_probabilities", "main"]
+__all__ = ["Predictor", "predict_file", "predict_files", "find_media", "clip_warnings", "plot_probabilities", "main"]
 
 PathLike = Union[str, Path]
 SR = 22050
@@ -35,27 +36,12 @@ SR = 22050
 def find_media(paths: Sequence[PathLike]) -> List[Path]:
     """Files as given, directories expanded recursively into their audio/video files (sorted).
 
+    The rule of :func:`ser_gpu._cli.find_files` with :func:`ser_gpu._cli.is_media` as the predicate.
+
     Raises:
         ParameterError: a path that does not exist, or a directory without audio or video files.
     """
-    from .media import is_media
-
-    found: List[Path] = []
-    seen = set()
-    for p in map(Path, paths):
-        if p.is_dir():
-            items = sorted(q for q in p.rglob("*") if q.is_file() and is_media(q))
-            if not items:
-                raise ParameterError(f"directory {str(p)!r} holds no audio or video files")
-        elif p.exists():
-            items = [p]
-        else:
-            raise ParameterError(f"input {str(p)!r} does not exist")
-        for q in items:
-            if q.resolve() not in seen:
-                seen.add(q.resolve())
-                found.append(q)
-    return found
+    return find_files(paths, predicate=is_media, what="audio or video")
 
 
 class Predictor:
@@ -104,12 +90,13 @@ class Predictor:
 
     # -- scoring ----------------------------------------------------------------------------------
     @torch.no_grad()
-    def _probabilities(self, windows: List[torch.Tensor]) -> torch.Tensor:
+    def _probabilities(self, windows: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Softmax outputs ``(B, labels)`` and each window's frame count after trimming ``(B,)``."""
         lengths = torch.tensor([w.numel() for w in windows], dtype=torch.int64)
         y = torch.nn.utils.rnn.pad_sequence(windows, batch_first=True)  # zero-padded (B, longest)
         batch = self.extractor(y.to(self.device), lengths.to(self.device))
         logits = self.model(batch.features, batch.frame_lengths)
-        return torch.softmax(logits.float(), dim=-1).cpu()
+        return torch.softmax(logits.float(), dim=-1).cpu(), batch.frame_lengths.cpu()
 
     def predict(self, paths: Sequence[PathLike], *, top_k: int = 3, progress: bool = False,
                 timeline: bool = False) -> List[dict]:
@@ -121,7 +108,8 @@ class Predictor:
         Returns:
             one dict per input, in order: ``path``, ``emotion``, ``probability``, ``top_k`` (list of
             ``{"emotion", "probability"}``), ``probabilities`` (every label), ``windows`` and
-            ``seconds``, and with ``timeline`` a list ``timeline`` of ``{"start", "end",
+            ``seconds``, ``warnings`` (list of str) when the answer deserves little trust (see
+            :func:`clip_warnings`), and with ``timeline`` a list ``timeline`` of ``{"start", "end",
             "probabilities"}`` per window (seconds into the file); or ``path`` and ``error``.
         """
         top_k = check_positive_int(top_k, "top_k")
@@ -129,6 +117,8 @@ class Predictor:
         sums: Dict[int, torch.Tensor] = {}
         counts: Dict[int, int] = {}
         seconds: Dict[int, float] = {}
+        peaks: Dict[int, float] = {}
+        sound: Dict[int, float] = {}  # seconds left in the file's longest window after trimming silence
         errors: Dict[int, str] = {}
         pending: List[Tuple[int, torch.Tensor]] = []
         spans: Dict[int, List[Tuple[float, float]]] = {}  # with timeline: each window's span and probabilities
@@ -140,10 +130,12 @@ class Predictor:
 
         def flush():
             if pending:
-                probs = self._probabilities([w for _, w in pending])
-                for (i, _), p in zip(pending, probs):
+                probs, frames = self._probabilities([w for _, w in pending])
+                hop_s = self.feature_config.hop_length / self.feature_config.sr
+                for (i, _), p, f in zip(pending, probs, frames.tolist()):
                     sums[i] = sums.get(i, 0) + p
                     counts[i] = counts.get(i, 0) + 1
+                    sound[i] = max(sound.get(i, 0.0), f * hop_s)
                     if timeline:
                         window_probs.setdefault(i, []).append(p)
                 pending.clear()
@@ -153,6 +145,7 @@ class Predictor:
             try:
                 for start, end, w in self._windows(path):
                     seconds[i] = end
+                    peaks[i] = max(peaks.get(i, 0.0), float(w.abs().max()))
                     if timeline:
                         spans.setdefault(i, []).append((start, end))
                     pending.append((i, w))
@@ -178,7 +171,7 @@ class Predictor:
                 continue
             probs = (sums[i] / counts[i]).tolist()
             order = sorted(range(len(probs)), key=lambda k: -probs[k])
-            results.append({
+            result = {
                 "path": str(path),
                 "emotion": self.labels[order[0]],
                 "probability": probs[order[0]],
@@ -186,13 +179,40 @@ class Predictor:
                 "probabilities": dict(zip(self.labels, probs)),
                 "windows": counts[i],
                 "seconds": seconds[i],
-            })
+            }
+            notes = clip_warnings(seconds[i], peaks[i], sound.get(i, 0.0))
+            if notes:
+                result["warnings"] = notes
             if timeline:
-                results[-1]["timeline"] = [
+                result["timeline"] = [
                     {"start": s, "end": e, "probabilities": dict(zip(self.labels, p.tolist()))}
                     for (s, e), p in zip(spans[i], window_probs[i])
                 ]
+            results.append(result)
         return results
+
+
+#: Below this peak (-80 dBFS) a file counts as silent.
+SILENT_PEAK = 1e-4
+#: Less sound than this (seconds, after trimming silence) is too short to judge an emotion
+#: (RAVDESS clips, on which models are trained, hold 1.5-3 s of speech).
+MIN_SOUND_SECONDS = 0.5
+
+
+def clip_warnings(seconds: float, peak: float, sound_seconds: float) -> List[str]:
+    """Why a prediction deserves little trust: a silent file, or too little sound in it.
+
+    Args:
+        seconds: the file's length; peak: its largest absolute sample; sound_seconds: what is left of
+            its longest window after trimming silence (``top_db`` of the checkpoint).
+    """
+    if peak < SILENT_PEAK:
+        level = "digital silence" if peak == 0 else f"peak {20 * math.log10(peak):.0f} dBFS"
+        return [f"the file is silent ({level}): the predicted emotion is meaningless"]
+    if sound_seconds < MIN_SOUND_SECONDS:
+        return [f"only {sound_seconds:.2f} s of sound (of {seconds:.2f} s) after trimming silence; at least "
+                f"{MIN_SOUND_SECONDS} s are needed for a meaningful prediction"]
+    return []
 
 
 def predict_files(paths: Sequence[PathLike], checkpoint: PathLike, *, top_k: int = 3, device: str = "auto",
@@ -207,6 +227,9 @@ def predict_file(path: PathLike, checkpoint: PathLike, *, top_k: int = 3, device
     """The emotion of one audio or video file as a plain dict (see :meth:`Predictor.predict`;
     ``timeline=True`` adds each window's probabilities).
 
+    The dict always holds ``warnings``: a list of strings, empty unless the file is silent or
+    holds too little sound for a meaningful answer (:func:`clip_warnings`).
+
     Raises:
         AudioLoadError: the file cannot be read.
         CheckpointError: the checkpoint is missing, corrupt or of another model/label set.
@@ -215,6 +238,7 @@ def predict_file(path: PathLike, checkpoint: PathLike, *, top_k: int = 3, device
                                                                                   timeline=timeline)[0]
     if "error" in result:
         raise AudioLoadError(path, result["error"])
+    result.setdefault("warnings", [])
     return result
 
 
@@ -261,13 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.plot:
+            check_output_file(args.plot, argument="--plot")  # before the work, not after it
         predictor = Predictor(args.checkpoint, device=args.device, window=args.window, hop=args.hop,
                               batch_size=args.batch_size)
         if predictor.card["warning"]:
             print(f"warning: {args.checkpoint}: {predictor.card['warning']}", file=sys.stderr)
         results = predictor.predict(find_media(args.inputs), top_k=args.top_k, progress=not args.quiet)
-        if args.plot:
-            plot_probabilities(results, args.plot)
     except (ParameterError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -280,8 +304,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             others = ", ".join(f"{t['emotion']} {t['probability']:.2f}" for t in r["top_k"][1:])
             print(f"{r['path']}: {r['emotion']} {r['probability']:.2f}" + (f" ({others})" if others else ""))
     for r in results:
+        for note in r.get("warnings", []):
+            print(f"warning: {r['path']}: {note}", file=sys.stderr)
         if "error" in r:
             print(f"error: {r['path']}: {r['error']}", file=sys.stderr)
+    if args.plot:
+        try:
+            plot_probabilities(results, args.plot)
+        except (ParameterError, OSError) as exc:  # the predictions are printed already
+            print(f"error: --plot {args.plot}: {exc}", file=sys.stderr)
+            return 2
     return 1 if any("error" in r for r in results) else 0
 
 

@@ -31,11 +31,12 @@ from torch import nn
 from tqdm import tqdm
 
 from ._atomic import atomic_write, save_json
+from ._cli import check_output_dir, resolve_device
 from ._validation import (check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability,
                           config_from_dict, config_to_dict)
-from .errors import AudioLoadError, CheckpointError, ParameterError
+from ._lock import RunLock
+from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
 from .evaluate import metrics_from_predictions
-from .features import resolve_device
 from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
 
 __all__ = ["TrainConfig", "train_model", "plot_curves", "main"]
@@ -125,23 +126,38 @@ class TrainConfig:
 class _Run:
     """Everything one training run holds; split from :func:`train_model` to keep the steps readable."""
 
-    def __init__(self, config: TrainConfig, *, resume: bool, overwrite: bool):
+    def __init__(self, config: TrainConfig, *, resume: bool, overwrite: bool, given=None):
         from .data import EMOTIONS
 
         self.config = c = config
         self.out = Path(c.out)
         self.labels = list(EMOTIONS)
         self.device = resolve_device(c.device)
-        self._check_out(resume, overwrite)
-        self.resume_payload = self._load_resume() if resume else None
-        if self.resume_payload is not None:
-            stored = TrainConfig.from_dict(self.resume_payload["train_config"])
-            # The stored run defines everything but how long to go on and where/how to show it.
-            self.config = c = dataclasses.replace(stored, epochs=c.epochs, device=c.device, progress=c.progress,
-                                                  out=c.out)
-        torch.manual_seed(c.seed)
-        self._build_data()
-        self._build_modules()
+        if resume and overwrite:
+            raise ParameterError("resume and overwrite exclude each other: --resume continues the run in "
+                                 f"{str(self.out)!r}, --overwrite replaces it; pass one of them")
+        self._lock = None
+        self._check_out(resume, overwrite)  # takes the run directory's lock
+        try:
+            self.resume_payload = self._load_resume() if resume else None
+            if self.resume_payload is not None:
+                stored = TrainConfig.from_dict(self.resume_payload["train_config"])
+                _check_resume_settings(stored, c, given, self.out / "last.pt")
+                # The stored run defines everything but how long to go on and where/how to show it.
+                self.config = c = dataclasses.replace(stored, epochs=c.epochs, device=c.device, progress=c.progress,
+                                                      out=c.out, cache_dir=c.cache_dir)
+            torch.manual_seed(c.seed)
+            self._build_data()
+            self._build_modules()
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Give up the run directory's lock (idempotent)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- output directory -------------------------------------------------------------------------
     def _check_out(self, resume: bool, overwrite: bool) -> None:
@@ -151,7 +167,19 @@ class _Run:
         if existing and not (resume or overwrite):
             raise ParameterError(f"out directory {str(self.out)!r} already holds a training run ({', '.join(existing)}); "
                                  f"pass --resume to continue it or --overwrite to replace it")
+        # outputs without a checkpoint beside them are not a run's: someone else's files
+        foreign = [n for n in _RUN_OUTPUTS if (self.out / n).exists()]
+        if foreign and not existing and not overwrite:
+            raise ParameterError(f"out directory {str(self.out)!r} holds {', '.join(foreign)} but no checkpoint: not a "
+                                 f"ser_gpu run; choose another --out or pass --overwrite to replace them")
+        check_output_dir(self.out, argument="out")
         self.out.mkdir(parents=True, exist_ok=True)
+        self._lock = RunLock(self.out)
+        self._lock.acquire()
+        # temporary files an interrupted save left (kill -9 between write and rename); ours: we hold the lock
+        for name in ("last.pt", "best.pt") + _RUN_OUTPUTS:
+            for tmp in self.out.glob(f".{name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
 
     def _load_resume(self) -> dict:
         from .checkpoint import load_checkpoint
@@ -387,6 +415,33 @@ def plot_curves(history: Sequence[dict], path) -> Path:
         plt.close(fig)
 
 
+_RUN_OUTPUTS = ("result.json", "metrics.csv", "metrics.json", "curves.png")
+# settings a resumed run may change: how long, where, and how it shows progress; all others are the run's
+_RESUME_MAY_CHANGE = ("epochs", "device", "progress", "out", "cache_dir")
+
+
+def _check_resume_settings(stored: TrainConfig, given_config: TrainConfig, given, path: Path) -> None:
+    """Refuse settings given with ``resume`` that differ from the stored run's (each named)."""
+    import os
+
+    def same(key, a, b):
+        if key == "data_dirs":
+            return [os.path.realpath(d) for d in a] == [os.path.realpath(d) for d in b]
+        if key == "synthetic_dir" and a is not None and b is not None:
+            return os.path.realpath(a) == os.path.realpath(b)
+        return a == b
+
+    keys = [f.name for f in dataclasses.fields(TrainConfig)] if given is None else list(given)
+    differ = [k for k in keys if k not in _RESUME_MAY_CHANGE
+              and not same(k, getattr(stored, k), getattr(given_config, k))]
+    if differ:
+        listing = "; ".join(f"{k}: the run has {getattr(stored, k)!r}, given {getattr(given_config, k)!r}"
+                            for k in differ)
+        raise ParameterError(f"{path}: --resume continues the stored run with its own settings, but other values were "
+                             f"given ({listing}); only {', '.join(_RESUME_MAY_CHANGE)} may change on resume. "
+                             f"Drop those options, or start a new run (another --out, or --overwrite)")
+
+
 def _fit(run: _Run) -> dict:
     c = run.config
     val_batches = run.feature_batches(run.val_set)
@@ -402,6 +457,10 @@ def _fit(run: _Run) -> dict:
         row.update(run.train_epoch())
         val = run.evaluate(val_batches)
         row.update({"val_loss": val["loss"], "val_acc": val["accuracy"], "val_uar": val["uar"]})
+        if not (math.isfinite(row["train_loss"]) and math.isfinite(val["loss"])):  # diverged: keep the last good epoch
+            bar.close()
+            return {"stopped_early": False, "diverged": {"epoch": epoch + 1, "lr": row["lr"],
+                                                         "train_loss": row["train_loss"], "val_loss": val["loss"]}}
         run.scheduler.step(val["loss"])
         row["epoch_seconds"] = time.perf_counter() - t0
         run.history.append(row)
@@ -425,33 +484,39 @@ def _fit(run: _Run) -> dict:
 def _final_report(run: _Run, fit: dict) -> dict:
     from .checkpoint import load_checkpoint
 
-    best_path = run.out / "best.pt"
+    best_path, last_path = run.out / "best.pt", run.out / "last.pt"
     result = {
         "out": str(run.out),
-        "best_checkpoint": str(best_path),
-        "last_checkpoint": str(run.out / "last.pt"),
+        "best_checkpoint": str(best_path) if best_path.exists() else None,
+        "last_checkpoint": str(last_path) if last_path.exists() else None,
         "epochs_run": len(run.history),
         "stopped_early": fit["stopped_early"],
+        "diverged": fit.get("diverged"),
         "split_sizes": run.split_sizes,
         "history": run.history,
     }
-    if not run.history:
-        return result
-    best = min(run.history, key=lambda h: h["val_loss"])
-    result["best_epoch"] = best["epoch"]
-    result["best_val"] = {"loss": best["val_loss"], "accuracy": best["val_acc"], "uar": best["val_uar"]}
-    if run.test_set is not None and best_path.exists():
+    finite = [h for h in run.history if math.isfinite(h["val_loss"])]
+    if finite:
+        best = min(finite, key=lambda h: h["val_loss"])
+        result["best_epoch"] = best["epoch"]
+        result["best_val"] = {"loss": best["val_loss"], "accuracy": best["val_acc"], "uar": best["val_uar"]}
+    if run.test_set is None:
+        result["test_skipped"] = f"the {run.config.split} split has no test clips"
+    elif not best_path.exists():
+        result["test_skipped"] = "no best.pt was written (no epoch finished with a finite validation loss)"
+    else:
         run.model.load_state_dict(load_checkpoint(best_path)["model_state"])  # written by this run
         test = run.evaluate(run.feature_batches(run.test_set))
         result["test"] = test
-    save_json(run.out / "result.json", {k: v for k, v in result.items() if k != "history"})
+    if run.history or fit.get("diverged"):
+        save_json(run.out / "result.json", {k: v for k, v in result.items() if k != "history"})  # non-finite -> null
     return result
 
 
 def train_model(
     epochs: int = 300,
-    lr: float = 1e-4,
-    batch_size: int = 16,
+    lr: Optional[float] = None,
+    batch_size: Optional[int] = None,
     *,
     data_dirs: Optional[Sequence[str]] = None,
     out: str = "runs/ser",
@@ -466,17 +531,28 @@ def train_model(
     ``p_pitch``, ...).
 
     Args:
-        epochs, lr, batch_size: as the original.
-        data_dirs: RAVDESS-named corpora, searched recursively; ``None`` = the built-in synthetic corpus.
+        epochs, lr, batch_size: as the original; ``None`` (default) = ``1e-4`` and ``16``, or the
+            stored run's with ``resume``.
+        data_dirs: RAVDESS-named corpora, searched recursively; ``None`` = the built-in synthetic corpus
+            (or, with ``resume``, the stored run's).
         out: directory for ``best.pt``, ``last.pt``, ``metrics.csv``/``.json``, ``curves.png``, ``result.json``.
-        resume: continue the run in ``out`` from ``last.pt`` (its stored settings are used; ``epochs``
-            may be raised). On the CPU the result equals an uninterrupted run.
-        overwrite: replace a run already in ``out`` (otherwise that is refused).
+        resume: continue the run in ``out`` from ``last.pt``. Its stored settings are used; only
+            ``epochs`` (may be raised), ``device``, ``progress`` and ``cache_dir`` may be given with
+            other values, any other setting given with another value than the run's is refused
+            (ParameterError naming each). On the CPU the result equals an uninterrupted run. Stale
+            ``.*.tmp`` files of an interrupted save are removed.
+        overwrite: replace a run already in ``out`` (otherwise that is refused; so are result/metrics
+            files in an ``out`` without a checkpoint, which are not a run's). Not with ``resume``.
+
+    ``out`` is locked (``out/.lock``, holding the process id) while a run uses it: a second run on
+    the same ``out`` is refused; a lock left by a process that no longer runs is taken over.
 
     Returns:
         a dict: ``best_val`` (loss/accuracy/uar of the best epoch), ``test`` (accuracy, UAR, confusion
-        matrix of the best checkpoint on the held-out test set, when the split has one),
-        ``history`` (one dict per epoch), checkpoint paths.
+        matrix of the best checkpoint on the held-out test set, when the split has one; else
+        ``test_skipped`` says why), ``history`` (one dict per epoch), checkpoint paths (None for
+        one not written). The same, without history, is written to ``out/result.json`` (valid JSON:
+        a non-finite number is written as null).
 
     Raises:
         ParameterError: a bad setting, a missing data directory, no file with a RAVDESS emotion code,
@@ -484,12 +560,31 @@ def train_model(
         AudioLoadError: none of the files could be read (unreadable ones among good ones are skipped
             and counted in a warning).
         CheckpointError: ``resume`` without a usable ``last.pt``.
+        TrainingDiverged: a non-finite training or validation loss; training stops at once, the
+            diverged epoch is not saved, ``result.json`` records it (``exc.result`` holds the dict).
     """
-    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, data_dirs=list(data_dirs or []), out=out,
-                         **settings)
-    run = _Run(config, resume=resume, overwrite=overwrite)
-    fit = _fit(run)
-    return _final_report(run, fit)
+    given = set(settings) | {k for k, v in (("lr", lr), ("batch_size", batch_size), ("data_dirs", data_dirs))
+                             if v is not None}
+    d = TrainConfig.__dataclass_fields__
+    config = TrainConfig(epochs=epochs, lr=d["lr"].default if lr is None else lr,
+                         batch_size=d["batch_size"].default if batch_size is None else batch_size,
+                         data_dirs=list(data_dirs or []), out=out, **settings)
+    run = _Run(config, resume=resume, overwrite=overwrite, given=given)
+    try:
+        fit = _fit(run)
+        result = _final_report(run, fit)
+    finally:
+        run.release()
+    if result["diverged"]:
+        dv = result["diverged"]
+        raise TrainingDiverged(
+            f"training diverged at epoch {dv['epoch']} (train loss {dv['train_loss']}, validation loss "
+            f"{dv['val_loss']} at lr {dv['lr']:g}); stopped without saving that epoch: "
+            + (f"{result['last_checkpoint']} holds epoch {len(run.history)}, " if result["last_checkpoint"] else
+               "no checkpoint was written, ")
+            + f"{run.out / 'result.json'} says what happened. Try a lower --lr (now {run.config.lr:g})",
+            result=result)
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -527,14 +622,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _given_options(parser: argparse.ArgumentParser, argv) -> set:
+    """The destinations of the options the command line names (not left at their defaults)."""
+    import copy
+
+    probe = copy.deepcopy(parser)
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(probe.parse_args(argv)))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Exit status: 0 done, 2 bad input (message on stderr), 3 training diverged, 130 interrupted."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     settings = vars(args)
     resume, overwrite, quiet = settings.pop("resume"), settings.pop("overwrite"), settings.pop("quiet")
-    epochs, lr, batch_size = settings.pop("epochs"), settings.pop("lr"), settings.pop("batch_size")
+    if resume:  # a resumed run keeps its stored settings: pass on only those the command line names
+        given = _given_options(parser, argv)
+        settings = {k: v for k, v in settings.items() if k in given or k == "epochs"}
+    epochs = settings.pop("epochs")
+    lr, batch_size = settings.pop("lr", None), settings.pop("batch_size", None)
+    data_dirs = settings.pop("data_dirs", None) or None
     try:
-        result = train_model(epochs, lr, batch_size, resume=resume, overwrite=overwrite, progress=not quiet,
-                             **settings)
+        result = train_model(epochs, lr, batch_size, data_dirs=data_dirs, resume=resume, overwrite=overwrite,
+                             progress=not quiet, **settings)
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     except (ParameterError, AudioLoadError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -555,6 +670,8 @@ def _print_summary(result: dict) -> None:
     if "test" in result:
         t = result["test"]
         print(f"test (held out, best checkpoint): accuracy {t['accuracy']:.3f}, UAR {t['uar']:.3f}")
+    elif result.get("test_skipped"):
+        print(f"no test evaluation: {result['test_skipped']}")
 
 
 if __name__ == "__main__":

@@ -21,15 +21,20 @@ from typing import Dict, List, Optional, Sequence
 from tqdm import tqdm
 
 from ._atomic import _umask
+from ._cli import find_files
 from ._validation import _describe, check_positive_int
 from .errors import ParameterError
-from .media import VIDEO_EXTENSIONS, _condense, _NO_AUDIO_NOTE, ffmpeg_exe, is_video
+from .media import VIDEO_EXTENSIONS, _condense, _NO_AUDIO_NOTE, ffmpeg_exe
 
 __all__ = ["find_videos", "extract_audio_from_video", "main"]
 
 
 def find_videos(video_dir) -> List[Path]:
     """The videos to convert: a single file as given, or a directory's top-level videos, sorted.
+
+    :func:`ser_gpu._cli.find_files` with ``recursive=False``: as the original system's
+    ``extract_audio_from_video(video_dir, out_dir)``, only the directory's top level is converted
+    (its outputs are named by stem in one flat ``out_dir``).
 
     Raises:
         ParameterError: ``video_dir`` does not exist, or a directory holds no video
@@ -38,16 +43,8 @@ def find_videos(video_dir) -> List[Path]:
     if not isinstance(video_dir, (str, os.PathLike)):
         raise ParameterError(f"video_dir must be a directory or video file path, got "
                              f"{type(video_dir).__name__}: {_describe(video_dir)}")
-    root = Path(video_dir)
-    if not root.exists():
-        raise ParameterError(f"video_dir {str(root)!r} does not exist")
-    if root.is_file():
-        return [root]  # named explicitly: let ffmpeg judge it whatever its extension
-    videos = sorted(p for p in root.iterdir() if p.is_file() and is_video(p))
-    if not videos:
-        raise ParameterError(f"video_dir {str(root)!r} holds no video files (looked for "
-                             f"{', '.join(VIDEO_EXTENSIONS)} at its top level)")
-    return videos
+    return find_files([video_dir], extensions=VIDEO_EXTENSIONS, recursive=False, what="video",
+                      argument="video_dir")
 
 
 def _output_names(videos: Sequence[Path]) -> List[str]:

@@ -1,6 +1,7 @@
 """Decoded, resampled and trimmed waveforms, computed once per file and kept in an on-disk cache.
 
-Each file is loaded as ``librosa.load(path, sr=sr)`` (:func:`ser_gpu.io.load`) and trimmed as
+Each file is loaded as ``librosa.load(path, sr=sr)`` (:func:`ser_gpu.media.load_media`, the decoder
+every tool shares: libsndfile, else ffmpeg for m4a/aac/...) and trimmed as
 ``librosa.effects.trim(y, top_db=top_db)`` (:func:`ser_gpu.functional.trim`), the preprocessing of
 the original system. The result is stored in ``cache_dir`` under a name derived from the file's
 resolved path and the settings; the entry also records the file's size and ``mtime_ns``, so a file
@@ -26,7 +27,7 @@ from .._atomic import atomic_write
 from .._validation import _describe, check_nonnegative, check_positive
 from ..errors import AudioLoadError, ParameterError
 from ..functional.effects import trim as _trim
-from ..io import load
+from ..media import load_media as load  # the one decoder of every tool (libsndfile, else ffmpeg)
 from .ravdess import Clip
 
 __all__ = ["default_cache_dir", "load_waveforms"]
@@ -89,7 +90,7 @@ def _write_entry(entry: Path, y: np.ndarray, meta: dict) -> None:
 
 
 def _decode(path: Path, sr: float, trim: bool, top_db: float) -> np.ndarray:
-    y, _ = load(path, sr=sr, mono=True, dtype=torch.float32)
+    y, _ = load(path, sr=sr, dtype=torch.float32)
     if trim:
         y, _ = _trim(y, top_db=top_db)
     # a copy: the trimmed tensor is a view that would keep the whole untrimmed signal alive

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
+from .._cli import AUDIO_EXTENSIONS, NoMatchingFiles, find_files
 from .._validation import _describe
 from ..errors import ParameterError
 
@@ -112,10 +113,11 @@ def _as_dirs(data_dirs) -> List[Path]:
 def scan_corpus(data_dirs: Sequence[PathLike]) -> List[Clip]:
     """Find the RAVDESS-named audio files under one or more directories, searched recursively.
 
-    Files with an audio extension (:data:`ser_gpu.features.AUDIO_EXTENSIONS`, any case) are parsed
-    with :func:`parse_ravdess_name`; those whose names carry no known emotion code are skipped and
-    counted in one ``UserWarning`` (with an example name). A file reached twice (overlapping
-    directories, links) is listed once.
+    The audio files (:data:`ser_gpu._cli.AUDIO_EXTENSIONS`, any case) are found by the one rule of
+    :func:`ser_gpu._cli.find_files` (recursive, links followed without loops, a file reached twice
+    listed once, each directory must hold at least one audio file) and parsed with
+    :func:`parse_ravdess_name`; those whose names carry no known emotion code are skipped and
+    counted in one ``UserWarning`` (with an example name).
 
     Args:
         data_dirs (sequence of str | os.PathLike): directories (a single path is accepted too),
@@ -125,27 +127,25 @@ def scan_corpus(data_dirs: Sequence[PathLike]) -> List[Clip]:
         The clips, sorted by path.
 
     Raises:
-        ParameterError: an empty list, a directory that does not exist or is not a directory, or
-            no valid RAVDESS-named audio file in any of them.
+        ParameterError: an empty list, a directory that does not exist or is not a directory, a
+            directory without any audio file, or no valid RAVDESS-named audio file in any of them.
     """
-    # imported here: ser_gpu.features pulls in the transforms, which scanning file names does not need
-    from ..features import AUDIO_EXTENSIONS
-
     dirs = _as_dirs(data_dirs)
-    clips, skipped, seen = [], [], set()
-    for d in dirs:
-        for p in sorted(d.rglob("*")):
-            if p.suffix.lower() not in AUDIO_EXTENSIONS or not p.is_file():
-                continue
-            key = p.resolve()
-            if key in seen:
-                continue
-            seen.add(key)
-            clip = parse_ravdess_name(p)
-            if clip is None:
-                skipped.append(p)
-            else:
-                clips.append(clip)
+    clips, skipped = [], []
+    try:
+        files = find_files(dirs, what="audio", argument="data directory")
+    except NoMatchingFiles as exc:
+        raise ParameterError(
+            f"no valid RAVDESS-named audio file (MM-VV-EE-II-SS-RR-AA with emotion code 01-08, "
+            f"extensions {', '.join(AUDIO_EXTENSIONS)}) found under {str(exc.directory)!r}; "
+            f"0 audio file(s) skipped for their names (the directory holds no audio file)"
+        ) from None
+    for p in files:
+        clip = parse_ravdess_name(p)
+        if clip is None:
+            skipped.append(p)
+        else:
+            clips.append(clip)
     listing = ", ".join(repr(str(d)) for d in dirs)
     if not clips:
         raise ParameterError(

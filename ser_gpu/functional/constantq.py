@@ -122,7 +122,17 @@ def _sparsify_rows(x: np.ndarray, quantile: float) -> np.ndarray:
     return np.where(mags >= thresh, x, 0.0)
 
 
-@functools.lru_cache(maxsize=1024)
+# Cache sizes. Estimated tunings sit on a 0.01-bin grid in [-0.5, 0.5): a long file, or an epoch of
+# training, meets most of those 100 values, and rebuilding a plan costs tens of milliseconds of numpy,
+# so a plan is kept per value. To keep that bounded and small, a plan stores each octave's bank cut
+# to the band of FFT columns its filters use (~1/5 of them for chroma_cqt's 36 bins per octave):
+# ~0.4 MB of numpy per tuning plus ~0.2 MB per device/dtype in complex64, so at most ~60 MB for the
+# whole grid. Banks of several tunings are stacked per batch (not cached: a batch's set of tunings
+# rarely repeats); the per-octave FFT banks are only needed while a plan is built.
+_PLAN_CACHE = 128
+
+
+@functools.lru_cache(maxsize=16)
 def _octave_basis(rel_freqs: Tuple[float, ...], alpha: Tuple[float, ...], filter_scale: float,
                   norm, sparsity: float, window: str) -> Tuple[np.ndarray, int]:
     """FFT filter bank for one octave: librosa's ``__vqt_filter_fft`` at ``sr = 1``.
@@ -157,7 +167,9 @@ class _Octave(NamedTuple):
     hop: int
     rows: int
     decimate_after: bool
-    basis: np.ndarray  # (rows, n_fft // 2 + 1) complex128, gain sqrt(sr / my_sr) included
+    basis: np.ndarray  # (rows, last - first) complex128, gain sqrt(sr / my_sr) included
+    first: int  # the FFT columns [first, last) of n_fft // 2 + 1 where some filter is non-zero
+    last: int
 
 
 class _Plan(NamedTuple):
@@ -179,7 +191,7 @@ def _num_two_factors(x: int) -> int:
     return n
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=_PLAN_CACHE)
 def _plan(sr: float, hop_length: int, fmin: float, n_bins: int, bins_per_octave: int, tuning: float,
           filter_scale: float, norm, sparsity: float, window: str, scale: bool) -> _Plan:
     """Everything of librosa's vqt(gamma=0) that does not depend on the signal."""
@@ -214,9 +226,13 @@ def _plan(sr: float, hop_length: int, fmin: float, n_bins: int, bins_per_octave:
         basis, n_fft = _octave_basis(tuple((f_oct / my_sr).tolist()), tuple(a_oct.tolist()),
                                      float(filter_scale), norm, float(sparsity), window)
         basis = basis * np.sqrt(sr_eff / my_sr)
+        # the sparsified filters are zero outside one band of columns: keep only that band
+        used = np.flatnonzero((basis != 0).any(axis=0))
+        first, stop = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
+        basis = np.ascontiguousarray(basis[:, first:stop])
         last = i == n_octaves - 1
         dec = (not last) and my_hop % 2 == 0
-        octaves.append(_Octave(n_fft, my_hop, len(f_oct), dec, basis))
+        octaves.append(_Octave(n_fft, my_hop, len(f_oct), dec, basis, first, stop))
         if dec:
             my_hop //= 2
             my_sr /= 2.0
@@ -227,50 +243,42 @@ def _plan(sr: float, hop_length: int, fmin: float, n_bins: int, bins_per_octave:
     return _Plan(early, sr_eff, tuple(octaves), bin_gain, input_gain)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=_PLAN_CACHE)
 def _plan_tensors(plan_args: tuple, device: str, dtype: torch.dtype):
-    """The plan's banks and bin gains as tensors on ``device`` in ``dtype`` (complex for banks)."""
+    """The plan's band-cut banks (complex), their column ranges and bin gains on ``device`` in ``dtype``."""
     plan = _plan(*plan_args)
     cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
     banks = tuple(torch.from_numpy(o.basis).to(device=device, dtype=cdtype) for o in plan.octaves)
+    columns = tuple((o.first, o.last) for o in plan.octaves)
     gain = torch.from_numpy(plan.bin_gain).to(device=device, dtype=dtype)
-    return banks, gain
+    return banks, columns, gain
 
 
-@functools.lru_cache(maxsize=256)
-def _stacked_tensors(plan_args: Tuple[tuple, ...], device: str, dtype: torch.dtype):
-    """Per octave, the banks of several plans stacked ``(G, rows, K)``; bin gains ``(G, n_bins)``."""
-    tensors = [_plan_tensors(a, device, dtype) for a in plan_args]
-    banks = tuple(torch.stack([t[0][i] for t in tensors]) for i in range(len(tensors[0][0])))
-    return banks, torch.stack([t[1] for t in tensors])
-
-
-@functools.lru_cache(maxsize=256)
 def _band_tensors(plan_args: Tuple[tuple, ...], device: str, dtype: torch.dtype):
-    """The octave banks of one or more plans, cut to the FFT bins any of them uses.
+    """The octave banks of one or more plans, over the band of FFT columns any of them uses.
 
     Each sparsified filter only covers a few bins near its centre frequency, so an octave's bank
     is zero outside one band of columns (about a fifth of them for chroma_cqt's 36 bins per octave):
     multiplying only that band of the STFT gives the same sums without the zero products.
     Returns ``(banks, columns, gain)``: per octave a ``(rows, K')`` bank (``(G, rows, K')`` for
-    several plans) and its ``(first, last + 1)`` column range; the bin gains ``(n_bins,)`` or
-    ``(G, n_bins)``.
+    several plans, each zero outside its own band) and its ``(first, last + 1)`` column range; the
+    bin gains ``(n_bins,)`` or ``(G, n_bins)``.
     """
     if len(plan_args) == 1:
-        banks, gain = _plan_tensors(plan_args[0], device, dtype)
-    else:
-        banks, gain = _stacked_tensors(plan_args, device, dtype)
-    plans = [_plan(*a) for a in plan_args]
-    cut, columns = [], []
-    for i, bank in enumerate(banks):
-        used = np.zeros(plans[0].octaves[i].basis.shape[-1], dtype=bool)
-        for p in plans:
-            used |= (p.octaves[i].basis != 0).any(axis=0)
-        idx = np.flatnonzero(used)
-        first, last = (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 1)
-        cut.append(bank[..., first:last].contiguous())
+        return _plan_tensors(plan_args[0], device, dtype)
+    tensors = [_plan_tensors(a, device, dtype) for a in plan_args]
+    banks, columns = [], []
+    for i in range(len(tensors[0][0])):
+        first = min(t[1][i][0] for t in tensors)
+        last = max(t[1][i][1] for t in tensors)
+        ref = tensors[0][0][i]
+        stacked = torch.zeros((len(tensors), ref.shape[0], last - first), dtype=ref.dtype, device=ref.device)
+        for g, t in enumerate(tensors):
+            a, b = t[1][i]
+            stacked[g, :, a - first:b - first] = t[0][i]
+        banks.append(stacked)
         columns.append((first, last))
-    return tuple(cut), tuple(columns), gain
+    return tuple(banks), tuple(columns), torch.stack([t[2] for t in tensors])
 
 
 def cqt_frequencies(n_bins: int, *, fmin: float, bins_per_octave: int = 12, tuning: float = 0.0) -> np.ndarray:

@@ -167,7 +167,7 @@ def chroma(
     return _chroma_bank(sr, n_fft, n_chroma, tuning, ctroct, octwidth, norm, base_c).to(device=device, dtype=dtype)
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=32)  # one per tuning value (a 0.01 grid when estimated): bounded
 def _chroma_numpy(sr, n_fft, n_chroma, tuning: float, ctroct, octwidth, norm, base_c) -> np.ndarray:
     """One float32-rounded chroma bank for a number ``tuning``, as a read-only numpy array."""
     bank = _chroma_bank(sr, n_fft, n_chroma, torch.tensor(tuning, dtype=torch.float64), ctroct, octwidth,

@@ -51,6 +51,11 @@ _ROW_SLICES = {"mfcc": slice(0, 13), "mfcc_delta": slice(13, 26), "mfcc_delta2":
 _NORMALIZE = (None, "valid", "padded")
 
 
+#: Largest ``max_frames`` a FeatureConfig accepts: 100000 frames is ~39 min at 22050 Hz, hop 512;
+#: more would pad each clip of a batch to gigabytes of features.
+MAX_FRAMES_LIMIT = 100_000
+
+
 @dataclass
 class FeatureConfig:
     """Settings of :class:`FeatureExtractor` (plain data: stored in checkpoints as a dict).
@@ -61,7 +66,7 @@ class FeatureConfig:
         trim: trim leading/trailing silence first (``librosa.effects.trim(y, top_db=top_db)``).
         top_db: trim threshold in dB below each clip's loudest frame (20 as the original system).
         max_frames: pad with zeros / truncate the frame axis to this many frames (862 as the
-            original), or ``None`` to keep this batch's longest clip.
+            original; at most :data:`MAX_FRAMES_LIMIT`), or ``None`` to keep this batch's longest clip.
         normalize: per-row standardisation ``(x - mean) / (std + 1e-8)``: ``'valid'`` takes mean and
             std over each clip's valid frames only and leaves padded frames at 0; ``'padded'`` takes
             them over all ``max_frames`` frames, padding included, as the original system did (so a
@@ -94,6 +99,12 @@ class FeatureConfig:
         check_nonnegative(self.top_db, "top_db")
         if self.max_frames is not None:
             check_positive_int(self.max_frames, "max_frames")
+            if self.max_frames > MAX_FRAMES_LIMIT:  # every clip is padded to it: (batch, 68, max_frames) floats
+                raise ParameterError(
+                    f"max_frames={self.max_frames} would pad every clip to {self.max_frames} frames "
+                    f"({self.max_frames * self.hop_length / self.sr / 3600:.3g} h of audio at sr={self.sr}, "
+                    f"hop_length={self.hop_length}); at most {MAX_FRAMES_LIMIT} is accepted (the original "
+                    f"system used 862), or None for each batch's longest clip")
         if self.normalize not in _NORMALIZE:
             raise ParameterError(f"normalize must be one of {_NORMALIZE}, got {self.normalize!r}")
 

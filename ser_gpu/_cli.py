@@ -1,0 +1,242 @@
+"""What the command-line tools share: device choice, the file extensions, and one file finder.
+
+* :func:`resolve_device` turns ``--device`` (``auto``/``cpu``/``cuda[:N]``) into a ``torch.device``.
+* :data:`AUDIO_EXTENSIONS` and :data:`VIDEO_EXTENSIONS` are the suffixes the tools look for;
+  every one of them is decoded by :func:`ser_gpu.media.load_media` (libsndfile, else ffmpeg), the
+  one decoder behind ``train``, ``evaluate``, ``features`` and ``predict``.
+* :func:`find_files` is the one rule by which every tool turns its path arguments into files:
+
+  - a path that names a file is taken as given, whatever its extension (the decoder judges it);
+  - a directory is searched recursively (``recursive=False``: its top level only), following
+    symbolic links to directories but never entering one directory twice, so a link loop ends the
+    walk instead of a traceback; a dangling or looping link is not a file and is passed over;
+  - of a directory's files those that satisfy the predicate (by default: an extension of the
+    given list, any case) are listed, sorted by path;
+  - a directory without any such file is an error naming the directory
+    (:class:`NoMatchingFiles`, a :class:`~ser_gpu.errors.ParameterError`), as is a path that does
+    not exist;
+  - a file reached twice (overlapping arguments, links) is listed once, at its first place.
+
+* :func:`check_output_file` and :func:`check_output_dir` check an output path before the work
+  starts, so a bad ``--plot``/``--out`` never costs a finished evaluation or prediction.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional, Sequence, Union
+
+from .errors import ParameterError
+
+__all__ = ["AUDIO_EXTENSIONS", "VIDEO_EXTENSIONS", "NoMatchingFiles", "resolve_device", "has_extension", "is_audio",
+           "is_video", "is_media", "find_files", "check_output_file", "check_output_dir"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Audio suffixes every tool accepts: libsndfile's formats first, then those ffmpeg decodes.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3", ".m4a",
+                    ".aac", ".wma", ".opus", ".weba", ".mka", ".caf", ".au", ".amr", ".ac3", ".mp2", ".aifc")
+#: Video containers whose first audio track ``predict`` (and ``ser_gpu.video``) reads through ffmpeg.
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+
+
+class NoMatchingFiles(ParameterError):
+    """A directory argument holds no file that the finder's predicate accepts (``.directory`` names it)."""
+
+    def __init__(self, message: str, directory: Path):
+        super().__init__(message)
+        self.directory = directory
+
+
+def resolve_device(device: str):
+    """``'auto'`` -> CUDA when available, else CPU; ``'cuda'`` without a GPU is an error.
+
+    Raises:
+        ParameterError: an unknown device name, or CUDA asked for where torch sees none.
+    """
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str):
+        raise ParameterError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ParameterError(f"device {device!r} was asked for but torch sees no CUDA device")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ParameterError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from exc
+
+
+def has_extension(path: PathLike, extensions: Iterable[str]) -> bool:
+    """True when ``path``'s suffix is one of ``extensions`` (compared in lower case)."""
+    return Path(os.fspath(path)).suffix.lower() in tuple(extensions)
+
+
+def is_audio(path: PathLike) -> bool:
+    """True for an :data:`AUDIO_EXTENSIONS` suffix (any case)."""
+    return has_extension(path, AUDIO_EXTENSIONS)
+
+
+def is_video(path: PathLike) -> bool:
+    """True for a :data:`VIDEO_EXTENSIONS` suffix (any case)."""
+    return has_extension(path, VIDEO_EXTENSIONS)
+
+
+def is_media(path: PathLike) -> bool:
+    """True for an audio or video suffix (any case)."""
+    return is_audio(path) or is_video(path)
+
+
+def _identity(path: str):
+    """``(device, inode)`` of what ``path`` points to, or None for a dangling or looping link."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino, stat.S_ISDIR(st.st_mode), stat.S_ISREG(st.st_mode)
+
+
+def _walk(root: Path, recursive: bool) -> List[Path]:
+    """Regular files under ``root`` (following directory links, each directory once), sorted by path."""
+    files, visited, stack = [], set(), [str(root)]
+    while stack:
+        d = stack.pop()
+        ident = _identity(d)
+        if ident is None or (ident[0], ident[1]) in visited:
+            continue
+        visited.add((ident[0], ident[1]))
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue  # unreadable directory: nothing of it can be listed
+        for entry in entries:
+            info = _identity(entry.path)
+            if info is None:
+                continue  # dangling link or a link loop
+            if info[2]:
+                if recursive:
+                    stack.append(entry.path)
+            elif info[3]:
+                files.append(Path(entry.path))
+    return sorted(files)
+
+
+def find_files(
+    paths: Union[PathLike, Sequence[PathLike]],
+    *,
+    extensions: Sequence[str] = AUDIO_EXTENSIONS,
+    predicate: Optional[Callable[[Path], bool]] = None,
+    recursive: bool = True,
+    what: str = "audio",
+    argument: str = "input",
+) -> List[Path]:
+    """Files named by ``paths``, directories expanded by the rule in this module's docstring.
+
+    Args:
+        paths: one path or a sequence of files and directories.
+        extensions: suffixes a directory's files must have (any case), when no ``predicate`` is given.
+        predicate: ``f(path) -> bool`` choosing a directory's files (replaces ``extensions``).
+        recursive: search directories recursively (default) or only their top level.
+        what: the kind of file, for messages (``"audio"``, ``"video"``, ``"audio or video"``).
+        argument: the argument's name, for messages.
+
+    Returns:
+        The files in argument order, each directory's files sorted by path, duplicates dropped.
+
+    Raises:
+        ParameterError: no path, a path that does not exist; :class:`NoMatchingFiles` for a
+            directory without a matching file.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths)
+    if not paths:
+        raise ParameterError(f"{argument} must name at least one file or directory, got []")
+    accept = predicate if predicate is not None else (lambda p: has_extension(p, extensions))
+    found: List[Path] = []
+    seen = set()
+    for given in paths:
+        p = Path(os.fspath(given))
+        ident = _identity(str(p))
+        if ident is None:
+            if os.path.lexists(p):
+                raise ParameterError(f"{argument} {str(p)!r} is a dangling or looping symbolic link")
+            raise ParameterError(f"{argument} {str(p)!r} does not exist")
+        if ident[2]:
+            items = [q for q in _walk(p, recursive) if accept(q)]
+            if not items:
+                rule = "searched recursively" if recursive else "looked at its top level only"
+                kinds = "" if predicate is not None else f"; extensions {', '.join(extensions)}"
+                raise NoMatchingFiles(f"no {what} files found: directory {str(p)!r} holds no {what} files "
+                                      f"({rule}{kinds})", p)
+        else:
+            items = [p]
+        for q in items:
+            key = _identity(str(q))
+            key = (key[0], key[1]) if key is not None else str(q)
+            if key not in seen:
+                seen.add(key)
+                found.append(q)
+    return found
+
+
+def _probe_write(directory: Path, argument: str, target: Path) -> None:
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ser_gpu_probe.", suffix=".tmp")
+    except OSError as exc:
+        raise ParameterError(f"{argument} {str(target)!r} cannot be written: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_output_file(path: PathLike, *, argument: str = "output") -> Path:
+    """Check, before any work, that a file can be written at ``path`` (its directory exists and is
+    writable; ``path`` is not a directory). Nothing is left behind.
+
+    Raises:
+        ParameterError: naming ``argument`` and the path.
+    """
+    p = Path(os.fspath(path))
+    if p.is_dir():
+        raise ParameterError(f"{argument} {str(p)!r} is a directory; give a file name")
+    parent = p.parent
+    if not parent.is_dir():
+        raise ParameterError(f"{argument} {str(p)!r} cannot be written: the directory {str(parent)!r} "
+                             f"does not exist")
+    _probe_write(parent, argument, p)
+    return p
+
+
+def check_output_dir(path: PathLike, *, argument: str = "out") -> Path:
+    """Check, before any work, that ``path`` is (or can be created as) a writable directory.
+
+    Directories created for the check are removed again, so a call that fails later leaves nothing.
+
+    Raises:
+        ParameterError: naming ``argument`` and the path.
+    """
+    p = Path(os.fspath(path))
+    if p.exists() and not p.is_dir():
+        raise ParameterError(f"{argument} must be a directory, got the file {str(p)!r}")
+    created = []
+    q = p
+    while not q.exists() and q != q.parent:
+        created.append(q)
+        q = q.parent
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        _probe_write(p, argument, p)
+    except OSError as exc:
+        raise ParameterError(f"{argument} {str(p)!r} cannot be created: {exc.strerror or exc}") from None
+    finally:
+        for d in created:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:
+                break
+    return p

@@ -1,0 +1,109 @@
+"""ser_gpu._cli: one device rule, one extension list and one file-finding rule for every command."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from ser_gpu import _cli, features, media, predict, video
+from ser_gpu._cli import NoMatchingFiles, check_output_dir, check_output_file, find_files, resolve_device
+from ser_gpu.data import scan_corpus
+from ser_gpu.errors import ParameterError
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "root"
+    files = [_touch(root / "b.wav"), _touch(root / "A.FLAC"), _touch(root / "sub" / "deep" / "c.m4a"),
+             _touch(root / "sub" / "clip.mp4")]
+    _touch(root / "notes.txt")
+    os.symlink(root, root / "sub" / "loop")  # a directory cycle
+    os.symlink(root / "self.wav", root / "self.wav")  # a link to itself
+    os.symlink(root / "gone.wav", root / "dangling.wav")
+    return root, files
+
+
+def test_one_rule_recursive_sorted_loop_safe(tree):
+    root, files = tree
+    audio = find_files([root])
+    assert audio == sorted([files[0], files[1], files[2]])  # no txt, no video, loop and dangling links passed over
+    both = find_files([root], predicate=_cli.is_media, what="audio or video")
+    assert both == sorted(files)
+    top = find_files([root], recursive=False)
+    assert top == sorted([files[0], files[1]])
+
+
+def test_files_are_taken_as_given_and_listed_once(tree):
+    root, files = tree
+    txt = root / "notes.txt"
+    assert find_files([txt, root, files[0]]) == [txt] + sorted(files[:3])  # b.wav again: listed once
+
+
+def test_errors_name_the_path(tree, tmp_path):
+    root, _ = tree
+    empty = tmp_path / "empty"
+    _touch(empty / "readme.txt")
+    with pytest.raises(NoMatchingFiles, match="no audio files found") as info:
+        find_files([root, empty])
+    assert str(empty) in str(info.value) and info.value.directory == empty
+    with pytest.raises(ParameterError, match="does not exist"):
+        find_files([tmp_path / "missing"])
+    with pytest.raises(ParameterError, match="looping symbolic link"):
+        find_files([root / "self.wav"])
+    with pytest.raises(ParameterError, match="at least one"):
+        find_files([])
+
+
+def test_every_command_uses_the_one_finder(tree, tmp_path):
+    root, files = tree
+    assert features.find_audio([root]) == find_files([root])
+    assert predict.find_media([root]) == find_files([root], predicate=_cli.is_media)
+    assert video.find_videos(root / "sub") == [files[3]]
+    ravdess = _touch(tmp_path / "corpus" / "Actor_01" / "03-01-05-01-01-01-01.m4a")
+    os.symlink(tmp_path / "corpus", tmp_path / "corpus" / "Actor_01" / "up")
+    assert [c.path for c in scan_corpus([tmp_path / "corpus"])] == [ravdess]
+    # the one rule: every directory given must hold a matching file, scan_corpus included
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(ParameterError, match="nothing"):
+        scan_corpus([tmp_path / "corpus", tmp_path / "nothing"])
+
+
+def test_extensions_live_in_one_place():
+    assert media.AUDIO_EXTENSIONS is _cli.AUDIO_EXTENSIONS and features.AUDIO_EXTENSIONS is _cli.AUDIO_EXTENSIONS
+    assert media.VIDEO_EXTENSIONS is _cli.VIDEO_EXTENSIONS
+    assert media.is_media is _cli.is_media and media.is_video is _cli.is_video
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ParameterError, match="'gpu'"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ParameterError, match="no CUDA device"):
+            resolve_device("cuda")
+
+
+def test_output_checks_leave_nothing_behind(tmp_path):
+    assert check_output_file(tmp_path / "x.png") == tmp_path / "x.png"
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ParameterError, match="does not exist"):
+        check_output_file(tmp_path / "no" / "x.png", argument="--plot")
+    with pytest.raises(ParameterError, match="is a directory"):
+        check_output_file(tmp_path)
+    check_output_dir(tmp_path / "a" / "b")
+    assert not (tmp_path / "a").exists()  # created for the check, removed again
+    _touch(tmp_path / "f")
+    with pytest.raises(ParameterError, match="must be a directory"):
+        check_output_dir(tmp_path / "f")
+    with pytest.raises(ParameterError, match="cannot be created"):
+        check_output_dir(tmp_path / "f" / "sub")

@@ -1,0 +1,461 @@
+"""Nothing lost, nothing silently wrong (issue 16): each case here failed before its fix.
+
+Colliding feature outputs, summaries replaced, diverged runs that exit 0 with invalid JSON, resumed
+runs that ignore the settings given, output paths that fail after the work, caches that grow with
+a file's length, symlink loops, m4a in one command but not another, absurd feature configs, unsafe
+pickles, two trainings on one directory, stale temporary files, and silent clips given an emotion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ser_gpu import evaluate, features, predict
+from ser_gpu.checkpoint import load_checkpoint, save_checkpoint
+from ser_gpu.data import EMOTIONS
+from ser_gpu.errors import CheckpointError
+from ser_gpu.models import CNNBiLSTMAttention, ModelConfig
+from ser_gpu.train import main as train_main
+from ser_gpu.train import train_model
+from tests.ffmpeg_tools import ff
+from tests.tiny_corpus import FAST, SR, clip, write_corpus
+
+
+def _strict_json(path: Path):
+    """json.loads that refuses NaN/Infinity (not JSON, though Python writes them by default)."""
+    def refuse(token):
+        raise ValueError(f"{path} holds {token}, which is not valid JSON")
+    return json.loads(Path(path).read_text(), parse_constant=refuse)
+
+
+def _tone(path: Path, seconds: float, f0: float = 220.0) -> Path:
+    t = np.arange(int(seconds * SR)) / SR
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, (0.3 * np.sin(2 * np.pi * f0 * t)).astype(np.float32), SR)
+    return path
+
+
+def _random_checkpoint(path: Path, *, nan: bool = False, feature_config=None) -> Path:
+    from ser_gpu.transforms.features import FEATURE_ROWS, FeatureConfig
+
+    torch.manual_seed(0)
+    config = ModelConfig(input_dim=len(FEATURE_ROWS), n_classes=len(EMOTIONS))
+    model = CNNBiLSTMAttention(config)
+    if nan:
+        with torch.no_grad():
+            next(model.parameters()).view(-1)[0] = float("nan")
+    fc = feature_config or FeatureConfig(max_frames=None, tonnetz=False).to_dict()
+    return save_checkpoint(path, model=model, model_config=config.to_dict(), feature_config=fc, labels=list(EMOTIONS))
+
+
+# ------------------------------------------------------------------------ 1. features: outputs and summary
+
+def _features(argv):
+    return features.main(argv + ["--quiet", "--no-tonnetz"])
+
+
+def test_features_distinct_inputs_never_share_an_output(tmp_path):
+    src = tmp_path / "in"
+    inputs = [_tone(src / "a" / "x.wav", 0.5, 200.0), _tone(src / "b" / "x.wav", 0.8, 300.0),
+              _tone(src / "c" / "x_2.wav", 1.1, 400.0)]
+    out = tmp_path / "out"
+    assert _features([str(src), "--out", str(out)]) == 0
+    summary = _strict_json(out / "summary.json")
+    outputs = [f["output"] for f in summary["files"]]
+    assert len(set(outputs)) == 3 and all(Path(o).is_file() for o in outputs), outputs
+    assert len(list(out.glob("*.npy"))) == 3
+    # each output holds the rows of the input the summary names (the three lengths differ)
+    for item in summary["files"]:
+        frames = np.load(item["output"]).shape[1]
+        assert frames == item["frames"]
+        n = sf.info(item["path"]).frames
+        assert frames == 1 + n // 512, (item["path"], item["output"])
+    assert {Path(f["path"]) for f in summary["files"]} == set(inputs)
+
+
+def test_features_a_later_run_does_not_keep_another_inputs_output(tmp_path, capsys):
+    b = _tone(tmp_path / "b" / "x.wav", 0.8, 300.0)
+    a = _tone(tmp_path / "a" / "x.wav", 0.5, 200.0)
+    out = tmp_path / "out"
+    assert _features([str(b), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert _features([str(a), "--out", str(out)]) == 0
+    assert "kept existing" not in capsys.readouterr().out  # b's output is not a's
+    summary = _strict_json(out / "summary.json")
+    by_input = {Path(f["path"]): Path(f["output"]) for f in summary["files"]}
+    assert set(by_input) == {a, b} and by_input[a] != by_input[b]
+    assert np.load(by_input[a]).shape[1] == 1 + sf.info(a).frames // 512
+    assert np.load(by_input[b]).shape[1] == 1 + sf.info(b).frames // 512
+    # a third run finds both outputs by their inputs and keeps them
+    assert _features([str(a), str(b), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("kept existing") == 2
+
+
+def test_features_summary_is_merged_not_replaced(tmp_path):
+    out = tmp_path / "out"
+    one, two = _tone(tmp_path / "one.wav", 0.5), _tone(tmp_path / "two.wav", 0.6)
+    assert _features([str(one), "--out", str(out)]) == 0
+    assert _features([str(two), "--out", str(out)]) == 0
+    summary = _strict_json(out / "summary.json")
+    assert sorted(Path(f["output"]).name for f in summary["files"]) == ["one.npy", "two.npy"]
+    # a run that writes nothing keeps the record too
+    assert _features([str(one), "--out", str(out)]) == 0
+    assert len(_strict_json(out / "summary.json")["files"]) == 2
+
+
+def test_features_never_clobbers_a_users_own_summary(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "summary.json"
+    mine.write_text('{"my": "notes"}')
+    assert _features([str(_tone(tmp_path / "a.wav", 0.5)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "summary.json" in err and "Traceback" not in err
+    assert mine.read_text() == '{"my": "notes"}'
+    assert not list(out.glob("*.npy"))  # refused before any work
+
+
+def test_features_refuses_to_mix_settings_in_one_summary(tmp_path, capsys):
+    out = tmp_path / "out"
+    a = _tone(tmp_path / "a.wav", 0.5)
+    assert _features([str(a), "--out", str(out)]) == 0
+    assert features.main([str(a), "--out", str(out), "--quiet"]) == 2  # tonnetz on now
+    assert "tonnetz" in capsys.readouterr().err
+
+
+def test_features_symlink_loops_give_no_traceback(tmp_path, capsys):
+    d = tmp_path / "in"
+    _tone(d / "sub" / "a.wav", 0.5)
+    os.symlink(d, d / "sub" / "up")  # a directory cycle
+    os.symlink(d / "self.wav", d / "self.wav")  # a link to itself
+    out = tmp_path / "out"
+    assert _features([str(d), "--out", str(out)]) == 0
+    assert [Path(f["output"]).name for f in _strict_json(out / "summary.json")["files"]] == ["a.npy"]
+    assert _features([str(d / "self.wav"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "self.wav" in err and "link" in err and "Traceback" not in err
+
+
+def test_m4a_decodes_in_features_and_training_as_in_predict(tmp_path):
+    wav = _tone(tmp_path / "src.wav", 0.7)
+    data = write_corpus(tmp_path / "corpus", emotions=(1, 3), actors=(1, 2), per=2)
+    m4a = tmp_path / "x.m4a"
+    ff("-i", str(wav), "-c:a", "aac", str(m4a))
+    out = tmp_path / "out"
+    assert _features([str(m4a), "--out", str(out)]) == 0
+    summary = _strict_json(out / "summary.json")
+    assert summary["errors"] == [] and len(summary["files"]) == 1
+    # the same file under a RAVDESS name is loaded by the training data path
+    from ser_gpu.data import load_waveforms, scan_corpus
+
+    target = data / "Actor_01" / "03-01-05-01-01-01-01.m4a"
+    target.write_bytes(m4a.read_bytes())
+    clips = scan_corpus([data])
+    waves, kept = load_waveforms([c for c in clips if c.path == target], cache_dir=tmp_path / "cache",
+                                 progress=False)
+    assert len(kept) == 1 and waves[0].numel() > 0
+
+
+# ------------------------------------------------------------------------------------- 2. diverged runs
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus"), emotions=(1, 3, 5), actors=(1, 2, 3), per=2)
+
+
+def _train_argv(corpus, out, cache, *extra):
+    return ["--data-dir", str(corpus), "--out", str(out), "--cache-dir", str(cache), "--batch-size", "8", "--seed", "0",
+            "--quiet", *extra]
+
+
+def test_a_diverged_run_stops_with_a_clear_message_and_valid_json(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = train_main(_train_argv(corpus, out, tmp_path / "cache", "--lr", "1e6", "--epochs", "3"))
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "diverged" in err and "--lr" in err and "Traceback" not in err
+    result = _strict_json(out / "result.json")
+    assert result["diverged"]["epoch"] >= 1
+    for key in ("best_checkpoint", "last_checkpoint"):
+        assert result[key] is None or Path(result[key]).is_file(), (key, result[key])
+    if (out / "last.pt").exists():  # only finite epochs were saved
+        state = load_checkpoint(out / "last.pt")["model_state"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_save_json_writes_non_finite_numbers_as_null(tmp_path):
+    from ser_gpu._atomic import save_json
+
+    save_json(tmp_path / "x.json", {"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf")}})
+    assert _strict_json(tmp_path / "x.json") == {"a": None, "b": [1.0, None], "c": {"d": None}}
+
+
+def test_a_skipped_test_split_is_said(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    result = train_model(epochs=1, data_dirs=[str(corpus)], out=str(out), cache_dir=str(tmp_path / "cache"),
+                         test_fraction=0.0, **FAST)
+    assert "test" not in result and "no test clips" in result["test_skipped"]
+    assert "no test clips" in _strict_json(out / "result.json")["test_skipped"]
+    from ser_gpu.train import _print_summary
+
+    _print_summary(result)
+    assert "no test evaluation" in capsys.readouterr().out
+
+
+def test_checkpoints_with_non_finite_weights_are_refused(corpus, tmp_path, capsys):
+    ckpt = _random_checkpoint(tmp_path / "nan.pt", nan=True)
+    with pytest.raises(CheckpointError, match=r"nan\.pt.*NaN or infinite"):
+        predict.Predictor(ckpt, device="cpu")
+    wav = _tone(tmp_path / "a.wav", 1.0)
+    assert predict.main([str(wav), "--checkpoint", str(ckpt), "--quiet", "--device", "cpu"]) == 2
+    assert "NaN" in capsys.readouterr().err
+    code = evaluate.main(["--checkpoint", str(ckpt), "--data-dir", str(corpus), "--cache-dir", str(tmp_path / "c"),
+                          "--quiet", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "nan.pt" in err and "NaN" in err
+
+
+# --------------------------------------------------------------------------------------------- 3. resume
+
+@pytest.fixture(scope="module")
+def run_dir(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cache = tmp_path_factory.mktemp("cache")
+    train_model(epochs=1, data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache), **FAST)
+    return out, cache
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--lr", "0.5"], "lr"),
+    (["--batch-size", "4"], "batch_size"),
+    (["--seed", "3"], "seed"),
+    (["--split", "actor"], "split"),
+])
+def test_resume_refuses_other_settings_naming_them(corpus, run_dir, extra, named, capsys):
+    out, cache = run_dir
+    before = (out / "last.pt").read_bytes()
+    argv = ["--data-dir", str(corpus), "--out", str(out), "--cache-dir", str(cache), "--resume", "--epochs", "2",
+            "--quiet", *extra]
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err
+    assert named in err and "resume" in err and "Traceback" not in err
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_resume_refuses_another_data_dir(run_dir, tmp_path, capsys):
+    out, cache = run_dir
+    other = write_corpus(tmp_path / "other", emotions=(2, 4), actors=(1, 2), per=2)
+    assert train_main(["--data-dir", str(other), "--out", str(out), "--resume", "--epochs", "2", "--quiet"]) == 2
+    assert "data_dirs" in capsys.readouterr().err
+
+
+def test_resume_and_overwrite_together_are_refused(corpus, run_dir, capsys):
+    out, cache = run_dir
+    before = (out / "last.pt").read_bytes()
+    assert train_main(_train_argv(corpus, out, cache, "--resume", "--overwrite", "--epochs", "2")) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_resume_accepts_epochs_device_and_quiet_alone(corpus, run_dir, tmp_path):
+    out, cache = run_dir
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "last.pt").write_bytes((out / "last.pt").read_bytes())
+    assert train_main(["--out", str(copy), "--cache-dir", str(cache), "--resume", "--epochs", "2", "--device", "cpu",
+                       "--quiet"]) == 0
+    assert load_checkpoint(copy / "last.pt")["epoch"] == 2
+
+
+def test_resume_removes_stale_temporary_files(run_dir, tmp_path):
+    out, cache = run_dir
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "last.pt").write_bytes((out / "last.pt").read_bytes())
+    stale = [copy / ".last.pt.k1l2m3.tmp", copy / ".metrics.json.abc.tmp"]
+    for s in stale:
+        s.write_bytes(b"half a save")
+    mine = copy / ".my_notes.tmp"
+    mine.write_text("not ours")
+    assert train_main(["--out", str(copy), "--cache-dir", str(cache), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert not any(s.exists() for s in stale)
+    assert mine.exists()
+
+
+# ---------------------------------------------------------------------------------------- 4. output paths
+
+def test_predict_plot_path_is_checked_before_the_work(tmp_path, capsys, monkeypatch):
+    ckpt = _random_checkpoint(tmp_path / "r.pt")
+    wav = _tone(tmp_path / "a.wav", 1.0)
+    monkeypatch.setattr(predict.Predictor, "predict", lambda *a, **k: pytest.fail("predicted before the check"))
+    assert predict.main([str(wav), "--checkpoint", str(ckpt), "--plot", str(tmp_path / "nowhere" / "x.png"),
+                         "--quiet", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "--plot" in err and "nowhere" in err and "Traceback" not in err
+
+
+def test_evaluate_out_is_checked_before_the_work(corpus, tmp_path, capsys, monkeypatch):
+    import ser_gpu.data
+
+    ckpt = _random_checkpoint(tmp_path / "r.pt")
+    monkeypatch.setattr(ser_gpu.data, "load_waveforms", lambda *a, **k: pytest.fail("evaluated before the check"))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for bad in ("/proc/ser_gpu_x", str(blocker / "sub")):
+        code = evaluate.main(["--checkpoint", str(ckpt), "--data-dir", str(corpus), "--out", bad, "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and bad in err and "Traceback" not in err
+
+
+def test_evaluate_out_protects_an_existing_report(corpus, tmp_path, capsys):
+    ckpt = _random_checkpoint(tmp_path / "r.pt")
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "report.txt").write_text("my report")
+    argv = ["--checkpoint", str(ckpt), "--data-dir", str(corpus), "--out", str(out), "--cache-dir",
+            str(tmp_path / "c"), "--quiet", "--device", "cpu"]
+    assert evaluate.main(argv) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "report.txt").read_text() == "my report"
+    assert evaluate.main(argv + ["--overwrite"]) == 0
+    assert (out / "report.txt").read_text() != "my report"
+
+
+def test_train_out_does_not_overwrite_a_users_result_json(corpus, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "result.json").write_text('{"my": "experiment"}')
+    assert train_main(_train_argv(corpus, out, tmp_path / "cache", "--epochs", "1")) == 2
+    err = capsys.readouterr().err
+    assert "result.json" in err and "--overwrite" in err
+    assert (out / "result.json").read_text() == '{"my": "experiment"}'
+
+
+# ------------------------------------------------------------------------------- 5. bounded plan caches
+
+def test_constant_q_caches_stay_bounded_over_many_tunings():
+    """Every cache keyed by tuning is bounded, and what one tuning keeps is small (the whole 0.01 grid
+    of estimated tunings, 100 values, then fits in ~60 MB); no cache is keyed by a batch's set of tunings."""
+    import functools
+
+    import ser_gpu.functional.constantq as cq
+    from ser_gpu.functional import chroma_cqt, chroma_stft, filters
+
+    y = torch.randn(3, 4096)
+    for k in range(40):  # as many estimated tunings as a long file meets, three per batch
+        tuning = torch.tensor([-0.4 + 0.02 * k, 0.01 * k - 0.2, 0.1])
+        chroma_cqt(y, sr=22050, tuning=tuning)
+        chroma_stft(y=y, sr=22050, tuning=float(tuning[0]))
+    caches = [getattr(cq, name) for name in dir(cq) if isinstance(getattr(cq, name), functools._lru_cache_wrapper)]
+    caches.append(filters._chroma_numpy)
+    for fn in caches:
+        info = fn.cache_info()
+        assert info.maxsize is not None and info.maxsize <= 128, (fn.__name__, info)
+    assert not hasattr(cq._band_tensors, "cache_info") or cq._band_tensors.cache_info().maxsize <= 4
+    plan_args = (22050.0, 512, float(cq._C1), 7 * 36, 36, 0.1, 1.0, 1, 0.01, "hann", True)
+    plan = cq._plan(*plan_args)
+    held = sum(o.basis.nbytes for o in plan.octaves)
+    held += sum(b.numel() * b.element_size() for b in cq._plan_tensors(plan_args, "cpu", torch.float32)[0])
+    assert held < 1_000_000, held  # bytes kept per tuning value (was ~3 MB, plus every batch's stacked copy)
+
+
+# -------------------------------------------------------------------------------------------- 6. smaller
+
+def test_an_absurd_max_frames_in_a_checkpoint_is_a_clear_error(tmp_path):
+    from ser_gpu.transforms.features import FeatureConfig
+
+    fc = FeatureConfig(max_frames=None, tonnetz=False).to_dict()
+    fc["max_frames"] = 100_000_000
+    ckpt = _random_checkpoint(tmp_path / "big.pt", feature_config=fc)
+    with pytest.raises(CheckpointError, match=r"big\.pt.*max_frames=100000000"):
+        predict.Predictor(ckpt, device="cpu")
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo this should never run",))
+
+
+def test_a_code_running_pickle_is_refused_as_unsafe(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "ser_gpu.checkpoint", "payload": _RunsCode()}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert "evil.pt" in message and "unsafe" in message
+    assert "weights_only=False" not in message and "weights_only` set to `False" not in message
+    assert "corrupt" not in message
+
+
+def test_a_plain_pickle_never_suggests_disabling_the_guard(tmp_path):
+    path = tmp_path / "plain.pt"
+    path.write_bytes(pickle.dumps(_RunsCode(), protocol=4))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert "False" not in str(info.value)
+
+
+def test_a_second_training_on_one_out_is_refused(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import socket
+
+        (out / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": holder.pid}))
+        assert train_main(_train_argv(corpus, out, tmp_path / "cache", "--epochs", "1")) == 2
+        err = capsys.readouterr().err
+        assert "in use" in err and str(holder.pid) in err
+        assert not (out / "last.pt").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # its process is gone: the lock is stale and taken over, then released
+    assert train_main(_train_argv(corpus, out, tmp_path / "cache", "--epochs", "1")) == 0
+    assert (out / "last.pt").exists() and not (out / ".lock").exists()
+
+
+def test_the_lock_is_released_when_a_run_fails(tmp_path):
+    from ser_gpu.errors import ParameterError
+
+    out = tmp_path / "run"
+    with pytest.raises(ParameterError):
+        train_model(epochs=1, data_dirs=[str(tmp_path / "missing")], out=str(out), **FAST)
+    assert not (out / ".lock").exists()
+
+
+def test_predict_warns_about_silent_and_too_short_clips(tmp_path, capsys):
+    ckpt = _random_checkpoint(tmp_path / "r.pt")
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(2 * SR, dtype=np.float32), SR)
+    one = tmp_path / "one.wav"
+    sf.write(one, np.array([0.5], dtype=np.float32), SR)
+    speech = tmp_path / "speech.wav"
+    sf.write(speech, np.concatenate([clip(2, 1, 0, seconds=1.5)]), SR)
+    r = predict.predict_file(silent, ckpt, device="cpu")
+    assert any("silent" in w for w in r["warnings"])
+    r = predict.predict_file(one, ckpt, device="cpu")
+    assert any("s of sound" in w for w in r["warnings"])
+    assert predict.predict_file(speech, ckpt, device="cpu")["warnings"] == []
+    assert predict.main([str(silent), str(speech), "--checkpoint", str(ckpt), "--quiet", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "warning:" in captured.err and "silent.wav" in captured.err and "speech.wav" not in captured.err
+
+
+def test_features_and_train_check_out_before_the_work(corpus, tmp_path, capsys):
+    wav = _tone(tmp_path / "a.wav", 0.5)
+    assert _features([str(wav), "--out", "/proc/ser_gpu_x"]) == 2
+    assert "/proc/ser_gpu_x" in capsys.readouterr().err
+    assert train_main(_train_argv(corpus, "/proc/ser_gpu_x", tmp_path / "cache", "--epochs", "1")) == 2
+    err = capsys.readouterr().err
+    assert "/proc/ser_gpu_x" in err and "Traceback" not in err
