@@ -351,11 +351,27 @@ def _median_freq_runs(S: torch.Tensor, k: int, chunk_size: int) -> torch.Tensor:
     return out
 
 
+def _fused(S: torch.Tensor, k: int) -> bool:
+    """Whether the fused kernel (:mod:`ser_gpu.kernels.median_triton`) takes this median: CUDA with
+    Triton importable (see :func:`ser_gpu.kernels.fused_enabled`) and ``k <= MAX_KERNEL``."""
+    from ..kernels import fused_enabled
+
+    if not fused_enabled(S.device):
+        return False
+    from ..kernels.median_triton import MAX_KERNEL
+
+    return k <= MAX_KERNEL
+
+
 def _median_time(S: torch.Tensor, k: int, frame_lengths: Optional[torch.Tensor], chunk_size: int) -> torch.Tensor:
     """``S``: ``(B, F, T)``; per-example reflection at each example's own last valid frame."""
     B, F, T = S.shape
     if k == 1:
         return S.clone()
+    if _fused(S, k):
+        from ..kernels import median_triton
+
+        return median_triton.median(S, k, "time", frame_lengths)
     if _runs_median_ok(k):
         with _one_cpu_thread(S.device):
             return _median_time_runs(S, k, frame_lengths, chunk_size)
@@ -374,6 +390,10 @@ def _median_freq(S: torch.Tensor, k: int, chunk_size: int) -> torch.Tensor:
     B, F, T = S.shape
     if k == 1:
         return S.clone()
+    if _fused(S, k):
+        from ..kernels import median_triton
+
+        return median_triton.median(S, k, "freq")
     if _runs_median_ok(k):
         with _one_cpu_thread(S.device):
             return _median_freq_runs(S, k, chunk_size)
@@ -403,6 +423,12 @@ def median_filter(
     Note: scipy (1.17) reads outside the array when ``kernel_size // 2 >= 4 * n`` (``n`` = frames
     or bins; e.g. <= 3 frames with a 31-wide window); here the reflection is applied periodically as
     scipy documents it.
+
+    On CUDA with Triton importable (and ``kernel_size <= 63``) one fused kernel computes it
+    (:mod:`ser_gpu.kernels.median_triton`), equal to the eager path bit for bit except that a zero
+    median may carry the other sign when the input mixes ``-0.0`` and ``+0.0`` (equal values; HPSS
+    magnitudes are never ``-0.0``). ``chunk_size`` then does not apply (the kernel needs no
+    temporaries beyond the output).
 
     Args:
         S: ``[shape=(..., freq, frames)]`` real float32/float64 tensor.
