@@ -106,7 +106,7 @@ def _kernel(k: int):
     # triton.jit reads the function's source with inspect: register the generated text in linecache
     filename = f"<ser_gpu.kernels.median_triton k={k}>"
     linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
-    namespace = {"triton": triton, "tl": tl}
+    namespace = {"triton": triton, "tl": tl, "__name__": "ser_gpu.kernels._median_generated"}
     exec(compile(src, filename, "exec"), namespace)  # noqa: S102 - our own generated source
     return namespace[f"_median_k{k}"]
 
