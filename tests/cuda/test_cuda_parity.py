@@ -180,10 +180,11 @@ def test_bin_picks_and_decisions(name, device, dtype):
     assert abs(float(CASES["estimate_tuning"](y, dtype)) - float(_ref("estimate_tuning", name))) <= 0.01 + 1e-9
 
 
-# parity-suite similarity bounds in float32 (tests/parity/test_effects_similarity.py: STRETCH_F32 and
-# PITCH's float32 column; tonal signals' near-silent bins carry rounding noise as phase)
-STRETCH_F32 = {"two_tones": 0.997, "chirp": 0.96, "sine440": 0.997, "silence_burst": 0.997}
-PITCH_F32 = {"two_tones": 0.999, "chirp": 0.97, "sine440": 0.999, "silence_burst": 0.999}
+# float32 log-magnitude correlation bounds: the parity suite's (tests/parity/test_effects_similarity.py,
+# STRETCH_F32 and PITCH's float32 column; tonal signals' near-silent bins carry rounding noise as phase),
+# sine440 as two_tones; CPU float32 vs CPU float64 measured in brackets, 0.9995 for the rest [1.0]
+STRETCH_F32 = {"two_tones": 0.997, "chirp": 0.96, "sine440": 0.997}  # [0.99997, 0.97416, 0.99995]
+PITCH_F32 = {"two_tones": 0.999, "chirp": 0.97, "sine440": 0.999}  # [0.99948, 0.99516, 0.99948]
 
 
 @pytest.mark.parametrize("name", SIGNAL_NAMES)
@@ -283,7 +284,7 @@ def test_specaugment_same_masks(device, dtype):
 @pytest.mark.parametrize("device,dtype", GRID)
 def test_model_logits_match_cpu_float64(device, dtype):
     """Default model, eval mode, padded batch of edge lengths. TF32 is off (tests/conftest.py);
-    float32 through ~10 layers: 1e-4 of the logits' scale (CPU float32 measures ~1e-6)."""
+    float32 through ~10 layers: 1e-4 of the logits' scale (CPU float32 measures 4.2e-7)."""
     torch.manual_seed(0)
     model = CNNBiLSTMAttention(ModelConfig()).double().eval()
     x = torch.randn(5, 68, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
