@@ -103,7 +103,7 @@ def headline(results: Path, device: str) -> dict:
                             **({"peak_gib": round(row["peak_memory_gib"], 3)} if "peak_memory_gib" in row else {})}
     prof = _load(results / f"profile_features_{device}.json")
     if prof:
-        out["profile"] = {k: prof.get(k) for k in ("x_realtime_unprofiled", "aten_op_calls", "kernel_launches",
+        out["profile"] = {k: prof.get(k) for k in ("x_realtime_unprofiled", "aten_op_calls", "kernel_launches", "cuda_launch_calls",
                                                     "host_syncs", "sync_debug_warnings", "peak_memory_gib")}
     med = _load(results / f"median_{device}.json")
     if med:
