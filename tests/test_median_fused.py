@@ -11,6 +11,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ import torch
 from ser_gpu.functional import hpss as H
 from ser_gpu.functional import median as M
 from ser_gpu.kernels import fused_enabled, triton_available
+from ser_gpu.kernels import median_triton as MT
 
 from .conftest import HAS_CUDA
 
@@ -73,8 +75,12 @@ def test_fused_median_cuda_matches_eager(device, dtype, k, monkeypatch):
     assert fused_enabled(torch.device(device)), "CUDA present but the fused path is off (triton missing?)"
     for S, fl in _cases(dtype):
         Sd, fld = S.to(device), fl.to(device)
-        fused = {ax: M.median_filter(Sd, kernel_size=k, axis=ax) for ax in ("time", "freq")}
-        fused_fl = M.median_filter(Sd, kernel_size=k, axis="time", frame_lengths=fld)
+        # the kernel itself (the dispatch would fall back to eager if it failed) ...
+        fused = {ax: MT.median(Sd, k, ax) for ax in ("time", "freq")}
+        fused_fl = MT.median(Sd, k, "time", fld)
+        # ... and the dispatch takes it
+        assert torch.equal(M.median_filter(Sd, kernel_size=k, axis="time"), fused["time"])
+        assert M._FUSED_ERROR is None
         with monkeypatch.context() as m:
             _eager(m)
             for ax in ("time", "freq"):
@@ -90,7 +96,7 @@ def test_fused_median_cuda_signed_zeros_equal_values(device, monkeypatch):
     S = torch.randn(2, 64, 50, generator=torch.Generator().manual_seed(1)).round().to(device)
     S[S == 0] = -0.0
     S[0, ::3] = 0.0
-    fused = M.median_filter(S, axis="time")
+    fused = MT.median(S, 31, "time")
     with monkeypatch.context() as m:
         _eager(m)
         eager = M.median_filter(S, axis="time")
@@ -105,8 +111,30 @@ def test_hpss_cuda_fused_equals_eager(device, dtype, monkeypatch):
     S = torch.rand((4, 1025, 95), generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
     fl = torch.tensor([95, 60, 1, 30], device=device)
     fused = H.hpss(S, mask=True, frame_lengths=fl)
+    assert M._FUSED_ERROR is None, M._FUSED_ERROR  # the dispatch really ran the kernel
     with monkeypatch.context() as m:
         _eager(m)
         eager = H.hpss(S, mask=True, frame_lengths=fl)
     for a, b in zip(fused, eager):
         assert torch.equal(a, b)
+
+
+def test_dispatch_falls_back_loudly_when_the_kernel_fails(monkeypatch):
+    """A kernel that cannot compile/run gives a RuntimeWarning and the eager result, once and for all."""
+    import ser_gpu.functional.median as median_mod
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no PTX for this GPU")
+
+    monkeypatch.setattr(median_mod, "_fused", lambda S, k: median_mod._FUSED_ERROR is None)
+    monkeypatch.setattr(MT, "median", broken)
+    monkeypatch.setattr(median_mod, "_FUSED_ERROR", None)
+    S = torch.rand(2, 40, 33, generator=torch.Generator().manual_seed(2))
+    with pytest.warns(RuntimeWarning, match="no PTX for this GPU"):
+        out = M.median_filter(S, axis="freq")
+    assert "no PTX" in median_mod._FUSED_ERROR
+    # from then on the kernel is not tried again (no second warning), and the result is the eager one
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = M.median_filter(S, axis="freq")
+    assert torch.equal(out, again) and torch.equal(out, M._median_freq_runs(S, 31, M.DEFAULT_CHUNK_SIZE))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from typing import Optional
 
 import torch
@@ -351,16 +352,37 @@ def _median_freq_runs(S: torch.Tensor, k: int, chunk_size: int) -> torch.Tensor:
     return out
 
 
+#: Set to the error when the fused kernel failed to compile or run once; the eager median is then used.
+_FUSED_ERROR: Optional[str] = None
+
+
 def _fused(S: torch.Tensor, k: int) -> bool:
     """Whether the fused kernel (:mod:`ser_gpu.kernels.median_triton`) takes this median: CUDA with
-    Triton importable (see :func:`ser_gpu.kernels.fused_enabled`) and ``k <= MAX_KERNEL``."""
+    Triton importable (see :func:`ser_gpu.kernels.fused_enabled`), ``k <= MAX_KERNEL``, and the
+    kernel has not failed before."""
     from ..kernels import fused_enabled
 
-    if not fused_enabled(S.device):
+    if _FUSED_ERROR is not None or not fused_enabled(S.device):
         return False
     from ..kernels.median_triton import MAX_KERNEL
 
     return k <= MAX_KERNEL
+
+
+def _try_fused(S, k, axis, frame_lengths):
+    """The fused median, or None (with a one-time RuntimeWarning, eager from then on) if the kernel
+    cannot compile or run here: a broken Triton install must not stop the features. The CUDA tests
+    call the kernel directly, so such a failure still fails them."""
+    global _FUSED_ERROR
+    from ..kernels import median_triton
+
+    try:
+        return median_triton.median(S, k, axis, frame_lengths)
+    except Exception as exc:  # noqa: BLE001 - any compile/launch error: fall back, loudly
+        _FUSED_ERROR = repr(exc)
+        warnings.warn(f"ser_gpu: the fused median kernel failed ({exc!r}); using the eager median from now on",
+                      RuntimeWarning, stacklevel=3)
+        return None
 
 
 def _median_time(S: torch.Tensor, k: int, frame_lengths: Optional[torch.Tensor], chunk_size: int) -> torch.Tensor:
@@ -369,9 +391,9 @@ def _median_time(S: torch.Tensor, k: int, frame_lengths: Optional[torch.Tensor],
     if k == 1:
         return S.clone()
     if _fused(S, k):
-        from ..kernels import median_triton
-
-        return median_triton.median(S, k, "time", frame_lengths)
+        out = _try_fused(S, k, "time", frame_lengths)
+        if out is not None:
+            return out
     if _runs_median_ok(k):
         with _one_cpu_thread(S.device):
             return _median_time_runs(S, k, frame_lengths, chunk_size)
@@ -391,9 +413,9 @@ def _median_freq(S: torch.Tensor, k: int, chunk_size: int) -> torch.Tensor:
     if k == 1:
         return S.clone()
     if _fused(S, k):
-        from ..kernels import median_triton
-
-        return median_triton.median(S, k, "freq")
+        out = _try_fused(S, k, "freq", None)
+        if out is not None:
+            return out
     if _runs_median_ok(k):
         with _one_cpu_thread(S.device):
             return _median_freq_runs(S, k, chunk_size)
@@ -428,7 +450,8 @@ def median_filter(
     (:mod:`ser_gpu.kernels.median_triton`), equal to the eager path bit for bit except that a zero
     median may carry the other sign when the input mixes ``-0.0`` and ``+0.0`` (equal values; HPSS
     magnitudes are never ``-0.0``). ``chunk_size`` then does not apply (the kernel needs no
-    temporaries beyond the output).
+    temporaries beyond the output). Should the kernel fail to compile or run, a ``RuntimeWarning``
+    says so once and the eager path is used from then on.
 
     Args:
         S: ``[shape=(..., freq, frames)]`` real float32/float64 tensor.
