@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_suite.py                      # on the GPU machine (about 6 minutes at most)
     python benchmarks/gpu_suite.py --device cpu --quick # dry run of every step here, tiny sizes
+    python benchmarks/gpu_suite.py --mirror "$OUT"      # also copy results/ there after every step
 
 Each step runs in its own process with its own timeout, inside an overall budget (``--budget``,
 default 360 s): a failing or slow step costs only itself. Logs go to ``<results>/gpu_suite/<step>.log``
@@ -19,9 +20,9 @@ process before anything else runs (parallel first compilations corrupt it: numba
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -37,8 +38,8 @@ def _have(module: str, env: dict) -> bool:
 
 
 class Suite:
-    def __init__(self, results: Path, device: str, budget: float, env: dict):
-        self.results, self.device, self.env = results, device, env
+    def __init__(self, results: Path, device: str, budget: float, env: dict, mirror: Path = None):
+        self.results, self.device, self.env, self.mirror = results, device, env, mirror
         self.logs = results / "gpu_suite"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.deadline = time.monotonic() + budget
@@ -78,6 +79,9 @@ class Suite:
     def save(self, extra: dict = None):
         payload = {"device": self.device, "steps": self.steps, **(extra or {})}
         (self.results / f"gpu_suite_{self.device}.json").write_text(json.dumps(payload, indent=2) + "\n")
+        if self.mirror is not None:  # e.g. a remote run's $OUT: what is there survives a kill
+            shutil.copytree(self.results, self.mirror / "results", dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("dry_run"))
 
 
 def _load(path: Path):
@@ -136,6 +140,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny sizes: exercise every step briefly (dry run)")
     p.add_argument("--budget", type=float, default=None, help="overall seconds (default 360; 240 with --quick)")
     p.add_argument("--skip", default="", help="comma-separated step names to leave out")
+    p.add_argument("--mirror", type=Path, default=None, help="copy the results directory here after every step")
     args = p.parse_args(argv)
     quick, dev = args.quick, args.device
     budget = args.budget or (240.0 if quick else 360.0)
@@ -143,7 +148,7 @@ def main(argv=None):
     results.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, SER_GPU_RESULTS=str(results), PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [x for x in [env.get("PYTHONPATH")] if x])
-    suite = Suite(results, dev, budget, env)
+    suite = Suite(results, dev, budget, env, args.mirror)
     skip = set(filter(None, args.skip.split(",")))
     t0 = time.monotonic()
 

@@ -14,12 +14,12 @@ from .._validation import (check_lengths, check_nonnegative, check_positive, che
 from ..errors import ParameterError
 from ..functional import filters
 from ..functional.features import (
+    _delta,
     _normalize,
     _rms_waveform,
     _spectral_centroid,
     _spectral_contrast,
     _spectral_rolloff,
-    _delta,
     _zero_crossing_rate,
 )
 from ..functional.spectrum import (
