@@ -13,7 +13,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# where write_results puts its JSON; SER_GPU_RESULTS overrides it (gpu_suite.py's dry runs use it so
+# that they never overwrite the committed figures)
+RESULTS = Path(os.environ.get("SER_GPU_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def speech_like_clips(n: int, seconds: float = 3.0, sr: int = 22050, seed: int = 0) -> np.ndarray:

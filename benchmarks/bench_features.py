@@ -1,11 +1,12 @@
 """Per-feature time of ser_gpu (batched) against librosa (clip by clip) on the same 3 s clips.
 
-    python benchmarks/bench_features.py [--device cpu|cuda] [--batch 32] [--librosa-clips 8]
+    python benchmarks/bench_features.py [--device cpu|cuda] [--batch 32] [--librosa-clips 8] [--tag b64]
 
 librosa runs one clip at a time on one core (as the original system's DataLoader workers did);
 ser_gpu runs the whole batch in one call with torch's threads (CPU) or on the GPU. Throughput is
 "x realtime": seconds of audio processed per second of wall time. On CPU, "per core" divides by
-the torch thread count. Results go to ``benchmarks/results/features_<device>.json``.
+the torch thread count. Results go to ``benchmarks/results/features[_<tag>]_<device>.json``.
+``--librosa-clips 0`` skips librosa (e.g. a GPU machine without it): its columns are then null.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ SR = 22050
 
 def cases():
     """(name, ours(y, lengths), librosa(clip)) — each ours computes from the waveform batch."""
-    import librosa
+    try:
+        import librosa
+    except ImportError:  # only the librosa columns need it (see --librosa-clips 0)
+        librosa = None
 
     def has(module):
         try:
@@ -98,6 +102,8 @@ def main(argv=None):
     p.add_argument("--librosa-clips", type=int, default=8, help="clips timed through librosa (default 8)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--only", default=None, help="comma-separated case names to run")
+    p.add_argument("--tag", default="", help="suffix of the results file (features_<tag>_<device>.json)")
+    p.add_argument("--repeats", type=int, default=3, help="timed ser_gpu calls per case (best is kept)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     batch = args.batch or (256 if device.type == "cuda" else 32)
@@ -117,21 +123,33 @@ def main(argv=None):
         if wanted is not None and name.split(" ")[0] not in wanted:
             continue
         with torch.no_grad():
-            t_ours = timeit(lambda: ours(y, lengths), device=device, repeats=3)
-        clip64 = clips[:n_lib].astype(np.float32)
-        t_lib = timeit(lambda: [ref(c) for c in clip64], device=torch.device("cpu"), repeats=1) / n_lib
+            t_ours = timeit(lambda: ours(y, lengths), device=device, repeats=args.repeats)
         ours_rt = audio_seconds / t_ours
-        lib_rt = args.seconds / t_lib
-        cores = torch.get_num_threads() if device.type == "cpu" else 1
-        per_core = (ours_rt / cores) / lib_rt if device.type == "cpu" else ours_rt / lib_rt
-        rows.append({"feature": name, "ser_gpu_seconds_per_batch": t_ours, "ser_gpu_x_realtime": ours_rt,
-                     "librosa_ms_per_clip": 1e3 * t_lib, "librosa_x_realtime": lib_rt,
-                     "speedup_per_core" if device.type == "cpu" else "speedup_vs_one_librosa_core": per_core})
-        print(f"{name:34s} {t_ours:15.4f} {ours_rt:12.0f} {1e3 * t_lib:16.2f} {lib_rt:11.0f} {per_core:14.1f}")
-    path = write_results("features", device, {
+        row = {"feature": name, "ser_gpu_seconds_per_batch": t_ours, "ser_gpu_x_realtime": ours_rt}
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            with torch.no_grad():
+                ours(y, lengths)
+            row["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        if n_lib:
+            clip64 = clips[:n_lib].astype(np.float32)
+            t_lib = timeit(lambda: [ref(c) for c in clip64], device=torch.device("cpu"), repeats=1) / n_lib
+            lib_rt = args.seconds / t_lib
+            cores = torch.get_num_threads() if device.type == "cpu" else 1
+            per_core = (ours_rt / cores) / lib_rt if device.type == "cpu" else ours_rt / lib_rt
+        else:
+            t_lib = lib_rt = per_core = None
+        row.update({"librosa_ms_per_clip": None if t_lib is None else 1e3 * t_lib, "librosa_x_realtime": lib_rt,
+                    "speedup_per_core" if device.type == "cpu" else "speedup_vs_one_librosa_core": per_core})
+        rows.append(row)
+        lib_cols = (f"{1e3 * t_lib:16.2f} {lib_rt:11.0f} {per_core:14.1f}" if t_lib is not None
+                    else f"{'-':>16s} {'-':>11s} {'-':>14s}")
+        print(f"{name:34s} {t_ours:15.4f} {ours_rt:12.0f} {lib_cols}")
+    path = write_results("features" + (f"_{args.tag}" if args.tag else ""), device, {
         "batch": batch, "clip_seconds": args.seconds, "audio_seconds": audio_seconds, "dtype": args.dtype,
         "librosa_clips_timed": n_lib, "rows": rows,
-        "notes": "ser_gpu: best of 3 batched calls after a warm-up; librosa: one clip at a time on one core"})
+        "notes": f"ser_gpu: best of {args.repeats} batched calls after a warm-up; librosa: one clip at a time on "
+                 "one core (null: not timed)"})
     print(f"wrote {path}")
 
 

@@ -159,7 +159,7 @@ def check_lengths(
     lengths = lengths.to(device=y.device, dtype=torch.int64)
     if lengths.numel():
         low = 0 if allow_zero else 1
-        lo, hi = int(lengths.min()), int(lengths.max())
+        lo, hi = torch.stack(torch.aminmax(lengths)).tolist()  # one host sync for both bounds
         if lo < low or hi > y.shape[-1]:
             bad = lo if lo < low else hi
             raise ParameterError(

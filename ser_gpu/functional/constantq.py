@@ -482,14 +482,20 @@ def _cqt(y, *, sr, hop_length, fmin, n_bins, bins_per_octave, tuning, filter_sca
     signatures = {}
     for k, p in enumerate(plans):
         signatures.setdefault(p.signature(), []).append(k)
-    frames = torch.empty(B, dtype=torch.int64, device=y.device)
-    for ks in signatures.values():
-        sel = torch.isin(per_example_plan, torch.tensor(ks, device=y.device))
-        frames[sel] = _frame_counts(plans[ks[0]], n[sel])
-        early = plans[ks[0]].early
-        if early > 1 and bool(sel.any()) and int(n[sel].min()) < early:
+    if len(signatures) == 1:  # the usual case: no boolean-mask indexing (each one is a host sync)
+        frames = _frame_counts(plans[0], n)
+        groups = [(plans[0].early, n)]
+    else:
+        frames = torch.empty(B, dtype=torch.int64, device=y.device)
+        groups = []
+        for ks in signatures.values():
+            sel = torch.isin(per_example_plan, torch.tensor(ks, device=y.device))
+            frames[sel] = _frame_counts(plans[ks[0]], n[sel])
+            groups.append((plans[ks[0]].early, n[sel]))
+    for early, n_group in groups:
+        if early > 1 and n_group.numel() and int(n_group.min()) < early:
             raise ParameterError(
-                f"y has a clip of length {int(n[sel].min())} samples, too short for this constant-Q "
+                f"y has a clip of length {int(n_group.min())} samples, too short for this constant-Q "
                 f"transform (it decimates by {early} before the first octave)"
             )
     if len(signatures) == 1:
@@ -617,15 +623,22 @@ def chroma_cqt(
             raise ParameterError("lengths (in samples) go with y; with a precomputed C pass frame_lengths")
         C = valid_spectrogram(C, name="C")
         frame_lengths = check_frame_lengths(frame_lengths, C)
+    chroma = _chroma_from_cqt(C, frame_lengths, bins_per_octave=bins_per_octave, n_chroma=n_chroma, fmin=fmin,
+                              norm=norm, threshold=threshold)
+    return (chroma, frame_lengths) if with_lengths else chroma
+
+
+def _chroma_from_cqt(C, frame_lengths, *, bins_per_octave=36, n_chroma=12, fmin=None, norm=math.inf,
+                     threshold=0.0):
+    """:func:`chroma_cqt` of a checked constant-Q magnitude ``C`` (no validation, no host sync):
+    frames past ``frame_lengths`` (if given) are zeroed."""
     M = cq_to_chroma(C.shape[-2], bins_per_octave=bins_per_octave, n_chroma=n_chroma, fmin=fmin,
                      device=C.device, dtype=C.dtype)
     chroma = torch.matmul(M, C)
     if threshold is not None:
         chroma = chroma.masked_fill(chroma < threshold, 0.0)
     chroma = normalize(chroma, norm=norm, axis=-2)
-    if not with_lengths:
-        return chroma
-    return _mask_frames(chroma, frame_lengths), frame_lengths
+    return chroma if frame_lengths is None else _mask_frames(chroma, frame_lengths)
 
 
 _CHROMA_KWARGS = frozenset({"hop_length", "fmin", "norm", "threshold", "tuning", "n_chroma", "n_octaves",
@@ -690,8 +703,13 @@ def tonnetz(
             raise ParameterError("lengths (in samples) go with y; with a precomputed chroma pass frame_lengths")
         chroma = valid_spectrogram(chroma, name="chroma")
         frame_lengths = check_frame_lengths(frame_lengths, chroma)
+    ton = _tonnetz_from_chroma(chroma, frame_lengths)
+    return (ton, frame_lengths) if with_lengths else ton
+
+
+def _tonnetz_from_chroma(chroma, frame_lengths):
+    """:func:`tonnetz` of a checked chroma (no validation, no host sync); frames past
+    ``frame_lengths`` (if given) are zeroed."""
     phi = torch.from_numpy(_tonnetz_matrix(chroma.shape[-2]).copy()).to(device=chroma.device, dtype=chroma.dtype)
     ton = torch.matmul(phi, normalize(chroma, norm=1, axis=-2))
-    if not with_lengths:
-        return ton
-    return _mask_frames(ton, frame_lengths), frame_lengths
+    return ton if frame_lengths is None else _mask_frames(ton, frame_lengths)

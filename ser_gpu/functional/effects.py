@@ -20,7 +20,7 @@ from .._validation import (
 from ..errors import ParameterError
 from ._resample import _good_size
 from .augment import _batch_lengths, _per_example, _valid_mask
-from .features import rms
+from .features import _rms_waveform
 from .hpss import _istft
 from .spectrum import _check_stft_args, _is_max, _stft, _zero_padding, num_frames
 
@@ -95,26 +95,42 @@ def trim(
     frame_length = check_positive_int(frame_length, "frame_length")
     hop_length = check_positive_int(hop_length, "hop_length")
     use_max = _is_max(ref)
-    if not use_max:
-        if callable(ref):
-            raise ParameterError(f"ref must be a number or max (builtin max, np.max, torch.amax, 'max'), "
-                                 f"got the callable {_describe(ref)}")
-        ref_db = _ref_db(ref)
+    if not use_max and callable(ref):
+        raise ParameterError(f"ref must be a number or max (builtin max, np.max, torch.amax, 'max'), "
+                             f"got the callable {_describe(ref)}")
+    ref_db = None if use_max else _ref_db(ref)
     given_lengths = lengths is not None
     lengths = check_lengths(lengths, y)
 
     batch_shape = y.shape[:-1]
     T = y.shape[-1]
     flat = y.reshape(-1, T)
+    trimmed, intervals, new_lengths = _trim(flat, lengths.reshape(-1) if given_lengths else None, top_db=top_db,
+                                            ref_db=ref_db, frame_length=frame_length,
+                                            hop_length=hop_length)
+    trimmed = trimmed.reshape(batch_shape + trimmed.shape[-1:])
+    intervals = intervals.reshape(batch_shape + (2,))
     if given_lengths:
-        lens = lengths.reshape(-1)
-    else:
-        lens = torch.full((flat.shape[0],), T, dtype=torch.int64, device=y.device)
+        return trimmed, intervals, new_lengths.reshape(batch_shape)
+    return trimmed, intervals
+
+
+def _trim(flat: torch.Tensor, lens: Optional[torch.Tensor], *, top_db: float, ref_db, frame_length: int,
+          hop_length: int):
+    """:func:`trim` of a checked ``(B, T)`` batch (``lens``: ``(B,)`` valid samples or None;
+    ``ref_db``: None for ``ref=max``). Returns ``(trimmed (B, M), intervals (B, 2), new_lengths (B,))``.
+    One host sync: the output width ``M = max(new_lengths)``."""
+    T = flat.shape[-1]
+    given_lengths = lens is not None
+    use_max = ref_db is None
+    if not given_lengths:
+        lens = torch.full((flat.shape[0],), T, dtype=torch.int64, device=flat.device)
 
     # librosa squares float32 samples; summing the (exact) float64 squares then rounding once gives
     # that float32 mean to within an ulp, whatever order numpy summed in
     x = _zero_padding(flat.to(torch.float32), lens if given_lengths else None).to(torch.float64)
-    power64 = rms(x, frame_length=frame_length, hop_length=hop_length, center=True, pad_mode="constant")[:, 0, :] ** 2
+    power64 = _rms_waveform(x, frame_length=frame_length, hop_length=hop_length, center=True, pad_mode="constant",
+                            lengths=None)[0][:, 0, :] ** 2
     frame_rms = torch.sqrt(power64.to(torch.float32))
     power = frame_rms * frame_rms
 
@@ -122,7 +138,7 @@ def trim(
     pad = frame_length // 2
     # librosa frames the centred signal: 1 + (length + 2 * pad - frame_length) // hop (odd lengths too)
     valid_frames = 1 + torch.div(lens + 2 * pad - frame_length, hop_length, rounding_mode="floor")
-    frame_idx = torch.arange(n_frames, device=y.device)
+    frame_idx = torch.arange(n_frames, device=flat.device)
     valid = frame_idx < valid_frames.unsqueeze(-1)
 
     log_spec = 10.0 * torch.log10(torch.clamp(power, min=_AMIN_POWER))
@@ -132,7 +148,7 @@ def trim(
     else:
         # a float64 reference is subtracted in float64 and rounded back, as numpy's in-place `-=` does
         work = torch.float64 if ref_db.dtype == np.float64 else torch.float32
-        db = (log_spec.to(work) - torch.tensor(float(ref_db), dtype=work, device=y.device)).to(torch.float32)
+        db = (log_spec.to(work) - torch.tensor(float(ref_db), dtype=work, device=flat.device)).to(torch.float32)
     non_silent = (db > -top_db) & valid
 
     any_frame = non_silent.any(dim=-1)
@@ -144,15 +160,10 @@ def trim(
     new_lengths = end - start
 
     M = int(new_lengths.max()) if new_lengths.numel() else 0
-    pos = torch.arange(M, device=y.device)
+    pos = torch.arange(M, device=flat.device)
     gather_idx = (start.unsqueeze(-1) + pos).clamp(max=T - 1)
     trimmed = torch.gather(flat, -1, gather_idx).masked_fill(pos >= new_lengths.unsqueeze(-1), 0.0)
-
-    trimmed = trimmed.reshape(batch_shape + (M,))
-    intervals = torch.stack([start, end], dim=-1).reshape(batch_shape + (2,))
-    if given_lengths:
-        return trimmed, intervals, new_lengths.reshape(batch_shape)
-    return trimmed, intervals
+    return trimmed, torch.stack([start, end], dim=-1), new_lengths
 
 
 # ----------------------------------------------------------------------------------------------

@@ -359,6 +359,11 @@ def delta(
     if mode != "interp":
         raise ParameterError(f"mode must be 'interp' (librosa's default), got {mode!r}")
     data, _, frame_lengths_checked = spectrogram(S=data, frame_lengths=frame_lengths)
+    return _result(_delta(data, width, order, frame_lengths_checked), frame_lengths_checked, frame_lengths)
+
+
+def _delta(data: torch.Tensor, width: int, order: int, frame_lengths_checked: Optional[torch.Tensor]) -> torch.Tensor:
+    """:func:`delta` with checked arguments (no validation, no host sync); padded frames not zeroed."""
     T = data.shape[-1]
     batch_shape = data.shape[:-2]
     n = frame_lengths_checked if frame_lengths_checked is not None else torch.full(
@@ -380,8 +385,7 @@ def delta(
         -2,
         idx.unsqueeze(-3).expand(batch_shape + (d, T, width)),
     )
-    out = (gathered * coeffs.unsqueeze(-3)).sum(-1)
-    return _result(out, frame_lengths_checked, frame_lengths)
+    return (gathered * coeffs.unsqueeze(-3)).sum(-1)
 
 
 @functools.lru_cache(maxsize=16)

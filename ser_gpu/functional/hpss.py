@@ -1,20 +1,15 @@
-"""Inverse STFT, median filtering and harmonic/percussive source separation, as librosa 0.11.
+"""Inverse STFT, soft masks and harmonic/percussive source separation, as librosa 0.11.
 
 Everything is batched over leading axes and runs on the input's device and dtype. Padded batches
 carry ``lengths`` (samples) or ``frame_lengths`` (frames); every valid sample/frame then equals what
 librosa computes on the unpadded example alone, and everything beyond is zero.
 
-The median filters are the hot spot of HPSS (a 31-wide median at every time-frequency point, twice).
-They run as exact elementwise min/max programs (bit-identical to a sort): for kernel sizes
-``2**j - 1`` (librosa's 31) windows share pre-sorted runs of samples (~26 min/max per output),
-for other sizes a selection network per window (274 for 31 would be needed), over chunks of
-examples/rows so that the working set stays under ``chunk_size`` elements whatever the batch size.
+The running medians (the hot spot of HPSS) live in :mod:`ser_gpu.functional.median`;
+``median_filter`` and ``DEFAULT_CHUNK_SIZE`` are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
 import numbers
 from typing import Optional, Sequence, Tuple, Union
@@ -31,6 +26,7 @@ from .._validation import (
     valid_spectrogram,
 )
 from ..errors import ParameterError
+from .median import DEFAULT_CHUNK_SIZE, _check_chunk_size, _median_freq, _median_time, median_filter
 from .spectrum import _frame_args, _stft, frame_mask, get_window
 
 __all__ = [
@@ -44,11 +40,6 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
 ]
 
-#: Default upper bound on the median filters' working set, in elements: 2**24 = 64 MiB in float32,
-#: 128 MiB in float64. The selection network's windowed temporary is rows x length x kernel; the
-#: run-based median (kernel 2**j - 1) holds about (j + 2) padded copies of its chunk of examples.
-#: On a single CPU thread the chunks are further capped to cache-sized pieces, which is faster.
-DEFAULT_CHUNK_SIZE = 2**24
 
 _HPSS_PAD_MODES = ("constant", "edge", "reflect")
 
@@ -98,10 +89,6 @@ def _check_power(power) -> float:
     if isinstance(power, bool) or not isinstance(power, numbers.Real) or math.isnan(float(power)) or power <= 0:
         raise ParameterError(f"power must be a positive number (or inf for a hard mask), got {_describe(power)}")
     return float(power)
-
-
-def _check_chunk_size(chunk_size) -> int:
-    return check_positive_int(chunk_size, "chunk_size")
 
 
 def _padded_window(window, win_length: int, n_fft: int, *, device, dtype) -> torch.Tensor:
@@ -182,8 +169,12 @@ def istft(
 
 
 #: Examples are inverted this many frame samples (examples x n_fft x frames) at a time, so the
-#: (batch, n_fft, frames) inverse-FFT temporaries stay bounded whatever the batch size.
+#: (batch, n_fft, frames) inverse-FFT temporaries stay bounded whatever the batch size. On CUDA the
+#: chunks are 4x larger (2**25 elements, 128 MiB in float32): each chunk costs ~36 kernel launches,
+#: which dominate there (batch 256 x 3 s: 3 chunks instead of 9), while on CPU smaller chunks stay
+#: nearer the caches.
 _ISTFT_CHUNK_ELEMENTS = 2**23
+_ISTFT_CHUNK_ELEMENTS_CUDA = 2**25
 
 
 def _istft(D, *, n_fft, hop_length, win_length, window, center, length, lengths, frame_lengths):
@@ -203,7 +194,8 @@ def _istft(D, *, n_fft, hop_length, win_length, window, center, length, lengths,
     if frame_lengths is not None:
         frame_lengths = frame_lengths.reshape(-1)
     y = torch.empty((B, out_len), dtype=real_dtype, device=D.device)
-    per_chunk = max(1, _ISTFT_CHUNK_ELEMENTS // (n_fft * n_frames))
+    budget = _ISTFT_CHUNK_ELEMENTS_CUDA if D.device.type == "cuda" else _ISTFT_CHUNK_ELEMENTS
+    per_chunk = max(1, budget // (n_fft * n_frames))
     if n_fft % hop_length == 0:
         _istft_blocks(X, y, win, n_fft=n_fft, hop_length=hop_length, half=half, frame_lengths=frame_lengths,
                       per_chunk=per_chunk)
@@ -293,406 +285,6 @@ def _fix_length(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-1] >= size:
         return x[..., :size]
     return nnf.pad(x, (0, size - x.shape[-1]))
-
-
-# ----------------------------------------------------------------------------------------------
-# median filtering
-
-
-def _reflect_index(pos: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """scipy.ndimage 'reflect' (half-sample symmetric, ``d c b a | a b c d | d c b a``), periodic."""
-    period = 2 * n
-    j = torch.remainder(pos, period)
-    return torch.where(j < n, j, period - 1 - j)
-
-
-def _batcher_pairs(n: int):
-    """Comparators ``(i, j)``, ``i < j``, of Batcher's odd-even merge sort of ``n = 2**m`` keys."""
-    pairs = []
-    p = 1
-    while p < n:
-        k = p
-        while k >= 1:
-            for j in range(k % p, n - k, 2 * k):
-                for i in range(min(k, n - j - k)):
-                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
-                        pairs.append((i + j, i + j + k))
-            k //= 2
-        p *= 2
-    return pairs
-
-
-@functools.lru_cache(maxsize=None)
-def _selection_network(k: int):
-    """A min/max program whose slot ``k // 2`` ends up holding the element of rank ``k // 2``.
-
-    Batcher's network for the next power of two, with the missing keys as static +inf (comparators
-    against them become no-ops or relabellings), pruned backwards to the comparators, and the min or
-    max halves of them, that reach the selected slot. For k = 31: 274 elementwise min/max.
-    Returns ``(program, target)``; each step is ``('cmp'|'swap', i, j, need_min, need_max)``.
-    """
-    n = 1
-    while n < k:
-        n *= 2
-    is_inf = [i >= k for i in range(n)]
-    ops = []
-    for i, j in _batcher_pairs(n):
-        if is_inf[j]:
-            continue
-        if is_inf[i]:
-            is_inf[i], is_inf[j] = False, True
-            ops.append(("swap", i, j))
-        else:
-            ops.append(("cmp", i, j))
-    target = k // 2
-    needed = {target}
-    program = []
-    for kind, i, j in reversed(ops):
-        need_i, need_j = i in needed, j in needed
-        if not (need_i or need_j):
-            continue
-        program.append((kind, i, j, need_i, need_j))
-        if kind == "swap":
-            needed = (needed - {i, j}) | ({j} if need_i else set()) | ({i} if need_j else set())
-        else:
-            needed |= {i, j}
-    program.reverse()
-    return tuple(program), target
-
-
-def _select_median(padded: torch.Tensor, k: int, L: int) -> torch.Tensor:
-    """Rank ``k // 2`` of every window ``padded[:, t : t + k]``, ``t < L``, by a selection network.
-
-    Only exact min/max, so the result is bit-identical to a sort-based median; on CPU it is several
-    times faster than ``torch.median`` over ``unfold`` windows and on GPU it is purely elementwise.
-    """
-    program, target = _selection_network(k)
-    slots = [padded[:, j : j + L] for j in range(k)]  # views, no copy
-    slots += [None] * (len(slots) + 1)
-    for kind, i, j, need_i, need_j in program:
-        if kind == "swap":
-            slots[i], slots[j] = slots[j], slots[i]
-            continue
-        a, b = slots[i], slots[j]
-        lo = torch.minimum(a, b) if need_i else None
-        hi = torch.maximum(a, b) if need_j else None
-        slots[i], slots[j] = lo, hi
-    return slots[target]
-
-
-#: On CPU each min/max works on at most this many elements: small enough to stay in cache and under
-#: torch's intra-op parallel grain (forking per tiny op is slow, pathologically so on a busy machine).
-_CPU_OP_ELEMENTS = 2**15
-
-
-def _window_median(rows: torch.Tensor, idx: torch.Tensor, k: int, chunk_size: int,
-                   row_group: Optional[int] = None) -> torch.Tensor:
-    """Median over ``k``-wide windows of gathered rows.
-
-    ``rows``: ``(R, L)``. ``idx``: ``(L + k - 1,)`` source positions shared by all rows, or
-    ``(G, L + k - 1)`` with row ``r`` using ``idx[r // row_group]``. Output ``(R, L)``: the element of
-    rank ``k // 2`` of each window (scipy's choice, the upper median for even ``k``). At most
-    ``chunk_size`` elements of windowed data (rows x L x k) are live at once.
-    """
-    R, L = rows.shape
-    out = torch.empty_like(rows)
-    per_chunk = max(1, chunk_size // (L * k))
-    if rows.device.type == "cpu":
-        per_chunk = min(per_chunk, max(1, _CPU_OP_ELEMENTS // L))
-    for r0 in range(0, R, per_chunk):
-        r1 = min(R, r0 + per_chunk)
-        block = rows[r0:r1]
-        if idx.ndim == 1:
-            padded = block.index_select(1, idx)
-        else:
-            groups = torch.arange(r0, r1, device=rows.device) // row_group
-            padded = torch.gather(block, 1, idx[groups])
-        out[r0:r1] = _select_median(padded, k, L)
-    return out
-
-
-# ---- sliding median by shared sorted runs (kernel sizes 2**j - 1, e.g. librosa's 31)
-#
-# Neighbouring windows share most of their elements, and the selection network above re-sorts them
-# for every output. For k = 2M - 1 (M a power of two) the windows tile exactly onto sorted runs:
-#
-# * "runs": for every position p = -1 (mod 2**j), the 2**j samples from p on, sorted; a run of
-#   2**j is the odd-even merge of two runs of 2**(j-1), so all runs up to M cost ~4 comparators
-#   per position in total;
-# * "blocks": the M outputs s..s+M-1 (s = 0 mod M) share the core P[s+M-1 : s+2M-1], a run of M.
-#   Halving a block adds M/2 samples (a run) to each half's core, and a window's median can only be
-#   one of the middle M/2 ranks of its half's core plus what is still missing, so each half keeps
-#   just ranks [M/2, M) of the merge (the others are provably below/above the median); at size 1
-#   that is the median itself.
-#
-# With pruned Batcher merges this is ~26 elementwise min/max per output for k = 31 instead of 274,
-# still exact selections (bit-identical to a sort, ties included).
-
-
-def _oddeven_merge_pairs(n: int):
-    """Comparators ``(i, j)`` of Batcher's odd-even merge of the sorted halves of ``n = 2**m`` keys."""
-    pairs = []
-
-    def merge(lo: int, length: int, r: int):
-        step = 2 * r
-        if step < length:
-            merge(lo, length, step)
-            merge(lo + r, length, step)
-            pairs.extend((i, i + r) for i in range(lo + r, lo + length - r, step))
-        else:
-            pairs.append((lo, lo + r))
-
-    merge(0, n, 1)
-    return pairs
-
-
-@functools.lru_cache(maxsize=None)
-def _merge_program(a: int, b: int, lo: int, hi: int):
-    """A min/max program merging two sorted lists and keeping the ranks ``[lo, hi)``.
-
-    Slots ``0..a-1`` hold the first list, ``h..h+b-1`` the second (``h``: power of two >= a, b);
-    missing keys are static +inf as in :func:`_selection_network`, and the program is pruned back
-    from the kept ranks. Returns ``(program, n_slots, h, target_slots)``.
-    """
-    h = 1
-    while h < max(a, b):
-        h *= 2
-    n = 2 * h
-    is_inf = [not (i < a or h <= i < h + b) for i in range(n)]
-    ops = []
-    for i, j in _oddeven_merge_pairs(n):
-        if is_inf[j]:
-            continue
-        if is_inf[i]:
-            is_inf[i], is_inf[j] = False, True
-            ops.append(("swap", i, j))
-        else:
-            ops.append(("cmp", i, j))
-    targets = tuple(range(lo, hi))
-    needed = set(targets)
-    program = []
-    for kind, i, j in reversed(ops):
-        need_i, need_j = i in needed, j in needed
-        if not (need_i or need_j):
-            continue
-        program.append((kind, i, j, need_i, need_j))
-        if kind == "swap":
-            needed = (needed - {i, j}) | ({j} if need_i else set()) | ({i} if need_j else set())
-        else:
-            needed |= {i, j}
-    program.reverse()
-    return tuple(program), n, h, targets
-
-
-def _run_program(program, slots: list) -> list:
-    for kind, i, j, need_i, need_j in program:
-        if kind == "swap":
-            slots[i], slots[j] = slots[j], slots[i]
-            continue
-        a, b = slots[i], slots[j]
-        slots[i] = torch.minimum(a, b) if need_i else None
-        slots[j] = torch.maximum(a, b) if need_j else None
-    return slots
-
-
-def _merge_keep(first: list, second: list, lo: int, hi: int) -> list:
-    """Ranks ``[lo, hi)`` (as a list of tensors) of the union of two sorted lists of tensors."""
-    program, n, h, targets = _merge_program(len(first), len(second), lo, hi)
-    slots = [None] * n
-    slots[: len(first)] = first
-    slots[h : h + len(second)] = second
-    _run_program(program, slots)
-    return [slots[t] for t in targets]
-
-
-def _runs_median_ok(k: int) -> bool:
-    """Whether :func:`_runs_median` applies: ``k = 2**j - 1 >= 3`` (librosa's default 31 is)."""
-    return k >= 3 and (k + 1) & k == 0
-
-
-def _runs_median(P: torch.Tensor, k: int) -> torch.Tensor:
-    """Median of every window ``P[:, o : o + k]`` along axis 1 of ``(G, L + k - 1, W)``; ``(G, L, W)``.
-
-    ``k = 2M - 1`` with ``M`` a power of two (see the comment above); rank ``k // 2`` exactly.
-    """
-    G, Lp, W = P.shape
-    L = Lp - k + 1
-    M = (k + 1) // 2
-    levels = M.bit_length() - 1
-    n_blocks = -(-L // M)
-    Lq = (n_blocks + 2) * M  # every run the blocks read lies inside; the tail never reaches an output
-    P = nnf.pad(P, (0, 0, 0, Lq - Lp)) if Lq > Lp else P[:, :Lq]
-    runs = [[P]]  # runs[j][q][:, i]: rank q of the sorted run P[i * 2**j + 2**j - 1 :][: 2**j]
-    for j in range(1, levels + 1):
-        n = Lq >> j
-        prev = runs[-1]
-        runs.append(_merge_keep([s[:, 1 : 2 * n - 2 : 2] for s in prev],
-                                [s[:, 2 : 2 * n - 1 : 2] for s in prev], 0, 2 * len(prev)))
-    core = [s[:, :n_blocks] for s in runs[levels]]  # block b's core is the run of M at b * M + M - 1
-    m, blocks = M, n_blocks
-    while m >= 2:
-        run = runs[(m // 2).bit_length() - 1]
-        right = 4 * M // m - 1  # the run of m / 2 just after the right half's last window start
-        # (G, blocks, 2, W) views: block b's halves read runs 2b (left) and 2b + right (right);
-        # as_strided does not check bounds against the runs computed, so check once here
-        assert 2 * (blocks - 1) + right < run[0].shape[1], (k, Lp, m)
-        extra = [s.as_strided((G, blocks, 2, W), (s.stride(0), 2 * s.stride(1), right * s.stride(1), s.stride(2)),
-                              s.storage_offset())
-                 for s in run]
-        kept = _merge_keep([c.unsqueeze(2) for c in core], extra, m // 2, m)
-        core = [c.reshape(G, 2 * blocks, W) for c in kept]
-        m, blocks = m // 2, 2 * blocks
-    return core[0][:, :L]
-
-
-#: On CPU the run-based median works on this many padded elements (examples x length x width) at
-#: a time: a few examples, whose run tables stay near the L2/L3 caches.
-_CPU_RUNS_ELEMENTS = 2**19
-
-
-def _runs_per_chunk(padded_elements: int, k: int, chunk_size: int, device: torch.device) -> int:
-    """Examples per chunk: the run tables and block temporaries hold ~(log2(k + 1) + 2) padded
-    copies, kept under ``chunk_size`` elements (and cache-sized on CPU)."""
-    copies = (k + 1).bit_length() + 1
-    per = max(1, chunk_size // (padded_elements * copies))
-    if device.type == "cpu":
-        per = min(per, max(1, _CPU_RUNS_ELEMENTS // padded_elements))
-    return per
-
-
-@contextlib.contextmanager
-def _one_cpu_thread(device: torch.device):
-    """Run the enclosed ops with one intra-op thread on CPU (this thread's setting, restored after).
-
-    The median filters are hundreds of short, memory-bound min/max ops per chunk; with several
-    intra-op threads each is a fork/join, and on a machine whose cores are busy with other processes
-    every join can wait for a descheduled (or spinning) worker. Measured on a 2-core machine: with
-    the cores shared, 2 threads ran the medians 2-6x slower than 1; idle, 2 threads were only ~1.3x
-    faster. One thread is the robust choice; the FFTs and matmuls around it keep all threads.
-    """
-    n = torch.get_num_threads()
-    if device.type != "cpu" or n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
-def _median_time_runs(S: torch.Tensor, k: int, frame_lengths: Optional[torch.Tensor],
-                      chunk_size: int) -> torch.Tensor:
-    B, F, T = S.shape
-    pos = torch.arange(T + k - 1, device=S.device) - k // 2
-    if frame_lengths is None:
-        idx = _reflect_index(pos, torch.tensor(T, device=S.device))
-    else:
-        idx = _reflect_index(pos.unsqueeze(0), frame_lengths.reshape(-1, 1))  # (B, T + k - 1)
-    St = S.transpose(-1, -2)  # time on axis 1, frequency contiguous along the width
-    out = torch.empty((B, T, F), dtype=S.dtype, device=S.device)
-    per = _runs_per_chunk((T + k - 1 + (k + 1)) * F, k, chunk_size, S.device)
-    for b0 in range(0, B, per):
-        b1 = min(B, b0 + per)
-        if idx.ndim == 1:
-            P = St[b0:b1].index_select(1, idx)
-        else:
-            P = torch.gather(St[b0:b1], 1, idx[b0:b1].unsqueeze(-1).expand(-1, -1, F))
-        out[b0:b1] = _runs_median(P, k)
-    return out.transpose(-1, -2)
-
-
-def _median_freq_runs(S: torch.Tensor, k: int, chunk_size: int) -> torch.Tensor:
-    B, F, T = S.shape
-    pos = torch.arange(F + k - 1, device=S.device) - k // 2
-    idx = _reflect_index(pos, torch.tensor(F, device=S.device))
-    out = torch.empty_like(S)
-    per = _runs_per_chunk((F + k - 1 + (k + 1)) * T, k, chunk_size, S.device)
-    for b0 in range(0, B, per):
-        b1 = min(B, b0 + per)
-        out[b0:b1] = _runs_median(S[b0:b1].index_select(1, idx), k)
-    return out
-
-
-def _median_time(S: torch.Tensor, k: int, frame_lengths: Optional[torch.Tensor], chunk_size: int) -> torch.Tensor:
-    """``S``: ``(B, F, T)``; per-example reflection at each example's own last valid frame."""
-    B, F, T = S.shape
-    if k == 1:
-        return S.clone()
-    if _runs_median_ok(k):
-        with _one_cpu_thread(S.device):
-            return _median_time_runs(S, k, frame_lengths, chunk_size)
-    pos = torch.arange(T + k - 1, device=S.device) - k // 2
-    rows = S.reshape(B * F, T)
-    if frame_lengths is None:
-        idx = _reflect_index(pos, torch.tensor(T, device=S.device))
-        out = _window_median(rows, idx, k, chunk_size)
-    else:
-        idx = _reflect_index(pos.unsqueeze(0), frame_lengths.reshape(-1, 1))  # (B, T + k - 1)
-        out = _window_median(rows, idx, k, chunk_size, row_group=F)
-    return out.reshape(B, F, T)
-
-
-def _median_freq(S: torch.Tensor, k: int, chunk_size: int) -> torch.Tensor:
-    B, F, T = S.shape
-    if k == 1:
-        return S.clone()
-    if _runs_median_ok(k):
-        with _one_cpu_thread(S.device):
-            return _median_freq_runs(S, k, chunk_size)
-    pos = torch.arange(F + k - 1, device=S.device) - k // 2
-    idx = _reflect_index(pos, torch.tensor(F, device=S.device))
-    rows = S.transpose(-1, -2).reshape(B * T, F)
-    out = _window_median(rows, idx, k, chunk_size)
-    return out.reshape(B, T, F).transpose(-1, -2)  # a view: no third full-size copy
-
-
-def median_filter(
-    S: torch.Tensor,
-    *,
-    kernel_size: int = 31,
-    axis: str = "time",
-    frame_lengths: Optional[torch.Tensor] = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> torch.Tensor:
-    """Running median along time or frequency; equals ``scipy.ndimage.median_filter(mode='reflect')``.
-
-    ``axis='time'`` equals ``median_filter(S, size=(1, kernel_size), mode='reflect')`` and
-    ``axis='freq'`` equals ``size=(kernel_size, 1)``, per ``(freq, frames)`` matrix, as
-    ``librosa.decompose.hpss`` calls them. scipy's 'reflect' repeats the edge sample
-    (``d c b a | a b c d``), unlike torch's 'reflect'. For an even ``kernel_size`` the window is
-    ``[i - k//2, i + k - 1 - k//2]`` and the upper median is taken, as scipy.
-
-    Note: scipy (1.17) reads outside the array when ``kernel_size // 2 >= 4 * n`` (``n`` = frames
-    or bins; e.g. <= 3 frames with a 31-wide window); here the reflection is applied periodically as
-    scipy documents it.
-
-    Args:
-        S: ``[shape=(..., freq, frames)]`` real float32/float64 tensor.
-        kernel_size: window width (positive int), default 31.
-        axis: ``'time'`` (along frames) or ``'freq'`` (along bins).
-        frame_lengths: ``[shape=(...)]`` valid frames per example; the time median then reflects
-            at each example's own last valid frame, so padded frames never enter a valid output.
-            Outputs at padded frames are unspecified (not zeroed).
-        chunk_size: bound on the elements of the median's temporaries held at once (the windowed
-            rows x length x kernel_size of the selection network, or about log2(kernel_size + 1) + 2
-            padded copies of a chunk of examples for kernel sizes 2**j - 1); default ``2**24``.
-
-    Returns:
-        ``[shape=(..., freq, frames)]`` median-filtered ``S``.
-    """
-    S = valid_spectrogram(S)
-    k = check_positive_int(kernel_size, "kernel_size")
-    chunk_size = _check_chunk_size(chunk_size)
-    if axis not in ("time", "freq"):
-        raise ParameterError(f"axis must be 'time' or 'freq', got {axis!r}")
-    frame_lengths = check_frame_lengths(frame_lengths, S)
-    X = S.reshape((-1,) + S.shape[-2:])
-    if axis == "time":
-        out = _median_time(X, k, frame_lengths, chunk_size)
-    else:
-        out = _median_freq(X, k, chunk_size)
-    return out.reshape(S.shape)
 
 
 # ----------------------------------------------------------------------------------------------

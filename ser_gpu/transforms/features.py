@@ -16,12 +16,12 @@ from ..errors import ParameterError
 from ..functional import filters
 from ..functional.util import normalize
 from ..functional.features import (
+    _delta,
     _rms_waveform,
     _spectral_centroid,
     _spectral_contrast,
     _spectral_rolloff,
     _zero_crossing_rate,
-    delta,
 )
 from ..functional.spectrum import (
     _magnitude,
@@ -177,10 +177,10 @@ class FeatureExtractor(nn.Module):
         lengths = check_lengths(lengths, y)
         if lengths is None:
             lengths = torch.full(y.shape[:1], y.shape[-1], dtype=torch.int64, device=y.device)
-        if c.trim:
-            from ..functional.effects import trim
+        if c.trim:  # librosa.effects.trim(y, top_db=top_db) on checked arguments (one sync: the new width)
+            from ..functional.effects import _trim
 
-            y, _, lengths = trim(y, top_db=c.top_db, lengths=lengths)
+            y, _, lengths = _trim(y, lengths, top_db=c.top_db, ref_db=None, frame_length=2048, hop_length=512)
         return self._rows(y, lengths)
 
     def _rows(self, y: torch.Tensor, lengths: torch.Tensor) -> FeatureBatch:
@@ -204,8 +204,9 @@ class FeatureExtractor(nn.Module):
         mel_db = _power_to_db(torch.matmul(self.mel_basis.to(dtype), power), 1.0, 1e-10, 80.0, fl)
         mfcc = torch.matmul(self.dct_basis.to(dtype), mel_db)
         out[:, _ROW_SLICES["mfcc"]] = mfcc
-        out[:, _ROW_SLICES["mfcc_delta"]] = delta(mfcc, order=1, frame_lengths=fl)[0]
-        out[:, _ROW_SLICES["mfcc_delta2"]] = delta(mfcc, order=2, frame_lengths=fl)[0]
+        # delta(mfcc, order=1/2, frame_lengths=fl); padded frames are zeroed with the rest below
+        out[:, _ROW_SLICES["mfcc_delta"]] = _delta(mfcc, 9, 1, fl)
+        out[:, _ROW_SLICES["mfcc_delta2"]] = _delta(mfcc, 9, 2, fl)
 
         from ..functional.pitch import _estimate_tuning
 
@@ -237,7 +238,7 @@ class FeatureExtractor(nn.Module):
                  fl: torch.Tensor) -> torch.Tensor:
         """``feature.tonnetz(y=effects.harmonic(y))`` per clip: the HPSS reuses the shared STFT ``D``
         and the chain runs on the internal, already-checked entry points."""
-        from ..functional.constantq import _C1, _cqt, chroma_cqt, tonnetz
+        from ..functional.constantq import _C1, _chroma_from_cqt, _cqt, _tonnetz_from_chroma, tonnetz
         from ..functional.hpss import DEFAULT_CHUNK_SIZE, _hpss_from_stft, harmonic
         from ..functional.pitch import _estimate_tuning
 
@@ -261,9 +262,8 @@ class FeatureExtractor(nn.Module):
         C, cfl = _cqt(y_harm, sr=sr, hop_length=512, fmin=_C1, n_bins=7 * 36, bins_per_octave=36, tuning=tuning,
                       filter_scale=1.0, norm=1.0, sparsity=0.01, window="hann", scale=True, pad_mode="constant",
                       lengths=lengths)
-        chroma, cfl = chroma_cqt(C=C.abs(), frame_lengths=cfl)
-        ton, _ = tonnetz(chroma=chroma, frame_lengths=cfl)
-        return ton
+        # chroma_cqt(C=|C|, frame_lengths=cfl) -> tonnetz(chroma=...), without re-validating
+        return _tonnetz_from_chroma(_chroma_from_cqt(C.abs(), cfl), cfl)
 
     def _finish(self, out: torch.Tensor, fl: torch.Tensor) -> FeatureBatch:
         c = self.config
