@@ -5,8 +5,8 @@ accepts one), keyword-only settings with librosa's names and defaults, and optio
 for zero-padded batches.
 """
 
-from . import constantq, filters, hpss, pitch
-from .hpss import harmonic, istft, percussive
+from . import constantq, filters, hpss, lengths, median, pitch
+from .hpss import harmonic, percussive
 from .constantq import chroma_cqt, cqt, tonnetz
 from .augment import add_noise, mask_along_axis, shift
 from .effects import phase_vocoder, pitch_shift, resample, time_stretch, trim
@@ -23,7 +23,8 @@ from .features import (
 )
 from .pitch import estimate_tuning, piptrack, pitch_tuning
 from .util import normalize
-from .spectrum import fft_frequencies, frame_mask, get_window, num_frames, power_to_db, spectrogram, stft
+from .lengths import frame_mask, num_frames, valid_mask
+from .spectrum import fft_frequencies, get_window, istft, power_to_db, spectrogram, stft
 
 __all__ = [
     "filters",
@@ -34,6 +35,9 @@ __all__ = [
     "get_window",
     "num_frames",
     "frame_mask",
+    "valid_mask",
+    "lengths",
+    "median",
     "melspectrogram",
     "mfcc",
     "delta",

@@ -27,6 +27,8 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
+from .lengths import valid_mask
+
 __all__ = ["decimate", "lowpass_taps", "soxr_output_length"]
 
 # -6 dB point of the anti-aliasing filter, as a fraction of the *output* Nyquist frequency.
@@ -118,5 +120,4 @@ def decimate(
     full = torch.fft.irfft(X * H, n=n_fft).to(x.dtype)
     y = full[..., half: half + factor * (n_out - 1) + 1: factor]
     out_lengths = soxr_output_length(lengths, factor)
-    keep = torch.arange(n_out, device=x.device) < out_lengths.unsqueeze(-1)
-    return y.masked_fill(~keep, 0.0), out_lengths
+    return y.masked_fill(~valid_mask(out_lengths, n_out), 0.0), out_lengths

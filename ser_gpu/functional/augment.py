@@ -26,6 +26,7 @@ from .._validation import (
     valid_spectrogram,
 )
 from ..errors import ParameterError
+from .lengths import valid_mask
 
 __all__ = ["add_noise", "shift", "mask_along_axis", "crossfade_curves"]
 
@@ -40,11 +41,6 @@ def _batch_lengths(y: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Te
     if lengths is None:
         return torch.full((B,), y.shape[-1], dtype=torch.int64, device=y.device)
     return lengths.reshape(-1)
-
-
-def _valid_mask(lengths: torch.Tensor, n: int) -> torch.Tensor:
-    """``(B, n)`` bool, True on each example's first ``lengths[b]`` samples."""
-    return torch.arange(n, device=lengths.device) < lengths.unsqueeze(-1)
 
 
 def _per_example(value, name: str, batch_shape, device, *, dtype=torch.float64, positive: bool = False,
@@ -166,7 +162,7 @@ def add_noise(
         noise = noise.to(device=y.device, dtype=y.dtype)
     out = y + amp.reshape(y.shape[:-1] + (1,)) * noise
     if lengths is not None:
-        keep = _valid_mask(lengths.reshape(-1), y.shape[-1]).reshape(y.shape)
+        keep = valid_mask(lengths.reshape(-1), y.shape[-1]).reshape(y.shape)
         out = out.masked_fill(~keep, 0.0)
     return out
 
@@ -314,10 +310,10 @@ def mask_along_axis(
     if axis == "freq":
         mask = band.unsqueeze(-1)  # (B, F, 1)
         if frame_lengths is not None:
-            mask = mask & _valid_mask(frame_lengths.reshape(-1), N).unsqueeze(1)
+            mask = mask & valid_mask(frame_lengths.reshape(-1), N).unsqueeze(1)
     else:
         if frame_lengths is not None:
-            band = band & _valid_mask(frame_lengths.reshape(-1), N)
+            band = band & valid_mask(frame_lengths.reshape(-1), N)
         mask = band.unsqueeze(1)  # (B, 1, N)
     flat = x.reshape(-1, F, N)
     return flat.masked_fill(mask, float(mask_value)).reshape(x.shape)

@@ -19,9 +19,10 @@ from .._validation import (
 )
 from ..errors import ParameterError
 from ._resample import _good_size
-from .augment import _batch_lengths, _per_example, _valid_mask
+from .augment import _batch_lengths, _per_example
+from .lengths import valid_mask
 from .features import _rms_waveform
-from .hpss import _istft
+from .spectrum import _istft
 from .spectrum import _check_stft_args, _is_max, _stft, _zero_padding, num_frames
 
 __all__ = ["trim", "phase_vocoder", "time_stretch", "resample", "pitch_shift"]
@@ -198,7 +199,7 @@ def _phase_vocoder(X: torch.Tensor, rate: torch.Tensor, frame_lengths: torch.Ten
     # frames at/after n_out are dropped below; clamping keeps their reads inside the padded columns
     idx = floor.to(torch.int64).clamp(max=N).unsqueeze(1).expand(B, K, T_out)
 
-    keep = _valid_mask(frame_lengths, N).unsqueeze(1)  # (B, 1, N)
+    keep = valid_mask(frame_lengths, N).unsqueeze(1)  # (B, 1, N)
     mag = torch.nn.functional.pad(X.abs().masked_fill(~keep, 0.0), (0, 2))  # librosa's 2 zero columns
     ang = torch.nn.functional.pad(X.angle().masked_fill(~keep, 0.0), (0, 2))  # angle(0) == 0
     two_pi = 2.0 * math.pi
@@ -218,7 +219,7 @@ def _phase_vocoder(X: torch.Tensor, rate: torch.Tensor, frame_lengths: torch.Ten
     phase[..., :1] = ang[..., :1]
     if T_out > 1:
         phase[..., 1:] = ang[..., :1] + torch.cumsum(inc[..., :-1], dim=-1)
-    out_keep = _valid_mask(n_out, T_out).unsqueeze(1)
+    out_keep = valid_mask(n_out, T_out).unsqueeze(1)
     magnitude = magnitude.masked_fill(~out_keep, 0.0)
     return torch.polar(magnitude, phase), n_out
 
@@ -447,12 +448,12 @@ def _resample(x: torch.Tensor, ratio: torch.Tensor, in_lengths: torch.Tensor, ou
         out[b0:b1] = (w0 * v[..., 0] + w1 * v[..., 1] + w2 * v[..., 2] + u3 * v[..., 3]) / 6.0
     # soxr returns floor(length * ratio + 0.5) samples; librosa zero-pads that to its own length
     soxr_lengths = torch.floor(in_lengths.to(torch.float64) * ratio + 0.5).to(torch.int64)
-    out = out.masked_fill(~_valid_mask(torch.minimum(soxr_lengths, out_lengths), T_out), 0.0)
+    out = out.masked_fill(~valid_mask(torch.minimum(soxr_lengths, out_lengths), T_out), 0.0)
     same = (ratio == 1.0).unsqueeze(-1)
     if bool(same.any()):
         n = min(T, T_out)
         copy = torch.nn.functional.pad(x[:, :n], (0, T_out - n))
-        out = torch.where(same, copy.masked_fill(~_valid_mask(out_lengths, T_out), 0.0), out)
+        out = torch.where(same, copy.masked_fill(~valid_mask(out_lengths, T_out), 0.0), out)
     return out
 
 

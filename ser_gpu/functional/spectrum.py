@@ -11,8 +11,10 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as nnf
 
 from .._validation import (
+    _describe,
     check_bool,
     check_frame_lengths,
     check_lengths,
@@ -22,10 +24,14 @@ from .._validation import (
     valid_spectrogram,
 )
 from ..errors import ParameterError
+from .lengths import frame_mask, num_frames, valid_mask
+from .lengths import mask_frames as _mask_frames
+from .lengths import zero_padding as _zero_padding
 
 __all__ = [
     "get_window",
     "stft",
+    "istft",
     "spectrogram",
     "power_to_db",
     "fft_frequencies",
@@ -75,35 +81,6 @@ def get_window(
     else:
         w = torch.ones(win_length, dtype=torch.float64)
     return w.to(device=device, dtype=dtype)
-
-
-def num_frames(
-    lengths: torch.Tensor, *, hop_length: int = 512, n_fft: int = 2048, center: bool = True
-) -> torch.Tensor:
-    """Number of STFT frames librosa produces for signals of ``lengths`` samples.
-
-    With ``center`` (librosa's default) the signal is padded by ``n_fft // 2`` on each side, giving
-    ``1 + length // hop_length`` frames for an even ``n_fft`` (``1 + (length - 1) // hop_length``
-    for an odd one); without it, ``1 + (length - n_fft) // hop_length``.
-    """
-    padded = lengths + 2 * (n_fft // 2) if center else lengths
-    return 1 + torch.div(padded - n_fft, hop_length, rounding_mode="floor")
-
-
-def frame_mask(frame_lengths: Optional[torch.Tensor], n_frames: int, *, device=None) -> Optional[torch.Tensor]:
-    """Boolean mask ``[shape=(..., n_frames)]``: True on each example's valid frames."""
-    if frame_lengths is None:
-        return None
-    idx = torch.arange(n_frames, device=frame_lengths.device if device is None else device)
-    return idx < frame_lengths.unsqueeze(-1)
-
-
-def _zero_padding(y: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
-    """Zero every sample at or beyond each example's length (so padding cannot leak into frames)."""
-    if lengths is None:
-        return y
-    keep = torch.arange(y.shape[-1], device=y.device) < lengths.unsqueeze(-1)
-    return y.masked_fill(~keep, 0.0)
 
 
 def _stft(
@@ -213,6 +190,207 @@ def stft(
                  center=center, pad_mode=pad_mode, precise=not fast_stft)
 
 
+def _valid_complex_or_real_spectrogram(S, name: str = "S") -> torch.Tensor:
+    if isinstance(S, torch.Tensor) and S.is_complex():
+        if S.dtype not in (torch.complex64, torch.complex128):
+            raise ParameterError(f"{name} must be complex64 or complex128, got {S.dtype}")
+        if S.ndim < 2 or S.shape[-1] == 0 or S.shape[-2] == 0 or S.numel() == 0:
+            raise ParameterError(f"{name} must have shape (..., freq, frames) and be non-empty, got {tuple(S.shape)}")
+        if not bool(torch.isfinite(S).all()):
+            raise ParameterError(f"{name} contains non-finite values (NaN or inf)")
+        return S
+    return valid_spectrogram(S, name=name)
+
+
+def _padded_window(window, win_length: int, n_fft: int, *, device, dtype) -> torch.Tensor:
+    """The window centred in ``n_fft`` samples (``librosa.util.pad_center``)."""
+    w = get_window(window, win_length, device=device, dtype=torch.float64)
+    left = (n_fft - win_length) // 2
+    return nnf.pad(w, (left, n_fft - win_length - left)).to(dtype)
+
+
+def istft(
+    stft_matrix: torch.Tensor,
+    *,
+    hop_length: Optional[int] = None,
+    win_length: Optional[int] = None,
+    n_fft: Optional[int] = None,
+    window: Union[str, torch.Tensor] = "hann",
+    center: bool = True,
+    length: Optional[int] = None,
+    lengths: Optional[torch.Tensor] = None,
+    frame_lengths: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Inverse short-time Fourier transform by weighted overlap-add; equals ``librosa.istft``.
+
+    Each frame is inverted with ``irfft``, windowed, overlap-added, and the sum is divided by the
+    window's sum-square envelope wherever that exceeds the dtype's ``tiny`` (elsewhere left as is),
+    exactly as librosa does.
+
+    Args:
+        stft_matrix: ``[shape=(..., 1 + n_fft // 2, frames)]`` complex64/complex128 STFT.
+        hop_length: defaults to ``win_length // 4`` (librosa's default).
+        win_length: defaults to ``n_fft``.
+        n_fft: defaults to ``2 * (freq - 1)``; must satisfy ``freq == 1 + n_fft // 2``.
+        window: window name or ``[shape=(win_length,)]`` tensor, as used for the analysis.
+        center: whether the analysis frames were centred (``n_fft // 2`` samples trimmed).
+        length: output length in samples (zero-padded or trimmed), as librosa's ``length``.
+            Default: all the frames cover, or ``max(lengths)`` when ``lengths`` is given.
+        lengths: ``[shape=(...)]`` per-example output lengths (int). Example ``b`` equals
+            ``librosa.istft(stft_matrix[b], length=lengths[b])`` and is zero beyond ``lengths[b]``.
+        frame_lengths: ``[shape=(...)]`` per-example number of valid frames; frames beyond are
+            ignored (neither added nor counted in the window envelope), so example ``b`` equals
+            librosa on ``stft_matrix[b, ..., :frame_lengths[b]]``.
+
+    Returns:
+        ``[shape=(..., length)]`` real tensor of the matching precision.
+    """
+    if not isinstance(stft_matrix, torch.Tensor) or not stft_matrix.is_complex():
+        raise ParameterError(f"stft_matrix must be a complex torch.Tensor, got {_describe(stft_matrix)}")
+    D = _valid_complex_or_real_spectrogram(stft_matrix, "stft_matrix")
+    n_bins = D.shape[-2]
+    if n_fft is None:
+        n_fft = 2 * (n_bins - 1)
+        if n_fft < 1:
+            raise ParameterError(f"stft_matrix has {n_bins} frequency bin(s); cannot infer n_fft")
+    n_fft = check_positive_int(n_fft, "n_fft")
+    if n_bins != 1 + n_fft // 2:
+        raise ParameterError(f"n_fft={n_fft} needs {1 + n_fft // 2} frequency bins, stft_matrix has {n_bins}")
+    n_fft, hop_length, win_length = _frame_args(n_fft, hop_length, win_length, window)
+    if length is not None:
+        length = check_positive_int(length, "length")
+    fake = D[..., 0, :]  # (..., frames): the batch shape, for the per-example checks
+    if lengths is not None:
+        if length is None:  # the longest example sets the output length
+            try:
+                as_tensor = torch.as_tensor(lengths)
+            except Exception as exc:  # noqa: BLE001 - re-raised with the argument's name
+                raise ParameterError(f"lengths must be an integer tensor, got {_describe(lengths)}") from exc
+            length = int(as_tensor.max()) if as_tensor.numel() and not as_tensor.is_complex() else 1
+            length = max(length, 1)
+        # a zero-size stand-in with the right (..., time) shape for the shared lengths check
+        lengths = check_lengths(lengths, D.real.new_zeros(()).expand(fake.shape[:-1] + (length,)))
+    frame_lengths = check_frame_lengths(frame_lengths, fake.unsqueeze(-2))
+    return _istft(D, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+                  center=center, length=length, lengths=lengths, frame_lengths=frame_lengths)
+
+
+#: Examples are inverted this many frame samples (examples x n_fft x frames) at a time, so the
+#: (batch, n_fft, frames) inverse-FFT temporaries stay bounded whatever the batch size. On CUDA the
+#: chunks are 4x larger (2**25 elements, 128 MiB in float32): each chunk costs ~36 kernel launches,
+#: which dominate there (batch 256 x 3 s: 3 chunks instead of 9), while on CPU smaller chunks stay
+#: nearer the caches.
+_ISTFT_CHUNK_ELEMENTS = 2**23
+_ISTFT_CHUNK_ELEMENTS_CUDA = 2**25
+
+
+def _istft(D, *, n_fft, hop_length, win_length, window, center, length, lengths, frame_lengths):
+    batch_shape = D.shape[:-2]
+    real_dtype = D.real.dtype
+    X = D.reshape((-1,) + D.shape[-2:])
+    B, n_frames = X.shape[0], X.shape[-1]
+    half = n_fft // 2 if center else 0
+    if length is not None:
+        # frames starting at or beyond the padded length cannot reach the output (librosa trims too)
+        n_frames = min(n_frames, -(-(length + 2 * half) // hop_length))
+        X = X[..., :n_frames]
+    ola_len = n_fft + hop_length * (n_frames - 1)
+    out_len = length if length is not None else ola_len - 2 * half
+
+    win = _padded_window(window, win_length, n_fft, device=D.device, dtype=real_dtype)
+    if frame_lengths is not None:
+        frame_lengths = frame_lengths.reshape(-1)
+    y = torch.empty((B, out_len), dtype=real_dtype, device=D.device)
+    budget = _ISTFT_CHUNK_ELEMENTS_CUDA if D.device.type == "cuda" else _ISTFT_CHUNK_ELEMENTS
+    per_chunk = max(1, budget // (n_fft * n_frames))
+    if n_fft % hop_length == 0:
+        _istft_blocks(X, y, win, n_fft=n_fft, hop_length=hop_length, half=half, frame_lengths=frame_lengths,
+                      per_chunk=per_chunk)
+    else:
+        _istft_fold(X, y, win, n_fft=n_fft, hop_length=hop_length, half=half, frame_lengths=frame_lengths,
+                    per_chunk=per_chunk)
+    if lengths is not None:
+        y = y.masked_fill(~valid_mask(lengths.reshape(-1), out_len), 0.0)
+    return y.reshape(batch_shape + (out_len,))
+
+
+def _divide_envelope(yb: torch.Tensor, wss: torch.Tensor) -> torch.Tensor:
+    """librosa's normalisation: divide by the window envelope wherever it exceeds ``tiny``."""
+    nonzero = wss > torch.finfo(yb.dtype).tiny
+    return torch.where(nonzero, yb / torch.where(nonzero, wss, torch.ones_like(wss)), yb)
+
+
+def _istft_fold(X, y, win, *, n_fft, hop_length, half, frame_lengths, per_chunk):
+    """Overlap-add with ``fold`` (any hop); writes each chunk of examples into ``y``."""
+    B, n_frames = X.shape[0], X.shape[-1]
+    out_len = y.shape[-1]
+    ola_len = n_fft + hop_length * (n_frames - 1)
+    win_sq = (win * win).unsqueeze(-1)  # (n_fft, 1)
+
+    def overlap_add(x):  # (b, n_fft, frames) -> (b, out_len), librosa's crop/zero-extension included
+        out = nnf.fold(x, output_size=(1, ola_len), kernel_size=(1, n_fft), stride=(1, hop_length))
+        return _fix_length(out.reshape(x.shape[0], ola_len)[..., half:], out_len)
+
+    if frame_lengths is None:
+        wss_all = overlap_add(win_sq.expand(n_fft, n_frames).unsqueeze(0).contiguous())
+    for b0 in range(0, B, per_chunk):
+        b1 = min(B, b0 + per_chunk)
+        frames = torch.fft.irfft(X[b0:b1], n=n_fft, dim=-2)  # (b, n_fft, frames)
+        frames = frames * win.unsqueeze(-1)
+        if frame_lengths is None:
+            wss = wss_all
+        else:
+            valid = valid_mask(frame_lengths[b0:b1], n_frames).to(y.dtype).unsqueeze(-2)  # (b, 1, frames)
+            frames = frames * valid
+            wss = overlap_add(win_sq * valid)  # each example's own envelope
+        yb = overlap_add(frames)
+        del frames
+        y[b0:b1] = _divide_envelope(yb, wss)
+
+
+def _istft_blocks(X, y, win, *, n_fft, hop_length, half, frame_lengths, per_chunk):
+    """Overlap-add when ``hop_length`` divides ``n_fft``: each frame is ``R = n_fft // hop_length``
+    hop-sized blocks, so the sum is R shifted adds of ``(b, frames, hop)`` blocks, and the window
+    envelope (per example: its valid frames only) is built from the window's R blocks the same way,
+    without a frame-sized temporary. The frames are inverted along the last axis (``torch.stft``
+    lays the frequencies of a frame out contiguously, the fast axis for the FFT)."""
+    B, n_frames = X.shape[0], X.shape[-1]
+    out_len = y.shape[-1]
+    R = n_fft // hop_length
+    n_blocks = n_frames + R - 1
+    ola_len = n_blocks * hop_length
+    wsq = (win * win).reshape(R, hop_length)
+
+    def overlap_add(blocks, b):  # blocks(q) -> (b, frames, hop) block q of every frame
+        out = torch.zeros((b, n_blocks, hop_length), dtype=y.dtype, device=y.device)
+        for q in reversed(range(R)):  # block m gets frame m - R + 1 first, as librosa's frame loop
+            out[:, q:q + n_frames] += blocks(q)
+        return _fix_length(out.reshape(b, ola_len)[..., half:], out_len)
+
+    if frame_lengths is None:
+        wss_all = overlap_add(lambda q: wsq[q].expand(1, n_frames, hop_length), 1)
+    for b0 in range(0, B, per_chunk):
+        b1 = min(B, b0 + per_chunk)
+        frames = torch.fft.irfft(X[b0:b1].transpose(-1, -2), n=n_fft, dim=-1)  # (b, frames, n_fft)
+        frames *= win
+        if frame_lengths is None:
+            wss = wss_all
+        else:
+            valid = valid_mask(frame_lengths[b0:b1], n_frames).to(y.dtype).unsqueeze(-1)  # (b, frames, 1)
+            frames *= valid
+            wss = overlap_add(lambda q: valid * wsq[q], b1 - b0)
+        blocks = frames.view(b1 - b0, n_frames, R, hop_length)
+        yb = overlap_add(lambda q: blocks[:, :, q], b1 - b0)
+        del frames, blocks
+        y[b0:b1] = _divide_envelope(yb, wss)
+
+
+def _fix_length(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] >= size:
+        return x[..., :size]
+    return nnf.pad(x, (0, size - x.shape[-1]))
+
+
 def spectrogram(
     y: Optional[torch.Tensor] = None,
     *,
@@ -286,14 +464,6 @@ def _magnitude(D: torch.Tensor, power: float) -> torch.Tensor:
     if power == 2.0:
         return mag.mul_(mag)  # numpy's |D| ** 2.0 squares |D| too
     return mag.pow_(power)
-
-
-def _mask_frames(x: torch.Tensor, frame_lengths: Optional[torch.Tensor], value: float = 0.0) -> torch.Tensor:
-    """Set every frame at or beyond each example's frame length to ``value``; ``x`` is ``(..., F, frames)``."""
-    if frame_lengths is None:
-        return x
-    mask = frame_mask(frame_lengths, x.shape[-1])
-    return x.masked_fill(~mask.unsqueeze(-2), value)
 
 
 def _masked_amax(x: torch.Tensor, frame_lengths: Optional[torch.Tensor]) -> torch.Tensor:

@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .._validation import _describe, check_frame_lengths, check_positive_int, config_from_dict, config_to_dict
 from ..errors import ParameterError
+from ..functional.lengths import valid_mask
 
 __all__ = ["ModelConfig", "CNNBiLSTMAttention"]
 
@@ -323,4 +324,4 @@ class CNNBiLSTMAttention(nn.Module):
 
     @staticmethod
     def _mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
-        return (torch.arange(frames, device=lengths.device) < lengths[:, None]).unsqueeze(1)
+        return valid_mask(lengths, frames).unsqueeze(1)

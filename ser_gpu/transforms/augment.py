@@ -36,7 +36,8 @@ from .._validation import (
     valid_spectrogram,
 )
 from ..errors import ParameterError
-from ..functional.augment import _check_generator, _rand, _shift, _valid_mask, mask_along_axis
+from ..functional.augment import _check_generator, _rand, _shift, mask_along_axis
+from ..functional.lengths import valid_mask
 from ..functional.effects import _pitch_shift, _time_stretch
 from ..functional.spectrum import _check_stft_args, _zero_padding
 
@@ -243,7 +244,7 @@ class WaveformAugment(nn.Module):
         if c.p_noise > 0:
             apply, amp = choice["noise"]
             noise = _rand((B, T), generator, y.device, y.dtype, normal=True)
-            noisy = (out + amp.to(y.dtype).unsqueeze(-1) * noise).masked_fill(~_valid_mask(L, T), 0.0)
+            noisy = (out + amp.to(y.dtype).unsqueeze(-1) * noise).masked_fill(~valid_mask(L, T), 0.0)
             out = torch.where(apply.unsqueeze(-1), noisy, out)
 
         if c.p_stretch > 0:
@@ -260,7 +261,7 @@ class WaveformAugment(nn.Module):
                 new_L[idx] = new_sub
                 T2 = int(new_L.max())
                 resized = _fit(out, T2)
-                resized[idx] = _fit(stretched, T2).masked_fill(~_valid_mask(new_sub, T2), 0.0)
+                resized[idx] = _fit(stretched, T2).masked_fill(~valid_mask(new_sub, T2), 0.0)
                 out, L, T = resized, new_L, T2
 
         if c.p_pitch > 0:

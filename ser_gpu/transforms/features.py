@@ -14,6 +14,7 @@ from .._validation import (check_bool, check_lengths, check_nonnegative, check_p
                            config_to_dict, valid_audio)
 from ..errors import ParameterError
 from ..functional import filters
+from ..functional.lengths import valid_mask
 from ..functional.util import normalize
 from ..functional.features import (
     _delta,
@@ -274,7 +275,7 @@ class FeatureExtractor(nn.Module):
             else:
                 out = torch.nn.functional.pad(out, (0, c.max_frames - T))
             fl = torch.clamp(fl, max=c.max_frames)
-        mask = torch.arange(out.shape[-1], device=out.device) < fl.unsqueeze(-1)
+        mask = valid_mask(fl, out.shape[-1])
         if c.normalize == "valid":
             m = mask.unsqueeze(1).to(out.dtype)
             count = m.sum(-1, keepdim=True).clamp(min=1)

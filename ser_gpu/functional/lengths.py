@@ -1,0 +1,56 @@
+"""The padded-batch contract, in one place: ``lengths`` -> ``frame_lengths`` -> masks.
+
+A batch is a zero-padded ``(B, T)`` tensor plus ``lengths`` (valid samples per example). Every
+framed feature turns them into ``frame_lengths`` with :func:`num_frames` (librosa's frame count
+for a clip of that length), and everything past an example's length (samples) or frame length
+(frames) is zero: padding never changes a valid value. The masks below are the only place that
+contract is written out; functional code, transforms and the model all use them.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+__all__ = ["valid_mask", "num_frames", "frame_mask", "zero_padding", "mask_frames"]
+
+
+def valid_mask(lengths: torch.Tensor, size: int, *, device=None) -> torch.Tensor:
+    """``[shape=(..., size)]`` bool: True at positions ``< lengths`` (samples or frames) of each example."""
+    idx = torch.arange(size, device=lengths.device if device is None else device)
+    return idx < lengths.unsqueeze(-1)
+
+
+def num_frames(
+    lengths: torch.Tensor, *, hop_length: int = 512, n_fft: int = 2048, center: bool = True
+) -> torch.Tensor:
+    """Number of STFT frames librosa produces for signals of ``lengths`` samples.
+
+    With ``center`` (librosa's default) the signal is padded by ``n_fft // 2`` on each side, giving
+    ``1 + length // hop_length`` frames for an even ``n_fft`` (``1 + (length - 1) // hop_length``
+    for an odd one); without it, ``1 + (length - n_fft) // hop_length``.
+    """
+    padded = lengths + 2 * (n_fft // 2) if center else lengths
+    return 1 + torch.div(padded - n_fft, hop_length, rounding_mode="floor")
+
+
+def frame_mask(frame_lengths: Optional[torch.Tensor], n_frames: int, *, device=None) -> Optional[torch.Tensor]:
+    """Boolean mask ``[shape=(..., n_frames)]``: True on each example's valid frames (``None`` for ``None``)."""
+    if frame_lengths is None:
+        return None
+    return valid_mask(frame_lengths, n_frames, device=device)
+
+
+def zero_padding(y: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
+    """Zero every sample at or beyond each example's length (so padding cannot leak into frames)."""
+    if lengths is None:
+        return y
+    return y.masked_fill(~valid_mask(lengths, y.shape[-1]), 0.0)
+
+
+def mask_frames(x: torch.Tensor, frame_lengths: Optional[torch.Tensor], value: float = 0.0) -> torch.Tensor:
+    """Set every frame at or beyond each example's frame length to ``value``; ``x`` is ``(..., F, frames)``."""
+    if frame_lengths is None:
+        return x
+    return x.masked_fill(~valid_mask(frame_lengths, x.shape[-1]).unsqueeze(-2), value)
