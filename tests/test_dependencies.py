@@ -147,3 +147,18 @@ def test_one_root_exception():
         assert issubclass(cls, errors.SerGpuError) and issubclass(cls, builtin)
     with pytest.raises(errors.SerGpuError, match="x.wav"):
         raise errors.AudioLoadError("x.wav", "empty")
+
+
+def test_layers_use_functional_through_its_public_api_or_the_unchecked_tier():
+    """Outside ser_gpu/functional, no module imports functional's private names: transforms go
+    through the public functions or ``functional.unchecked`` (the one tier that skips validation).
+    The fused kernels share the eager median's selection network, so ser_gpu/kernels may."""
+    offenders = []
+    for path in sorted((ROOT / "ser_gpu").rglob("*.py")):
+        rel = path.relative_to(ROOT / "ser_gpu")
+        if rel.parts[0] in ("functional", "kernels"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and "functional" in node.module.split("."):
+                offenders += [f"{rel}: {a.name}" for a in node.names if a.name.startswith("_")]
+    assert not offenders, offenders

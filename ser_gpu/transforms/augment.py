@@ -36,10 +36,9 @@ from .._validation import (
     valid_spectrogram,
 )
 from ..errors import ParameterError
-from ..functional.augment import _check_generator, _rand, _shift, mask_along_axis
-from ..functional.lengths import valid_mask
-from ..functional.effects import _pitch_shift, _time_stretch
-from ..functional.spectrum import _check_stft_args, _zero_padding
+from ..functional import unchecked
+from ..functional.augment import mask_along_axis
+from ..functional.lengths import valid_mask, zero_padding
 
 __all__ = ["WaveformAugmentConfig", "WaveformAugment", "SpecAugmentConfig", "SpecAugment"]
 
@@ -117,7 +116,7 @@ class WaveformAugmentConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ParameterError(f"{name} must be True or False, got {_describe(getattr(self, name))}")
         check_nonnegative(self.shift_fade_seconds, "shift_fade_seconds")
-        _check_stft_args(self.n_fft, self.hop_length, None, "hann", "constant")
+        unchecked.check_stft_args(self.n_fft, self.hop_length, None, "hann", "constant")
 
     def to_dict(self) -> dict:
         return config_to_dict(self)
@@ -209,10 +208,10 @@ class WaveformAugment(nn.Module):
         taken does not depend on the outcome.
         """
         batch_size = check_nonnegative_int(batch_size, "batch_size")
-        generator = _check_generator(generator)
+        generator = unchecked.check_generator(generator)
         device = torch.device("cpu") if device is None else torch.device(device)
         c = self.config
-        u = _rand((8, batch_size), generator, device)
+        u = unchecked.rand((8, batch_size), generator, device)
 
         def uniform(row, lo_hi):
             lo, hi = lo_hi
@@ -232,18 +231,18 @@ class WaveformAugment(nn.Module):
         if y.ndim != 2:
             raise ParameterError(f"y must have shape (batch, time), got {tuple(y.shape)}")
         lengths = check_lengths(lengths, y)
-        generator = _check_generator(generator)
+        generator = unchecked.check_generator(generator)
         B, T = y.shape
         L = torch.full((B,), T, dtype=torch.int64, device=y.device) if lengths is None else lengths
         c = self.config
         if max(c.p_noise, c.p_stretch, c.p_pitch, c.p_shift) == 0.0 or B == 0:
             return y, L
         choice = self.draw(B, generator=generator, device=y.device)
-        out = _zero_padding(y, L)
+        out = zero_padding(y, L)
 
         if c.p_noise > 0:
             apply, amp = choice["noise"]
-            noise = _rand((B, T), generator, y.device, y.dtype, normal=True)
+            noise = unchecked.rand((B, T), generator, y.device, y.dtype, normal=True)
             noisy = (out + amp.to(y.dtype).unsqueeze(-1) * noise).masked_fill(~valid_mask(L, T), 0.0)
             out = torch.where(apply.unsqueeze(-1), noisy, out)
 
@@ -253,7 +252,7 @@ class WaveformAugment(nn.Module):
             if idx.numel():
                 sub_len = L[idx]
                 sub = out[idx, : int(sub_len.max())]
-                stretched, new_sub = _time_stretch(sub, rate[idx], sub_len, n_fft=c.n_fft, hop_length=c.hop_length,
+                stretched, new_sub = unchecked.time_stretch(sub, rate[idx], sub_len, n_fft=c.n_fft, hop_length=c.hop_length,
                                                    win_length=c.n_fft, window="hann")
                 if c.leave_length_unchanged:  # audiomentations: crop, or zero-pad, to the old length
                     new_sub = sub_len
@@ -271,7 +270,7 @@ class WaveformAugment(nn.Module):
                 sub_len = L[idx]
                 sub = out[idx, : int(sub_len.max())]
                 rate = torch.pow(2.0, -semitones[idx] / 12.0)
-                shifted = _pitch_shift(sub, rate, sub_len, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.n_fft,
+                shifted = unchecked.pitch_shift(sub, rate, sub_len, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.n_fft,
                                        window="hann")
                 out = out.clone()
                 out[idx] = _fit(shifted, T)
@@ -280,7 +279,7 @@ class WaveformAugment(nn.Module):
             apply, samples = choice["shift"]
             k = torch.where(apply, samples, torch.zeros_like(samples))
             fade = int(c.shift_fade_seconds * c.sr)  # audiomentations: int(sr * fade_duration)
-            out = _shift(out, k, L, rollover=c.shift_rollover, fade_length=fade)
+            out = unchecked.shift(out, k, L, rollover=c.shift_rollover, fade_length=fade)
         return out, L
 
 
@@ -386,7 +385,7 @@ class SpecAugment(nn.Module):
         B = frame_lengths.shape[0]
         dev = frame_lengths.device
         nf, nt = c.n_freq_masks, c.n_time_masks
-        u = _rand((B, 1 + 2 * nf + 2 * nt), generator, dev)
+        u = unchecked.rand((B, 1 + 2 * nf + 2 * nt), generator, dev)
         apply = (u[:, :1] < c.p)
 
         def band(uw, us, widest, size):
@@ -406,7 +405,7 @@ class SpecAugment(nn.Module):
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
         x = valid_spectrogram(features, name="features", check_finite=False)
         frame_lengths = check_frame_lengths(frame_lengths, x)
-        generator = _check_generator(generator)
+        generator = unchecked.check_generator(generator)
         c = self.config
         if c.p == 0.0 or (c.n_freq_masks == 0 and c.n_time_masks == 0):
             return features

@@ -13,26 +13,12 @@ from torch import nn
 from .._validation import (check_bool, check_lengths, check_nonnegative, check_positive, check_positive_int, config_from_dict,
                            config_to_dict, valid_audio)
 from ..errors import ParameterError
-from ..functional import filters
-from ..functional.lengths import valid_mask
+from ..functional import filters, unchecked
+from ..functional.constantq import tonnetz
+from ..functional.hpss import harmonic
+from ..functional.lengths import frame_mask, num_frames, valid_mask, zero_padding
+from ..functional.spectrum import fft_frequencies
 from ..functional.util import normalize
-from ..functional.features import (
-    _delta,
-    _rms_waveform,
-    _spectral_centroid,
-    _spectral_contrast,
-    _spectral_rolloff,
-    _zero_crossing_rate,
-)
-from ..functional.spectrum import (
-    _magnitude,
-    _power_to_db,
-    _stft,
-    _zero_padding,
-    fft_frequencies,
-    frame_mask,
-    num_frames,
-)
 
 __all__ = ["FEATURE_ROWS", "FeatureConfig", "FeatureBatch", "FeatureExtractor"]
 
@@ -179,9 +165,7 @@ class FeatureExtractor(nn.Module):
         if lengths is None:
             lengths = torch.full(y.shape[:1], y.shape[-1], dtype=torch.int64, device=y.device)
         if c.trim:  # librosa.effects.trim(y, top_db=top_db) on checked arguments (one sync: the new width)
-            from ..functional.effects import _trim
-
-            y, _, lengths = _trim(y, lengths, top_db=c.top_db, ref_db=None, frame_length=2048, hop_length=512)
+            y, _, lengths = unchecked.trim(y, lengths, top_db=c.top_db, ref_db=None, frame_length=2048, hop_length=512)
         return self._rows(y, lengths)
 
     def _rows(self, y: torch.Tensor, lengths: torch.Tensor) -> FeatureBatch:
@@ -192,45 +176,43 @@ class FeatureExtractor(nn.Module):
         # row and the HPSS of the tonnetz rows; the settings were checked by FeatureConfig. Its FFT
         # runs in float64 for float32 input (as librosa's): the contrast rows average each band's
         # quietest 2 % of bins, which a float32 FFT's rounding (~1e-7 of the loudest bin) swamps
-        y = _zero_padding(y, lengths)
-        D = _stft(y, n_fft=n_fft, hop_length=hop, win_length=n_fft, window="hann", center=True,
+        y = zero_padding(y, lengths)
+        D = unchecked.stft(y, n_fft=n_fft, hop_length=hop, win_length=n_fft, window="hann", center=True,
                   pad_mode="constant", precise=not c.fast_stft)
         fl = num_frames(lengths, hop_length=hop, n_fft=n_fft)
-        mag = _magnitude(D, 1.0)
+        mag = unchecked.magnitude(D, 1.0)
         mag.masked_fill_(~frame_mask(fl, mag.shape[-1]).unsqueeze(-2), 0.0)
         power = mag * mag
         B, n_frames = y.shape[0], mag.shape[-1]
         out = y.new_zeros((B, len(FEATURE_ROWS), n_frames))
 
-        mel_db = _power_to_db(torch.matmul(self.mel_basis.to(dtype), power), 1.0, 1e-10, 80.0, fl)
+        mel_db = unchecked.power_to_db(torch.matmul(self.mel_basis.to(dtype), power), 1.0, 1e-10, 80.0, fl)
         mfcc = torch.matmul(self.dct_basis.to(dtype), mel_db)
         out[:, _ROW_SLICES["mfcc"]] = mfcc
         # delta(mfcc, order=1/2, frame_lengths=fl); padded frames are zeroed with the rest below
-        out[:, _ROW_SLICES["mfcc_delta"]] = _delta(mfcc, 9, 1, fl)
-        out[:, _ROW_SLICES["mfcc_delta2"]] = _delta(mfcc, 9, 2, fl)
-
-        from ..functional.pitch import _estimate_tuning
+        out[:, _ROW_SLICES["mfcc_delta"]] = unchecked.delta(mfcc, 9, 1, fl)
+        out[:, _ROW_SLICES["mfcc_delta2"]] = unchecked.delta(mfcc, 9, 2, fl)
 
         # librosa's chroma_stft -> estimate_tuning(S=S) -> piptrack keeps its default n_fft=2048 when
         # it matches S's bins and otherwise infers 2 * (bins - 1) (odd n_fft)
         F = power.shape[-2]
-        tuning = _estimate_tuning(power, sr=c.sr, n_fft=2048 if F == 1025 else 2 * (F - 1), frame_lengths=fl,
+        tuning = unchecked.estimate_tuning(power, sr=c.sr, n_fft=2048 if F == 1025 else 2 * (F - 1), frame_lengths=fl,
                                   bins_per_octave=12, fmax=min(4000.0, c.sr / 2))
         chroma_fb = filters.chroma(sr=c.sr, n_fft=n_fft, tuning=tuning, device=y.device, dtype=dtype)
         out[:, _ROW_SLICES["chroma"]] = normalize(torch.matmul(chroma_fb, power), norm=math.inf, axis=-2)
         del power
-        out[:, _ROW_SLICES["contrast"]] = _spectral_contrast(mag, fl, sr=c.sr, n_fft=n_fft, fmin=200.0,
+        out[:, _ROW_SLICES["contrast"]] = unchecked.spectral_contrast(mag, fl, sr=c.sr, n_fft=n_fft, fmin=200.0,
                                                              n_bands=6, quantile=0.02, linear=False)
         freq = self.freq.to(dtype)
-        out[:, _ROW_SLICES["rolloff"]] = _spectral_rolloff(mag, freq, 0.85)
-        out[:, _ROW_SLICES["centroid"]] = _spectral_centroid(mag, freq)
+        out[:, _ROW_SLICES["rolloff"]] = unchecked.spectral_rolloff(mag, freq, 0.85)
+        out[:, _ROW_SLICES["centroid"]] = unchecked.spectral_centroid(mag, freq)
         if c.tonnetz:
             out[:, _ROW_SLICES["tonnetz"]] = self._tonnetz(y, lengths, D, mag, fl)
         del D, mag
         # y is already zero beyond each length; padded frames are zeroed below with the rest
-        out[:, _ROW_SLICES["zcr"]] = _zero_crossing_rate(y, frame_length=2048, hop_length=hop, center=True,
+        out[:, _ROW_SLICES["zcr"]] = unchecked.zero_crossing_rate(y, frame_length=2048, hop_length=hop, center=True,
                                                          threshold=1e-10, lengths=lengths)[0]
-        out[:, _ROW_SLICES["rms"]] = _rms_waveform(y, frame_length=2048, hop_length=hop, center=True,
+        out[:, _ROW_SLICES["rms"]] = unchecked.rms_waveform(y, frame_length=2048, hop_length=hop, center=True,
                                                    pad_mode="constant", lengths=lengths)[0]
         out.masked_fill_(~frame_mask(fl, n_frames).unsqueeze(-2), 0.0)
         return self._finish(out, fl)
@@ -239,32 +221,28 @@ class FeatureExtractor(nn.Module):
                  fl: torch.Tensor) -> torch.Tensor:
         """``feature.tonnetz(y=effects.harmonic(y))`` per clip: the HPSS reuses the shared STFT ``D``
         and the chain runs on the internal, already-checked entry points."""
-        from ..functional.constantq import _C1, _chroma_from_cqt, _cqt, _tonnetz_from_chroma, tonnetz
-        from ..functional.hpss import DEFAULT_CHUNK_SIZE, _hpss_from_stft, harmonic
-        from ..functional.pitch import _estimate_tuning
-
         sr, n_fft, hop = self.config.sr, self.config.n_fft, self.config.hop_length
         if (n_fft, hop) != (2048, 512):  # effects.harmonic's own STFT settings differ from the rows'
             y_harm, _ = harmonic(y, lengths=lengths)
             ton, _ = tonnetz(y_harm, sr=sr, lengths=lengths)
             return ton
-        (y_harm,) = _hpss_from_stft(D, mag, (True, False), kernels=(31, 31), margins=(1.0, 1.0), power=2.0,
+        (y_harm,) = unchecked.hpss_from_stft(D, mag, (True, False), kernels=(31, 31), margins=(1.0, 1.0), power=2.0,
                                     n_fft=n_fft, hop_length=hop, win_length=n_fft, window="hann",
                                     center=True, length=y.shape[-1], lengths=lengths, frame_lengths=fl,
-                                    chunk_size=DEFAULT_CHUNK_SIZE, overwrite=True)  # D is not needed after
+                                    chunk_size=unchecked.DEFAULT_CHUNK_SIZE, overwrite=True)  # D is not needed after
         del D, mag
         # chroma_cqt's tuning: estimate_tuning(y=y_harm, bins_per_octave=36), i.e. piptrack on |STFT|
         # (the same framing as the rows, so the same frame counts; y_harm is zero beyond each length)
-        D_harm = _stft(y_harm, n_fft=2048, hop_length=512, win_length=2048, window="hann", center=True,
+        D_harm = unchecked.stft(y_harm, n_fft=2048, hop_length=512, win_length=2048, window="hann", center=True,
                        pad_mode="constant")
-        tuning = _estimate_tuning(_magnitude(D_harm, 1.0), sr=sr, n_fft=2048, frame_lengths=fl,
+        tuning = unchecked.estimate_tuning(unchecked.magnitude(D_harm, 1.0), sr=sr, n_fft=2048, frame_lengths=fl,
                                   bins_per_octave=36, fmax=min(4000.0, sr / 2))
         del D_harm
-        C, cfl = _cqt(y_harm, sr=sr, hop_length=512, fmin=_C1, n_bins=7 * 36, bins_per_octave=36, tuning=tuning,
+        C, cfl = unchecked.cqt(y_harm, sr=sr, hop_length=512, fmin=unchecked.C1, n_bins=7 * 36, bins_per_octave=36, tuning=tuning,
                       filter_scale=1.0, norm=1.0, sparsity=0.01, window="hann", scale=True, pad_mode="constant",
                       lengths=lengths)
         # chroma_cqt(C=|C|, frame_lengths=cfl) -> tonnetz(chroma=...), without re-validating
-        return _tonnetz_from_chroma(_chroma_from_cqt(C.abs(), cfl), cfl)
+        return unchecked.tonnetz_from_chroma(unchecked.chroma_from_cqt(C.abs(), cfl), cfl)
 
     def _finish(self, out: torch.Tensor, fl: torch.Tensor) -> FeatureBatch:
         c = self.config
