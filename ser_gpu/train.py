@@ -51,8 +51,10 @@ FRAME_MULTIPLE = 4
 CPU_CHUNK_SIZE = 256  # on the CPU larger calls gain little: the time is arithmetic, not launch latency
 MEMORY_SHARE = 0.5  # of the free device memory, for one chunk's augmentation and features
 # Peak bytes the data path (augmentation + 68 rows + SpecAugment, float32) holds per padded input
-# sample of a chunk, measured on the CPU (benchmarks/bench_train.py --memory) and rounded up.
-BYTES_PER_SAMPLE = {"tonnetz": 4096, "no_tonnetz": 1024}
+# sample of a chunk: ~200 measured on the CPU (peak RSS growth, `benchmarks/bench_train.py --memory`),
+# taken 5x for the CUDA caching allocator and cuFFT workspaces. A chunk that still runs out of memory
+# is split in two and redone (see _Run._chunk_features).
+BYTES_PER_SAMPLE = 1024
 
 
 @dataclass
@@ -323,14 +325,32 @@ class _Run:
             stretch = 1.0 / 0.9 if c.augment and c.p_stretch > 0 else 1.0
             longest = ladder(math.ceil(int(self.host_lengths[id(self.train_set)].max()) * stretch) + 1,
                              multiple=SAMPLE_MULTIPLE)
-            per_sample = BYTES_PER_SAMPLE["tonnetz" if c.tonnetz else "no_tonnetz"]
-            size = int(MEMORY_SHARE * free // (per_sample * longest))
+            size = int(MEMORY_SHARE * free // (BYTES_PER_SAMPLE * longest))
         else:
             size = CPU_CHUNK_SIZE
         size = max(bs, size // bs * bs)
         return min(size, math.ceil(len(self.train_set) / bs) * bs)
 
     def _chunk_features(self, dataset, index: torch.Tensor, *, train: bool):
+        """:meth:`_chunk_features_once`; a chunk that runs out of device memory is redone in two halves
+        from the same augmentation draws' starting point (so the run stays reproducible)."""
+        state = self.augment_gen.get_state()
+        try:
+            return self._chunk_features_once(dataset, index, train=train)
+        except torch.OutOfMemoryError:
+            if index.numel() < 2:
+                raise
+        self.augment_gen.set_state(state)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self._say(f"a chunk of {index.numel()} clips ran out of device memory: computing it in two halves "
+                  f"(pass --chunk-size to choose the size)")
+        parts = [self._chunk_features(dataset, half, train=train) for half in index.tensor_split(2)]
+        frames = max(p[0].shape[-1] for p in parts)
+        x = torch.cat([nn.functional.pad(p[0], (0, frames - p[0].shape[-1])) for p in parts])
+        return (x,) + tuple(torch.cat([p[k] for p in parts]) for k in (1, 2, 3))
+
+    def _chunk_features_once(self, dataset, index: torch.Tensor, *, train: bool):
         """Features of the clips ``index`` (CPU int64) of ``dataset``, in that order, from a few large calls.
 
         The clips are grouped by the ladder rung of their length (:func:`ser_gpu.data.chunks.length_groups`);

@@ -236,3 +236,27 @@ def test_same_seed_same_run_across_chunk_boundaries(corpus, cache, tmp_path):
     assert json.loads((tmp_path / "run0" / "result.json").read_text()) == \
         {**json.loads((tmp_path / "run1" / "result.json").read_text()), "out": str(tmp_path / "run0"),
          "best_checkpoint": str(tmp_path / "run0" / "best.pt"), "last_checkpoint": str(tmp_path / "run0" / "last.pt")}
+
+
+def test_a_chunk_out_of_memory_is_redone_in_halves(corpus, cache, tmp_path):
+    """A chunk that runs out of device memory (simulated: chunks over 4 clips fail after drawing) is computed
+    in two halves from the same augmentation state: the epoch equals one run with chunks of 4."""
+    def epoch_features(run):
+        return [(x[:, :, : int(fl.max())], idx) for x, fl, _, idx in _epoch(run)]
+
+    run = _run(corpus, cache, tmp_path, chunk_size=8)
+    assert len(run.train_set) % 8 == 0
+    real = run._chunk_features_once
+
+    def small_only(dataset, index, *, train):
+        if index.numel() > 4:
+            torch.rand(100, generator=run.augment_gen)  # part of the work happened before the failure
+            raise torch.OutOfMemoryError("simulated")
+        return real(dataset, index, train=train)
+
+    run._chunk_features_once = small_only
+    halves = epoch_features(run)
+    reference = epoch_features(_run(corpus, cache, tmp_path, chunk_size=4))
+    assert len(halves) == len(reference)
+    for (xa, ia), (xb, ib) in zip(halves, reference):
+        assert torch.equal(ia, ib) and torch.equal(xa, xb)
