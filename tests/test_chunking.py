@@ -260,3 +260,31 @@ def test_a_chunk_out_of_memory_is_redone_in_halves(corpus, cache, tmp_path):
     assert len(halves) == len(reference)
     for (xa, ia), (xb, ib) in zip(halves, reference):
         assert torch.equal(ia, ib) and torch.equal(xa, xb)
+
+
+# ------------------------------------------------------------------------------------------------ CUDA
+
+@pytest.mark.parametrize("chunk_size", [4, 256])
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_chunk_features_equal_the_cpu_ones(corpus, cache, tmp_path, chunk_size):
+    """The chunked data path on CUDA (no augmentation) gives the CPU's features and the same batches."""
+    runs = [_run(corpus, cache, tmp_path, chunk_size=chunk_size, augment=False, spec_augment=False, device=d)
+            for d in ("cpu", "cuda")]
+    assert runs[1].device.type == "cuda"
+    for (xa, fa, la, ia), (xb, fb, lb, ib) in zip(_epoch(runs[0]), _epoch(runs[1])):
+        assert torch.equal(ia, ib) and torch.equal(fa, fb.cpu()) and torch.equal(la, lb.cpu())
+        torch.testing.assert_close(xb.cpu(), xa, rtol=1e-3, atol=1e-3)  # float32 on two devices
+
+
+@pytest.mark.parametrize("compile_model", [False, True])
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_training_runs_with_the_chunk_size_from_memory(corpus, cache, tmp_path, compile_model):
+    result = train_model(epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / "run"), cache_dir=str(cache),
+                         device="cuda", compile_model=compile_model, **dict(FAST, batch_size=4))
+    assert result["epochs_run"] == 2
+    assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["val_loss"]) for h in result["history"])
+    run = _run(corpus, cache, tmp_path, device="cuda")
+    n = len(run.train_set)
+    assert run.chunk_size == -(-n // 4) * 4  # a tiny epoch fits whole in free GPU memory
