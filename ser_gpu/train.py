@@ -270,6 +270,7 @@ class _Run:
             "augment_gen": self.augment_gen.get_state(),
             "cpu_rng": torch.get_rng_state(),
             "split_sizes": self.split_sizes,
+            "chunk_size": self.chunk_size,  # the resolved size: a resumed run draws the same augmentation
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -291,6 +292,8 @@ class _Run:
             self.shuffle_gen.set_state(state["shuffle_gen"])
             self.augment_gen.set_state(state["augment_gen"])
             torch.set_rng_state(state["cpu_rng"])
+            if self.config.chunk_size is None and "chunk_size" in state:
+                self.chunk_size = int(state["chunk_size"])
             if self.device.type == "cuda" and "cuda_rng" in state:
                 torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -288,3 +289,16 @@ def test_cuda_training_runs_with_the_chunk_size_from_memory(corpus, cache, tmp_p
     run = _run(corpus, cache, tmp_path, device="cuda")
     n = len(run.train_set)
     assert run.chunk_size == -(-n // 4) * 4  # a tiny epoch fits whole in free GPU memory
+
+
+def test_resume_keeps_the_resolved_chunk_size(corpus, cache, tmp_path, monkeypatch):
+    import ser_gpu.train as train
+
+    monkeypatch.setattr(train, "CPU_CHUNK_SIZE", 8)  # stands for a size chosen from free GPU memory
+    train_model(epochs=1, data_dirs=[str(corpus)], out=str(tmp_path / "run"), cache_dir=str(cache),
+                **dict(FAST, batch_size=4))
+    monkeypatch.setattr(train, "CPU_CHUNK_SIZE", 256)  # another machine or more free memory
+    config = TrainConfig(**dict(FAST, batch_size=4, epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / "run"),
+                                cache_dir=str(cache)))
+    assert _Run(config, resume=True, overwrite=False).chunk_size == 8
+    assert _Run(dataclasses.replace(config, out=str(tmp_path / "new")), resume=False, overwrite=False).chunk_size > 8
