@@ -1,9 +1,12 @@
 """``python -m ser_gpu.train``: the original SER recipe end to end, with the data path on the device.
 
-Each training step takes a batch of cached, trimmed waveforms that already sit on the device and runs
-``WaveformAugment`` (noise, time stretch, pitch shift, shift; fresh parameters per example and per
-epoch) -> ``FeatureExtractor`` (the 68 DESIGN.md rows) -> ``SpecAugment`` -> ``CNNBiLSTMAttention``.
-Validation uses the same features without augmentation (computed once). Optimisation follows the
+The cached, trimmed waveforms sit on the device. Each epoch shuffles them (from the seed) and cuts the
+order into chunks of whole batches; for each chunk, ``WaveformAugment`` (noise, time stretch, pitch
+shift, shift; fresh parameters per example and per epoch) -> ``FeatureExtractor`` (the 68 DESIGN.md
+rows) -> ``SpecAugment`` run over all its clips in a few large calls (clips grouped by length, sizes
+padded to a geometric ladder: :mod:`ser_gpu.data.chunks`), then ``CNNBiLSTMAttention`` trains on the
+chunk's ``batch_size`` batches. Validation and test use the same features without augmentation,
+computed once. Optimisation follows the
 original system: AdamW (weight decay 1e-3), cross-entropy with label smoothing 0.1, ReduceLROnPlateau
 (factor 0.5, patience 10) on the validation loss, early stopping after 20 epochs without improvement,
 gradient clipping at 1.0, and the best checkpoint (lowest validation loss) kept.
