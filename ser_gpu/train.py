@@ -339,7 +339,8 @@ class _Run:
 
     def _chunk_features(self, dataset, index: torch.Tensor, *, train: bool):
         """:meth:`_chunk_features_once`; a chunk that runs out of device memory is redone in two halves
-        from the same augmentation draws' starting point (so the run stays reproducible)."""
+        from the same augmentation draws' starting point (so the run stays reproducible), and later
+        chunks are made smaller (the size is saved in the checkpoints, so ``--resume`` keeps it)."""
         state = self.augment_gen.get_state()
         try:
             return self._chunk_features_once(dataset, index, train=train)
@@ -349,8 +350,10 @@ class _Run:
         self.augment_gen.set_state(state)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        self._say(f"a chunk of {index.numel()} clips ran out of device memory: computing it in two halves "
-                  f"(pass --chunk-size to choose the size)")
+        bs = self.config.batch_size
+        self.chunk_size = min(self.chunk_size, max(bs, index.numel() // 2 // bs * bs))  # for the next chunks
+        self._say(f"a chunk of {index.numel()} clips ran out of device memory: computing it in two halves, "
+                  f"and chunks of {self.chunk_size} from now on (pass --chunk-size to choose the size)")
         parts = [self._chunk_features(dataset, half, train=train) for half in index.tensor_split(2)]
         frames = max(p[0].shape[-1] for p in parts)
         x = torch.cat([nn.functional.pad(p[0], (0, frames - p[0].shape[-1])) for p in parts])

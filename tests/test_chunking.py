@@ -261,6 +261,7 @@ def test_a_chunk_out_of_memory_is_redone_in_halves(corpus, cache, tmp_path):
     assert len(halves) == len(reference)
     for (xa, ia), (xb, ib) in zip(halves, reference):
         assert torch.equal(ia, ib) and torch.equal(xa, xb)
+    assert run.chunk_size == 4  # later chunks (and a resumed run, which reads it from last.pt) are smaller
 
 
 # ------------------------------------------------------------------------------------------------ CUDA
