@@ -82,7 +82,9 @@ def cache(tmp_path_factory):
 
 
 def _run(corpus, cache, tmp_path, **settings) -> _Run:
-    kw = dict(FAST, batch_size=4, data_dirs=[str(corpus)], out=str(tmp_path / "run"), cache_dir=str(cache))
+    # each run its own directory: a _Run holds its directory's lock until closed
+    out = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
+    kw = dict(FAST, batch_size=4, data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache))
     kw.update(settings)
     return _Run(TrainConfig(**kw), resume=False, overwrite=True)
 
