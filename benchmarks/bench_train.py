@@ -1,6 +1,8 @@
 """Time per training epoch: the original data path (CPU workers) against ser_gpu's (all on the device).
 
-    python benchmarks/bench_train.py [--device cpu|cuda] [--clips 1440] [--seconds 3.5] [--epochs 2]
+    python benchmarks/bench_train.py [--device cpu|cuda] [--clips 1440] [--seconds 3.5] [--epochs 3]
+                                     [--chunk-size N] [--compile] [--readme-job | --readme-only] [--memory]
+                                     [--skip-original] [--out FILE]
 
 Both pipelines train the same model (``CNNBiLSTMAttention``, default config) with the same optimiser
 on the same clips (speech-like, random labels: only the time matters here), batch 16, fresh
@@ -10,18 +12,26 @@ augmentation every epoch:
     audiomentations (AddGaussianNoise, TimeStretch, PitchShift, Shift; p=0.5 each) then the 68 librosa
     rows of DESIGN.md, per-row standardisation and SpecAugment on the CPU; batches padded to their
     longest clip (the original padded to 862 frames; padding to the batch keeps the model's share
-    equal in (a) and (b) so the data paths are what differ).
-(b) ser_gpu: the clips sit on the device; ``WaveformAugment`` -> ``FeatureExtractor`` ->
-    ``SpecAugment`` -> model inside the step.
+    equal in (a) and (b) so the data paths are what differ). librosa is warmed up in the parent first,
+    so the workers never compile (and write numba's cache) at the same time.
+(b) ser_gpu: ``ser_gpu.train``'s own epoch (``_Run.train_epoch``) on the clips held on the device:
+    ``WaveformAugment`` -> ``FeatureExtractor`` -> ``SpecAugment`` over whole chunks of clips
+    (``--chunk-size``, default the trainer's choice), then the model's batches of 16.
 
-Reported per pipeline: seconds per epoch (best of the epochs after the first), clips per second and,
-for ser_gpu, the share of the step spent in the data path (augmentation + features + SpecAugment,
-timed with device synchronisation). Results go to ``benchmarks/results/train_<device>.json``.
+Reported for ser_gpu: the first epoch's and the steady (median of the later epochs) seconds, the data
+path's share of the steady epochs (augmentation + features + SpecAugment, device synchronised), and the
+model step alone (one epoch's batches precomputed, then forward/backward/optimiser only). ``--readme-job``
+also runs the README Quickstart (``python -m ser_gpu.train --split actor --epochs 20 --lr 1e-3``) in a
+subprocess with a fresh cache (corpus generation included) and reports its wall time, epochs and test
+UAR. Load averages before/after are recorded (timings on a shared machine are noisy). Results go to
+``benchmarks/results/train_<device>.json`` (or ``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -128,73 +138,207 @@ def run_original(clips, labels, device, epochs, workers):
     return times
 
 
-def run_ser_gpu(clips, labels, device, epochs):
-    from ser_gpu.data import WaveformSet
-    from ser_gpu.transforms import FeatureExtractor, SpecAugment, WaveformAugment
+class _BenchRun:
+    """``ser_gpu.train``'s own run (``_Run``: chunked data path, model, optimiser) on in-memory clips."""
 
-    model, opt = _model(device)
-    model.train()
-    data = WaveformSet([torch.from_numpy(c) for c in clips], labels.tolist()).to(device)
-    augment = WaveformAugment(sr=SR).to(device)
-    extractor = FeatureExtractor(max_frames=None, trim=False).to(device)
-    spec = SpecAugment().to(device)
-    gen = torch.Generator(device=device).manual_seed(0)
-    shuffle = torch.Generator().manual_seed(0)
+    def __new__(cls, clips, labels, device, *, chunk_size=None, compile_model=False, out=None):
+        import tempfile
+
+        from ser_gpu.data import WaveformSet
+        from ser_gpu.train import TrainConfig, _Run
+
+        class Run(_Run):
+            def _build_data(self):
+                waves = [torch.from_numpy(c) for c in clips]
+                self.train_set = WaveformSet(waves, labels.tolist()).to(self.device)
+                self.val_set = self.test_set = None
+                self.host_lengths = {id(self.train_set): torch.tensor([w.shape[0] for w in waves])}
+                self.split_sizes = {"train": len(waves), "val": 0, "test": 0}
+
+        config = TrainConfig(out=out or tempfile.mkdtemp(prefix="bench_train_"), batch_size=BATCH, lr=1e-4,
+                             device=str(device), chunk_size=chunk_size, compile_model=compile_model, progress=False)
+        return Run(config, resume=False, overwrite=True)
+
+
+def run_ser_gpu(clips, labels, device, epochs, *, chunk_size=None, compile_model=False):
+    """Epochs of ``ser_gpu.train``'s training step: wall time, data-path time, and the model step alone."""
+    run = _BenchRun(clips, labels, device, chunk_size=chunk_size, compile_model=compile_model)
     times, data_times = [], []
     for _ in range(epochs):
+        _sync(device)
         start = time.perf_counter()
-        data_time = 0.0
-        for y, lengths, lab in data.batches(BATCH, shuffle=True, generator=shuffle):
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                y2, l2 = augment(y, lengths, generator=gen)
-                batch = extractor(y2, l2)
-                x = spec(batch.features, batch.frame_lengths, generator=gen)
-            _sync(device)
-            data_time += time.perf_counter() - t0
-            _step(model, opt, x, batch.frame_lengths, lab, device)
+        row = run.train_epoch()
         _sync(device)
         times.append(time.perf_counter() - start)
-        data_times.append(data_time)
-    return times, data_times
+        data_times.append(row["data_seconds"])
+    # the model step alone: one epoch's batches computed first, then only forward/backward/optimiser
+    batches = [(x.clone(), fl, lab) for x, fl, lab, _ in run.epoch_batches()]
+    shapes = sorted({tuple(x.shape) for x, _, _ in batches})
+    _sync(device)
+    start = time.perf_counter()
+    run.model.train()
+    for x, fl, lab in batches:
+        with run._autocast():
+            logits = run.forward_model(x, fl)
+        loss = run.criterion(logits.float(), lab)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
+        run.optimizer.step()
+    _sync(device)
+    model_seconds = time.perf_counter() - start
+    return times, data_times, model_seconds, {"chunk_size": run.chunk_size, "model_batch_shapes": len(shapes),
+                                              "steps": len(batches)}
+
+
+def readme_job(device, epochs: int = 20) -> dict:
+    """The README Quickstart command in a subprocess, corpus generation included (a fresh cache), timed."""
+    import re
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="bench_readme_") as tmp:
+        cmd = [sys.executable, "-m", "ser_gpu.train", "--split", "actor", "--epochs", str(epochs), "--lr", "1e-3",
+               "--out", str(Path(tmp) / "run"), "--device", str(device)]
+        env = dict(os.environ, SER_GPU_CACHE=str(Path(tmp) / "cache"), PYTHONPATH=str(root))
+        load_before = os.getloadavg()
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        load_after = os.getloadavg()
+        if proc.returncode != 0:
+            raise RuntimeError(f"README job failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        history = json.loads((Path(tmp) / "run" / "metrics.json").read_text())["epochs"]
+    m = re.search(r"test \(held out, best checkpoint\): accuracy ([0-9.]+), UAR ([0-9.]+)", proc.stdout)
+    epoch_s = [h["epoch_seconds"] for h in history]
+    return {"command": " ".join(cmd[1:]), "wall_seconds": wall, "test_accuracy": float(m.group(1)) if m else None,
+            "test_uar": float(m.group(2)) if m else None, "epochs": len(history), "epoch_seconds": epoch_s,
+            "first_epoch_seconds": epoch_s[0], "steady_epoch_seconds": float(np.median(epoch_s[1:])),
+            "data_seconds": [h["data_seconds"] for h in history],
+            "loadavg_before": load_before, "loadavg_after": load_after}
+
+
+def data_path_memory(device, *, clips: int = 16, seconds: float = 3.5, tonnetz: bool = True) -> float:
+    """Peak bytes the training data path (augmentation, 68 rows, SpecAugment) holds per padded input sample
+    (CUDA: ``max_memory_allocated``; CPU: the growth of the process's peak RSS, a rougher figure)."""
+    import resource
+
+    from ser_gpu.transforms import FeatureExtractor, SpecAugment, WaveformAugment
+    from ser_gpu.transforms.features import FeatureConfig
+
+    y = torch.from_numpy(speech_like_clips(clips, seconds=seconds, seed=1)).to(device)
+    lengths = torch.full((clips,), y.shape[-1], dtype=torch.int64, device=device)
+    augment = WaveformAugment(sr=SR, p_noise=1.0, p_stretch=1.0, p_pitch=1.0, p_shift=1.0).to(device)
+    extractor = FeatureExtractor(FeatureConfig(max_frames=None, tonnetz=tonnetz), trim=False).to(device)
+    spec = SpecAugment().to(device)
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def once():
+        with torch.no_grad():
+            y2, l2 = augment(y, lengths, generator=gen)
+            b = extractor(y2, l2)
+            spec(b.features, b.frame_lengths, generator=gen)
+
+    if device.type == "cuda":
+        once()
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        once()
+        peak = torch.cuda.max_memory_allocated(device) - base
+    else:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        once()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    return peak / y.numel()
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--clips", type=int, default=1440)
-    p.add_argument("--seconds", type=float, default=3.5)
-    p.add_argument("--epochs", type=int, default=2, help="epochs per pipeline; the first one is warm-up if > 1")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="The GPU figures of issue 10: --device cuda --clips 1440 --seconds 3.5 --readme-job "
+               "(add --compile for a second run with torch.compile).")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda[:N]")
+    p.add_argument("--clips", type=int, default=1440, help="speech-like clips per epoch (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=3.5, help="seconds per clip (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=3,
+                   help="epochs per pipeline; the first is reported apart, the others are steady (default: %(default)s)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the original pipeline")
-    p.add_argument("--skip-original", action="store_true")
+    p.add_argument("--skip-original", action="store_true", help="time ser_gpu only")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="clips per data-path chunk (default: ser_gpu.train's choice from free memory / 256 on CPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (ser_gpu.train --compile)")
+    p.add_argument("--readme-job", action="store_true",
+                   help="also time the README Quickstart job (python -m ser_gpu.train --split actor --epochs 20 "
+                        "--lr 1e-3, fresh cache so corpus generation is included) in a subprocess")
+    p.add_argument("--readme-only", action="store_true", help="time the README job only (implies --readme-job)")
+    p.add_argument("--memory", action="store_true",
+                   help="also measure the data path's peak bytes per padded sample (ser_gpu.train.BYTES_PER_SAMPLE)")
+    p.add_argument("--out", default=None, help="results file (default: benchmarks/results/train_<device>.json)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    clips = speech_like_clips(args.clips, seconds=args.seconds, seed=0)
-    labels = np.random.default_rng(0).integers(0, 8, size=args.clips)
-    audio_seconds = args.clips * args.seconds
+    results = {"clips": args.clips, "clip_seconds": args.seconds, "batch": BATCH, "epochs": args.epochs,
+               "loadavg_before": os.getloadavg()}
+    if not args.readme_only:
+        clips = speech_like_clips(args.clips, seconds=args.seconds, seed=0)
+        labels = np.random.default_rng(0).integers(0, 8, size=args.clips)
+        audio_seconds = args.clips * args.seconds
 
-    def summary(times):
-        best = min(times[1:]) if len(times) > 1 else times[0]
-        return {"epoch_seconds": times, "best_epoch_seconds": best, "clips_per_second": args.clips / best,
-                "x_realtime": audio_seconds / best}
+        def summary(times):
+            steady = float(np.median(times[1:])) if len(times) > 1 else times[0]
+            return {"epoch_seconds": times, "first_epoch_seconds": times[0], "steady_epoch_seconds": steady,
+                    "best_epoch_seconds": min(times[1:]) if len(times) > 1 else times[0],
+                    "clips_per_second": args.clips / steady, "x_realtime": audio_seconds / steady}
 
-    results = {"clips": args.clips, "clip_seconds": args.seconds, "batch": BATCH, "epochs": args.epochs}
-    times, data_times = run_ser_gpu(clips, labels, device, args.epochs)
-    results["ser_gpu"] = summary(times)
-    i = int(np.argmin(times[1:]) + 1) if len(times) > 1 else 0
-    results["ser_gpu"]["data_path_seconds"] = data_times
-    results["ser_gpu"]["data_path_share"] = data_times[i] / times[i]
-    print(f"ser_gpu: {results['ser_gpu']['best_epoch_seconds']:.2f} s/epoch, "
-          f"data path {100 * results['ser_gpu']['data_path_share']:.1f}% of the step")
-    if not args.skip_original:
-        times = run_original(clips, labels, device, args.epochs, args.workers)
-        results["original"] = summary(times)
-        results["original"]["workers"] = args.workers
-        results["speedup"] = results["original"]["best_epoch_seconds"] / results["ser_gpu"]["best_epoch_seconds"]
-        print(f"original ({args.workers} workers): {results['original']['best_epoch_seconds']:.2f} s/epoch; "
-              f"ser_gpu is {results['speedup']:.1f}x faster")
-    path = write_results("train", device, results)
+        times, data_times, model_seconds, info = run_ser_gpu(clips, labels, device, args.epochs,
+                                                             chunk_size=args.chunk_size, compile_model=args.compile)
+        r = results["ser_gpu"] = {**summary(times), **info, "compile": args.compile}
+        r["data_path_seconds"] = data_times
+        steady = slice(1, None) if len(times) > 1 else slice(0, None)
+        r["data_path_share"] = float(sum(data_times[steady]) / sum(times[steady]))
+        r["model_step_seconds_per_epoch"] = model_seconds
+        print(f"ser_gpu: first epoch {r['first_epoch_seconds']:.2f} s, steady {r['steady_epoch_seconds']:.2f} s/epoch, "
+              f"data path {100 * r['data_path_share']:.1f}% of the epoch; model step alone {model_seconds:.2f} s/epoch "
+              f"({info['steps']} steps, {info['model_batch_shapes']} batch shapes, chunk {info['chunk_size']} clips)")
+        if args.memory:
+            results["data_path_bytes_per_sample"] = {
+                "tonnetz": data_path_memory(device, tonnetz=True),
+                "no_tonnetz": data_path_memory(device, tonnetz=False)}
+            print(f"data path memory: {results['data_path_bytes_per_sample']} bytes per padded sample")
+        if not args.skip_original:
+            # librosa's numba functions are compiled (and cached) here once, before the workers fork: workers
+            # compiling at the same time corrupt numba's cache files (numba issue #10128; seen as segfaults)
+            import librosa
+
+            librosa.feature.chroma_cqt(y=clips[0][:SR], sr=SR)
+            _librosa_rows(clips[0][:SR])
+            times = run_original(clips, labels, device, args.epochs, args.workers)
+            results["original"] = summary(times)
+            results["original"]["workers"] = args.workers
+            results["speedup"] = results["original"]["steady_epoch_seconds"] / r["steady_epoch_seconds"]
+            print(f"original ({args.workers} workers): {results['original']['steady_epoch_seconds']:.2f} s/epoch; "
+                  f"ser_gpu is {results['speedup']:.1f}x faster")
+    if args.readme_job or args.readme_only:
+        job = results["readme_job"] = readme_job(device)
+        print(f"README job: {job['wall_seconds']:.1f} s end to end, first epoch {job['first_epoch_seconds']:.2f} s, "
+              f"steady {job['steady_epoch_seconds']:.2f} s/epoch, test UAR {job['test_uar']}")
+    results["loadavg_after"] = os.getloadavg()
+    path = write_results("train", device, results) if args.out is None else _write(args.out, device, results)
     print(f"wrote {path}")
+
+
+def _write(path, device, results):
+    import datetime as dt
+
+    from benchmarks._common import machine
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(device),
+               **results}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
 
 
 if __name__ == "__main__":

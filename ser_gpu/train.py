@@ -1,9 +1,12 @@
 """``python -m ser_gpu.train``: the original SER recipe end to end, with the data path on the device.
 
-Each training step takes a batch of cached, trimmed waveforms that already sit on the device and runs
-``WaveformAugment`` (noise, time stretch, pitch shift, shift; fresh parameters per example and per
-epoch) -> ``FeatureExtractor`` (the 68 DESIGN.md rows) -> ``SpecAugment`` -> ``CNNBiLSTMAttention``.
-Validation uses the same features without augmentation (computed once). Optimisation follows the
+The cached, trimmed waveforms sit on the device. Each epoch shuffles them (from the seed) and cuts the
+order into chunks of whole batches; for each chunk, ``WaveformAugment`` (noise, time stretch, pitch
+shift, shift; fresh parameters per example and per epoch) -> ``FeatureExtractor`` (the 68 DESIGN.md
+rows) -> ``SpecAugment`` run over all its clips in a few large calls (clips grouped by length, sizes
+padded to a geometric ladder: :mod:`ser_gpu.data.chunks`), then ``CNNBiLSTMAttention`` trains on the
+chunk's ``batch_size`` batches. Validation and test use the same features without augmentation,
+computed once. Optimisation follows the
 original system: AdamW (weight decay 1e-3), cross-entropy with label smoothing 0.1, ReduceLROnPlateau
 (factor 0.5, patience 10) on the validation loss, early stopping after 20 epochs without improvement,
 gradient clipping at 1.0, and the best checkpoint (lowest validation loss) kept.
@@ -35,6 +38,7 @@ from ._cli import check_output_dir, resolve_device
 from ._validation import (check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability,
                           config_from_dict, config_to_dict)
 from ._lock import RunLock
+from .data.chunks import chunk_batches, epoch_chunks, ladder, length_groups
 from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
 from .evaluate import metrics_from_predictions
 from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
@@ -42,6 +46,19 @@ from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
 __all__ = ["TrainConfig", "train_model", "plot_curves", "main"]
 
 _SPLITS = ("random", "actor")
+
+# The chunked data path (see _Run._chunk_features). Waveforms are padded to rungs that are multiples
+# of the hop (so frame counts follow the same ladder), feature frames to multiples of 4 (the model's
+# two max-pools of 2).
+SAMPLE_MULTIPLE = 512
+FRAME_MULTIPLE = 4
+CPU_CHUNK_SIZE = 256  # on the CPU larger calls gain little: the time is arithmetic, not launch latency
+MEMORY_SHARE = 0.5  # of the free device memory, for one chunk's augmentation and features
+# Peak bytes the data path (augmentation + 68 rows + SpecAugment, float32) holds per padded input
+# sample of a chunk: ~200 measured on the CPU (peak RSS growth, `benchmarks/bench_train.py --memory`),
+# taken 5x for the CUDA caching allocator and cuFFT workspaces. A chunk that still runs out of memory
+# is split in two and redone (see _Run._chunk_features).
+BYTES_PER_SAMPLE = 1024
 
 
 @dataclass
@@ -78,6 +95,8 @@ class TrainConfig:
     p_shift: float = 0.5
     spec_augment: bool = True
     max_frames: Optional[int] = None  # None: each batch's longest clip (the model masks the padding)
+    chunk_size: Optional[int] = None  # clips per augmentation/feature call; None: from free memory (CUDA), 256 (CPU)
+    compile_model: bool = False  # torch.compile the model's forward (off: eager; measure before turning it on)
     normalize: Optional[str] = "valid"
     tonnetz: bool = True
     cache_dir: Optional[str] = None
@@ -107,6 +126,8 @@ class TrainConfig:
         if self.n_folds is not None and (self.n_folds < 2 or self.fold >= self.n_folds):
             raise ParameterError(f"n_folds must be >= 2 and fold in [0, n_folds), got n_folds={self.n_folds!r}, "
                                  f"fold={self.fold!r}")
+        if self.chunk_size is not None:
+            check_positive_int(self.chunk_size, "chunk_size")
         FeatureConfig(max_frames=self.max_frames, normalize=self.normalize)  # validates both
 
     def to_dict(self) -> dict:
@@ -223,6 +244,10 @@ class _Run:
         self.train_set = subset(split.train)
         self.val_set = subset(split.val)
         self.test_set = subset(split.test) if len(split.test) else None
+        # clip lengths on the host: the chunk plans (length groups, padded sizes) never wait on the device
+        self.host_lengths = {id(s): torch.tensor([int(waves[i].shape[0]) for i in idx], dtype=torch.int64)
+                             for s, idx in ((self.train_set, split.train), (self.val_set, split.val),
+                                            (self.test_set, split.test)) if s is not None}
         self.split_sizes = {"train": len(split.train), "val": len(split.val), "test": len(split.test)}
         if len(split.train) < 2:
             raise ParameterError(f"the {c.split} split leaves {len(split.train)} training clip(s); at least 2 are needed "
@@ -248,6 +273,9 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="min", factor=c.lr_factor,
                                                                     patience=c.lr_patience)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
+        # the module called in each step; self.model (its weights) is what checkpoints hold
+        self.forward_model = torch.compile(self.model) if c.compile_model else self.model
+        self.chunk_size = self._resolve_chunk_size()
         # Shuffling draws on the CPU; augmentation draws on the device where the waveforms are.
         self.shuffle_gen = torch.Generator().manual_seed(c.seed)
         self.augment_gen = torch.Generator(device=self.device).manual_seed(c.seed + 1)
@@ -273,6 +301,7 @@ class _Run:
             "augment_gen": self.augment_gen.get_state(),
             "cpu_rng": torch.get_rng_state(),
             "split_sizes": self.split_sizes,
+            "chunk_size": self.chunk_size,  # the resolved size: a resumed run draws the same augmentation
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -294,6 +323,8 @@ class _Run:
             self.shuffle_gen.set_state(state["shuffle_gen"])
             self.augment_gen.set_state(state["augment_gen"])
             torch.set_rng_state(state["cpu_rng"])
+            if self.config.chunk_size is None and "chunk_size" in state:
+                self.chunk_size = int(state["chunk_size"])
             if self.device.type == "cuda" and "cuda_rng" in state:
                 torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -314,32 +345,126 @@ class _Run:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _features(self, y, lengths, *, train: bool):
+    def _resolve_chunk_size(self) -> int:
+        """Clips per data-path chunk: ``chunk_size`` if set, else what free device memory holds (CUDA)
+        or :data:`CPU_CHUNK_SIZE`; rounded down to whole model batches (at least one) and no more
+        than the epoch needs."""
         c = self.config
-        if train and c.augment:
-            y, lengths = self.augment(y, lengths, generator=self.augment_gen)
-        batch = self.extractor(y, lengths)
-        x = batch.features
-        if train and c.spec_augment:
-            x = self.spec_augment(x, batch.frame_lengths, generator=self.augment_gen)
-        return x, batch.frame_lengths
+        bs = c.batch_size
+        if c.chunk_size is not None:
+            size = c.chunk_size
+        elif self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            # the longest clip a chunk may hold, after the slowest time stretch, padded to its rung
+            stretch = 1.0 / 0.9 if c.augment and c.p_stretch > 0 else 1.0
+            longest = ladder(math.ceil(int(self.host_lengths[id(self.train_set)].max()) * stretch) + 1,
+                             multiple=SAMPLE_MULTIPLE)
+            size = int(MEMORY_SHARE * free // (BYTES_PER_SAMPLE * longest))
+        else:
+            size = CPU_CHUNK_SIZE
+        size = max(bs, size // bs * bs)
+        return min(size, math.ceil(len(self.train_set) / bs) * bs)
+
+    def _chunk_features(self, dataset, index: torch.Tensor, *, train: bool):
+        """:meth:`_chunk_features_once`; a chunk that runs out of device memory is redone in two halves
+        from the same augmentation draws' starting point (so the run stays reproducible), and later
+        chunks are made smaller (the size is saved in the checkpoints, so ``--resume`` keeps it)."""
+        state = self.augment_gen.get_state()
+        try:
+            return self._chunk_features_once(dataset, index, train=train)
+        except torch.OutOfMemoryError:
+            if index.numel() < 2:
+                raise
+        self.augment_gen.set_state(state)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        bs = self.config.batch_size
+        self.chunk_size = min(self.chunk_size, max(bs, index.numel() // 2 // bs * bs))  # for the next chunks
+        self._say(f"a chunk of {index.numel()} clips ran out of device memory: computing it in two halves, "
+                  f"and chunks of {self.chunk_size} from now on (pass --chunk-size to choose the size)")
+        parts = [self._chunk_features(dataset, half, train=train) for half in index.tensor_split(2)]
+        frames = max(p[0].shape[-1] for p in parts)
+        x = torch.cat([nn.functional.pad(p[0], (0, frames - p[0].shape[-1])) for p in parts])
+        return (x,) + tuple(torch.cat([p[k] for p in parts]) for k in (1, 2, 3))
+
+    def _chunk_features_once(self, dataset, index: torch.Tensor, *, train: bool):
+        """Features of the clips ``index`` (CPU int64) of ``dataset``, in that order, from a few large calls.
+
+        The clips are grouped by the ladder rung of their length (:func:`ser_gpu.data.chunks.length_groups`);
+        each group is gathered, zero-padded to its rung and, for training, augmented (``WaveformAugment``,
+        its output padded to a rung again), turned into the 68 rows (``FeatureExtractor``) and masked
+        (``SpecAugment``) in one call each. Padding never changes a clip's valid frames (the extractor's
+        ``lengths`` contract), so only the number of shapes changes, not the features.
+
+        Returns:
+            ``(x, frame_lengths, labels, host_frame_lengths)``: ``x`` ``[shape=(N, 68, frames)]`` on the
+            device, zero past each clip's frames (``frames`` a rung, or ``max_frames``); the rest
+            ``[shape=(N,)]`` int64, the last one a CPU copy.
+        """
+        c = self.config
+        aug = train and c.augment
+        lengths = self.host_lengths[id(dataset)][index]
+        parts = []
+        with torch.no_grad():
+            for pos, rung in length_groups(lengths, multiple=SAMPLE_MULTIPLE):
+                y, L, _ = dataset.gather(index[pos].to(self.device))
+                y = nn.functional.pad(y, (0, rung - y.shape[-1]))
+                if aug:
+                    y, L = self.augment(y, L, generator=self.augment_gen)
+                    y = nn.functional.pad(y, (0, ladder(y.shape[-1], multiple=SAMPLE_MULTIPLE) - y.shape[-1]))
+                batch = self.extractor(y, L)
+                x = batch.features
+                if train and c.spec_augment:
+                    x = self.spec_augment(x, batch.frame_lengths, generator=self.augment_gen)
+                parts.append((pos.to(self.device), x, batch.frame_lengths))
+            widest = max(x.shape[-1] for _, x, _ in parts)
+            frames = widest if c.max_frames is not None else ladder(widest, multiple=FRAME_MULTIPLE)
+            out = parts[0][1].new_zeros((index.numel(), parts[0][1].shape[1], frames))
+            fl = torch.empty(index.numel(), dtype=torch.int64, device=self.device)
+            for pos, x, f in parts:
+                out[pos, :, : x.shape[-1]] = x
+                fl[pos] = f
+        return out, fl, dataset.labels[index.to(self.device)], fl.cpu()
+
+    def _batches(self, x, fl, labels, host_fl, index):
+        """The model's ``batch_size`` batches of one chunk, in order, each cut to the rung of its longest clip
+        (all ``max_frames`` frames when that is set): ``(x, frame_lengths, labels, clip_index)``."""
+        c = self.config
+        for s in chunk_batches(index.numel(), c.batch_size):
+            frames = x.shape[-1] if c.max_frames is not None else \
+                min(x.shape[-1], ladder(int(host_fl[s].max()), multiple=FRAME_MULTIPLE))
+            yield x[s, :, :frames], fl[s], labels[s], index[s]
+
+    def epoch_batches(self, timing: Optional[dict] = None):
+        """One training epoch's batches ``(x, frame_lengths, labels, clip_index)``, chunk by chunk.
+
+        The epoch's order is drawn from the seed (``shuffle_gen``); a last batch of one clip is left out
+        (the classifier's batch norm needs two). The order is cut into chunks of ``self.chunk_size``
+        clips (whole batches), and each chunk's augmented features are computed before its batches are
+        yielded, with fresh augmentation draws (``augment_gen``) every epoch. ``timing['data_seconds']``
+        accumulates the data path's time (device synchronised).
+        """
+        c = self.config
+        n = len(self.train_set)
+        order = torch.randperm(n, generator=self.shuffle_gen)
+        if n % c.batch_size == 1:
+            order = order[:-1]
+        for index in epoch_chunks(order, self.chunk_size, c.batch_size):
+            t0 = time.perf_counter()
+            x, fl, labels, host_fl = self._chunk_features(self.train_set, index, train=True)
+            self._sync()
+            if timing is not None:
+                timing["data_seconds"] = timing.get("data_seconds", 0.0) + time.perf_counter() - t0
+            yield from self._batches(x, fl, labels, host_fl, index)
 
     def train_epoch(self) -> dict:
         c = self.config
         self.model.train()
         total_loss = correct = count = 0.0
-        data_seconds = 0.0
-        # The classifier's batch norm needs two clips: a last batch of one is left out of this epoch.
-        drop_last = len(self.train_set) % c.batch_size == 1
-        for y, lengths, labels in self.train_set.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen,
-                                                         drop_last=drop_last):
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                x, fl = self._features(y, lengths, train=True)
-            self._sync()
-            data_seconds += time.perf_counter() - t0
+        timing = {"data_seconds": 0.0}
+        for x, fl, labels, _ in self.epoch_batches(timing):
             with self._autocast():
-                logits = self.model(x, fl)
+                logits = self.forward_model(x, fl)
             loss = self.criterion(logits.float(), labels)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -349,15 +474,16 @@ class _Run:
             total_loss += float(loss.detach()) * n
             correct += float((logits.detach().argmax(-1) == labels).sum())
             count += n
-        return {"train_loss": total_loss / count, "train_acc": correct / count, "data_seconds": data_seconds}
+        return {"train_loss": total_loss / count, "train_acc": correct / count, "data_seconds": timing["data_seconds"]}
 
     def feature_batches(self, dataset) -> list:
-        """Validation/test features, computed once (no augmentation): ``[(x, frame_lengths, labels), ...]``."""
+        """Validation/test features, computed once (no augmentation) chunk by chunk, in stored order:
+        ``[(x, frame_lengths, labels), ...]`` in ``batch_size`` batches."""
         out = []
-        with torch.no_grad():
-            for y, lengths, labels in dataset.batches(self.config.batch_size):
-                x, fl = self._features(y, lengths, train=False)
-                out.append((x, fl, labels))
+        order = torch.arange(len(dataset))
+        for index in epoch_chunks(order, self.chunk_size, self.config.batch_size):
+            x, fl, labels, host_fl = self._chunk_features(dataset, index, train=False)
+            out.extend(b[:3] for b in self._batches(x, fl, labels, host_fl, index))
         return out
 
     def evaluate(self, batches) -> dict:
@@ -366,7 +492,7 @@ class _Run:
         with torch.no_grad():
             for x, fl, labels in batches:
                 with self._autocast():
-                    logits = self.model(x, fl)
+                    logits = self.forward_model(x, fl)
                 total_loss += float(self.criterion(logits.float(), labels)) * labels.numel()
                 preds.append(logits.argmax(-1))
                 truth.append(labels)
@@ -614,6 +740,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after N epochs without a better validation loss; 0 = never (default: %(default)s)")
     p.add_argument("--max-frames", type=int, default=None,
                    help="pad/truncate features to N frames (default: each batch's longest clip)")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="clips augmented and turned into features per call, rounded down to whole batches "
+                        "(default: what free GPU memory holds on CUDA, 256 on the CPU; the whole epoch when it fits)")
+    p.add_argument("--compile", dest="compile_model", action="store_true",
+                   help="torch.compile the model (default: eager)")
     p.add_argument("--cache-dir", default=None, help="waveform cache (default: $SER_GPU_CACHE or ~/.cache/ser_gpu)")
     p.add_argument("--synthetic-dir", default=None, help="where the synthetic corpus is generated")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")

@@ -1,0 +1,307 @@
+"""The chunked training data path: chunk plans, length groups, padded sizes, and what a run feeds the model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ser_gpu.data.chunks import chunk_batches, epoch_chunks, ladder, ladder_tensor, length_groups
+from ser_gpu.errors import ParameterError
+from ser_gpu.train import FRAME_MULTIPLE, SAMPLE_MULTIPLE, TrainConfig, _Run, train_model
+from ser_gpu.transforms.features import FeatureExtractor
+
+from tests.tiny_corpus import FAST, SR, clip
+
+
+# ------------------------------------------------------------------------------------------- the plans
+
+def test_ladder_rounds_up_to_few_rungs():
+    n = torch.arange(1, 20001)
+    rungs = ladder_tensor(n, multiple=512)
+    assert bool((rungs >= n).all()) and bool((rungs % 512 == 0).all())
+    assert bool((rungs < 1.25 * n + 512).all())  # at most one rung of padding
+    assert len(torch.unique(rungs)) <= 20  # 1 ... 20000 samples: a handful of shapes, not 20000
+    assert [ladder(int(k), multiple=512) for k in (1, 512, 513, 4000, 19999)] == \
+        [int(rungs[k - 1]) for k in (1, 512, 513, 4000, 19999)]
+    assert ladder(ladder(777, multiple=4), multiple=4) == ladder(777, multiple=4)  # a rung is its own rung
+    with pytest.raises(ParameterError, match="ratio"):
+        ladder(5, ratio=1.0)
+    with pytest.raises(ParameterError, match="n"):
+        ladder(0)
+
+
+def test_epoch_chunks_keep_whole_batches():
+    order = torch.randperm(21, generator=torch.Generator().manual_seed(0))
+    chunks = list(epoch_chunks(order, 8, 4))
+    assert [c.numel() for c in chunks] == [8, 8, 5]  # a boundary inside the epoch, a last short chunk
+    assert torch.equal(torch.cat(chunks), order)
+    assert chunk_batches(5, 4) == [slice(0, 4), slice(4, 5)]
+    with pytest.raises(ParameterError, match="multiple of batch_size"):
+        list(epoch_chunks(order, 6, 4))
+
+
+def test_length_groups_partition_a_chunk():
+    lengths = torch.tensor([700, 30000, 512, 1100, 29000, 9000, 1])
+    groups = length_groups(lengths, multiple=512)
+    pos = torch.cat([p for p, _ in groups])
+    assert sorted(pos.tolist()) == list(range(len(lengths)))  # every clip once
+    for p, rung in groups:
+        assert all(ladder(int(v), multiple=512) == rung for v in lengths[p])
+    assert [r for _, r in groups] == sorted({r for _, r in groups})
+
+
+# ------------------------------------------------------------------------------------------ a training run
+
+def _varied_corpus(root: Path) -> Path:
+    """32 clips of 0.25-1.6 s (lengths vary a lot, as in the synthetic corpus and RAVDESS)."""
+    rng = np.random.default_rng(0)
+    for a in (1, 2, 3, 4):
+        d = root / f"Actor_{a:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        for e in (1, 3, 5, 7):
+            for k in range(2):
+                name = f"03-01-{e:02d}-01-{k + 1:02d}-01-{a:02d}.wav"
+                sf.write(d / name, clip(e - 1, a, k, seconds=float(rng.uniform(0.25, 1.6))), SR)
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return _varied_corpus(tmp_path_factory.mktemp("varied"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def _run(corpus, cache, tmp_path, **settings) -> _Run:
+    # each run its own directory: a _Run holds its directory's lock until closed
+    out = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
+    kw = dict(FAST, batch_size=4, data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache))
+    kw.update(settings)
+    return _Run(TrainConfig(**kw), resume=False, overwrite=True)
+
+
+def _epoch(run):
+    return [(x, fl, lab, idx) for x, fl, lab, idx in run.epoch_batches()]
+
+
+def test_every_training_clip_once_per_epoch_with_chunk_boundaries(corpus, cache, tmp_path):
+    run = _run(corpus, cache, tmp_path, chunk_size=10, batch_size=5)
+    n = len(run.train_set)
+    assert n % 5 > 1 and n % 10 != 0, n  # the epoch ends with a short chunk and a short batch
+    sizes = []
+    real = run._chunk_features
+    run._chunk_features = lambda ds, index, train: sizes.append(index.numel()) or real(ds, index, train=train)
+    orders = []
+    for _ in range(2):
+        sizes.clear()
+        batches = _epoch(run)
+        seen = torch.cat([idx for *_, idx in batches])
+        assert sorted(seen.tolist()) == list(range(n))  # each clip exactly once
+        assert sizes == [10] * (n // 10) + [n % 10]
+        for x, fl, lab, idx in batches:
+            assert torch.equal(lab, run.train_set.labels[idx])
+            assert x.shape[0] == idx.numel() == fl.numel()
+        orders.append(seen)
+    assert not torch.equal(orders[0], orders[1])  # reshuffled every epoch
+
+
+def test_batches_do_not_depend_on_the_chunk_size(corpus, cache, tmp_path):
+    """Chunks hold whole batches: the model sees the same clips in the same batches for any chunk size."""
+    a = [idx for *_, idx in _epoch(_run(corpus, cache, tmp_path, chunk_size=4))]
+    b = [idx for *_, idx in _epoch(_run(corpus, cache, tmp_path, chunk_size=256))]
+    assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_a_last_batch_of_one_is_left_out(corpus, cache, tmp_path):
+    run = _run(corpus, cache, tmp_path, chunk_size=8)
+    n = len(run.train_set)
+    run.config.batch_size = n - 1  # n % (n - 1) == 1
+    run.chunk_size = n - 1
+    batches = _epoch(run)
+    assert [b[3].numel() for b in batches] == [n - 1]
+
+
+@pytest.mark.parametrize("chunk_size", [4, 8, 256])
+def test_chunk_features_equal_each_clip_alone(corpus, cache, tmp_path, chunk_size):
+    """Without augmentation, every clip's features in any chunk (boundary, short last chunk, one clip)
+    equal the extractor on that clip alone: grouping and padding to rungs change nothing."""
+    run = _run(corpus, cache, tmp_path, chunk_size=chunk_size, augment=False, spec_augment=False)
+    alone = FeatureExtractor(run.feature_config, trim=False)
+    for x, fl, _, idx in _epoch(run):
+        assert x.shape[-1] == ladder(int(fl.max()), multiple=FRAME_MULTIPLE)
+        for row, k in enumerate(idx.tolist()):
+            y, _ = run.train_set[k]
+            ref = alone(y)
+            n = int(ref.frame_lengths[0])
+            assert int(fl[row]) == n
+            torch.testing.assert_close(x[row, :, :n], ref.features[0, :, :n], rtol=1e-4, atol=1e-4)
+            assert not x[row, :, n:].any()
+    one = torch.tensor([3])
+    x, fl, lab, _ = run._chunk_features(run.train_set, one, train=True)  # a chunk of one clip
+    ref = alone(run.train_set[3][0])
+    torch.testing.assert_close(x[0, :, : int(fl[0])], ref.features[0], rtol=1e-4, atol=1e-4)
+
+
+def test_fresh_augmentation_every_epoch_and_same_seed_same_draws(corpus, cache, tmp_path):
+    def features_by_clip(run):
+        out = {}
+        for x, fl, _, idx in _epoch(run):
+            for row, k in enumerate(idx.tolist()):
+                out[k] = x[row, :, : int(fl[row])].clone()
+        return out
+
+    settings = dict(chunk_size=8, p_noise=1.0)  # every clip gets noise: its draws must change every epoch
+    run = _run(corpus, cache, tmp_path, **settings)
+    first, second = features_by_clip(run), features_by_clip(run)
+    assert first.keys() == second.keys()
+    assert all(first[k].shape != second[k].shape or not torch.equal(first[k], second[k]) for k in first)
+    again = features_by_clip(_run(corpus, cache, tmp_path, **settings))
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_an_epoch_meets_few_shapes(corpus, cache, tmp_path):
+    run = _run(corpus, cache, tmp_path, chunk_size=8)
+    extractor_shapes, model_shapes = set(), set()
+    real = run.extractor.forward
+    run.extractor.forward = lambda y, lengths=None: extractor_shapes.add(tuple(y.shape)) or real(y, lengths)
+    for _ in range(3):
+        for x, *_ in _epoch(run):
+            model_shapes.add(tuple(x.shape))
+    assert all(ladder(t, multiple=SAMPLE_MULTIPLE) == t for _, t in extractor_shapes)
+    assert all(ladder(f, multiple=FRAME_MULTIPLE) == f for _, _, f in model_shapes)
+    lengths = run.host_lengths[id(run.train_set)]
+    # clips of 0.25-1.6 s (1.1-1.8x that after time stretch): a handful of waveform rungs, a handful of widths
+    assert len({t for _, t in extractor_shapes}) <= 10
+    assert len({f for *_, f in model_shapes}) <= 8
+    assert len(set(lengths.tolist())) > 10  # while the clips have many lengths
+
+
+def test_max_frames_keeps_every_batch_at_that_width(corpus, cache, tmp_path):
+    run = _run(corpus, cache, tmp_path, chunk_size=8, max_frames=50)
+    assert {x.shape[-1] for x, *_ in _epoch(run)} == {50}
+
+
+def test_validation_features_are_computed_once(corpus, cache, tmp_path, monkeypatch):
+    calls = []
+    real = _Run._chunk_features
+
+    def counting(self, dataset, index, *, train):
+        name = {id(self.train_set): "train", id(self.val_set): "val", id(self.test_set): "test"}[id(dataset)]
+        calls.append((name, train, index.tolist()))
+        return real(self, dataset, index, train=train)
+
+    extracted = []
+    real_forward = FeatureExtractor.forward
+    monkeypatch.setattr(_Run, "_chunk_features", counting)
+    monkeypatch.setattr(FeatureExtractor, "forward",
+                        lambda self, y, lengths=None: extracted.append(y.shape[0]) or real_forward(self, y, lengths))
+    result = train_model(epochs=3, data_dirs=[str(corpus)], out=str(tmp_path / "run"), cache_dir=str(cache),
+                         chunk_size=8, **dict(FAST, batch_size=4))
+    sizes = result["split_sizes"]
+    val = [i for name, train, idx in calls if name == "val" for i in idx]
+    test = [i for name, train, idx in calls if name == "test" for i in idx]
+    assert sorted(val) == list(range(sizes["val"])) and sorted(test) == list(range(sizes["test"]))
+    assert all(not train for name, train, _ in calls if name != "train")
+    n_train = sum(len(idx) for name, _, idx in calls if name == "train")
+    used = sizes["train"] - (1 if sizes["train"] % 4 == 1 else 0)
+    assert n_train == 3 * used
+    assert sum(extracted) == 3 * used + sizes["val"] + sizes["test"]  # no other feature computation
+
+
+def test_chunk_size_setting(corpus, cache, tmp_path):
+    run = _run(corpus, cache, tmp_path, chunk_size=10)
+    assert run.chunk_size == 8  # whole batches
+    assert _run(corpus, cache, tmp_path, chunk_size=1).chunk_size == 4  # at least one batch
+    n = len(run.train_set)
+    assert _run(corpus, cache, tmp_path).chunk_size == -(-n // 4) * 4  # the whole epoch when it fits
+    with pytest.raises(ParameterError, match="chunk_size"):
+        TrainConfig(chunk_size=0)
+
+
+def test_same_seed_same_run_across_chunk_boundaries(corpus, cache, tmp_path):
+    results = [train_model(epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / f"run{i}"), cache_dir=str(cache),
+                           chunk_size=8, split="actor", **dict(FAST, batch_size=4)) for i in range(2)]
+    keys = ("train_loss", "train_acc", "val_loss", "val_acc")
+    assert [[h[k] for k in keys] for h in results[0]["history"]] == \
+        [[h[k] for k in keys] for h in results[1]["history"]]
+    a = torch.load(tmp_path / "run0" / "last.pt", weights_only=True)["model_state"]
+    b = torch.load(tmp_path / "run1" / "last.pt", weights_only=True)["model_state"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "run0" / "result.json").read_text()) == \
+        {**json.loads((tmp_path / "run1" / "result.json").read_text()), "out": str(tmp_path / "run0"),
+         "best_checkpoint": str(tmp_path / "run0" / "best.pt"), "last_checkpoint": str(tmp_path / "run0" / "last.pt")}
+
+
+def test_a_chunk_out_of_memory_is_redone_in_halves(corpus, cache, tmp_path):
+    """A chunk that runs out of device memory (simulated: chunks over 4 clips fail after drawing) is computed
+    in two halves from the same augmentation state: the epoch equals one run with chunks of 4."""
+    def epoch_features(run):
+        return [(x[:, :, : int(fl.max())], idx) for x, fl, _, idx in _epoch(run)]
+
+    run = _run(corpus, cache, tmp_path, chunk_size=8)
+    assert len(run.train_set) % 8 == 0
+    real = run._chunk_features_once
+
+    def small_only(dataset, index, *, train):
+        if index.numel() > 4:
+            torch.rand(100, generator=run.augment_gen)  # part of the work happened before the failure
+            raise torch.OutOfMemoryError("simulated")
+        return real(dataset, index, train=train)
+
+    run._chunk_features_once = small_only
+    halves = epoch_features(run)
+    reference = epoch_features(_run(corpus, cache, tmp_path, chunk_size=4))
+    assert len(halves) == len(reference)
+    for (xa, ia), (xb, ib) in zip(halves, reference):
+        assert torch.equal(ia, ib) and torch.equal(xa, xb)
+    assert run.chunk_size == 4  # later chunks (and a resumed run, which reads it from last.pt) are smaller
+
+
+# ------------------------------------------------------------------------------------------------ CUDA
+
+@pytest.mark.parametrize("chunk_size", [4, 256])
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_chunk_features_equal_the_cpu_ones(corpus, cache, tmp_path, chunk_size):
+    """The chunked data path on CUDA (no augmentation) gives the CPU's features and the same batches."""
+    runs = [_run(corpus, cache, tmp_path, chunk_size=chunk_size, augment=False, spec_augment=False, device=d)
+            for d in ("cpu", "cuda")]
+    assert runs[1].device.type == "cuda"
+    for (xa, fa, la, ia), (xb, fb, lb, ib) in zip(_epoch(runs[0]), _epoch(runs[1])):
+        assert torch.equal(ia, ib) and torch.equal(fa, fb.cpu()) and torch.equal(la, lb.cpu())
+        torch.testing.assert_close(xb.cpu(), xa, rtol=1e-3, atol=1e-3)  # float32 on two devices
+
+
+@pytest.mark.parametrize("compile_model", [False, True])
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_training_runs_with_the_chunk_size_from_memory(corpus, cache, tmp_path, compile_model):
+    result = train_model(epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / "run"), cache_dir=str(cache),
+                         device="cuda", compile_model=compile_model, **dict(FAST, batch_size=4))
+    assert result["epochs_run"] == 2
+    assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["val_loss"]) for h in result["history"])
+    run = _run(corpus, cache, tmp_path, device="cuda")
+    n = len(run.train_set)
+    assert run.chunk_size == -(-n // 4) * 4  # a tiny epoch fits whole in free GPU memory
+
+
+def test_resume_keeps_the_resolved_chunk_size(corpus, cache, tmp_path, monkeypatch):
+    import ser_gpu.train as train
+
+    monkeypatch.setattr(train, "CPU_CHUNK_SIZE", 8)  # stands for a size chosen from free GPU memory
+    train_model(epochs=1, data_dirs=[str(corpus)], out=str(tmp_path / "run"), cache_dir=str(cache),
+                **dict(FAST, batch_size=4))
+    monkeypatch.setattr(train, "CPU_CHUNK_SIZE", 256)  # another machine or more free memory
+    config = TrainConfig(**dict(FAST, batch_size=4, epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / "run"),
+                                cache_dir=str(cache)))
+    assert _Run(config, resume=True, overwrite=False).chunk_size == 8
+    assert _Run(dataclasses.replace(config, out=str(tmp_path / "new")), resume=False, overwrite=False).chunk_size > 8
