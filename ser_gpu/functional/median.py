@@ -60,6 +60,36 @@ def _batcher_pairs(n: int):
     return pairs
 
 
+def _pruned_program(pairs, is_inf: list, targets) -> tuple:
+    """The comparators ``pairs`` of a sorting/merging network as a min/max program, with the slots
+    flagged ``is_inf`` holding static +inf (a comparator against one is a no-op or a relabelling),
+    pruned backwards to the comparators, and the min or max halves of them, that reach ``targets``.
+    Each step is ``('cmp'|'swap', i, j, need_min, need_max)``."""
+    is_inf = list(is_inf)
+    ops = []
+    for i, j in pairs:
+        if is_inf[j]:
+            continue
+        if is_inf[i]:
+            is_inf[i], is_inf[j] = False, True
+            ops.append(("swap", i, j))
+        else:
+            ops.append(("cmp", i, j))
+    needed = set(targets)
+    program = []
+    for kind, i, j in reversed(ops):
+        need_i, need_j = i in needed, j in needed
+        if not (need_i or need_j):
+            continue
+        program.append((kind, i, j, need_i, need_j))
+        if kind == "swap":
+            needed = (needed - {i, j}) | ({j} if need_i else set()) | ({i} if need_j else set())
+        else:
+            needed |= {i, j}
+    program.reverse()
+    return tuple(program)
+
+
 @functools.lru_cache(maxsize=None)
 def _selection_network(k: int):
     """A min/max program whose slot ``k // 2`` ends up holding the element of rank ``k // 2``.
@@ -72,30 +102,8 @@ def _selection_network(k: int):
     n = 1
     while n < k:
         n *= 2
-    is_inf = [i >= k for i in range(n)]
-    ops = []
-    for i, j in _batcher_pairs(n):
-        if is_inf[j]:
-            continue
-        if is_inf[i]:
-            is_inf[i], is_inf[j] = False, True
-            ops.append(("swap", i, j))
-        else:
-            ops.append(("cmp", i, j))
     target = k // 2
-    needed = {target}
-    program = []
-    for kind, i, j in reversed(ops):
-        need_i, need_j = i in needed, j in needed
-        if not (need_i or need_j):
-            continue
-        program.append((kind, i, j, need_i, need_j))
-        if kind == "swap":
-            needed = (needed - {i, j}) | ({j} if need_i else set()) | ({i} if need_j else set())
-        else:
-            needed |= {i, j}
-    program.reverse()
-    return tuple(program), target
+    return _pruned_program(_batcher_pairs(n), [i >= k for i in range(n)], (target,)), target
 
 
 def _select_median(padded: torch.Tensor, k: int, L: int) -> torch.Tensor:
@@ -196,30 +204,9 @@ def _merge_program(a: int, b: int, lo: int, hi: int):
     while h < max(a, b):
         h *= 2
     n = 2 * h
-    is_inf = [not (i < a or h <= i < h + b) for i in range(n)]
-    ops = []
-    for i, j in _oddeven_merge_pairs(n):
-        if is_inf[j]:
-            continue
-        if is_inf[i]:
-            is_inf[i], is_inf[j] = False, True
-            ops.append(("swap", i, j))
-        else:
-            ops.append(("cmp", i, j))
     targets = tuple(range(lo, hi))
-    needed = set(targets)
-    program = []
-    for kind, i, j in reversed(ops):
-        need_i, need_j = i in needed, j in needed
-        if not (need_i or need_j):
-            continue
-        program.append((kind, i, j, need_i, need_j))
-        if kind == "swap":
-            needed = (needed - {i, j}) | ({j} if need_i else set()) | ({i} if need_j else set())
-        else:
-            needed |= {i, j}
-    program.reverse()
-    return tuple(program), n, h, targets
+    is_inf = [not (i < a or h <= i < h + b) for i in range(n)]
+    return _pruned_program(_oddeven_merge_pairs(n), is_inf, targets), n, h, targets
 
 
 def _run_program(program, slots: list) -> list:
