@@ -289,6 +289,11 @@ def main(argv=None):
     device = torch.device(args.device)
     results = {"clips": args.clips, "clip_seconds": args.seconds, "batch": BATCH, "epochs": args.epochs,
                "loadavg_before": os.getloadavg()}
+    if args.memory:  # first: on the CPU the figure is the growth of the process's peak RSS
+        results["data_path_bytes_per_sample"] = {
+            "tonnetz": data_path_memory(device, tonnetz=True),
+            "no_tonnetz": data_path_memory(device, tonnetz=False)}
+        print(f"data path memory: {results['data_path_bytes_per_sample']} bytes per padded sample")
     if not args.readme_only:
         clips = speech_like_clips(args.clips, seconds=args.seconds, seed=0)
         labels = np.random.default_rng(0).integers(0, 8, size=args.clips)
@@ -314,11 +319,6 @@ def main(argv=None):
               f"data path {100 * r['data_path_share']:.1f}% of the epoch waited for "
               f"({100 * r['data_path_compute_share']:.1f}% computed); model step alone {model_seconds:.2f} s/epoch "
               f"({info['steps']} steps, {info['model_batch_shapes']} batch shapes, chunk {info['chunk_size']} clips)")
-        if args.memory:
-            results["data_path_bytes_per_sample"] = {
-                "tonnetz": data_path_memory(device, tonnetz=True),
-                "no_tonnetz": data_path_memory(device, tonnetz=False)}
-            print(f"data path memory: {results['data_path_bytes_per_sample']} bytes per padded sample")
         if not args.skip_original:
             # librosa's numba functions are compiled (and cached) here once, before the workers fork: workers
             # compiling at the same time corrupt numba's cache files (numba issue #10128; seen as segfaults)
