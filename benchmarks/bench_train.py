@@ -193,6 +193,7 @@ def run_ser_gpu(clips, labels, device, epochs, *, chunk_size=None, compile_model
     _sync(device)
     model_seconds = time.perf_counter() - start
     run.close_data()
+    getattr(run, "release", lambda: None)()  # the run directory's lock, where runs hold one
     return times, data_times, model_seconds, {"chunk_size": run.chunk_size, "model_batch_shapes": len(shapes),
                                               "steps": len(batches), "prefetch": prefetch,
                                               "data_path_compute_seconds": compute_times}

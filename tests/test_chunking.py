@@ -89,12 +89,16 @@ def _close_runs():
     """Each test's runs stop their prefetch threads before the next test (which may patch _Run) starts."""
     yield
     while _OPEN:
-        _OPEN.pop().close_data()
+        run = _OPEN.pop()
+        run.close_data()
+        getattr(run, "release", lambda: None)()  # the run directory's lock, where runs hold one
 
 
 def _run(corpus, cache, tmp_path, **settings) -> _Run:
+    # each run its own directory: a _Run holds its directory's lock until closed
+    out = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
     # epochs: how many the test runs (the prefetch thread never computes an epoch past the last)
-    kw = dict(FAST, batch_size=4, epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / "run"), cache_dir=str(cache))
+    kw = dict(FAST, batch_size=4, epochs=2, data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache))
     kw.update(settings)
     run = _Run(TrainConfig(**kw), resume=False, overwrite=True)
     _OPEN.append(run)
@@ -314,8 +318,11 @@ def test_resume_keeps_the_resolved_chunk_size(corpus, cache, tmp_path, monkeypat
     monkeypatch.setattr(train, "CPU_CHUNK_SIZE", 256)  # another machine or more free memory
     config = TrainConfig(**dict(FAST, batch_size=4, epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / "run"),
                                 cache_dir=str(cache)))
-    assert _Run(config, resume=True, overwrite=False).chunk_size == 8  # no data computed: no prefetch thread busy
-    assert _Run(dataclasses.replace(config, out=str(tmp_path / "new")), resume=False, overwrite=False).chunk_size > 8
+    resumed = _Run(config, resume=True, overwrite=False)
+    fresh = _Run(dataclasses.replace(config, out=str(tmp_path / "new")), resume=False, overwrite=False)
+    _OPEN.extend([resumed, fresh])
+    assert resumed.chunk_size == 8
+    assert fresh.chunk_size > 8
 
 
 def test_prefetch_gives_the_same_run(corpus, cache, tmp_path):
