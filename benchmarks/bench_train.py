@@ -141,7 +141,7 @@ def run_original(clips, labels, device, epochs, workers):
 class _BenchRun:
     """``ser_gpu.train``'s own run (``_Run``: chunked data path, model, optimiser) on in-memory clips."""
 
-    def __new__(cls, clips, labels, device, *, chunk_size=None, compile_model=False, out=None):
+    def __new__(cls, clips, labels, device, *, epochs, chunk_size=None, compile_model=False, prefetch=True, out=None):
         import tempfile
 
         from ser_gpu.data import WaveformSet
@@ -156,14 +156,18 @@ class _BenchRun:
                 self.split_sizes = {"train": len(waves), "val": 0, "test": 0}
 
         config = TrainConfig(out=out or tempfile.mkdtemp(prefix="bench_train_"), batch_size=BATCH, lr=1e-4,
-                             device=str(device), chunk_size=chunk_size, compile_model=compile_model, progress=False)
+                             epochs=epochs, device=str(device), chunk_size=chunk_size, compile_model=compile_model,
+                             prefetch=prefetch, progress=False)
         return Run(config, resume=False, overwrite=True)
 
 
-def run_ser_gpu(clips, labels, device, epochs, *, chunk_size=None, compile_model=False):
-    """Epochs of ``ser_gpu.train``'s training step: wall time, data-path time, and the model step alone."""
-    run = _BenchRun(clips, labels, device, chunk_size=chunk_size, compile_model=compile_model)
-    times, data_times = [], []
+def run_ser_gpu(clips, labels, device, epochs, *, chunk_size=None, compile_model=False, prefetch=True):
+    """Epochs of ``ser_gpu.train``'s training step: wall time, data-path time (waited for, and computed),
+    and the model step alone."""
+    # one more epoch than timed: the model step alone runs on it, and nothing is prefetched past it
+    run = _BenchRun(clips, labels, device, epochs=epochs + 1, chunk_size=chunk_size, compile_model=compile_model,
+                    prefetch=prefetch)
+    times, data_times, compute_times = [], [], []
     for _ in range(epochs):
         _sync(device)
         start = time.perf_counter()
@@ -171,6 +175,7 @@ def run_ser_gpu(clips, labels, device, epochs, *, chunk_size=None, compile_model
         _sync(device)
         times.append(time.perf_counter() - start)
         data_times.append(row["data_seconds"])
+        compute_times.append(run.last_timing["data_compute_seconds"])
     # the model step alone: one epoch's batches computed first, then only forward/backward/optimiser
     batches = [(x.clone(), fl, lab) for x, fl, lab, _ in run.epoch_batches()]
     shapes = sorted({tuple(x.shape) for x, _, _ in batches})
@@ -187,8 +192,11 @@ def run_ser_gpu(clips, labels, device, epochs, *, chunk_size=None, compile_model
         run.optimizer.step()
     _sync(device)
     model_seconds = time.perf_counter() - start
+    run.close_data()
+    getattr(run, "release", lambda: None)()  # the run directory's lock, where runs hold one
     return times, data_times, model_seconds, {"chunk_size": run.chunk_size, "model_batch_shapes": len(shapes),
-                                              "steps": len(batches)}
+                                              "steps": len(batches), "prefetch": prefetch,
+                                              "data_path_compute_seconds": compute_times}
 
 
 def readme_job(device, epochs: int = 20) -> dict:
@@ -269,6 +277,8 @@ def main(argv=None):
     p.add_argument("--chunk-size", type=int, default=None,
                    help="clips per data-path chunk (default: ser_gpu.train's choice from free memory / 256 on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (ser_gpu.train --compile)")
+    p.add_argument("--no-prefetch", action="store_true",
+                   help="no data path on a second thread (ser_gpu.train --no-prefetch)")
     p.add_argument("--readme-job", action="store_true",
                    help="also time the README Quickstart job (python -m ser_gpu.train --split actor --epochs 20 "
                         "--lr 1e-3, fresh cache so corpus generation is included) in a subprocess")
@@ -280,6 +290,11 @@ def main(argv=None):
     device = torch.device(args.device)
     results = {"clips": args.clips, "clip_seconds": args.seconds, "batch": BATCH, "epochs": args.epochs,
                "loadavg_before": os.getloadavg()}
+    if args.memory:  # first: on the CPU the figure is the growth of the process's peak RSS
+        results["data_path_bytes_per_sample"] = {
+            "tonnetz": data_path_memory(device, tonnetz=True),
+            "no_tonnetz": data_path_memory(device, tonnetz=False)}
+        print(f"data path memory: {results['data_path_bytes_per_sample']} bytes per padded sample")
     if not args.readme_only:
         clips = speech_like_clips(args.clips, seconds=args.seconds, seed=0)
         labels = np.random.default_rng(0).integers(0, 8, size=args.clips)
@@ -292,20 +307,19 @@ def main(argv=None):
                     "clips_per_second": args.clips / steady, "x_realtime": audio_seconds / steady}
 
         times, data_times, model_seconds, info = run_ser_gpu(clips, labels, device, args.epochs,
-                                                             chunk_size=args.chunk_size, compile_model=args.compile)
+                                                             chunk_size=args.chunk_size, compile_model=args.compile,
+                                                             prefetch=not args.no_prefetch)
         r = results["ser_gpu"] = {**summary(times), **info, "compile": args.compile}
         r["data_path_seconds"] = data_times
         steady = slice(1, None) if len(times) > 1 else slice(0, None)
+        # the share of the epoch the model waited for the data path (with prefetch, what was not overlapped)
         r["data_path_share"] = float(sum(data_times[steady]) / sum(times[steady]))
+        r["data_path_compute_share"] = float(sum(info["data_path_compute_seconds"][steady]) / sum(times[steady]))
         r["model_step_seconds_per_epoch"] = model_seconds
         print(f"ser_gpu: first epoch {r['first_epoch_seconds']:.2f} s, steady {r['steady_epoch_seconds']:.2f} s/epoch, "
-              f"data path {100 * r['data_path_share']:.1f}% of the epoch; model step alone {model_seconds:.2f} s/epoch "
+              f"data path {100 * r['data_path_share']:.1f}% of the epoch waited for "
+              f"({100 * r['data_path_compute_share']:.1f}% computed); model step alone {model_seconds:.2f} s/epoch "
               f"({info['steps']} steps, {info['model_batch_shapes']} batch shapes, chunk {info['chunk_size']} clips)")
-        if args.memory:
-            results["data_path_bytes_per_sample"] = {
-                "tonnetz": data_path_memory(device, tonnetz=True),
-                "no_tonnetz": data_path_memory(device, tonnetz=False)}
-            print(f"data path memory: {results['data_path_bytes_per_sample']} bytes per padded sample")
         if not args.skip_original:
             # librosa's numba functions are compiled (and cached) here once, before the workers fork: workers
             # compiling at the same time corrupt numba's cache files (numba issue #10128; seen as segfaults)

@@ -25,6 +25,7 @@ import io
 import math
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -97,6 +98,7 @@ class TrainConfig:
     max_frames: Optional[int] = None  # None: each batch's longest clip (the model masks the padding)
     chunk_size: Optional[int] = None  # clips per augmentation/feature call; None: from free memory (CUDA), 256 (CPU)
     compile_model: bool = False  # torch.compile the model's forward (off: eager; measure before turning it on)
+    prefetch: bool = True  # compute the next chunk's features on a second thread while the model trains
     normalize: Optional[str] = "valid"
     tonnetz: bool = True
     cache_dir: Optional[str] = None
@@ -143,6 +145,16 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------------------------------------- the run
+
+class _Done:
+    """A finished job with a Future's ``result()`` (the data stream without the prefetch thread)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
 
 class _Run:
     """Everything one training run holds; split from :func:`train_model` to keep the steps readable."""
@@ -285,6 +297,10 @@ class _Run:
         self.start_epoch = 0
         if self.resume_payload is not None:
             self._restore(self.resume_payload)
+        # the training data stream: chunk jobs in order, the next one prefetched on a second thread
+        self._data_epoch = self.start_epoch
+        self._plans, self._pending, self._gen_snapshots = {}, {}, {}
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ser_gpu-data") if c.prefetch else None
 
     def _autocast(self):
         if self.config.amp and self.device.type == "cuda":
@@ -297,8 +313,9 @@ class _Run:
             "history": self.history,
             "best_val_loss": self.best_val_loss,
             "bad_epochs": self.bad_epochs,
-            "shuffle_gen": self.shuffle_gen.get_state(),
-            "augment_gen": self.augment_gen.get_state(),
+            # the generators as they were before the next epoch's data (which may already be prefetched)
+            "shuffle_gen": self._next_epoch_generators()[0],
+            "augment_gen": self._next_epoch_generators()[1],
             "cpu_rng": torch.get_rng_state(),
             "split_sizes": self.split_sizes,
             "chunk_size": self.chunk_size,  # the resolved size: a resumed run draws the same augmentation
@@ -306,6 +323,10 @@ class _Run:
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
+
+    def _next_epoch_generators(self):
+        snapshot = self._gen_snapshots.get(self._data_epoch)
+        return snapshot if snapshot is not None else (self.shuffle_gen.get_state(), self.augment_gen.get_state())
 
     def _restore(self, payload: dict) -> None:
         from .checkpoint import load_model
@@ -435,27 +456,70 @@ class _Run:
                 min(x.shape[-1], ladder(int(host_fl[s].max()), multiple=FRAME_MULTIPLE))
             yield x[s, :, :frames], fl[s], labels[s], index[s]
 
+    def _chunk_job(self, epoch: int, k: int):
+        """Chunk ``k`` of ``epoch``'s training data: the epoch's order is drawn (``shuffle_gen``) at its
+        first chunk; then the chunk's augmented features (``augment_gen``). Jobs run one at a time, in
+        order (on the prefetch thread or inline), so the draws never depend on the timing."""
+        c = self.config
+        if k == 0:
+            n = len(self.train_set)
+            order = torch.randperm(n, generator=self.shuffle_gen)
+            if n % c.batch_size == 1:  # the classifier's batch norm needs two clips: a last batch of one is left out
+                order = order[:-1]
+            self._plans[epoch] = list(epoch_chunks(order, self.chunk_size, c.batch_size))
+        plan = self._plans[epoch]
+        t0 = time.perf_counter()
+        with torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext():
+            features = self._chunk_features(self.train_set, plan[k], train=True)
+            self._sync()
+        if k + 1 == len(plan):
+            del self._plans[epoch]
+        return features, plan[k], len(plan), time.perf_counter() - t0
+
+    def _submit(self, epoch: int, k: int):
+        if k == 0:  # what a checkpoint taken before this epoch must hold, whatever has been prefetched since
+            self._gen_snapshots[epoch] = (self.shuffle_gen.get_state(), self.augment_gen.get_state())
+        if self._executor is None:
+            return _Done(self._chunk_job(epoch, k))
+        return self._executor.submit(self._chunk_job, epoch, k)
+
     def epoch_batches(self, timing: Optional[dict] = None):
         """One training epoch's batches ``(x, frame_lengths, labels, clip_index)``, chunk by chunk.
 
         The epoch's order is drawn from the seed (``shuffle_gen``); a last batch of one clip is left out
         (the classifier's batch norm needs two). The order is cut into chunks of ``self.chunk_size``
         clips (whole batches), and each chunk's augmented features are computed before its batches are
-        yielded, with fresh augmentation draws (``augment_gen``) every epoch. ``timing['data_seconds']``
-        accumulates the data path's time (device synchronised).
+        yielded, with fresh augmentation draws (``augment_gen``) every epoch. With ``prefetch`` the next
+        chunk (the next epoch's first, at an epoch's end) is computed on a second thread while the model
+        trains on this one; the draws are the same either way. ``timing['data_seconds']`` accumulates the
+        time the model waited for the data path, ``timing['data_compute_seconds']`` the data path's own
+        time (device synchronised); they are equal without prefetch.
         """
-        c = self.config
-        n = len(self.train_set)
-        order = torch.randperm(n, generator=self.shuffle_gen)
-        if n % c.batch_size == 1:
-            order = order[:-1]
-        for index in epoch_chunks(order, self.chunk_size, c.batch_size):
+        epoch, k = self._data_epoch, 0
+        while True:
+            job = self._pending.pop((epoch, k), None) or self._submit(epoch, k)
             t0 = time.perf_counter()
-            x, fl, labels, host_fl = self._chunk_features(self.train_set, index, train=True)
-            self._sync()
+            (x, fl, labels, host_fl), index, n_chunks, seconds = job.result()
+            waited = time.perf_counter() - t0
+            nxt = (epoch, k + 1) if k + 1 < n_chunks else (epoch + 1, 0)
+            if self._executor is not None and nxt[0] < self.config.epochs:
+                self._pending[nxt] = self._submit(*nxt)
             if timing is not None:
-                timing["data_seconds"] = timing.get("data_seconds", 0.0) + time.perf_counter() - t0
+                timing["data_seconds"] = timing.get("data_seconds", 0.0) + (waited if self._executor else seconds)
+                timing["data_compute_seconds"] = timing.get("data_compute_seconds", 0.0) + seconds
             yield from self._batches(x, fl, labels, host_fl, index)
+            if nxt[0] != epoch:
+                break
+            k += 1
+        self._gen_snapshots.pop(epoch, None)
+        self._data_epoch = epoch + 1
+
+    def close_data(self) -> None:
+        """Stop the prefetch thread (a chunk it is computing is finished and dropped)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._pending.clear()
 
     def train_epoch(self) -> dict:
         c = self.config
@@ -474,6 +538,7 @@ class _Run:
             total_loss += float(loss.detach()) * n
             correct += float((logits.detach().argmax(-1) == labels).sum())
             count += n
+        self.last_timing = timing
         return {"train_loss": total_loss / count, "train_acc": correct / count, "data_seconds": timing["data_seconds"]}
 
     def feature_batches(self, dataset) -> list:
@@ -604,6 +669,7 @@ def _fit(run: _Run) -> dict:
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{val['loss']:.3f}", val_uar=f"{val['uar']:.3f}")
         stopped_early = bool(c.early_stopping) and run.bad_epochs >= c.early_stopping
     bar.close()
+    run.close_data()
     return {"stopped_early": bool(stopped_early)}
 
 
@@ -745,6 +811,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: what free GPU memory holds on CUDA, 256 on the CPU; the whole epoch when it fits)")
     p.add_argument("--compile", dest="compile_model", action="store_true",
                    help="torch.compile the model (default: eager)")
+    p.add_argument("--no-prefetch", dest="prefetch", action="store_false",
+                   help="compute each chunk's features only when the model needs them (default: the next chunk is "
+                        "computed on a second thread while the model trains; the same draws either way)")
     p.add_argument("--cache-dir", default=None, help="waveform cache (default: $SER_GPU_CACHE or ~/.cache/ser_gpu)")
     p.add_argument("--synthetic-dir", default=None, help="where the synthetic corpus is generated")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")

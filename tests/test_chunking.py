@@ -81,12 +81,28 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
+_OPEN = []
+
+
+@pytest.fixture(autouse=True)
+def _close_runs():
+    """Each test's runs stop their prefetch threads before the next test (which may patch _Run) starts."""
+    yield
+    while _OPEN:
+        run = _OPEN.pop()
+        run.close_data()
+        getattr(run, "release", lambda: None)()  # the run directory's lock, where runs hold one
+
+
 def _run(corpus, cache, tmp_path, **settings) -> _Run:
     # each run its own directory: a _Run holds its directory's lock until closed
     out = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
-    kw = dict(FAST, batch_size=4, data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache))
+    # epochs: how many the test runs (the prefetch thread never computes an epoch past the last)
+    kw = dict(FAST, batch_size=4, epochs=2, data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache))
     kw.update(settings)
-    return _Run(TrainConfig(**kw), resume=False, overwrite=True)
+    run = _Run(TrainConfig(**kw), resume=False, overwrite=True)
+    _OPEN.append(run)
+    return run
 
 
 def _epoch(run):
@@ -102,16 +118,15 @@ def test_every_training_clip_once_per_epoch_with_chunk_boundaries(corpus, cache,
     run._chunk_features = lambda ds, index, train: sizes.append(index.numel()) or real(ds, index, train=train)
     orders = []
     for _ in range(2):
-        sizes.clear()
         batches = _epoch(run)
         seen = torch.cat([idx for *_, idx in batches])
         assert sorted(seen.tolist()) == list(range(n))  # each clip exactly once
-        assert sizes == [10] * (n // 10) + [n % 10]
         for x, fl, lab, idx in batches:
             assert torch.equal(lab, run.train_set.labels[idx])
             assert x.shape[0] == idx.numel() == fl.numel()
         orders.append(seen)
     assert not torch.equal(orders[0], orders[1])  # reshuffled every epoch
+    assert sizes == ([10] * (n // 10) + [n % 10]) * 2
 
 
 def test_batches_do_not_depend_on_the_chunk_size(corpus, cache, tmp_path):
@@ -169,7 +184,7 @@ def test_fresh_augmentation_every_epoch_and_same_seed_same_draws(corpus, cache, 
 
 
 def test_an_epoch_meets_few_shapes(corpus, cache, tmp_path):
-    run = _run(corpus, cache, tmp_path, chunk_size=8)
+    run = _run(corpus, cache, tmp_path, chunk_size=8, epochs=3)
     extractor_shapes, model_shapes = set(), set()
     real = run.extractor.forward
     run.extractor.forward = lambda y, lengths=None: extractor_shapes.add(tuple(y.shape)) or real(y, lengths)
@@ -213,7 +228,7 @@ def test_validation_features_are_computed_once(corpus, cache, tmp_path, monkeypa
     assert all(not train for name, train, _ in calls if name != "train")
     n_train = sum(len(idx) for name, _, idx in calls if name == "train")
     used = sizes["train"] - (1 if sizes["train"] % 4 == 1 else 0)
-    assert n_train == 3 * used
+    assert n_train == 3 * used, [(name, train, len(idx)) for name, train, idx in calls]
     assert sum(extracted) == 3 * used + sizes["val"] + sizes["test"]  # no other feature computation
 
 
@@ -303,5 +318,35 @@ def test_resume_keeps_the_resolved_chunk_size(corpus, cache, tmp_path, monkeypat
     monkeypatch.setattr(train, "CPU_CHUNK_SIZE", 256)  # another machine or more free memory
     config = TrainConfig(**dict(FAST, batch_size=4, epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / "run"),
                                 cache_dir=str(cache)))
-    assert _Run(config, resume=True, overwrite=False).chunk_size == 8
-    assert _Run(dataclasses.replace(config, out=str(tmp_path / "new")), resume=False, overwrite=False).chunk_size > 8
+    resumed = _Run(config, resume=True, overwrite=False)
+    fresh = _Run(dataclasses.replace(config, out=str(tmp_path / "new")), resume=False, overwrite=False)
+    _OPEN.extend([resumed, fresh])
+    assert resumed.chunk_size == 8
+    assert fresh.chunk_size > 8
+
+
+def test_prefetch_gives_the_same_run(corpus, cache, tmp_path):
+    """The data path on a second thread draws exactly what it draws inline: same history, same weights."""
+    runs = {p: train_model(epochs=3, data_dirs=[str(corpus)], out=str(tmp_path / str(p)), cache_dir=str(cache),
+                           chunk_size=8, prefetch=p, **dict(FAST, batch_size=4)) for p in (True, False)}
+    keys = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
+    assert [[h[k] for k in keys] for h in runs[True]["history"]] == [[h[k] for k in keys] for h in runs[False]["history"]]
+    a = torch.load(tmp_path / "True" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "False" / "last.pt", weights_only=True)
+    assert all(torch.equal(a["model_state"][k], b["model_state"][k]) for k in a["model_state"])
+    # the checkpoint holds the generators as before the next epoch's data, though prefetch drew it already
+    assert torch.equal(a["state"]["augment_gen"], b["state"]["augment_gen"])
+    assert torch.equal(a["state"]["shuffle_gen"], b["state"]["shuffle_gen"])
+
+
+def test_a_checkpoint_after_a_prefetched_epoch_holds_the_generators_before_it(corpus, cache, tmp_path):
+    states = {}
+    for p in (True, False):
+        run = _run(corpus, cache, tmp_path, chunk_size=256, epochs=3, prefetch=p)
+        run.train_epoch()
+        if p:
+            run._pending[(1, 0)].result()  # epoch 2's data is drawn: the live generators moved on
+            assert not torch.equal(run.augment_gen.get_state(), run._gen_snapshots[1][1])
+        states[p] = run._state()
+    for key in ("shuffle_gen", "augment_gen", "cpu_rng"):
+        assert torch.equal(states[True][key], states[False][key]), key
