@@ -104,3 +104,29 @@ def write_results(name: str, device: torch.device, payload: dict) -> Path:
                "machine": machine(device), **payload}
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def feature_pairs(librosa, sr: int = 22050) -> dict:
+    """Every functional feature beside the librosa call it equals: ``name -> (ours(tensor), librosa(array))``."""
+    import ser_gpu.functional as F
+    from ser_gpu.functional import constantq as cq
+    from ser_gpu.functional.hpss import harmonic
+
+    mf = lambda y: librosa.feature.mfcc(y=y, sr=sr, n_mfcc=13)  # noqa: E731
+    return {
+        "stft": (lambda t: F.stft(t, n_fft=2048, hop_length=512), lambda y: librosa.stft(y)),
+        "mfcc": (lambda t: F.mfcc(t, n_mfcc=13), mf),
+        "delta": (lambda t: F.delta(F.mfcc(t, n_mfcc=13)), lambda y: librosa.feature.delta(mf(y))),
+        "delta2": (lambda t: F.delta(F.mfcc(t, n_mfcc=13), order=2),
+                   lambda y: librosa.feature.delta(mf(y), order=2)),
+        "chroma_stft": (lambda t: F.chroma_stft(t), lambda y: librosa.feature.chroma_stft(y=y, sr=sr)),
+        "spectral_contrast": (lambda t: F.spectral_contrast(t), lambda y: librosa.feature.spectral_contrast(y=y, sr=sr)),
+        "zero_crossing_rate": (lambda t: F.zero_crossing_rate(t), lambda y: librosa.feature.zero_crossing_rate(y=y)),
+        "rms": (lambda t: F.rms(t), lambda y: librosa.feature.rms(y=y)),
+        "spectral_rolloff": (lambda t: F.spectral_rolloff(t), lambda y: librosa.feature.spectral_rolloff(y=y, sr=sr)),
+        "spectral_centroid": (lambda t: F.spectral_centroid(t), lambda y: librosa.feature.spectral_centroid(y=y, sr=sr)),
+        "harmonic": (lambda t: harmonic(t), lambda y: librosa.effects.harmonic(y)),
+        "cqt": (lambda t: cq.cqt(t, sr=sr).abs(), lambda y: np.abs(librosa.cqt(y, sr=sr))),
+        "chroma_cqt": (lambda t: cq.chroma_cqt(t, sr=sr), lambda y: librosa.feature.chroma_cqt(y=y, sr=sr)),
+        "tonnetz": (lambda t: cq.tonnetz(t, sr=sr), lambda y: librosa.feature.tonnetz(y=y, sr=sr)),
+    }

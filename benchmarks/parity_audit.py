@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.append(str(ROOT))
 
 import ser_gpu.functional as F  # noqa: E402
-from benchmarks._common import write_results  # noqa: E402
+from benchmarks._common import feature_pairs, write_results  # noqa: E402
 from ser_gpu.transforms import FeatureExtractor  # noqa: E402
 from ser_gpu.transforms.features import _ROW_SLICES  # noqa: E402
 from tests.signals import SIGNALS, SPEECH_FILES  # noqa: E402
@@ -54,30 +54,6 @@ def ravdess_clips(n: int) -> dict:
         if path.exists():
             clips[path.name] = librosa.load(path, sr=SR)[0].astype(np.float64)
     return clips
-
-
-def functional(librosa):
-    from ser_gpu.functional import constantq as cq
-    from ser_gpu.functional.hpss import harmonic
-
-    mf = lambda y: librosa.feature.mfcc(y=y, sr=SR, n_mfcc=13)  # noqa: E731
-    return {
-        "stft": (lambda t: F.stft(t, n_fft=2048, hop_length=512), lambda y: librosa.stft(y)),
-        "mfcc": (lambda t: F.mfcc(t, n_mfcc=13), mf),
-        "delta": (lambda t: F.delta(F.mfcc(t, n_mfcc=13)), lambda y: librosa.feature.delta(mf(y))),
-        "delta2": (lambda t: F.delta(F.mfcc(t, n_mfcc=13), order=2),
-                   lambda y: librosa.feature.delta(mf(y), order=2)),
-        "chroma_stft": (lambda t: F.chroma_stft(t), lambda y: librosa.feature.chroma_stft(y=y, sr=SR)),
-        "spectral_contrast": (lambda t: F.spectral_contrast(t), lambda y: librosa.feature.spectral_contrast(y=y, sr=SR)),
-        "zero_crossing_rate": (lambda t: F.zero_crossing_rate(t), lambda y: librosa.feature.zero_crossing_rate(y=y)),
-        "rms": (lambda t: F.rms(t), lambda y: librosa.feature.rms(y=y)),
-        "spectral_rolloff": (lambda t: F.spectral_rolloff(t), lambda y: librosa.feature.spectral_rolloff(y=y, sr=SR)),
-        "spectral_centroid": (lambda t: F.spectral_centroid(t), lambda y: librosa.feature.spectral_centroid(y=y, sr=SR)),
-        "harmonic": (lambda t: harmonic(t), lambda y: librosa.effects.harmonic(y)),
-        "cqt": (lambda t: cq.cqt(t, sr=SR).abs(), lambda y: np.abs(librosa.cqt(y, sr=SR))),
-        "chroma_cqt": (lambda t: cq.chroma_cqt(t, sr=SR), lambda y: librosa.feature.chroma_cqt(y=y, sr=SR)),
-        "tonnetz": (lambda t: cq.tonnetz(t, sr=SR), lambda y: librosa.feature.tonnetz(y=y, sr=SR)),
-    }
 
 
 def error(name: str, ours: np.ndarray, ref: np.ndarray) -> float:
@@ -121,7 +97,7 @@ def main(argv=None):
     modes = [("float64", torch.float64, False), ("float32", torch.float32, False)]
     if has_fast:
         modes.append(("float32_fast", torch.float32, True))
-    pairs = functional(librosa)
+    pairs = feature_pairs(librosa)
     results = {}  # results[feature][set][mode] = (worst error, clip)
 
     def record(feat, set_name, mode, err, clip):

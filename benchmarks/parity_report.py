@@ -19,45 +19,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import ser_gpu.functional as F  # noqa: E402
-from benchmarks._common import write_results  # noqa: E402
+from benchmarks._common import feature_pairs, write_results  # noqa: E402
 from tests.signals import SIGNALS  # noqa: E402
 
 SR = 22050
-
-
-def pairs(librosa):
-    def has(mod):
-        try:
-            __import__(f"ser_gpu.functional.{mod}")
-            return True
-        except ImportError:
-            return False
-
-    items = {
-        "mfcc": (lambda t: F.mfcc(t, n_mfcc=13), lambda y: librosa.feature.mfcc(y=y, sr=SR, n_mfcc=13)),
-        "delta": (lambda t: F.delta(F.mfcc(t, n_mfcc=13)),
-                  lambda y: librosa.feature.delta(librosa.feature.mfcc(y=y, sr=SR, n_mfcc=13))),
-        "delta2": (lambda t: F.delta(F.mfcc(t, n_mfcc=13), order=2),
-                   lambda y: librosa.feature.delta(librosa.feature.mfcc(y=y, sr=SR, n_mfcc=13), order=2)),
-        "chroma_stft": (lambda t: F.chroma_stft(t), lambda y: librosa.feature.chroma_stft(y=y, sr=SR)),
-        "spectral_contrast": (lambda t: F.spectral_contrast(t), lambda y: librosa.feature.spectral_contrast(y=y, sr=SR)),
-        "zero_crossing_rate": (lambda t: F.zero_crossing_rate(t), lambda y: librosa.feature.zero_crossing_rate(y=y)),
-        "rms": (lambda t: F.rms(t), lambda y: librosa.feature.rms(y=y)),
-        "spectral_centroid": (lambda t: F.spectral_centroid(t), lambda y: librosa.feature.spectral_centroid(y=y, sr=SR)),
-        "spectral_rolloff": (lambda t: F.spectral_rolloff(t), lambda y: librosa.feature.spectral_rolloff(y=y, sr=SR)),
-    }
-    if has("hpss"):
-        from ser_gpu.functional.hpss import harmonic
-
-        items["harmonic"] = (lambda t: harmonic(t), lambda y: librosa.effects.harmonic(y))
-    if has("constantq"):
-        from ser_gpu.functional import constantq as cq
-
-        items["cqt"] = (lambda t: cq.cqt(t, sr=SR).abs(), lambda y: np.abs(librosa.cqt(y, sr=SR)))
-        items["chroma_cqt"] = (lambda t: cq.chroma_cqt(t, sr=SR), lambda y: librosa.feature.chroma_cqt(y=y, sr=SR))
-        items["tonnetz"] = (lambda t: cq.tonnetz(t, sr=SR), lambda y: librosa.feature.tonnetz(y=y, sr=SR))
-    return items
 
 
 def main(argv=None):
@@ -69,7 +34,7 @@ def main(argv=None):
     device = torch.device(args.device)
     results = {}
     print(f"{'feature':20s} {'float64':>10s} {'float32':>10s}  worst signal (float32)")
-    for name, (ours, ref) in pairs(librosa).items():
+    for name, (ours, ref) in feature_pairs(librosa).items():
         row = {}
         for dtype in (torch.float64, torch.float32):
             worst, worst_sig = -1.0, None

@@ -178,7 +178,8 @@ class _Run:
                 _check_resume_settings(stored, c, given, self.out / "last.pt")
                 # The stored run defines everything but how long to go on and where/how to show it.
                 self.config = c = dataclasses.replace(stored, epochs=c.epochs, device=c.device, progress=c.progress,
-                                                      out=c.out, cache_dir=c.cache_dir)
+                                                      out=c.out, cache_dir=c.cache_dir, prefetch=c.prefetch,
+                                                      compile_model=c.compile_model)
             torch.manual_seed(c.seed)
             self._build_data()
             self._build_modules()
@@ -187,7 +188,9 @@ class _Run:
             raise
 
     def release(self) -> None:
-        """Give up the run directory's lock (idempotent)."""
+        """Stop the prefetch thread and give up the run directory's lock (idempotent)."""
+        if getattr(self, "_executor", None) is not None:
+            self.close_data()
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -608,7 +611,8 @@ def plot_curves(history: Sequence[dict], path) -> Path:
 
 _RUN_OUTPUTS = ("result.json", "metrics.csv", "metrics.json", "curves.png")
 # settings a resumed run may change: how long, where, and how it shows progress; all others are the run's
-_RESUME_MAY_CHANGE = ("epochs", "device", "progress", "out", "cache_dir")
+# how a run executes, not what it computes: prefetch gives the same draws, compile the same model
+_RESUME_MAY_CHANGE = ("epochs", "device", "progress", "out", "cache_dir", "prefetch", "compile_model")
 
 
 def _check_resume_settings(stored: TrainConfig, given_config: TrainConfig, given, path: Path) -> None:

@@ -277,6 +277,19 @@ def test_resume_accepts_epochs_device_and_quiet_alone(corpus, run_dir, tmp_path)
     assert load_checkpoint(copy / "last.pt")["epoch"] == 2
 
 
+def test_resume_accepts_how_the_run_executes(run_dir, tmp_path):
+    """--no-prefetch (same draws) and --compile (same model) change how a run executes, not what it
+    computes: a run stored with the defaults resumes with them."""
+    out, cache = run_dir
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "last.pt").write_bytes((out / "last.pt").read_bytes())
+    assert train_main(["--out", str(copy), "--cache-dir", str(cache), "--resume", "--epochs", "2", "--no-prefetch",
+                       "--quiet"]) == 0
+    payload = load_checkpoint(copy / "last.pt")
+    assert payload["epoch"] == 2 and payload["train_config"]["prefetch"] is False
+
+
 def test_resume_removes_stale_temporary_files(run_dir, tmp_path):
     out, cache = run_dir
     copy = tmp_path / "copy"
