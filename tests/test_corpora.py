@@ -346,3 +346,38 @@ def test_evaluate_reports_per_corpus(mixed, tmp_path, capsys):
         forced = evaluate.evaluate_model(ckpt, dirs[2:3] + dirs[:1], corpus="tess", cache_dir=root / "cache",
                                          progress=False, device="cpu")
     assert list(forced["per_corpus"]) == ["tess"] and forced["n_clips"] == 8
+
+
+def test_readme_mapping_table_is_the_code():
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = text.index("| label     | RAVDESS |")
+    rows = []
+    for line in text[start:].splitlines():
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    head = [c.strip() for c in rows[0].strip("|").split("|")]
+    titles = {t: c for c, t in corpora.CORPUS_TITLES.items()}
+    columns = [titles[t] for t in head[1:]]
+    seen = {c: set() for c in columns}
+    for line in rows[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        label = None if cells[0] == "skipped" else cells[0]
+        for corpus, cell in zip(columns, cells[1:]):
+            if cell in ("", "—"):
+                assert label is None or label not in corpora.LABEL_MAPS[corpus].values(), (corpus, label)
+                continue
+            code = cell.split()[0]
+            assert corpora.LABEL_MAPS[corpus][code] == label, (corpus, code, label)
+            seen[corpus].add(code)
+    assert seen == {c: set(corpora.LABEL_MAPS[c]) for c in columns}
+
+
+def test_scan_per_directory_schemes_name_the_rule_when_several_miss(tmp_path):
+    _touch(tmp_path / "a" / "DC_a01.wav")
+    _touch(tmp_path / "a" / "OAF_back_angry.wav")  # not SAVEE
+    _touch(tmp_path / "b" / "OAF_bar_sad.wav")
+    _touch(tmp_path / "b" / "DC_a02.wav")  # not TESS
+    with pytest.warns(UserWarning, match="skipped 2 audio file.*not named like their directory's corpus"):
+        clips = scan_corpus([tmp_path / "a", tmp_path / "b"], corpus=["savee", "tess"])
+    assert [c.path.name for c in clips] == ["DC_a01.wav", "OAF_bar_sad.wav"]
