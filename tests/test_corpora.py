@@ -381,3 +381,16 @@ def test_scan_per_directory_schemes_name_the_rule_when_several_miss(tmp_path):
     with pytest.warns(UserWarning, match="skipped 2 audio file.*not named like their directory's corpus"):
         clips = scan_corpus([tmp_path / "a", tmp_path / "b"], corpus=["savee", "tess"])
     assert [c.path.name for c in clips] == ["DC_a01.wav", "OAF_bar_sad.wav"]
+
+
+def test_train_cli_corpus_reaches_the_scan(mixed, tmp_path, capsys):
+    from ser_gpu import train
+
+    root, dirs = mixed
+    argv = ["--data-dir", str(dirs[2]), "--out", str(tmp_path / "run"), "--cache-dir", str(root / "cache"),
+            "--epochs", "1", "--quiet"]
+    assert train.main(argv + ["--corpus", "savee"]) == 2  # the TESS files are not SAVEE names
+    assert "no valid SAVEE-named audio file" in capsys.readouterr().err
+    assert train.main(argv + ["--corpus", "tess", "--corpus", "savee"]) == 2
+    assert "one per directory (1), got 2" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()

@@ -5,8 +5,8 @@ waveform cache, train/val/test splits, device-resident batches, and the built-in
 from . import synthetic
 from .batches import WaveformSet
 from .cache import default_cache_dir, load_waveforms
-from .corpora import CORPORA, corpus_table, detect_corpus, parse_corpus_name
-from .ravdess import EMOTIONS, Clip, parse_ravdess_name, scan_corpus
+from .corpora import CORPORA, corpus_table, detect_corpus, parse_corpus_name, scan_corpus
+from .ravdess import EMOTIONS, Clip, parse_ravdess_name
 from .splits import Split, split_clips
 
 __all__ = [

@@ -44,7 +44,7 @@ from ..errors import ParameterError
 from .ravdess import EMOTIONS, Clip, parse_ravdess_name
 
 __all__ = ["CORPORA", "CORPUS_TITLES", "LABEL_MAPS", "parse_corpus_name", "detect_corpus", "scan_corpus",
-           "check_corpus", "speaker_sex", "corpus_table"]
+           "check_corpus", "speaker_sex", "corpus_table", "sorted_corpora"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -56,7 +56,7 @@ CORPUS_TITLES = {"ravdess": "RAVDESS", "crema-d": "CREMA-D", "tess": "TESS", "sa
 
 #: The name patterns, for messages.
 _PATTERNS = {
-    "ravdess": "MM-VV-EE-II-SS-RR-AA with EE in 01-08",
+    "ravdess": "MM-VV-EE-II-SS-RR-AA with emotion code 01-08",
     "crema-d": "SSSS_SEN_EMO_LV, e.g. 1001_DFA_ANG_XX",
     "tess": "OAF|YAF_word_emotion, e.g. OAF_back_angry",
     "savee": "DC|JE|JK|KL_<code><nn>, e.g. DC_a01",
@@ -278,10 +278,7 @@ def _expected(corpora: Sequence[Optional[str]]) -> str:
     """'RAVDESS-named audio file (...)' for the schemes in play, for the 'nothing found' message."""
     wanted = list(CORPORA) if None in corpora else [c for c in CORPORA if c in corpora]
     first, rest = wanted[0], wanted[1:]
-    text = f"{CORPUS_TITLES[first]}-named audio file ({_PATTERNS[first]}"
-    if first == "ravdess":
-        text = "RAVDESS-named audio file (MM-VV-EE-II-SS-RR-AA with emotion code 01-08"
-    text += f", extensions {', '.join(AUDIO_EXTENSIONS)})"
+    text = f"{CORPUS_TITLES[first]}-named audio file ({_PATTERNS[first]}, extensions {', '.join(AUDIO_EXTENSIONS)})"
     if rest:
         text += " nor one named like " + ", ".join(f"{CORPUS_TITLES[c]} ({_PATTERNS[c]})" for c in rest)
     return text
@@ -391,6 +388,11 @@ def _identity(p: Path):
 
 # ----------------------------------------------------------------------------------------- the table
 
+def sorted_corpora(names) -> List[str]:
+    """The distinct corpus names in ``names``, in :data:`CORPORA` order (others after, alphabetically)."""
+    return sorted(set(names), key=lambda c: (c not in CORPORA, CORPORA.index(c) if c in CORPORA else 0, c))
+
+
 def corpus_table(clips: Sequence[Clip]) -> str:
     """Clips per corpus (rows) and emotion (columns) as a text table, with totals.
 
@@ -398,7 +400,7 @@ def corpus_table(clips: Sequence[Clip]) -> str:
     :data:`CORPORA` shows counts everywhere.
     """
     counts = Counter((getattr(c, "corpus", "ravdess"), int(c.label)) for c in clips)
-    present = sorted({k[0] for k in counts}, key=lambda c: (c not in CORPORA, CORPORA.index(c) if c in CORPORA else 0, c))
+    present = sorted_corpora(k[0] for k in counts)
     heads = [e[:9] for e in EMOTIONS]
     width = max([7] + [len(CORPUS_TITLES.get(c, c)) for c in present]) + 2
     lines = [f"{'corpus':<{width}}" + "".join(f"{h:>10}" for h in heads) + f"{'total':>10}"]
