@@ -700,7 +700,7 @@ def train_model(
         a non-finite number is written as null).
 
     Raises:
-        ParameterError: a bad setting, a missing data directory, no file with a RAVDESS emotion code,
+        ParameterError: a bad setting, a missing data directory, no file named like a known corpus,
             an ``out`` directory holding another run.
         AudioLoadError: none of the files could be read (unreadable ones among good ones are skipped
             and counted in a warning).
