@@ -1,7 +1,8 @@
-"""``python -m ser_gpu.evaluate``: score a checkpoint on RAVDESS-named test folders.
+"""``python -m ser_gpu.evaluate``: score a checkpoint on test folders of the known corpora.
 
 Reports per-class precision, recall and F1, weighted F1, accuracy (WA), unweighted average recall
-(UAR) and the confusion matrix, as text on stdout and, with ``--out``, as ``evaluation.json``,
+(UAR) and the confusion matrix, overall and per corpus (RAVDESS, CREMA-D, TESS, SAVEE, EmoDB: see
+:mod:`ser_gpu.data.corpora`), as text on stdout and, with ``--out``, as ``evaluation.json``,
 ``confusion.png`` and ``report.txt``. Clips are loaded (and cached) and trimmed as in training, then
 batched through the checkpoint's feature rows and model on the device.
 """
@@ -84,6 +85,15 @@ def format_report(metrics: dict) -> str:
     lines.append(f"{'':{width}}" + "".join(f"{s:>8}" for s in short))
     for name, row in zip(names, metrics["confusion"]):
         lines.append(f"{name:{width}}" + "".join(f"{v:8d}" for v in row))
+    per_corpus = metrics.get("per_corpus")
+    if per_corpus:
+        from .data.corpora import CORPUS_TITLES
+
+        lines += ["", "per corpus (each corpus's UAR averages the emotions it holds)",
+                  f"{'corpus':{width}}{'clips':>10}{'WA':>10}{'UAR':>10}{'wF1':>10}"]
+        for corpus, m in per_corpus.items():
+            lines.append(f"{CORPUS_TITLES.get(corpus, corpus):{width}}{m['n_clips']:10d}{m['accuracy']:10.4f}"
+                         f"{m['uar']:10.4f}{m['weighted_f1']:10.4f}")
     return "\n".join(lines)
 
 
@@ -125,13 +135,17 @@ def evaluate_model(
     cache_dir: Optional[PathLike] = None,
     progress: bool = True,
     overwrite: bool = False,
+    corpus=None,
 ) -> dict:
-    """Evaluate a checkpoint on every RAVDESS-named clip under ``data_dirs`` (searched recursively).
+    """Evaluate a checkpoint on every clip named like a known corpus under ``data_dirs`` (searched recursively).
 
     Args:
         checkpoint: ``best.pt`` written by :mod:`ser_gpu.train` (its feature and model configs are used).
-        data_dirs: one or more folders; files without a RAVDESS emotion code are skipped and counted
-            in one warning, unreadable files likewise.
+        data_dirs: one or more folders; files named like no known corpus (or whose emotion has no
+            RAVDESS label) are skipped and counted in one warning, unreadable files likewise.
+        corpus: the naming scheme: ``None`` detects it per file; one name of
+            :data:`ser_gpu.data.corpora.CORPORA` for every folder, or a list with one per folder
+            (see :func:`ser_gpu.data.corpora.scan_corpus`).
         out: if given, a directory for ``evaluation.json``, ``report.txt`` and ``confusion.png``;
             checked before the evaluation starts. Existing files of those names are replaced only
             with ``overwrite``.
@@ -139,16 +153,19 @@ def evaluate_model(
         cache_dir: waveform cache (default as training: ``$SER_GPU_CACHE`` or ``~/.cache/ser_gpu``).
 
     Returns:
-        the metrics dict of :func:`metrics_from_predictions` plus ``checkpoint`` and ``data_dirs``.
+        the metrics dict of :func:`metrics_from_predictions` over all clips, plus ``checkpoint``,
+        ``data_dirs`` and ``per_corpus``: ``{corpus: metrics dict}`` for each corpus present (in
+        :data:`~ser_gpu.data.corpora.CORPORA` order), the same metrics over that corpus's clips.
 
     Raises:
         CheckpointError: missing/corrupt checkpoint, another architecture or label set.
-        ParameterError: a missing data directory or one without any RAVDESS-named file; an ``out``
-            that cannot be written, or that holds a report already (without ``overwrite``).
+        ParameterError: a missing data directory or one without any file named like a known corpus; an
+            ``out`` that cannot be written, or that holds a report already (without ``overwrite``).
         AudioLoadError: none of the files could be read.
     """
     from .checkpoint import feature_config, load_model
     from .data import EMOTIONS, WaveformSet, load_waveforms, scan_corpus
+    from .data.corpora import sorted_corpora
 
     batch_size = check_positive_int(batch_size, "batch_size")
     if isinstance(data_dirs, (str, Path)):
@@ -166,7 +183,7 @@ def evaluate_model(
     labels = list(payload["labels"])
     fc = feature_config(payload, checkpoint)
 
-    clips = scan_corpus([str(d) for d in data_dirs])
+    clips = scan_corpus([str(d) for d in data_dirs], corpus=corpus)
     waves, clips = load_waveforms(clips, sr=fc.sr, trim=fc.trim, top_db=fc.top_db, cache_dir=cache_dir,
                                   progress=progress)
     dataset = WaveformSet(waves, [c.label for c in clips]).to(dev)
@@ -179,9 +196,16 @@ def evaluate_model(
             batch = extractor(y, lengths)
             preds.append(model(batch.features, batch.frame_lengths).argmax(-1))
             truth.append(batch_labels)
-    metrics = metrics_from_predictions(torch.cat(truth), torch.cat(preds), labels)
+    truth, preds = torch.cat(truth).cpu(), torch.cat(preds).cpu()
+    metrics = metrics_from_predictions(truth, preds, labels)
     metrics["checkpoint"] = str(checkpoint)
     metrics["data_dirs"] = [str(d) for d in data_dirs]
+    # the set keeps the clips' order, so clip i's answer is preds[i]
+    of_clip = [c.corpus for c in clips]
+    metrics["per_corpus"] = {}
+    for name in sorted_corpora(of_clip):
+        index = torch.tensor([i for i, c in enumerate(of_clip) if c == name], dtype=torch.int64)
+        metrics["per_corpus"][name] = metrics_from_predictions(truth[index], preds[index], labels)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         save_json(out / "evaluation.json", metrics)
@@ -195,7 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ser_gpu.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="best.pt written by python -m ser_gpu.train")
     p.add_argument("--data-dir", action="append", dest="data_dirs", required=True, metavar="DIR",
-                   help="RAVDESS-named test folder, searched recursively; repeat for several")
+                   help="test folder (RAVDESS, CREMA-D, TESS, SAVEE or EmoDB names, detected per file), searched "
+                        "recursively; repeat for several")
+    p.add_argument("--corpus", action="append", default=None, metavar="NAME",
+                   help="read the names by one scheme (ravdess, crema-d, tess, savee, emodb; auto = detect): once for "
+                        "every --data-dir, or once per --data-dir in order (default: detect per file)")
     p.add_argument("--out", default=None, help="write evaluation.json, report.txt and confusion.png here")
     p.add_argument("--overwrite", action="store_true", help="replace those files if --out holds them already")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
@@ -213,7 +241,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         metrics = evaluate_model(args.checkpoint, args.data_dirs, out=args.out, device=args.device,
                                  batch_size=args.batch_size, cache_dir=args.cache_dir, progress=not args.quiet,
-                                 overwrite=args.overwrite)
+                                 overwrite=args.overwrite, corpus=args.corpus)
     except (ParameterError, AudioLoadError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

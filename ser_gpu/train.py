@@ -71,6 +71,7 @@ class TrainConfig:
     """
 
     data_dirs: List[str] = field(default_factory=list)  # empty: the built-in synthetic corpus
+    corpus: List[str] = field(default_factory=list)  # naming scheme: [] detect; one for all dirs, or one per dir
     out: str = "runs/ser"
     epochs: int = 300
     lr: float = 1e-4
@@ -109,6 +110,7 @@ class TrainConfig:
         if isinstance(self.data_dirs, (str, Path)):
             self.data_dirs = [self.data_dirs]
         self.data_dirs = [str(d) for d in (self.data_dirs or [])]
+        self.corpus = _check_corpora(self.corpus, len(self.data_dirs))
         self.out = str(self.out)
         for name in ("epochs", "batch_size", "lr_patience"):
             check_positive_int(getattr(self, name), name)
@@ -235,7 +237,7 @@ class _Run:
             print(message, file=sys.stderr)
 
     def _build_data(self) -> None:
-        from .data import WaveformSet, load_waveforms, scan_corpus, split_clips, synthetic
+        from .data import WaveformSet, corpus_table, load_waveforms, scan_corpus, split_clips, synthetic
 
         c = self.config
         if c.data_dirs:
@@ -246,12 +248,13 @@ class _Run:
                       f"(generated on first use, then reused)")
             synthetic.make_corpus(root, seed=0, progress=c.progress)
             dirs = [str(root)]
-        clips = scan_corpus(dirs)
+        clips = scan_corpus(dirs, corpus=c.corpus if c.data_dirs else None)
         waves, clips = load_waveforms(clips, sr=22050, trim=True, top_db=20.0, cache_dir=c.cache_dir,
                                       progress=c.progress)
         split = split_clips(clips, method=c.split, seed=c.seed, val_fraction=c.val_fraction,
                             test_fraction=c.test_fraction, n_folds=c.n_folds, fold=c.fold)
         self.clips = clips
+        self._say(f"clips per corpus and emotion:\n{corpus_table(clips)}")
 
         def subset(idx):
             return WaveformSet([waves[i] for i in idx], [clips[i].label for i in idx]).to(self.device)
@@ -615,6 +618,21 @@ _RUN_OUTPUTS = ("result.json", "metrics.csv", "metrics.json", "curves.png")
 _RESUME_MAY_CHANGE = ("epochs", "device", "progress", "out", "cache_dir", "prefetch", "compile_model")
 
 
+def _check_corpora(corpus, n_dirs: int) -> List[str]:
+    """``corpus`` as a list of names (``[]``: detect per file), checked against the number of data directories."""
+    from .data.corpora import check_corpus
+
+    if corpus is None or isinstance(corpus, str):
+        corpus = [] if corpus is None else [corpus]
+    names = [check_corpus(c) or "auto" for c in corpus]
+    if len(names) > 1 and len(names) != n_dirs:
+        raise ParameterError(f"corpus must name one corpus for all data directories or one per directory "
+                             f"({n_dirs}), got {len(names)}: {list(corpus)!r}")
+    if names and not n_dirs:
+        raise ParameterError(f"corpus={list(corpus)!r} needs data_dirs (the synthetic corpus has RAVDESS names)")
+    return names
+
+
 def _check_resume_settings(stored: TrainConfig, given_config: TrainConfig, given, path: Path) -> None:
     """Refuse settings given with ``resume`` that differ from the stored run's (each named)."""
     import os
@@ -729,8 +747,9 @@ def train_model(
     Args:
         epochs, lr, batch_size: as the original; ``None`` (default) = ``1e-4`` and ``16``, or the
             stored run's with ``resume``.
-        data_dirs: RAVDESS-named corpora, searched recursively; ``None`` = the built-in synthetic corpus
-            (or, with ``resume``, the stored run's).
+        data_dirs: corpus folders (RAVDESS, CREMA-D, TESS, SAVEE, EmoDB names; ``corpus=`` forces a
+            scheme, see :func:`ser_gpu.data.corpora.scan_corpus`), searched recursively; ``None`` = the
+            built-in synthetic corpus (or, with ``resume``, the stored run's).
         out: directory for ``best.pt``, ``last.pt``, ``metrics.csv``/``.json``, ``curves.png``, ``result.json``.
         resume: continue the run in ``out`` from ``last.pt``. Its stored settings are used; only
             ``epochs`` (may be raised), ``device``, ``progress`` and ``cache_dir`` may be given with
@@ -751,7 +770,7 @@ def train_model(
         a non-finite number is written as null).
 
     Raises:
-        ParameterError: a bad setting, a missing data directory, no file with a RAVDESS emotion code,
+        ParameterError: a bad setting, a missing data directory, no file named like a known corpus,
             an ``out`` directory holding another run.
         AudioLoadError: none of the files could be read (unreadable ones among good ones are skipped
             and counted in a warning).
@@ -789,7 +808,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m ser_gpu.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", action="append", dest="data_dirs", default=[], metavar="DIR",
-                   help="RAVDESS-named corpus, searched recursively; repeat for several (default: the synthetic corpus)")
+                   help="corpus folder (RAVDESS, CREMA-D, TESS, SAVEE or EmoDB names, detected per file), searched "
+                        "recursively; repeat for several (default: the synthetic corpus)")
+    p.add_argument("--corpus", action="append", default=[], metavar="NAME",
+                   help="read the names by one scheme (ravdess, crema-d, tess, savee, emodb; auto = detect): once for "
+                        "every --data-dir, or once per --data-dir in order (default: detect per file)")
     p.add_argument("--out", default=d.out, help="run directory (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
     p.add_argument("--lr", type=float, default=d.lr, help="default: %(default)s")

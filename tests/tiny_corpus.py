@@ -32,3 +32,37 @@ def write_corpus(root: Path, *, emotions=(1, 3, 5, 7), actors=(1, 2, 3, 4), per=
                 name = f"03-01-{e:02d}-01-{k % 2 + 1:02d}-{k // 2 + 1:02d}-{a:02d}.wav"
                 sf.write(d / name, clip(e - 1, a, k), SR)
     return root
+
+
+# Files named like each corpus (ser_gpu.data.corpora), for the multi-corpus tests. Emotion labels
+# (index into EMOTIONS) -> each corpus's code; every corpus records these four.
+NAME_CODES = {
+    "crema-d": {0: "NEU", 2: "HAP", 3: "SAD", 4: "ANG"},
+    "tess": {0: "neutral", 2: "happy", 3: "sad", 4: "angry"},
+    "savee": {0: "n", 2: "h", 3: "sa", 4: "a"},
+    "emodb": {0: "N", 2: "F", 3: "T", 4: "W"},
+}
+SPEAKERS = {"crema-d": ("1001", "1002"), "tess": ("OAF", "YAF"), "savee": ("DC", "JE"), "emodb": ("03", "08")}
+
+
+def corpus_name(corpus: str, label: int, speaker: str, k: int = 0) -> str:
+    """A file name of ``corpus`` for emotion ``label``, ``speaker`` and take ``k`` (0-1)."""
+    code = NAME_CODES[corpus][label]
+    if corpus == "crema-d":
+        return f"{speaker}_{('DFA', 'IEO')[k]}_{code}_XX.wav"
+    if corpus == "tess":
+        return f"{speaker}_{('back', 'bar')[k]}_{code}.wav"
+    if corpus == "savee":
+        return f"{speaker}_{code}{k + 1:02d}.wav"
+    return f"{speaker}a0{k + 1}{code}a.wav"
+
+
+def write_named_corpus(root: Path, corpus: str, *, labels=(0, 2, 3, 4), per=1) -> Path:
+    """``root/<file named like corpus>`` for each of its two speakers, each label and ``per`` takes."""
+    root.mkdir(parents=True, exist_ok=True)
+    for s, speaker in enumerate(SPEAKERS[corpus]):
+        for label in labels:
+            for k in range(per):
+                actor = 5 + 2 * list(SPEAKERS).index(corpus) + s  # a distinct voice per speaker
+                sf.write(root / corpus_name(corpus, label, speaker, k), clip(label, actor, k), SR)
+    return root

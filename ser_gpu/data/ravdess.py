@@ -1,5 +1,7 @@
 """RAVDESS file names: ``MM-VV-EE-II-SS-RR-AA.wav`` -> a :class:`Clip` with its emotion label and actor.
 
+The other corpora (CREMA-D, TESS, SAVEE, EmoDB) and the directory scan are in :mod:`ser_gpu.data.corpora`.
+
 RAVDESS (Livingstone & Russo, 2018) names every file by seven two-digit fields: modality
 (01 audio-video, 02 video-only, 03 audio-only), vocal channel (01 speech, 02 song), emotion
 (01 neutral, 02 calm, 03 happy, 04 sad, 05 angry, 06 fearful, 07 disgust, 08 surprised), intensity
@@ -10,12 +12,10 @@ female). The emotion is the third field, as in the original system.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
-from .._cli import AUDIO_EXTENSIONS, NoMatchingFiles, find_files
 from .._validation import _describe
 from ..errors import ParameterError
 
@@ -31,14 +31,19 @@ _N_FIELDS = 7
 
 @dataclass(frozen=True)
 class Clip:
-    """One corpus file and what its RAVDESS name says about it.
+    """One corpus file and what its name says about it.
 
     Attributes:
         path: the audio file.
-        label: emotion label in ``0..7`` (index into :data:`EMOTIONS`; the name's emotion code minus 1).
-        actor: actor number (RAVDESS: 1-24, odd male, even female).
-        modality, vocal_channel, intensity, statement, repetition: the other fields of the name, as
-            integers (1 when not known).
+        label: emotion label in ``0..7`` (index into :data:`EMOTIONS`; for RAVDESS the name's emotion
+            code minus 1, for other corpora their emotion mapped as in :mod:`ser_gpu.data.corpora`).
+        actor: the speaker's number within its corpus (RAVDESS: 1-24, odd male, even female).
+        modality, vocal_channel, intensity, statement, repetition: the other fields of a RAVDESS
+            name, as integers (1 when not known, and for other corpora).
+        corpus: the corpus whose naming scheme the name follows (``"ravdess"``, ``"crema-d"``,
+            ``"tess"``, ``"savee"``, ``"emodb"``; :data:`ser_gpu.data.corpora.CORPORA`).
+        speaker: the speaker id, unique across corpora (``"ravdess:12"``, ``"tess:OAF"``, ...);
+            when not given, ``f"{corpus}:{actor:02d}"``.
     """
 
     path: Path
@@ -49,6 +54,13 @@ class Clip:
     intensity: int = 1
     statement: int = 1
     repetition: int = 1
+    corpus: str = "ravdess"
+    speaker: Optional[str] = None
+
+    def __post_init__(self):
+        if self.speaker is None:
+            actor = f"{self.actor:02d}" if isinstance(self.actor, int) else str(self.actor)
+            object.__setattr__(self, "speaker", f"{self.corpus}:{actor}")
 
     @property
     def emotion(self) -> str:
@@ -85,81 +97,12 @@ def parse_ravdess_name(path: PathLike) -> Optional[Clip]:
                 intensity=intensity, statement=statement, repetition=repetition)
 
 
-def _as_dirs(data_dirs) -> List[Path]:
-    if isinstance(data_dirs, bytes):
-        data_dirs = os.fsdecode(data_dirs)
-    if isinstance(data_dirs, (str, os.PathLike)):
-        data_dirs = [data_dirs]  # one directory given on its own
-    if not isinstance(data_dirs, Sequence) or isinstance(data_dirs, (bytes, bytearray)):
-        raise ParameterError(f"data_dirs must be a list of directories, got {type(data_dirs).__name__}: "
-                             f"{_describe(data_dirs)}")
-    if len(data_dirs) == 0:
-        raise ParameterError("data_dirs must name at least one directory, got an empty list []")
-    dirs = []
-    for d in data_dirs:
-        if isinstance(d, bytes):
-            d = os.fsdecode(d)
-        if not isinstance(d, (str, os.PathLike)):
-            raise ParameterError(f"data_dirs must hold paths, got {type(d).__name__}: {_describe(d)}")
-        p = Path(d).expanduser()
-        if not p.exists():
-            raise ParameterError(f"data directory {str(d)!r} does not exist")
-        if not p.is_dir():
-            raise ParameterError(f"data directory {str(d)!r} is not a directory")
-        dirs.append(p)
-    return dirs
+def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
+    """Find the audio files named like a known corpus under directories: :func:`ser_gpu.data.corpora.scan_corpus`.
 
-
-def scan_corpus(data_dirs: Sequence[PathLike]) -> List[Clip]:
-    """Find the RAVDESS-named audio files under one or more directories, searched recursively.
-
-    The audio files (:data:`ser_gpu._cli.AUDIO_EXTENSIONS`, any case) are found by the one rule of
-    :func:`ser_gpu._cli.find_files` (recursive, links followed without loops, a file reached twice
-    listed once, each directory must hold at least one audio file) and parsed with
-    :func:`parse_ravdess_name`; those whose names carry no known emotion code are skipped and
-    counted in one ``UserWarning`` (with an example name).
-
-    Args:
-        data_dirs (sequence of str | os.PathLike): directories (a single path is accepted too),
-            e.g. a RAVDESS root holding ``Actor_01/`` ... ``Actor_24/``.
-
-    Returns:
-        The clips, sorted by path.
-
-    Raises:
-        ParameterError: an empty list, a directory that does not exist or is not a directory, a
-            directory without any audio file, or no valid RAVDESS-named audio file in any of them.
+    Kept here for existing callers; with RAVDESS names alone it behaves as it always did (the
+    RAVDESS clips, sorted by path; other names skipped and counted in one ``UserWarning``).
     """
-    dirs = _as_dirs(data_dirs)
-    clips, skipped = [], []
-    try:
-        files = find_files(dirs, what="audio", argument="data directory")
-    except NoMatchingFiles as exc:
-        raise ParameterError(
-            f"no valid RAVDESS-named audio file (MM-VV-EE-II-SS-RR-AA with emotion code 01-08, "
-            f"extensions {', '.join(AUDIO_EXTENSIONS)}) found under {str(exc.directory)!r}; "
-            f"0 audio file(s) skipped for their names (the directory holds no audio file)"
-        ) from None
-    for p in files:
-        clip = parse_ravdess_name(p)
-        if clip is None:
-            skipped.append(p)
-        else:
-            clips.append(clip)
-    listing = ", ".join(repr(str(d)) for d in dirs)
-    if not clips:
-        raise ParameterError(
-            f"no valid RAVDESS-named audio file (MM-VV-EE-II-SS-RR-AA with emotion code 01-08, "
-            f"extensions {', '.join(AUDIO_EXTENSIONS)}) found under {listing}; "
-            f"{len(skipped)} audio file(s) skipped for their names"
-            + (f", e.g. {skipped[0].name!r}" if skipped else "")
-        )
-    if skipped:
-        warnings.warn(
-            f"skipped {len(skipped)} audio file(s) under {listing} whose names carry no RAVDESS emotion "
-            f"code (expected MM-VV-EE-II-SS-RR-AA with EE in 01-08), e.g. {skipped[0].name!r}",
-            UserWarning,
-            stacklevel=2,
-        )
-    clips.sort(key=lambda c: str(c.path))
-    return clips
+    from .corpora import scan_corpus as _scan
+
+    return _scan(data_dirs, corpus=corpus)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numbers
-from typing import List, NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
 from .._validation import _describe, check_in_range, check_positive_int
 from ..errors import ParameterError
+from .corpora import CORPORA, speaker_sex
 
 __all__ = ["Split", "split_clips"]
 
@@ -45,13 +46,11 @@ def _random_split(labels: List[int], val_fraction: float, generator: torch.Gener
     return Split(train, sorted(val), [])
 
 
-def _actor_order(actors: List[int], generator: torch.Generator) -> List[int]:
+def _sex_order(male: List, female: List, generator: torch.Generator) -> List:
     # RAVDESS actors are male when odd and female when even: shuffle each group and interleave them,
     # so consecutive held-out actors (and round-robin folds) mix both sexes.
-    odd = [a for a in actors if a % 2 == 1]
-    even = [a for a in actors if a % 2 == 0]
-    odd = [odd[j] for j in _perm(len(odd), generator)]
-    even = [even[j] for j in _perm(len(even), generator)]
+    odd = [male[j] for j in _perm(len(male), generator)]
+    even = [female[j] for j in _perm(len(female), generator)]
     first, second = (odd, even) if int(torch.randint(2, (1,), generator=generator)) == 0 else (even, odd)
     order = []
     for i in range(max(len(first), len(second))):
@@ -59,9 +58,53 @@ def _actor_order(actors: List[int], generator: torch.Generator) -> List[int]:
     return order
 
 
-def _indices_of(actor_of: List[int], chosen) -> List[int]:
+def _merge(orders: List[List]) -> List:
+    # Deal several orders into one in proportion: the i-th of n items sits at (i + 0.5) / n, ties
+    # taken in list order. The first k items of the result hold about the same share of every list,
+    # and a single list comes back unchanged.
+    ranked = [((i + 0.5) / len(o), g, i, item) for g, o in enumerate(orders) for i, item in enumerate(o)]
+    return [r[3] for r in sorted(ranked, key=lambda r: r[:3])]
+
+
+def _speaker_order(speakers: List[Tuple[str, int, str]], generator: torch.Generator) -> List[Tuple[str, int, str]]:
+    """Held-out order of ``(corpus, actor, speaker)`` keys (sorted): per corpus, then dealt together.
+
+    Within a corpus the speakers of known sex (:func:`ser_gpu.data.corpora.speaker_sex`) are
+    shuffled by sex and interleaved (RAVDESS's rule: odd actors male, even female; draws as it
+    always made them, so a RAVDESS corpus splits as before), those of unknown sex (CREMA-D) are
+    shuffled; corpora are taken in :data:`CORPORA` order and dealt together in proportion, so each
+    held-out share holds about that share of every corpus's speakers.
+    """
+    by_corpus: dict = {}
+    for key in speakers:
+        by_corpus.setdefault(key[0], []).append(key)
+    rank = {c: i for i, c in enumerate(CORPORA)}
+    orders = []
+    for corpus in sorted(by_corpus, key=lambda c: (rank.get(c, len(CORPORA)), c)):
+        keys = by_corpus[corpus]
+        sexes = [speaker_sex(corpus, actor) for _, actor, _ in keys]
+        male = [k for k, s in zip(keys, sexes) if s == "m"]
+        female = [k for k, s in zip(keys, sexes) if s == "f"]
+        unknown = [k for k, s in zip(keys, sexes) if s is None]
+        parts = []
+        if male or female:
+            parts.append(_sex_order(male, female, generator))
+        if unknown:
+            parts.append([unknown[j] for j in _perm(len(unknown), generator)])
+        orders.append(_merge(parts))
+    return _merge(orders)
+
+
+def _speaker_key(clip) -> Tuple[str, int, str]:
+    actor = int(clip.actor)
+    corpus = getattr(clip, "corpus", None) or "ravdess"
+    speaker = getattr(clip, "speaker", None) or f"{corpus}:{actor:02d}"
+    return (str(corpus), actor, str(speaker))
+
+
+def _indices_of(speaker_of: List, chosen) -> List[int]:
     chosen = set(chosen)
-    return [i for i, a in enumerate(actor_of) if a in chosen]
+    return [i for i, a in enumerate(speaker_of) if a in chosen]
 
 
 def split_clips(
@@ -81,7 +124,10 @@ def split_clips(
     not used.
 
     ``'actor'`` holds out whole actors, so validation and test measure speakers never heard in
-    training. Actors are shuffled (males and females interleaved); ``round(n_actors * test_fraction)``
+    training. An actor is a ``Clip.speaker`` (unique across corpora, e.g. ``"ravdess:12"``,
+    ``"tess:OAF"``; objects without one count as RAVDESS actors). Actors are shuffled (per corpus,
+    males and females interleaved where the corpus tells them apart; several corpora dealt together
+    in proportion: see ``_speaker_order``); ``round(n_actors * test_fraction)``
     of them (at least one when ``test_fraction > 0``) form the test set and the next
     ``round(n_actors * val_fraction)`` (at least one) the validation set. With ``n_folds=k`` the
     actors are dealt round-robin into ``k`` folds instead: fold ``fold`` is the test set, fold
@@ -89,7 +135,8 @@ def split_clips(
     ``fold`` test every actor exactly once.
 
     Args:
-        clips (sequence of Clip): objects with ``.label`` and ``.actor`` (e.g. from :func:`scan_corpus`).
+        clips (sequence of Clip): objects with ``.label`` and ``.actor`` (and ``.corpus``,
+            ``.speaker`` when not RAVDESS; e.g. from :func:`scan_corpus`).
         method (str, default 'random'): ``'random'`` or ``'actor'``.
         seed (int, default 0): seed of the shuffles.
         val_fraction (float, default 0.2): share of the clips ('random') or actors ('actor') for
@@ -116,7 +163,7 @@ def split_clips(
         raise ParameterError("clips must hold at least one Clip, got an empty list []")
     try:
         labels = [int(c.label) for c in clips]
-        actor_of = [int(c.actor) for c in clips]
+        speaker_of = [_speaker_key(c) for c in clips]
     except (AttributeError, TypeError, ValueError) as exc:
         raise ParameterError(f"clips must hold Clip objects with .label and .actor: {exc}") from exc
     val_fraction = check_in_range(val_fraction, "val_fraction", 0.0, 1.0)
@@ -135,16 +182,17 @@ def split_clips(
                                  f"training set empty")
         return split
 
-    actors = sorted(set(actor_of))
-    order = _actor_order(actors, generator)
+    actors = sorted(set(speaker_of))
+    order = _speaker_order(actors, generator)
+    names = [key[2] for key in actors]  # for messages
     if n_folds is not None:
         n_folds = check_positive_int(n_folds, "n_folds")
         if n_folds < 3:
             raise ParameterError(f"n_folds must be at least 3 (a test fold, a validation fold and "
                                  f"training folds), got {n_folds}")
         if n_folds > len(actors):
-            raise ParameterError(f"n_folds={n_folds} is more than the {len(actors)} actor(s) in the corpus "
-                                 f"({actors})")
+            raise ParameterError(f"n_folds={n_folds} is more than the {len(actors)} actor(s) (speakers) in the "
+                                 f"corpus ({names})")
         if isinstance(fold, bool) or not isinstance(fold, numbers.Integral) or not 0 <= fold < n_folds:
             raise ParameterError(f"fold must be an integer in [0, {n_folds}), got {_describe(fold)}")
         folds = [order[k::n_folds] for k in range(n_folds)]
@@ -160,12 +208,12 @@ def split_clips(
         n_val = max(1, int(round(n * val_fraction)))
         if n_test + n_val >= n:
             raise ParameterError(
-                f"the corpus has {n} actor(s) ({actors}): holding out {n_test} for testing "
+                f"the corpus has {n} actor(s) (speakers: {names}): holding out {n_test} for testing "
                 f"(test_fraction={test_fraction!r}) and {n_val} for validation (val_fraction={val_fraction!r}) "
                 f"leaves none for training")
         test_actors = order[:n_test]
         val_actors = order[n_test:n_test + n_val]
     held = set(test_actors) | set(val_actors)
     train_actors = [a for a in actors if a not in held]
-    return Split(_indices_of(actor_of, train_actors), _indices_of(actor_of, val_actors),
-                 _indices_of(actor_of, test_actors))
+    return Split(_indices_of(speaker_of, train_actors), _indices_of(speaker_of, val_actors),
+                 _indices_of(speaker_of, test_actors))
