@@ -13,6 +13,10 @@ gradient clipping at 1.0, and the best checkpoint (lowest validation loss) kept.
 
 With no ``--data-dir`` the built-in synthetic corpus (:mod:`ser_gpu.data.synthetic`) is generated
 once into a cache directory and used.
+
+``torchrun --nproc_per_node=N -m ser_gpu.train ...`` trains with DistributedDataParallel (NCCL on
+CUDA, gloo on the CPU): the epoch's batches are shared out round robin, validation and test predictions
+are gathered from every rank, and rank 0 alone writes (:mod:`ser_gpu.distributed` says how).
 """
 
 from __future__ import annotations
