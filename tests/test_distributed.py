@@ -83,6 +83,58 @@ def test_derived_seeds_differ_per_rank_and_stream():
     assert distributed.derive_seed(0, "augment", 1) == distributed.derive_seed(0, "augment", 1)
 
 
+def _weighted_step_worker(rank, world, init_file, n_batches, result_dir):
+    """One rank of a DDP run of a linear model over ``n_batches`` batches, stepping as train_epoch does
+    (step_weights; a rank without a batch repeats its last one with weight 0); writes each step's
+    averaged gradient. No optimizer step: the weights stay fixed, so the expected gradients are easy."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        g = torch.Generator().manual_seed(1)
+        xs, ys = torch.randn(n_batches, 4, 3, generator=g), torch.randn(n_batches, 4, 2, generator=g)
+        torch.manual_seed(0)
+        ddp = DistributedDataParallel(torch.nn.Linear(3, 2))
+        mine = iter(range(rank, n_batches, world))
+        grads, k = [], None
+        for w in distributed.step_weights(n_batches, rank, world):
+            if w > 0:
+                k = next(mine)
+            ddp.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.mse_loss(ddp(xs[k]), ys[k])
+            (loss * w).backward()
+            grads.append(torch.cat([p.grad.reshape(-1) for p in ddp.parameters()]))
+        torch.save(torch.stack(grads), Path(result_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("n_batches, world", [(3, 2)])  # 3 processes cost ~20 s more on 2 cores
+def test_uneven_last_step_averages_only_the_real_batches(tmp_path, n_batches, world):
+    """The padding contract with real DDP over gloo: each step's gradient (the same on every rank) is the
+    mean of the gradients of the batches that step holds; a padded rank adds nothing."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_weighted_step_worker, args=(world, str(tmp_path / "pg"), n_batches, str(tmp_path)), nprocs=world)
+    got = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(world)]
+    for r in range(1, world):
+        assert torch.equal(got[r], got[0])
+    g = torch.Generator().manual_seed(1)
+    xs, ys = torch.randn(n_batches, 4, 3, generator=g), torch.randn(n_batches, 4, 2, generator=g)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    single = []
+    for k in range(n_batches):
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.mse_loss(model(xs[k]), ys[k]).backward()
+        single.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+    steps = -(-n_batches // world)
+    expected = torch.stack([torch.stack(single[j * world:(j + 1) * world]).mean(0) for j in range(steps)])
+    assert n_batches % world  # the last step is uneven: the case under test
+    torch.testing.assert_close(got[0], expected, rtol=1e-6, atol=1e-7)
+
+
 # ------------------------------------------------------------------------------------ torchrun (subprocess)
 
 def _torchrun(nproc, out, corpus, cache, *extra, dump=None, device="cpu", timeout=240):
@@ -192,6 +244,21 @@ def test_resume_under_torchrun_equals_an_uninterrupted_run(ddp_run, corpus):
     _same_tensors(resumed["optimizer_state"], straight["optimizer_state"], "optimizer")
     assert json.loads((out / "result.json").read_text())["test"]["confusion"] == \
         json.loads((ddp_run["out"] / "result.json").read_text())["test"]["confusion"]
+
+
+def test_setup_error_on_rank_0_ends_every_rank(ddp_run, corpus):
+    """An --out holding a run (no --resume/--overwrite): rank 0's refusal reaches every rank, no hang,
+    one message, and the run's files are untouched."""
+    before = {p.name: p.stat().st_mtime_ns for p in ddp_run["out"].iterdir()}
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "ser_gpu.train", "--data-dir", str(corpus), "--out", str(ddp_run["out"]), "--device", "cpu",
+           "--cache-dir", str(ddp_run["cache"]), "--epochs", "1", "--quiet"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.count("already holds a training run") == 1, proc.stderr[-3000:]
+    assert {p.name: p.stat().st_mtime_ns for p in ddp_run["out"].iterdir()} == before
 
 
 @pytest.mark.cuda
