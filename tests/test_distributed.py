@@ -246,6 +246,23 @@ def test_resume_under_torchrun_equals_an_uninterrupted_run(ddp_run, corpus):
         json.loads((ddp_run["out"] / "result.json").read_text())["test"]["confusion"]
 
 
+def test_a_torchrun_run_resumes_in_one_process(ddp_run, tmp_path, capsys):
+    """last.pt of 2 ranks, resumed by a plain (one-process) run: the streams are seeded afresh, and it says so."""
+    import shutil
+
+    from ser_gpu.train import train_model
+
+    out = tmp_path / "run"
+    shutil.copytree(ddp_run["out"], out)
+    result = train_model(epochs=3, out=str(out), resume=True, cache_dir=str(ddp_run["cache"]), device="cpu")
+    assert result["epochs_run"] == 3 and [h["epoch"] for h in result["history"]] == [1, 2, 3]
+    assert "was written by 2 process(es), this run has 1" in capsys.readouterr().err
+    from ser_gpu.checkpoint import load_checkpoint
+
+    state = load_checkpoint(out / "last.pt")["state"]
+    assert "ranks" not in state and load_checkpoint(out / "last.pt")["epoch"] == 3
+
+
 def test_setup_error_on_rank_0_ends_every_rank(ddp_run, corpus):
     """An --out holding a run (no --resume/--overwrite): rank 0's refusal reaches every rank, no hang,
     one message, and the run's files are untouched."""
