@@ -15,6 +15,12 @@ a rank without one runs its last batch again with a loss weight of 0 (a zero gra
 active ranks' losses are weighted ``world_size / active`` (:func:`step_weights`), so DDP's gradient
 average is the mean over the real batches. That keeps every rank taking every optimizer step (so
 the AdamW states stay equal; DDP's ``join()`` would leave a joined rank's optimizer a step behind).
+
+Batch norm stays per rank (no ``SyncBatchNorm``): each rank normalises whole ``batch_size`` batches of
+the one-process epoch, so the batch statistics are the one-process recipe's; ``convert_sync_batchnorm``
+would also swap the model's masked batch norm (statistics over valid frames) for one that counts
+padding. The running statistics are rank 0's: DDP broadcasts them before each forward, and
+:mod:`ser_gpu.train` broadcasts them after each epoch, so every rank holds the same weights.
 """
 
 from __future__ import annotations

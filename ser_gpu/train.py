@@ -842,6 +842,10 @@ def train_model(
     ``out`` is locked (``out/.lock``, holding the process id) while a run uses it: a second run on
     the same ``out`` is refused; a lock left by a process that no longer runs is taken over.
 
+    Under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set) every process calls this and
+    training runs with DistributedDataParallel (:mod:`ser_gpu.distributed`): rank 0 holds the lock
+    and writes every output; every rank returns the same metrics.
+
     Returns:
         a dict: ``best_val`` (loss/accuracy/uar of the best epoch), ``test`` (accuracy, UAR, confusion
         matrix of the best checkpoint on the held-out test set, when the split has one; else

@@ -246,6 +246,21 @@ def test_resume_under_torchrun_equals_an_uninterrupted_run(ddp_run, corpus):
         json.loads((ddp_run["out"] / "result.json").read_text())["test"]["confusion"]
 
 
+def test_one_rank_equals_the_plain_run(ddp_run, corpus, tmp_path):
+    """torchrun --nproc_per_node=1 (process group, DDP, shards, gathers, padding weights all in play) ends
+    with the very weights of a plain one-process run of the same settings."""
+    from ser_gpu.checkpoint import load_checkpoint
+    from ser_gpu.train import train_model
+
+    _torchrun(1, tmp_path / "ddp1", corpus, ddp_run["cache"], "--epochs", "2", "--quiet")
+    plain = train_model(epochs=2, lr=1e-3, batch_size=6, data_dirs=[str(corpus)], out=str(tmp_path / "plain"),
+                        split="actor", seed=0, device="cpu", cache_dir=str(ddp_run["cache"]), progress=False)
+    a, b = load_checkpoint(tmp_path / "ddp1" / "last.pt"), load_checkpoint(tmp_path / "plain" / "last.pt")
+    _same_tensors(a["model_state"], b["model_state"], "model")
+    _same_tensors(a["optimizer_state"], b["optimizer_state"], "optimizer")
+    assert json.loads((tmp_path / "ddp1" / "result.json").read_text())["test"] == plain["test"]
+
+
 def test_a_torchrun_run_resumes_in_one_process(ddp_run, tmp_path, capsys):
     """last.pt of 2 ranks, resumed by a plain (one-process) run: the streams are seeded afresh, and it says so."""
     import shutil
