@@ -67,6 +67,17 @@ BYTES_PER_SAMPLE = 1024
 _MAIN_AGAIN = object()  # _Run._main_first: the other ranks run the same function after rank 0
 
 
+def _quietly(fn):
+    """``fn`` with its warnings silenced (the other ranks repeat rank 0's work, and would repeat its warnings)."""
+    def run():
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn()
+    return run
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a training run (plain data: stored in each checkpoint as a dict).
@@ -179,7 +190,8 @@ class _Run:
             if not self.is_main:  # one progress bar and one set of messages: rank 0's
                 self.config = c = dataclasses.replace(c, progress=False)
             torch.manual_seed(c.seed)
-            self._main_first(self._build_data)  # rank 0 fills the waveform cache, the others then read it
+            # rank 0 fills the waveform cache, the others then read it (its warnings were rank 0's to give)
+            self._main_first(self._build_data, others=_quietly(self._build_data))
             self._build_modules()
         except BaseException:
             self.release()
@@ -796,16 +808,22 @@ def _final_report(run: _Run, fit: dict) -> dict:
     return result
 
 
-def _dump_final_state(run: _Run) -> None:
+def _dump_final_state(run: _Run, result: Optional[dict] = None) -> None:
     """Debugging aid: with ``$SER_GPU_DUMP_FINAL_STATE`` set to a directory, each rank writes its model and
-    optimizer state after the last epoch to ``rank<R>.pt`` there (what the torchrun test compares)."""
+    optimizer state after the last epoch to ``rank<R>.pt`` there, and (``result`` given) the dict it
+    returns to ``rank<R>.json`` (what the torchrun tests compare)."""
+    import json
     import os
 
     where = os.environ.get("SER_GPU_DUMP_FINAL_STATE")
-    if where:
-        Path(where).mkdir(parents=True, exist_ok=True)
+    if not where:
+        return
+    Path(where).mkdir(parents=True, exist_ok=True)
+    if result is None:
         torch.save({"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict()},
                    Path(where) / f"rank{run.dist.rank}.pt")
+    else:
+        (Path(where) / f"rank{run.dist.rank}.json").write_text(json.dumps(result, default=str))
 
 
 def train_model(
@@ -873,6 +891,7 @@ def train_model(
         fit = _fit(run)
         _dump_final_state(run)
         result = _final_report(run, fit)
+        _dump_final_state(run, result)
         run.dist.barrier()  # the other ranks return once rank 0 has written result.json
     finally:
         run.release()

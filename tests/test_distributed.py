@@ -200,6 +200,16 @@ def test_ranks_end_with_identical_weights_and_optimizer_state(ddp_run):
     assert not torch.equal(state["ranks"][0]["augment_gen"], state["ranks"][1]["augment_gen"])
 
 
+def test_every_rank_computes_the_same_metrics(ddp_run):
+    """Validation (per epoch) and test metrics, gathered over both ranks, are the same on each rank."""
+    r0, r1 = (json.loads((ddp_run["dump"] / f"rank{r}.json").read_text()) for r in (0, 1))
+    timing = ("epoch_seconds", "data_seconds")  # each rank's own clock
+    strip = [[{k: v for k, v in h.items() if k not in timing} for h in r["history"]] for r in (r0, r1)]
+    assert strip[0] == strip[1] and len(strip[0]) == 2
+    assert r0["test"] == r1["test"] and r0["test"]["n_clips"] == 8
+    assert r0["best_val"] == r1["best_val"]
+
+
 def test_one_set_of_outputs(ddp_run):
     out = ddp_run["out"]
     names = sorted(p.name for p in out.iterdir())
