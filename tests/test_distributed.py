@@ -137,7 +137,7 @@ def test_uneven_last_step_averages_only_the_real_batches(tmp_path, n_batches, wo
 
 # ------------------------------------------------------------------------------------ torchrun (subprocess)
 
-def _torchrun(nproc, out, corpus, cache, *extra, dump=None, device="cpu", timeout=240):
+def _torchrun(nproc, out, corpus, cache, *extra, dump=None, device="cpu", timeout=240, check=True):
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
                                                               "MASTER_PORT")}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
@@ -149,7 +149,8 @@ def _torchrun(nproc, out, corpus, cache, *extra, dump=None, device="cpu", timeou
     # the tiny corpus: 4 actors -> actor split 16 train / 8 validation / 8 test clips; batch 6 makes 3 training
     # batches (6, 6, 4): uneven for 2 ranks (rank 1 pads the last step), and 2 validation/test batches (6, 2)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    if check:
+        assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}"
     return proc
 
 
@@ -301,6 +302,18 @@ def test_setup_error_on_rank_0_ends_every_rank(ddp_run, corpus):
     assert proc.returncode != 0
     assert proc.stderr.count("already holds a training run") == 1, proc.stderr[-3000:]
     assert {p.name: p.stat().st_mtime_ns for p in ddp_run["out"].iterdir()} == before
+
+
+def test_divergence_stops_every_rank_at_the_same_epoch(ddp_run, corpus, tmp_path):
+    """A non-finite loss (lr 1e6) is seen by every rank (the losses are sums over ranks): all stop together,
+    no rank waits in an all-reduce, one message, and result.json records it."""
+    out = tmp_path / "run"
+    proc = _torchrun(2, out, corpus, ddp_run["cache"], "--epochs", "3", "--quiet", "--lr", "1e6", timeout=150,
+                     check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.count("training diverged at epoch") == 1, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["diverged"]["epoch"] >= 1
 
 
 @pytest.mark.cuda
