@@ -23,8 +23,8 @@ def _missing(module: str) -> bool:
 # test files that import these packages at module level; skipped from collection when absent
 _NEEDS = {
     "librosa": ["parity/*"],
-    "soundfile": ["test_data.py", "test_distributed.py", "test_evaluate_predict.py", "test_features_cli.py",
-                  "test_io.py", "test_media.py", "test_synthetic.py", "test_train.py", "test_video.py"],
+    "soundfile": ["test_data.py", "test_evaluate_predict.py", "test_features_cli.py", "test_io.py",
+                  "test_media.py", "test_synthetic.py", "test_train.py", "test_video.py"],
     "sklearn": ["test_evaluate_predict.py"],
 }
 collect_ignore_glob = sorted({f for mod, files in _NEEDS.items() if _missing(mod) for f in files})
