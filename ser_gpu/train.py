@@ -13,6 +13,10 @@ gradient clipping at 1.0, and the best checkpoint (lowest validation loss) kept.
 
 With no ``--data-dir`` the built-in synthetic corpus (:mod:`ser_gpu.data.synthetic`) is generated
 once into a cache directory and used.
+
+``torchrun --nproc_per_node=N -m ser_gpu.train ...`` trains with DistributedDataParallel (NCCL on
+CUDA, gloo on the CPU): the epoch's batches are shared out round robin, validation and test predictions
+are gathered from every rank, and rank 0 alone writes (:mod:`ser_gpu.distributed` says how).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from . import distributed as _distributed
 from ._atomic import atomic_write, save_json
 from ._cli import check_output_dir, resolve_device
 from ._validation import (check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability,
@@ -60,6 +65,18 @@ MEMORY_SHARE = 0.5  # of the free device memory, for one chunk's augmentation an
 # taken 5x for the CUDA caching allocator and cuFFT workspaces. A chunk that still runs out of memory
 # is split in two and redone (see _Run._chunk_features).
 BYTES_PER_SAMPLE = 1024
+_MAIN_AGAIN = object()  # _Run._main_first: the other ranks run the same function after rank 0
+
+
+def _quietly(fn):
+    """``fn`` with its warnings silenced (the other ranks repeat rank 0's work, and would repeat its warnings)."""
+    def run():
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn()
+    return run
 
 
 @dataclass
@@ -167,14 +184,17 @@ class _Run:
         self.config = c = config
         self.out = Path(c.out)
         self.labels = list(EMOTIONS)
-        self.device = resolve_device(c.device)
         if resume and overwrite:
             raise ParameterError("resume and overwrite exclude each other: --resume continues the run in "
                                  f"{str(self.out)!r}, --overwrite replaces it; pass one of them")
         self._lock = None
-        self._check_out(resume, overwrite)  # takes the run directory's lock
+        # under torchrun: join the process group (NCCL on cuda:LOCAL_RANK, gloo on the CPU)
+        self.dist, self.device = _distributed.setup(resolve_device(c.device))
+        self.is_main = self.dist.is_main
         try:
-            self.resume_payload = self._load_resume() if resume else None
+            # Rank 0 alone checks the run directory, takes its lock and reads last.pt; the others wait
+            # for its verdict (an error there is raised on every rank) and receive the same payload.
+            self.resume_payload = self._main_first_setup(resume, overwrite)
             if self.resume_payload is not None:
                 stored = TrainConfig.from_dict(self.resume_payload["train_config"])
                 _check_resume_settings(stored, c, given, self.out / "last.pt")
@@ -182,20 +202,60 @@ class _Run:
                 self.config = c = dataclasses.replace(stored, epochs=c.epochs, device=c.device, progress=c.progress,
                                                       out=c.out, cache_dir=c.cache_dir, prefetch=c.prefetch,
                                                       compile_model=c.compile_model)
+            if not self.is_main:  # one progress bar and one set of messages: rank 0's
+                self.config = c = dataclasses.replace(c, progress=False)
             torch.manual_seed(c.seed)
-            self._build_data()
+            # rank 0 fills the waveform cache, the others then read it (its warnings were rank 0's to give)
+            self._main_first(self._build_data, others=_quietly(self._build_data))
             self._build_modules()
         except BaseException:
             self.release()
             raise
 
     def release(self) -> None:
-        """Stop the prefetch thread and give up the run directory's lock (idempotent)."""
+        """Stop the prefetch thread, give up the run directory's lock and leave the process group this run
+        joined (idempotent)."""
         if getattr(self, "_executor", None) is not None:
             self.close_data()
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+        self.dist.close()
+
+    def _main_first_setup(self, resume: bool, overwrite: bool) -> Optional[dict]:
+        """Rank 0: :meth:`_check_out` (takes the lock) and, with ``resume``, :meth:`_load_resume`; the
+        other ranks receive its payload (or its error)."""
+        def setup():
+            self._check_out(resume, overwrite)
+            return self._load_resume() if resume else None
+
+        return self._main_first(setup, others=None)
+
+    def _main_first(self, main, others=_MAIN_AGAIN):
+        """Run ``main()`` on rank 0 first; its outcome is broadcast so that every rank continues or fails
+        alike (a ParameterError/AudioLoadError/CheckpointError on rank 0 is raised on every rank, with
+        rank 0's message). Then the other ranks run ``others()`` (by default ``main`` again), or, with
+        ``others=None``, return rank 0's result. Without torchrun: ``main()``."""
+        if not self.dist.enabled:
+            return main()
+        outcome, error = None, None
+        if self.is_main:
+            try:
+                outcome = ("ok", main())
+            except (ParameterError, AudioLoadError, CheckpointError) as exc:
+                outcome, error = (type(exc).__name__, str(exc)), exc
+        shared = self.dist.broadcast_object(outcome if others is None or outcome is None or outcome[0] != "ok"
+                                            else ("ok", None))
+        if shared[0] != "ok":
+            if error is not None:
+                raise error
+            kinds = {"AudioLoadError": AudioLoadError, "CheckpointError": CheckpointError}
+            raise kinds.get(shared[0], ParameterError)(shared[1])
+        if self.is_main:
+            return outcome[1]
+        if others is None:
+            return shared[1]
+        return (main if others is _MAIN_AGAIN else others)()
 
     # -- output directory -------------------------------------------------------------------------
     def _check_out(self, resume: bool, overwrite: bool) -> None:
@@ -270,8 +330,18 @@ class _Run:
         if len(split.train) < 2:
             raise ParameterError(f"the {c.split} split leaves {len(split.train)} training clip(s); at least 2 are needed "
                                  f"(found {len(clips)} usable clips in {dirs})")
+        # a last batch of one clip is left out (epoch_batches)
+        self.n_train_batches = math.ceil((len(split.train) - (len(split.train) % c.batch_size == 1)) / c.batch_size)
+        if self.n_train_batches < self.dist.world_size:
+            raise ParameterError(f"{self.dist.world_size} processes need at least as many training batches, but the "
+                                 f"{len(split.train)} training clips make {self.n_train_batches} of batch_size "
+                                 f"{c.batch_size}: start fewer processes or lower --batch-size")
         self._say(f"{len(clips)} clips: {self.split_sizes['train']} train, {self.split_sizes['val']} validation, "
                   f"{self.split_sizes['test']} test ({c.split} split); device {self.device}")
+        if self.dist.enabled:
+            self._say(f"distributed: {self.dist.world_size} process(es) ({self.dist.backend}); batch k of each epoch "
+                      f"goes to rank k mod {self.dist.world_size}, an optimizer step takes up to "
+                      f"{self.dist.world_size} x {c.batch_size} clips; rank 0 writes the outputs")
 
     # -- modules ----------------------------------------------------------------------------------
     def _build_modules(self) -> None:
@@ -291,22 +361,43 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="min", factor=c.lr_factor,
                                                                     patience=c.lr_patience)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
-        # the module called in each step; self.model (its weights) is what checkpoints hold
-        self.forward_model = torch.compile(self.model) if c.compile_model else self.model
         self.chunk_size = self._resolve_chunk_size()
-        # Shuffling draws on the CPU; augmentation draws on the device where the waveforms are.
+        # Shuffling draws on the CPU, the same on every rank; augmentation draws on the device where the
+        # waveforms are, one stream per rank (rank 0's is the one-process run's).
         self.shuffle_gen = torch.Generator().manual_seed(c.seed)
-        self.augment_gen = torch.Generator(device=self.device).manual_seed(c.seed + 1)
+        self.augment_gen = torch.Generator(device=self.device).manual_seed(self._rank_seed("augment"))
+        if self.dist.rank > 0:  # dropout masks: each rank its own stream (the weights were drawn above, alike)
+            torch.manual_seed(self._rank_seed("dropout"))
         self.history: List[dict] = []
         self.best_val_loss = math.inf
         self.bad_epochs = 0
         self.start_epoch = 0
         if self.resume_payload is not None:
             self._restore(self.resume_payload)
+        # self.model (its weights) is what checkpoints hold and what evaluation runs; forward_model is
+        # called in each training step: under torchrun the DistributedDataParallel wrapper, which
+        # averages the gradients over the ranks (and gives every rank rank 0's weights at the start).
+        self.forward_model = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.eval_forward = self.model
+        if c.compile_model:
+            self.forward_model = torch.compile(self.forward_model)
+            self.eval_forward = torch.compile(self.model) if self.dist.enabled else self.forward_model
         # the training data stream: chunk jobs in order, the next one prefetched on a second thread
         self._data_epoch = self.start_epoch
         self._plans, self._pending, self._gen_snapshots = {}, {}, {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ser_gpu-data") if c.prefetch else None
+
+    def _rank_seed(self, stream: str, *more) -> int:
+        """Seed of this rank's ``stream``: rank 0's augmentation is ``seed + 1`` (the one-process run's);
+        every other (rank, stream) pair gets its own seed derived from the run's seed."""
+        if stream == "augment" and self.dist.rank == 0 and not more:
+            return self.config.seed + 1
+        return _distributed.derive_seed(self.config.seed, stream, self.dist.rank, *more)
 
     def _autocast(self):
         if self.config.amp and self.device.type == "cuda":
@@ -314,20 +405,32 @@ class _Run:
         return contextlib.nullcontext()
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def _state(self) -> dict:
+    def _rank_state(self) -> dict:
+        """This rank's random streams and chunk size (what differs between ranks)."""
         state = {
-            "history": self.history,
-            "best_val_loss": self.best_val_loss,
-            "bad_epochs": self.bad_epochs,
-            # the generators as they were before the next epoch's data (which may already be prefetched)
-            "shuffle_gen": self._next_epoch_generators()[0],
-            "augment_gen": self._next_epoch_generators()[1],
+            "augment_gen": self._next_epoch_generators()[1],  # before the next epoch's (maybe prefetched) data
             "cpu_rng": torch.get_rng_state(),
-            "split_sizes": self.split_sizes,
             "chunk_size": self.chunk_size,  # the resolved size: a resumed run draws the same augmentation
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _state(self) -> dict:
+        """The run's state for ``last.pt``/``best.pt``. Under torchrun a collective (every rank calls it):
+        rank 0 stores every rank's streams under ``ranks``; its own are also the top-level keys."""
+        ranks = self.dist.all_gather_object(self._rank_state())
+        state = {
+            "history": self.history,
+            "best_val_loss": self.best_val_loss,
+            "bad_epochs": self.bad_epochs,
+            "shuffle_gen": self._next_epoch_generators()[0],  # the same on every rank; before the next epoch's data
+            "split_sizes": self.split_sizes,
+            **ranks[0],
+        }
+        if self.dist.enabled:
+            state["world_size"] = self.dist.world_size
+            state["ranks"] = ranks
         return state
 
     def _next_epoch_generators(self):
@@ -335,6 +438,9 @@ class _Run:
         return snapshot if snapshot is not None else (self.shuffle_gen.get_state(), self.augment_gen.get_state())
 
     def _restore(self, payload: dict) -> None:
+        """Continue from ``payload`` (rank 0's ``last.pt``, the same on every rank). Each rank takes its own
+        random streams when the run had as many ranks as now; with another number of ranks (the shards
+        differ anyway) every rank seeds its streams afresh from (seed, rank, epoch), and says so."""
         from .checkpoint import load_model
 
         path = self.out / "last.pt"
@@ -344,28 +450,43 @@ class _Run:
             self.optimizer.load_state_dict(payload["optimizer_state"])
             self.scheduler.load_state_dict(payload["scheduler_state"])
             state = payload["state"]
+            epoch = int(payload["epoch"])
             self.history = list(state["history"])
             self.best_val_loss = float(state["best_val_loss"])
             self.bad_epochs = int(state["bad_epochs"])
             self.shuffle_gen.set_state(state["shuffle_gen"])
-            self.augment_gen.set_state(state["augment_gen"])
-            torch.set_rng_state(state["cpu_rng"])
-            if self.config.chunk_size is None and "chunk_size" in state:
-                self.chunk_size = int(state["chunk_size"])
-            if self.device.type == "cuda" and "cuda_rng" in state:
-                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            ranks = state.get("ranks") or [state]  # a one-process run stores rank 0's streams only
+            if len(ranks) == self.dist.world_size:
+                mine = ranks[self.dist.rank]
+                self.augment_gen.set_state(mine["augment_gen"])
+                torch.set_rng_state(mine["cpu_rng"])
+                if self.config.chunk_size is None and "chunk_size" in mine:
+                    self.chunk_size = int(mine["chunk_size"])
+                if self.device.type == "cuda" and "cuda_rng" in mine:
+                    torch.cuda.set_rng_state(mine["cuda_rng"], self.device)
+            else:
+                self.augment_gen.manual_seed(self._rank_seed("augment", "resume", epoch))
+                torch.manual_seed(self._rank_seed("dropout", "resume", epoch))
+                if self.config.chunk_size is None and "chunk_size" in state:
+                    self.chunk_size = int(state["chunk_size"])
+                self._say(f"{path} was written by {len(ranks)} process(es), this run has {self.dist.world_size}: "
+                          f"the augmentation and dropout streams are seeded afresh from the seed, rank and epoch "
+                          f"(the run goes on, but does not repeat what {len(ranks)} process(es) would have drawn)")
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: cannot resume from it ({type(exc).__name__}: {exc})") from exc
-        self.start_epoch = int(payload["epoch"])
+        self.start_epoch = epoch
         self._say(f"resuming {path} after epoch {self.start_epoch}")
 
-    def _save(self, name: str, epoch: int, metrics: dict) -> Path:
+    def _save(self, name: str, epoch: int, metrics: dict, state: dict) -> Optional[Path]:
+        """Rank 0 writes ``out/name``; the other ranks write nothing (``state``: :meth:`_state`)."""
         from .checkpoint import save_checkpoint
 
+        if not self.is_main:
+            return None
         return save_checkpoint(self.out / name, model=self.model, model_config=self.model_config.to_dict(),
                                feature_config=self.feature_config.to_dict(), labels=self.labels,
                                train_config=self.config.to_dict(), epoch=epoch, metrics=metrics,
-                               optimizer=self.optimizer, scheduler=self.scheduler, state=self._state())
+                               optimizer=self.optimizer, scheduler=self.scheduler, state=state)
 
     # -- steps ------------------------------------------------------------------------------------
     def _sync(self) -> None:
@@ -472,6 +593,8 @@ class _Run:
             order = torch.randperm(n, generator=self.shuffle_gen)
             if n % c.batch_size == 1:  # the classifier's batch norm needs two clips: a last batch of one is left out
                 order = order[:-1]
+            if self.dist.enabled:  # every rank drew the same order: this rank keeps its batches
+                order = _distributed.shard_batches(order, c.batch_size, self.dist.rank, self.dist.world_size)
             self._plans[epoch] = list(epoch_chunks(order, self.chunk_size, c.batch_size))
         plan = self._plans[epoch]
         t0 = time.perf_counter()
@@ -493,7 +616,9 @@ class _Run:
         """One training epoch's batches ``(x, frame_lengths, labels, clip_index)``, chunk by chunk.
 
         The epoch's order is drawn from the seed (``shuffle_gen``); a last batch of one clip is left out
-        (the classifier's batch norm needs two). The order is cut into chunks of ``self.chunk_size``
+        (the classifier's batch norm needs two). Under torchrun every rank draws the same order and keeps
+        its shard: batch ``k`` of the epoch goes to rank ``k % world_size``
+        (:func:`ser_gpu.distributed.shard_batches`), with its own augmentation stream. The order is cut into chunks of ``self.chunk_size``
         clips (whole batches), and each chunk's augmented features are computed before its batches are
         yielded, with fresh augmentation draws (``augment_gen``) every epoch. With ``prefetch`` the next
         chunk (the next epoch's first, at an epoch's end) is computed on a second thread while the model
@@ -527,47 +652,83 @@ class _Run:
             self._executor = None
         self._pending.clear()
 
+    def _steps(self, timing: dict):
+        """``(batch, loss_weight)`` for each optimizer step of the epoch. One process: every batch, weight 1.
+        Under torchrun every rank takes the same number of steps (:func:`ser_gpu.distributed.step_weights`):
+        a rank short of a batch at the last step repeats its previous one with weight 0 (a zero gradient
+        that still joins DDP's all-reduce; its loss is not counted)."""
+        if not self.dist.enabled:
+            for batch in self.epoch_batches(timing):
+                yield batch, 1.0
+            return
+        weights = _distributed.step_weights(self.n_train_batches, self.dist.rank, self.dist.world_size)
+        batches = self.epoch_batches(timing)
+        batch = None
+        for w in weights:
+            if w > 0:
+                batch = next(batches)
+            yield batch, w
+        for _ in batches:  # there is none left: the shard has exactly its weights' batches
+            raise RuntimeError("internal error: a rank's shard has more batches than its steps")
+
     def train_epoch(self) -> dict:
+        """Train one epoch; the loss and accuracy are over all ranks' batches (the same on every rank)."""
         c = self.config
         self.model.train()
         total_loss = correct = count = 0.0
         timing = {"data_seconds": 0.0}
-        for x, fl, labels, _ in self.epoch_batches(timing):
+        for (x, fl, labels, _), weight in self._steps(timing):
             with self._autocast():
                 logits = self.forward_model(x, fl)
             loss = self.criterion(logits.float(), labels)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if weight == 1.0 else loss * weight).backward()
             nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
             self.optimizer.step()
-            n = labels.numel()
-            total_loss += float(loss.detach()) * n
-            correct += float((logits.detach().argmax(-1) == labels).sum())
-            count += n
+            if weight > 0:
+                n = labels.numel()
+                total_loss += float(loss.detach()) * n
+                correct += float((logits.detach().argmax(-1) == labels).sum())
+                count += n
+        if self.dist.enabled:
+            # each rank's batch-norm running statistics follow its own batches: rank 0's are the model's
+            # (as DDP itself broadcasts them before every forward), so every rank holds the same weights
+            self.dist.broadcast_tensors(self.model.buffers())
+            total_loss, correct, count = self.dist.all_sum([total_loss, correct, count])
         self.last_timing = timing
         return {"train_loss": total_loss / count, "train_acc": correct / count, "data_seconds": timing["data_seconds"]}
 
     def feature_batches(self, dataset) -> list:
         """Validation/test features, computed once (no augmentation) chunk by chunk, in stored order:
-        ``[(x, frame_lengths, labels), ...]`` in ``batch_size`` batches."""
+        ``[(x, frame_lengths, labels), ...]`` in ``batch_size`` batches. Under torchrun, this rank's
+        share: batch ``k`` on rank ``k % world_size`` (:meth:`evaluate` gathers the predictions)."""
         out = []
         order = torch.arange(len(dataset))
+        if self.dist.enabled:
+            order = _distributed.shard_batches(order, self.config.batch_size, self.dist.rank, self.dist.world_size)
         for index in epoch_chunks(order, self.chunk_size, self.config.batch_size):
             x, fl, labels, host_fl = self._chunk_features(dataset, index, train=False)
             out.extend(b[:3] for b in self._batches(x, fl, labels, host_fl, index))
         return out
 
     def evaluate(self, batches) -> dict:
+        """Loss and metrics of ``self.model`` over ``batches``; under torchrun over every rank's batches
+        (predictions and labels gathered, loss summed), the same on every rank."""
         self.model.eval()
         total_loss, preds, truth = 0.0, [], []
         with torch.no_grad():
             for x, fl, labels in batches:
                 with self._autocast():
-                    logits = self.forward_model(x, fl)
+                    logits = self.eval_forward(x, fl)
                 total_loss += float(self.criterion(logits.float(), labels)) * labels.numel()
                 preds.append(logits.argmax(-1))
                 truth.append(labels)
-        truth, preds = torch.cat(truth), torch.cat(preds)
+        empty = torch.zeros(0, dtype=torch.int64, device=self.device)
+        truth = torch.cat(truth) if truth else empty
+        preds = torch.cat(preds) if preds else empty
+        if self.dist.enabled:
+            (total_loss,) = self.dist.all_sum([total_loss])
+            truth, preds = self.dist.gather_cat(truth), self.dist.gather_cat(preds)
         metrics = metrics_from_predictions(truth, preds, self.labels)
         metrics["loss"] = total_loss / truth.numel()
         return metrics
@@ -660,7 +821,7 @@ def _fit(run: _Run) -> dict:
     val_batches = run.feature_batches(run.val_set)
     epochs = range(run.start_epoch, c.epochs)
     bar = tqdm(epochs, desc="training", unit="epoch", disable=not c.progress, initial=run.start_epoch, total=c.epochs,
-               file=sys.stderr)
+               file=sys.stderr)  # rank 0's only: the other ranks run with progress off
     stopped_early = c.early_stopping and run.bad_epochs >= c.early_stopping
     for epoch in bar:
         if stopped_early:
@@ -670,7 +831,9 @@ def _fit(run: _Run) -> dict:
         row.update(run.train_epoch())
         val = run.evaluate(val_batches)
         row.update({"val_loss": val["loss"], "val_acc": val["accuracy"], "val_uar": val["uar"]})
-        if not (math.isfinite(row["train_loss"]) and math.isfinite(val["loss"])):  # diverged: keep the last good epoch
+        # diverged: keep the last good epoch. Both losses are sums over all ranks (a NaN anywhere is a NaN
+        # everywhere), so every rank stops at the same epoch; so do early stopping and the scheduler below.
+        if not (math.isfinite(row["train_loss"]) and math.isfinite(val["loss"])):
             bar.close()
             return {"stopped_early": False, "diverged": {"epoch": epoch + 1, "lr": row["lr"],
                                                          "train_loss": row["train_loss"], "val_loss": val["loss"]}}
@@ -684,10 +847,12 @@ def _fit(run: _Run) -> dict:
         else:
             run.bad_epochs += 1
         metrics = {k: v for k, v in row.items()}
+        state = run._state()  # a collective under torchrun; rank 0 alone writes
         if improved:
-            run._save("best.pt", epoch + 1, metrics)
-        run._save("last.pt", epoch + 1, metrics)
-        run.write_metrics()
+            run._save("best.pt", epoch + 1, metrics, state)
+        run._save("last.pt", epoch + 1, metrics, state)
+        if run.is_main:
+            run.write_metrics()
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{val['loss']:.3f}", val_uar=f"{val['uar']:.3f}")
         stopped_early = bool(c.early_stopping) and run.bad_epochs >= c.early_stopping
     bar.close()
@@ -699,10 +864,12 @@ def _final_report(run: _Run, fit: dict) -> dict:
     from .checkpoint import load_checkpoint
 
     best_path, last_path = run.out / "best.pt", run.out / "last.pt"
+    # rank 0's view of the run directory, on every rank
+    best_exists, last_exists = run.dist.broadcast_object((best_path.exists(), last_path.exists()))
     result = {
         "out": str(run.out),
-        "best_checkpoint": str(best_path) if best_path.exists() else None,
-        "last_checkpoint": str(last_path) if last_path.exists() else None,
+        "best_checkpoint": str(best_path) if best_exists else None,
+        "last_checkpoint": str(last_path) if last_exists else None,
         "epochs_run": len(run.history),
         "stopped_early": fit["stopped_early"],
         "diverged": fit.get("diverged"),
@@ -716,15 +883,35 @@ def _final_report(run: _Run, fit: dict) -> dict:
         result["best_val"] = {"loss": best["val_loss"], "accuracy": best["val_acc"], "uar": best["val_uar"]}
     if run.test_set is None:
         result["test_skipped"] = f"the {run.config.split} split has no test clips"
-    elif not best_path.exists():
+    elif not best_exists:
         result["test_skipped"] = "no best.pt was written (no epoch finished with a finite validation loss)"
     else:
-        run.model.load_state_dict(load_checkpoint(best_path)["model_state"])  # written by this run
+        if run.is_main:
+            run.model.load_state_dict(load_checkpoint(best_path)["model_state"])  # written by this run
+        run.dist.broadcast_tensors(run.model.state_dict().values())  # rank 0 read it; every rank evaluates it
         test = run.evaluate(run.feature_batches(run.test_set))
         result["test"] = test
-    if run.history or fit.get("diverged"):
+    if (run.history or fit.get("diverged")) and run.is_main:
         save_json(run.out / "result.json", {k: v for k, v in result.items() if k != "history"})  # non-finite -> null
     return result
+
+
+def _dump_final_state(run: _Run, result: Optional[dict] = None) -> None:
+    """Debugging aid: with ``$SER_GPU_DUMP_FINAL_STATE`` set to a directory, each rank writes its model and
+    optimizer state after the last epoch to ``rank<R>.pt`` there, and (``result`` given) the dict it
+    returns to ``rank<R>.json`` (what the torchrun tests compare)."""
+    import json
+    import os
+
+    where = os.environ.get("SER_GPU_DUMP_FINAL_STATE")
+    if not where:
+        return
+    Path(where).mkdir(parents=True, exist_ok=True)
+    if result is None:
+        torch.save({"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict()},
+                   Path(where) / f"rank{run.dist.rank}.pt")
+    else:
+        (Path(where) / f"rank{run.dist.rank}.json").write_text(json.dumps(result, default=str))
 
 
 def train_model(
@@ -762,6 +949,10 @@ def train_model(
     ``out`` is locked (``out/.lock``, holding the process id) while a run uses it: a second run on
     the same ``out`` is refused; a lock left by a process that no longer runs is taken over.
 
+    Under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set) every process calls this and
+    training runs with DistributedDataParallel (:mod:`ser_gpu.distributed`): rank 0 holds the lock
+    and writes every output; every rank returns the same metrics.
+
     Returns:
         a dict: ``best_val`` (loss/accuracy/uar of the best epoch), ``test`` (accuracy, UAR, confusion
         matrix of the best checkpoint on the held-out test set, when the split has one; else
@@ -787,7 +978,10 @@ def train_model(
     run = _Run(config, resume=resume, overwrite=overwrite, given=given)
     try:
         fit = _fit(run)
+        _dump_final_state(run)
         result = _final_report(run, fit)
+        _dump_final_state(run, result)
+        run.dist.barrier()  # the other ranks return once rank 0 has written result.json
     finally:
         run.release()
     if result["diverged"]:
@@ -871,19 +1065,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     epochs = settings.pop("epochs")
     lr, batch_size = settings.pop("lr", None), settings.pop("batch_size", None)
     data_dirs = settings.pop("data_dirs", None) or None
+    import os
+
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone prints (every rank exits alike)
     try:
         result = train_model(epochs, lr, batch_size, data_dirs=data_dirs, resume=resume, overwrite=overwrite,
                              progress=not quiet, **settings)
     except TrainingDiverged as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if main_rank:
+            print(f"error: {exc}", file=sys.stderr)
         return 3
     except (ParameterError, AudioLoadError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if main_rank:
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: the last finished epoch is in last.pt; continue with --resume", file=sys.stderr)
+        if main_rank:
+            print("interrupted: the last finished epoch is in last.pt; continue with --resume", file=sys.stderr)
         return 130
-    _print_summary(result)
+    if main_rank:
+        _print_summary(result)
     return 0
 
 
