@@ -44,7 +44,7 @@ def speech_like_clips(n: int, seconds: float = 3.0, sr: int = 22050, seed: int =
 
 
 def librosa_rows(c: np.ndarray, tonnetz: bool = True, *, trim: bool = True, sr: int = 22050) -> np.ndarray:
-    """The DESIGN.md rows of one clip with librosa's own calls (the original system's feature code)."""
+    """The 68 rows (docs/design.md) of one clip with librosa's own calls (the original system's feature code)."""
     import librosa
 
     y = librosa.effects.trim(c, top_db=20)[0] if trim else c

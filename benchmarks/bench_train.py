@@ -10,7 +10,7 @@ augmentation every epoch:
 
 (a) original: a ``torch.utils.data.DataLoader`` with ``--workers`` processes; each item is
     audiomentations (AddGaussianNoise, TimeStretch, PitchShift, Shift; p=0.5 each) then the 68 librosa
-    rows of DESIGN.md, per-row standardisation and SpecAugment on the CPU; batches padded to their
+    rows of docs/design.md, per-row standardisation and SpecAugment on the CPU; batches padded to their
     longest clip (the original padded to 862 frames; padding to the batch keeps the model's share
     equal in (a) and (b) so the data paths are what differ). librosa is warmed up in the parent first,
     so the workers never compile (and write numba's cache) at the same time.

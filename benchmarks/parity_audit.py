@@ -2,7 +2,7 @@
 
     python benchmarks/parity_audit.py [--ravdess N] [--label NAME] [--cache FILE]
 
-Signal sets: ``synthetic`` (the DESIGN.md signals of tests/signals.py), ``speech`` (the 16-bit
+Signal sets: ``synthetic`` (the docs/design.md signals in tests/signals.py), ``speech`` (the 16-bit
 recorded-speech-like clips in tests/data/) and ``ravdess`` (N real RAVDESS recordings, one per actor
 in turn, from ``/work/shared/data/ravdess_dev`` or ``$RAVDESS_DEV``, when present), all loaded at
 22050 Hz as the project loads audio. Error = max |ours - librosa| / max |librosa| per clip

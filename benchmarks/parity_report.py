@@ -2,7 +2,7 @@
 
     python benchmarks/parity_report.py [--device cpu|cuda]
 
-Error = max |ours - librosa| / max |librosa| (librosa run on the float64 signal), the DESIGN.md
+Error = max |ours - librosa| / max |librosa| (librosa run on the float64 signal), the docs/design.md
 measure; the table gives the worst signal per feature. Rolloff is a bin pick: reported as the
 number of frames that differ. Writes ``benchmarks/results/parity_<device>.json``.
 """

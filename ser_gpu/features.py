@@ -1,8 +1,8 @@
-"""``python -m ser_gpu.features``: the DESIGN.md feature rows of audio files, one ``.npy`` per file.
+"""``python -m ser_gpu.features``: the 68 feature rows (docs/design.md) of audio files, one ``.npy`` per file.
 
 Each file is loaded as ``librosa.load(path, sr=22050)`` would, trimmed with ``top_db=20`` as the
 original system did, and its rows are computed in batches on the chosen device. Each ``.npy`` holds
-the raw (un-normalised) rows of one file, ``float32 [shape=(68, frames)]``, in DESIGN.md order
+the raw (un-normalised) rows of one file, ``float32 [shape=(68, frames)]``, in docs/design.md order
 (:data:`ser_gpu.transforms.FEATURE_ROWS`). Outputs are named ``<stem>.npy``, or ``<stem>-<hash>.npy``
 where two inputs share a stem, so no output is ever written for two inputs. A ``summary.json`` beside
 them, merged across runs, lists every output with its input, shape, frames and seconds, and the files

@@ -2,8 +2,8 @@
 
 The cached, trimmed waveforms sit on the device. Each epoch shuffles them (from the seed) and cuts the
 order into chunks of whole batches; for each chunk, ``WaveformAugment`` (noise, time stretch, pitch
-shift, shift; fresh parameters per example and per epoch) -> ``FeatureExtractor`` (the 68 DESIGN.md
-rows) -> ``SpecAugment`` run over all its clips in a few large calls (clips grouped by length, sizes
+shift, shift; fresh parameters per example and per epoch) -> ``FeatureExtractor`` (the 68 rows of
+docs/design.md) -> ``SpecAugment`` run over all its clips in a few large calls (clips grouped by length, sizes
 padded to a geometric ladder: :mod:`ser_gpu.data.chunks`), then ``CNNBiLSTMAttention`` trains on the
 chunk's ``batch_size`` batches. Validation and test use the same features without augmentation,
 computed once. Optimisation follows the

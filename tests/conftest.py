@@ -1,4 +1,4 @@
-"""Shared fixtures: the device × dtype grid, tolerances from DESIGN.md, relative error.
+"""Shared fixtures: the device × dtype grid, tolerances from docs/design.md, relative error.
 
 Also: TF32 off for every test (see ``_full_float32``), and modules whose test-only dependencies
 are missing are not collected (a GPU machine may lack librosa, soundfile, audiomentations): the
@@ -73,7 +73,7 @@ DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda,
                                               pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")])]
 DTYPES = [torch.float64, torch.float32]
 
-# DESIGN.md parity contract: max |ours - librosa| / max |librosa|
+# docs/design.md parity contract: max |ours - librosa| / max |librosa|
 STFT_TOL = {torch.float64: 1e-6, torch.float32: 1e-4}
 CQT_TOL = {torch.float64: 1e-3, torch.float32: 1e-2}
 

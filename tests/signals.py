@@ -1,4 +1,4 @@
-"""The DESIGN.md test signal set, deterministic, as float64 numpy arrays at 22050 Hz.
+"""The test signal set of docs/design.md, deterministic, as float64 numpy arrays at 22050 Hz.
 
 white noise, sinusoids and chirps, a harmonic speech-like signal with vibrato, silence plus a
 burst, clips shorter than n_fft and odd lengths; and recorded-speech-like clips: one spoken

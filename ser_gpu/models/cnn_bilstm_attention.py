@@ -33,7 +33,7 @@ class ModelConfig:
     The defaults are the original system's architecture.
 
     Attributes:
-        input_dim: feature rows per frame (68, the DESIGN.md rows).
+        input_dim: feature rows per frame (68, the docs/design.md rows).
         n_classes: number of emotions (8 for RAVDESS).
         channels: output channels of the residual Conv1d blocks, one block each.
         kernel_size: odd temporal kernel of the block convolutions ('same' zero padding).

@@ -1,4 +1,4 @@
-"""FeatureExtractor: the 68 DESIGN.md feature rows for a waveform batch, in one call."""
+"""FeatureExtractor: the 68 feature rows of docs/design.md for a waveform batch, in one call."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _names(prefix: str, n: int):
     return tuple(f"{prefix}_{i}" for i in range(n))
 
 
-#: Names of the 68 rows, in the order of the contract (DESIGN.md).
+#: Names of the 68 rows, in the order of the contract (docs/design.md).
 FEATURE_ROWS = (
     _names("mfcc", 13) + _names("mfcc_delta", 13) + _names("mfcc_delta2", 13) + _names("chroma", 12)
     + _names("contrast", 7) + _names("tonnetz", 6) + ("zcr", "rms", "rolloff", "centroid")
@@ -62,7 +62,7 @@ class FeatureConfig:
         tonnetz: compute rows 58-63 (HPSS harmonic -> chroma_cqt -> tonnetz); when False they are 0.
         fast_stft: for float32 input, run the shared STFT's FFT in float32 instead of float64.
             The default (False) computes it in float64 and rounds it to float32, as librosa does,
-            so every row meets DESIGN.md's float32 contract; True is faster on CPU but the
+            so every row meets docs/design.md's float32 contract; True is faster on CPU but the
             spectral contrast rows (51-57) can be ~1e-1 off librosa on recorded speech, whose quiet
             high bands sit near the float32 FFT's rounding noise (figures in the README's "Parity
             with librosa"). No effect on float64 input.
@@ -118,10 +118,10 @@ class FeatureBatch(NamedTuple):
 
 
 class FeatureExtractor(nn.Module):
-    """The 68 feature rows of DESIGN.md from a ``(B, T)`` waveform batch, batched on any device.
+    """The 68 feature rows of docs/design.md from a ``(B, T)`` waveform batch, batched on any device.
 
     One shared STFT feeds every STFT-family row; the mel and DCT filterbanks are buffers, so
-    ``.to(device)`` moves everything. Each clip's rows equal the librosa calls of DESIGN.md on that
+    ``.to(device)`` moves everything. Each clip's rows equal the librosa calls of docs/design.md on that
     clip alone (after the optional trim): padding never leaks into valid frames.
 
     Edge clips have a defined result: trim never empties a clip (its loudest frame is 0 dB below

@@ -2,7 +2,7 @@
 
 CI proves CPU ≡ librosa (tests/parity, CPU only); here each functional, the FeatureExtractor, the
 augmentations and the model run on the device in float32 and float64 and are compared with the CPU
-float64 result of the very same call, with DESIGN.md's tolerances (STFT family 1e-4 / 1e-6,
+float64 result of the very same call, with docs/design.md's tolerances (STFT family 1e-4 / 1e-6,
 constant-Q 1e-2 / 1e-3 for float32 / float64) and, for the few outputs the parity suite also judges
 differently (bin picks, phase-vocoder effects), the parity suite's own rule, restated beside it.
 

@@ -1,6 +1,6 @@
 """Parity of ser_gpu.functional.constantq with librosa 0.11: cqt, chroma_cqt, tonnetz.
 
-Tolerances are DESIGN.md's constant-Q ones (max |ours - librosa| / max |librosa|):
+Tolerances are docs/design.md's constant-Q ones (max |ours - librosa| / max |librosa|):
 1e-3 in float64, 1e-2 in float32.  The reference is always librosa on the float64 signal.
 """
 

@@ -1,7 +1,7 @@
 """time_stretch / phase_vocoder / pitch_shift / resample against live librosa 0.11.
 
 * The phase vocoder and time stretch follow librosa's algorithm step for step: in float64 they equal
-  librosa to rounding (max |ours - librosa| / max |librosa| <= 1e-6, DESIGN.md's float64 STFT bound).
+  librosa to rounding (max |ours - librosa| / max |librosa| <= 1e-6, docs/design.md's float64 STFT bound).
 * In float32 the phases of near-silent bins are rounding noise (librosa's own float32 result differs
   from its float64 one there too), so the comparison is the correlation of log-magnitude
   spectrograms (dB, floored 80 dB below librosa's peak), computed with librosa.stft on both outputs.

@@ -1,4 +1,4 @@
-"""FeatureExtractor rows, clip by clip, against the librosa stack of DESIGN.md."""
+"""FeatureExtractor rows, clip by clip, against the librosa stack of docs/design.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""STFT-family features against live librosa 0.11 on the DESIGN.md signal set.
+"""STFT-family features against live librosa 0.11 on the signal set of docs/design.md.
 
 Error = max |ours - librosa| / max |librosa| (``rel_err``). The reference is always librosa run on
 the float64 signal; our float32 result is computed from the float32 signal.

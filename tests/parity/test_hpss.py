@@ -32,7 +32,7 @@ from ser_gpu.functional import hpss as H
 from ..conftest import rel_err
 from ..signals import SIGNAL_NAMES, SIGNALS
 
-# DESIGN.md: HPSS harmonic is in the STFT family. max|ours - ref| / max|ref|
+# docs/design.md: HPSS harmonic is in the STFT family. max|ours - ref| / max|ref|
 TOL = {torch.float64: 1e-6, torch.float32: 1e-4}
 CPLX = {torch.float64: torch.complex128, torch.float32: torch.complex64}
 

@@ -15,7 +15,7 @@ from ser_gpu.functional.pitch import estimate_tuning, piptrack, pitch_tuning
 from tests.conftest import rel_err
 from tests.signals import SIGNALS, SR
 
-# piptrack is an STFT-family quantity: DESIGN.md's STFT tolerances, written out here
+# piptrack is an STFT-family quantity: docs/design.md's STFT tolerances, written out here
 PIPTRACK_TOL = {torch.float64: 1e-6, torch.float32: 1e-4}
 
 

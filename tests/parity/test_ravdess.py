@@ -4,7 +4,7 @@ The corpus is not part of the repository; set ``SER_GPU_RAVDESS_DEV`` to a folde
 ``Actor_XX/03-01-...flac`` files (the development copy next to the repository is found without it).
 Skipped otherwise. Clips are loaded with ``ser_gpu.io.load(path, sr=22050)`` (== ``librosa.load``)
 and the 68 rows of a mixed-length batch are checked clip by clip against librosa's stack, float32
-and float64, with DESIGN.md's tolerances (issue 12: float32 contrast was 1e-2 off here).
+and float64, with docs/design.md's tolerances (issue 12: float32 contrast was 1e-2 off here).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """functional.effects.trim against live librosa.effects.trim 0.11.
 
-DESIGN.md: trim start/end must be EXACT samples in float64 and float32, and the trimmed samples are
+docs/design.md: trim start/end must be EXACT samples in float64 and float32, and the trimmed samples are
 the input's own samples, so they must be bit-equal too. librosa is run on the signal cast to the
 dtype under test.
 """
