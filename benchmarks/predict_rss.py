@@ -21,6 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import write_results  # noqa: E402
 
 SR = 22050
 
@@ -110,6 +114,11 @@ def main() -> None:
         print(f"{s:8.0f} s file: peak RSS {r['peak_mb']:8.1f} MB, predict took {r['seconds']:7.1f} s, exit {r['code']}",
               flush=True)
     print(json.dumps(rows))
+    out = write_results(f"predict_rss_b{args.batch_size}", torch.device(args.device),
+                        {"benchmark": "peak RSS of python -m ser_gpu.predict vs file length (random-weight "
+                                      "checkpoint, tonnetz rows on, speech-like file with drifting pitch)",
+                         "batch_size": args.batch_size, "rows": rows})
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

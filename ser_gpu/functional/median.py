@@ -372,18 +372,30 @@ def _try_fused(S, k, axis, frame_lengths):
         return None
 
 
-def _median_time(S: torch.Tensor, k: int, frame_lengths: Optional[torch.Tensor], chunk_size: int) -> torch.Tensor:
-    """``S``: ``(B, F, T)``; per-example reflection at each example's own last valid frame."""
-    B, F, T = S.shape
+def _without_windows(S: torch.Tensor, k: int, axis: str, frame_lengths: Optional[torch.Tensor],
+                     chunk_size: int) -> Optional[torch.Tensor]:
+    """The median by the fast routes, in order: nothing to do (k = 1), the fused kernel (CUDA), the
+    sorted-runs program (k = 2**j - 1); ``None`` when only the gathered-window network applies."""
     if k == 1:
         return S.clone()
     if _fused(S, k):
-        out = _try_fused(S, k, "time", frame_lengths)
+        out = _try_fused(S, k, axis, frame_lengths)
         if out is not None:
             return out
     if _runs_median_ok(k):
         with _one_cpu_thread(S.device):
-            return _median_time_runs(S, k, frame_lengths, chunk_size)
+            if axis == "time":
+                return _median_time_runs(S, k, frame_lengths, chunk_size)
+            return _median_freq_runs(S, k, chunk_size)
+    return None
+
+
+def _median_time(S: torch.Tensor, k: int, frame_lengths: Optional[torch.Tensor], chunk_size: int) -> torch.Tensor:
+    """``S``: ``(B, F, T)``; per-example reflection at each example's own last valid frame."""
+    B, F, T = S.shape
+    out = _without_windows(S, k, "time", frame_lengths, chunk_size)
+    if out is not None:
+        return out
     pos = torch.arange(T + k - 1, device=S.device) - k // 2
     rows = S.reshape(B * F, T)
     if frame_lengths is None:
@@ -397,15 +409,9 @@ def _median_time(S: torch.Tensor, k: int, frame_lengths: Optional[torch.Tensor],
 
 def _median_freq(S: torch.Tensor, k: int, chunk_size: int) -> torch.Tensor:
     B, F, T = S.shape
-    if k == 1:
-        return S.clone()
-    if _fused(S, k):
-        out = _try_fused(S, k, "freq", None)
-        if out is not None:
-            return out
-    if _runs_median_ok(k):
-        with _one_cpu_thread(S.device):
-            return _median_freq_runs(S, k, chunk_size)
+    out = _without_windows(S, k, "freq", None, chunk_size)
+    if out is not None:
+        return out
     pos = torch.arange(F + k - 1, device=S.device) - k // 2
     idx = _reflect_index(pos, torch.tensor(F, device=S.device))
     rows = S.transpose(-1, -2).reshape(B * T, F)
