@@ -264,8 +264,14 @@ def test_one_rank_equals_the_plain_run(ddp_run, corpus, tmp_path):
     from ser_gpu.train import train_model
 
     _torchrun(1, tmp_path / "ddp1", corpus, ddp_run["cache"], "--epochs", "2", "--quiet")
-    plain = train_model(epochs=2, lr=1e-3, batch_size=6, data_dirs=[str(corpus)], out=str(tmp_path / "plain"),
-                        split="actor", seed=0, device="cpu", cache_dir=str(ddp_run["cache"]), progress=False)
+    # the same thread count as the torchrun child (OMP_NUM_THREADS=1): float sums depend on it
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        plain = train_model(epochs=2, lr=1e-3, batch_size=6, data_dirs=[str(corpus)], out=str(tmp_path / "plain"),
+                            split="actor", seed=0, device="cpu", cache_dir=str(ddp_run["cache"]), progress=False)
+    finally:
+        torch.set_num_threads(threads)
     a, b = load_checkpoint(tmp_path / "ddp1" / "last.pt"), load_checkpoint(tmp_path / "plain" / "last.pt")
     _same_tensors(a["model_state"], b["model_state"], "model")
     _same_tensors(a["optimizer_state"], b["optimizer_state"], "optimizer")
