@@ -15,9 +15,11 @@ metrics are those of each run's best checkpoint (lowest validation loss), read f
   their test confusion matrices) and the metrics it gives;
 - ``crossval_config.json``: the settings, checked on ``--resume``.
 
-``--resume`` skips finished folds (a valid ``result.json`` with test metrics), continues an
-interrupted fold from its ``last.pt`` and trains the folds not started; ``--seeds`` may name new
-seeds on resume, every other setting must be the stored one.
+``--resume`` skips finished folds (a valid ``result.json`` with test metrics, after ``--epochs``
+epochs or stopped early), continues an interrupted fold from its ``last.pt`` and trains the folds not
+started. On resume ``--epochs`` may be raised (every fold then trains on from its ``last.pt``, as
+``python -m ser_gpu.train --resume --epochs N``), ``--seeds`` and ``--only-folds`` may name other
+folds; every other training setting must be the stored one.
 """
 
 from __future__ import annotations
@@ -191,11 +193,15 @@ def _stored_config(out: Path, wanted: dict) -> None:
                              f"(run without --resume first)") from None
     except (OSError, ValueError) as exc:
         raise ParameterError(f"{path}: cannot resume, the stored settings do not read as JSON ({exc})") from None
-    differ = [k for k in sorted(set(stored) | set(wanted)) if k not in _MAY_CHANGE and stored.get(k) != wanted.get(k)]
+    differ = [k for k in sorted(set(stored) | set(wanted))
+              if k not in _MAY_CHANGE + ("epochs",) and stored.get(k) != wanted.get(k)]
+    if isinstance(stored.get("epochs"), int) and wanted["epochs"] < stored["epochs"]:
+        differ.append("epochs")  # may be raised (the folds train on), not lowered
     if differ:
         listing = "; ".join(f"{k}: the run has {stored.get(k)!r}, given {wanted.get(k)!r}" for k in differ)
         raise ParameterError(f"{path}: --resume continues the stored cross-validation with its settings, but others "
-                             f"were given ({listing}); only --seeds, --only-folds, {', '.join(_MAY_CHANGE)} may change. "
+                             f"were given ({listing}); only --seeds, --only-folds, {', '.join(_MAY_CHANGE)} may "
+                             f"change, and --epochs may be raised. "
                              f"Drop those options, or start anew (another --out, or --overwrite)")
 
 
@@ -223,7 +229,8 @@ def cross_validate(
             not a complete cross-validation (``complete: false``).
         out: the cross-validation directory (fold runs in ``out/seed_S/fold_I``).
         epochs: per fold.
-        resume: skip finished folds, resume interrupted ones from their ``last.pt``.
+        resume: skip finished folds, resume interrupted ones from their ``last.pt``; ``epochs``
+            may be raised (the folds train on), the other settings must be the stored ones.
         overwrite: retrain every requested fold, replacing runs already there.
         progress: a bar over the fold runs (and train's own bar over epochs).
         **settings: any other :class:`ser_gpu.train.TrainConfig` setting (``lr``, ``batch_size``,
@@ -273,6 +280,8 @@ def cross_validate(
         actors = {role: sorted({clips[k].actor for k in idx}) for role, idx in
                   (("train", split.train), ("val", split.val), ("test", split.test))}
         result = read_fold_result(d / "result.json") if resume else None
+        if result is not None and not (result.get("stopped_early") or result.get("epochs_run", 0) >= epochs):
+            result = None  # finished fewer epochs than now asked: train on from last.pt
         seconds = None
         if result is None:
             if overwrite:  # the previous run's result must not outlive it if this one is interrupted

@@ -11,6 +11,7 @@ import torch
 
 from ser_gpu.crossval import cross_validate, fold_dir, main, read_fold_result
 from ser_gpu.data import scan_corpus
+from ser_gpu.errors import ParameterError
 
 from tests.tiny_corpus import FAST, write_corpus
 
@@ -112,6 +113,23 @@ def test_resume_skips_finished_folds_and_retrains_only_the_missing_one(corpus, c
     # the CPU run is deterministic: the retrained fold gives the same test result
     assert [f["test"] for f in report["folds"]] == [f["test"] for f in before["folds"]]
     assert read_fold_result(fold_dir(out, 0, 1) / "result.json") is not None
+
+
+def test_resume_with_more_epochs_trains_every_fold_on(corpus, cache, tmp_path):
+    out = tmp_path / "cv"
+    cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, **CV)
+    epoch1 = [json.loads((fold_dir(out, 0, i) / "metrics.json").read_text())["epochs"] for i in range(N_FOLDS)]
+    more = dict(CV, epochs=2)
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, resume=True,
+                            **more)
+    assert [f["epochs_run"] for f in report["folds"]] == [2] * N_FOLDS
+    assert json.loads((out / "crossval.json").read_text())["settings"]["epochs"] == 2
+    for i in range(N_FOLDS):
+        history = json.loads((fold_dir(out, 0, i) / "metrics.json").read_text())["epochs"]
+        assert [h["epoch"] for h in history] == [1, 2]
+        assert history[0] == epoch1[i][0]  # epoch 1 kept from the first call, not retrained
+    with pytest.raises(ParameterError, match="epochs: the run has 2, given 1"):  # epochs may not be lowered
+        cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, resume=True, **CV)
 
 
 def test_resume_refuses_other_settings_and_a_second_run_needs_resume_or_overwrite(corpus, cache, cv, capsys):
