@@ -39,7 +39,7 @@ from ._atomic import atomic_write, save_json
 from ._cli import check_output_dir
 from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
 
-__all__ = ["cross_validate", "fold_dir", "read_fold_result", "summarize", "main"]
+__all__ = ["cross_validate", "fold_dir", "speaker_of", "read_fold_result", "summarize", "main"]
 
 CONFIG_NAME = "crossval_config.json"
 _OUTPUTS = ("crossval.json", "folds.txt", "confusion.json", "confusion.png", CONFIG_NAME)
@@ -47,6 +47,12 @@ _METRICS = ("uar", "accuracy", "weighted_f1")
 # TrainConfig fields crossval sets itself, or that do not change what is trained
 _OWN = ("data_dirs", "out", "split", "n_folds", "fold", "seed", "epochs")
 _MAY_CHANGE = ("device", "progress", "cache_dir")
+
+
+def speaker_of(clip):
+    """The speaker a clip's split holds out: its ``speaker`` id where clips carry one (several
+    corpora), else its actor number."""
+    return getattr(clip, "speaker", None) or clip.actor
 
 
 def fold_dir(out, seed: int, fold: int) -> Path:
@@ -173,9 +179,9 @@ def _check_settings(data_dirs, n_folds, seeds, folds, settings):
         raise ParameterError(f"cross-validation sets {', '.join(bad)} itself; do not pass them")
     TrainConfig(data_dirs=list(data_dirs), split="actor", n_folds=n_folds, **settings)  # validates the rest
     clips = scan_corpus(data_dirs)
-    actors = sorted({c.actor for c in clips})
-    if n_folds > len(actors):
-        raise ParameterError(f"folds={n_folds} is more than the {len(actors)} actor(s) in the corpus ({actors})")
+    speakers = sorted({speaker_of(c) for c in clips})
+    if n_folds > len(speakers):
+        raise ParameterError(f"folds={n_folds} is more than the {len(speakers)} actor(s) in the corpus ({speakers})")
     return clips, seeds, sorted(folds)
 
 
@@ -277,7 +283,7 @@ def cross_validate(
         bar.set_postfix(seed=seed, fold=fold)
         d = fold_dir(out, seed, fold)
         split = split_clips(clips, method="actor", seed=seed, n_folds=n_folds, fold=fold)
-        actors = {role: sorted({clips[k].actor for k in idx}) for role, idx in
+        actors = {role: sorted({speaker_of(clips[k]) for k in idx}) for role, idx in
                   (("train", split.train), ("val", split.val), ("test", split.test))}
         result = read_fold_result(d / "result.json") if resume else None
         if result is not None and not (result.get("stopped_early") or result.get("epochs_run", 0) >= epochs):
