@@ -1,0 +1,395 @@
+"""``python -m ser_gpu.crossval``: speaker-independent K-fold cross-validation in one command.
+
+The corpus's actors are dealt into ``K`` folds (:func:`ser_gpu.data.split_clips` with
+``method='actor'``): for fold ``i`` the actors of fold ``i`` are the test set, those of fold
+``i + 1`` (mod K) the validation set and the rest train. Every fold, for every seed, is one
+:func:`ser_gpu.train.train_model` run in its own directory ``OUT/seed_S/fold_I``; the test
+metrics are those of each run's best checkpoint (lowest validation loss), read from the
+``result.json`` each run writes. ``OUT`` then holds:
+
+- ``crossval.json``: mean ± std (sample std, ddof=1) over all fold runs of UAR, WA (accuracy) and
+  weighted F1, the same per seed, the pooled metrics, the settings, and one record per fold run
+  (seed, fold, actors per role, test metrics, epochs, seconds);
+- ``folds.txt``: the per-fold table and the summary as plain text;
+- ``confusion.json`` / ``confusion.png``: the pooled confusion matrix (sum over the fold runs of
+  their test confusion matrices) and the metrics it gives;
+- ``crossval_config.json``: the settings, checked on ``--resume``.
+
+``--resume`` skips finished folds (a valid ``result.json`` with test metrics, after ``--epochs``
+epochs or stopped early), continues an interrupted fold from its ``last.pt`` and trains the folds not
+started. On resume ``--epochs`` may be raised (every fold then trains on from its ``last.pt``, as
+``python -m ser_gpu.train --resume --epochs N``), ``--seeds`` and ``--only-folds`` may name other
+folds; every other training setting must be the stored one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from tqdm import tqdm
+
+from ._atomic import atomic_write, save_json
+from ._cli import check_output_dir
+from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
+
+__all__ = ["cross_validate", "fold_dir", "speaker_of", "read_fold_result", "summarize", "main"]
+
+CONFIG_NAME = "crossval_config.json"
+_OUTPUTS = ("crossval.json", "folds.txt", "confusion.json", "confusion.png", CONFIG_NAME)
+_METRICS = ("uar", "accuracy", "weighted_f1")
+# TrainConfig fields crossval sets itself, or that do not change what is trained
+_OWN = ("data_dirs", "out", "split", "n_folds", "fold", "seed", "epochs")
+_MAY_CHANGE = ("device", "progress", "cache_dir")
+
+
+def speaker_of(clip):
+    """The speaker a clip's split holds out: its ``speaker`` id where clips carry one (several
+    corpora), else its actor number."""
+    return getattr(clip, "speaker", None) or clip.actor
+
+
+def fold_dir(out, seed: int, fold: int) -> Path:
+    """The run directory of one fold: ``out/seed_{seed}/fold_{fold}``."""
+    return Path(out) / f"seed_{seed}" / f"fold_{fold}"
+
+
+def read_fold_result(path) -> Optional[dict]:
+    """A finished fold's ``result.json`` (a dict with a ``test`` confusion matrix 8 × 8 and finite
+    UAR/WA/F1), or None when the file is missing, not JSON or not a finished run's."""
+    from .data import EMOTIONS
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    test = data.get("test") if isinstance(data, dict) else None
+    if not isinstance(test, dict):
+        return None
+    cm = test.get("confusion")
+    n = len(EMOTIONS)
+    if not (isinstance(cm, list) and len(cm) == n and all(isinstance(r, list) and len(r) == n for r in cm)
+            and all(isinstance(v, int) and v >= 0 for r in cm for v in r)):
+        return None
+    if not all(isinstance(test.get(k), (int, float)) and math.isfinite(test[k]) for k in _METRICS):
+        return None
+    return data
+
+
+def _mean_std(values: Sequence[float]) -> dict:
+    values = [float(v) for v in values]
+    return {"mean": statistics.fmean(values) if values else float("nan"),
+            "std": statistics.stdev(values) if len(values) > 1 else float("nan"),
+            "n": len(values)}
+
+
+def _metrics_from_confusion(confusion: List[List[int]]) -> dict:
+    """evaluate.metrics_from_predictions of the (label, prediction) pairs the matrix counts."""
+    import torch
+
+    from .data import EMOTIONS
+    from .evaluate import metrics_from_predictions
+
+    cm = torch.tensor(confusion, dtype=torch.int64)
+    n = cm.shape[0]
+    true = torch.arange(n).repeat_interleave(n)
+    pred = torch.arange(n).repeat(n)
+    counts = cm.reshape(-1)
+    return metrics_from_predictions(true.repeat_interleave(counts), pred.repeat_interleave(counts), list(EMOTIONS))
+
+
+def summarize(folds: Sequence[dict]) -> dict:
+    """Mean ± std (ddof=1) of each metric over the fold records, per seed too, and the pooled
+    confusion matrix (element-wise sum of the folds' test confusion matrices) with its metrics.
+
+    Each record needs ``seed`` and ``test`` (``uar``, ``accuracy``, ``weighted_f1``, ``confusion``).
+    """
+    summary = {k: _mean_std([f["test"][k] for f in folds]) for k in _METRICS}
+    seeds = sorted({f["seed"] for f in folds})
+    per_seed = {}
+    for s in seeds:
+        mine = [f for f in folds if f["seed"] == s]
+        per_seed[str(s)] = {k: _mean_std([f["test"][k] for f in mine]) for k in _METRICS}
+    summary["per_seed"] = per_seed
+    if len(seeds) > 1:  # spread of the seeds' fold means: how much the seed alone moves the CV figure
+        summary["across_seeds"] = {k: _mean_std([per_seed[str(s)][k]["mean"] for s in seeds]) for k in _METRICS}
+    n = len(folds[0]["test"]["confusion"])
+    pooled = [[sum(f["test"]["confusion"][i][j] for f in folds) for j in range(n)] for i in range(n)]
+    summary["pooled"] = _metrics_from_confusion(pooled)
+    return summary
+
+
+def _format_table(folds: Sequence[dict], summary: dict, settings: dict) -> str:
+    lines = [f"{'seed':>5}{'fold':>5}  {'test actors':<14}{'clips':>6}{'UAR':>8}{'WA':>8}{'wF1':>8}"
+             f"{'epochs':>8}{'s/epoch':>9}"]
+    for f in folds:
+        t = f["test"]
+        actors = ",".join(str(a) for a in f["actors"]["test"])
+        per_epoch = f["train_seconds"] / f["epochs_run"] if f["epochs_run"] else float("nan")
+        lines.append(f"{f['seed']:>5}{f['fold']:>5}  {actors:<14}{t['n_clips']:>6}{t['uar']:>8.3f}"
+                     f"{t['accuracy']:>8.3f}{t['weighted_f1']:>8.3f}{f['epochs_run']:>8}{per_epoch:>9.1f}")
+    lines.append("")
+
+    def ms(k):
+        m = summary[k]
+        return f"{m['mean']:.3f} ± {m['std']:.3f}" if m["n"] > 1 else f"{m['mean']:.3f}"
+
+    lines.append(f"mean ± std over {len(folds)} fold run(s): UAR {ms('uar')}   WA {ms('accuracy')}   "
+                 f"weighted F1 {ms('weighted_f1')}")
+    p = summary["pooled"]
+    lines.append(f"pooled confusion ({p['n_clips']} test predictions): UAR {p['uar']:.3f}   WA {p['accuracy']:.3f}   "
+                 f"weighted F1 {p['weighted_f1']:.3f}")
+    lines.append(f"settings: {json.dumps(settings, sort_keys=True)}")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------- the run
+
+def _check_settings(data_dirs, n_folds, seeds, folds, settings):
+    """Validate everything before any training; returns (clips, seeds, folds)."""
+    import numbers
+
+    from .data import scan_corpus
+    from .train import TrainConfig
+
+    if not data_dirs:
+        raise ParameterError("data_dirs is required: cross-validation holds out actors of a RAVDESS-named corpus "
+                             "(--data-dir DIR)")
+    if isinstance(n_folds, bool) or not isinstance(n_folds, numbers.Integral) or n_folds < 3:
+        raise ParameterError(f"folds must be an integer of at least 3 (a test fold, a validation fold and training "
+                             f"folds), got {n_folds!r}")
+    seeds = list(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0 for s in seeds):
+        raise ParameterError(f"seeds must be one or more non-negative integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ParameterError(f"seeds must not repeat, got {seeds!r}")
+    folds = list(range(n_folds)) if folds is None else list(folds)
+    if not folds or any(isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < n_folds
+                        for i in folds) or len(set(folds)) != len(folds):
+        raise ParameterError(f"only_folds must be distinct integers in [0, {n_folds}), got {folds!r}")
+    bad = sorted(set(settings) & set(_OWN) - {"epochs"})
+    if bad:
+        raise ParameterError(f"cross-validation sets {', '.join(bad)} itself; do not pass them")
+    TrainConfig(data_dirs=list(data_dirs), split="actor", n_folds=n_folds, **settings)  # validates the rest
+    clips = scan_corpus(data_dirs)
+    speakers = sorted({speaker_of(c) for c in clips})
+    if n_folds > len(speakers):
+        raise ParameterError(f"folds={n_folds} is more than the {len(speakers)} actor(s) in the corpus ({speakers})")
+    return clips, seeds, sorted(folds)
+
+
+def _existing_folds(out: Path) -> List[Path]:
+    return sorted(p for p in out.glob("seed_*/fold_*") if p.is_dir() and any(p.iterdir()))
+
+
+def _stored_config(out: Path, wanted: dict) -> None:
+    """On resume: the stored settings must equal ``wanted`` (except those that may change)."""
+    path = out / CONFIG_NAME
+    try:
+        stored = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ParameterError(f"{path}: cannot resume, {str(out)!r} holds no cross-validation run "
+                             f"(run without --resume first)") from None
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"{path}: cannot resume, the stored settings do not read as JSON ({exc})") from None
+    differ = [k for k in sorted(set(stored) | set(wanted))
+              if k not in _MAY_CHANGE + ("epochs",) and stored.get(k) != wanted.get(k)]
+    if isinstance(stored.get("epochs"), int) and wanted["epochs"] < stored["epochs"]:
+        differ.append("epochs")  # may be raised (the folds train on), not lowered
+    if differ:
+        listing = "; ".join(f"{k}: the run has {stored.get(k)!r}, given {wanted.get(k)!r}" for k in differ)
+        raise ParameterError(f"{path}: --resume continues the stored cross-validation with its settings, but others "
+                             f"were given ({listing}); only --seeds, --only-folds, {', '.join(_MAY_CHANGE)} may "
+                             f"change, and --epochs may be raised. "
+                             f"Drop those options, or start anew (another --out, or --overwrite)")
+
+
+def cross_validate(
+    data_dirs: Sequence[str],
+    *,
+    n_folds: int = 6,
+    seeds: Sequence[int] = (0,),
+    only_folds: Optional[Sequence[int]] = None,
+    out: str = "runs/cv",
+    epochs: int = 300,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    **settings,
+) -> dict:
+    """Train and test every actor fold for every seed, and summarise.
+
+    Args:
+        data_dirs: RAVDESS-named corpora (as :func:`ser_gpu.train.train_model`).
+        n_folds: number of actor folds (>= 3, at most the number of actors).
+        seeds: one run per fold per seed; the seed sets both the actor folds (the actor shuffle) and
+            the training's randomness, so several seeds are repeated cross-validations.
+        only_folds: train and summarise only these folds (None: all); the summary then says it is
+            not a complete cross-validation (``complete: false``).
+        out: the cross-validation directory (fold runs in ``out/seed_S/fold_I``).
+        epochs: per fold.
+        resume: skip finished folds, resume interrupted ones from their ``last.pt``; ``epochs``
+            may be raised (the folds train on), the other settings must be the stored ones.
+        overwrite: retrain every requested fold, replacing runs already there.
+        progress: a bar over the fold runs (and train's own bar over epochs).
+        **settings: any other :class:`ser_gpu.train.TrainConfig` setting (``lr``, ``batch_size``,
+            ``device``, ``augment``, ...) except those cross-validation sets (``split``,
+            ``n_folds``, ``fold``, ``seed``, ``out``, ``data_dirs``).
+
+    Returns:
+        the dict written to ``out/crossval.json``: ``summary`` (``uar``/``accuracy``/``weighted_f1``
+        each ``{mean, std, n}``, ``per_seed``, ``across_seeds`` with several seeds, ``pooled``),
+        ``folds`` (one record per fold run), ``settings``, ``complete``.
+
+    Raises:
+        ParameterError: bad settings, a missing data directory, more folds than actors, an ``out``
+            holding a cross-validation without ``resume``/``overwrite``, resume settings that differ.
+        AudioLoadError, CheckpointError, TrainingDiverged: from a fold's training (folds finished
+            before it keep their results; ``resume`` continues).
+    """
+    from .data import split_clips
+    from .train import train_model
+
+    if resume and overwrite:
+        raise ParameterError("resume and overwrite exclude each other: pass one of them")
+    data_dirs = [str(d) for d in ([data_dirs] if isinstance(data_dirs, (str, Path)) else (data_dirs or []))]
+    clips, seeds, folds = _check_settings(data_dirs, n_folds, seeds, only_folds, dict(settings, epochs=epochs))
+    out = Path(out)
+    check_output_dir(out, argument="out")
+    wanted = {"data_dirs": [str(Path(d).resolve()) for d in data_dirs], "n_folds": int(n_folds),
+              "epochs": int(epochs), **{k: v for k, v in sorted(settings.items())}}
+    if resume:
+        _stored_config(out, wanted)
+    elif not overwrite:
+        held = [n for n in _OUTPUTS if (out / n).exists()] + [str(p.relative_to(out)) for p in _existing_folds(out)]
+        if held:
+            raise ParameterError(f"out directory {str(out)!r} already holds a cross-validation ({', '.join(held[:4])}"
+                                 f"{', ...' if len(held) > 4 else ''}); pass --resume to continue it or --overwrite "
+                                 f"to retrain it")
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(out / CONFIG_NAME, wanted)
+
+    jobs = [(s, i) for s in seeds for i in folds]
+    records = []
+    bar = tqdm(jobs, desc="folds", unit="fold", disable=not progress, file=sys.stderr)
+    for seed, fold in bar:
+        bar.set_postfix(seed=seed, fold=fold)
+        d = fold_dir(out, seed, fold)
+        split = split_clips(clips, method="actor", seed=seed, n_folds=n_folds, fold=fold)
+        actors = {role: sorted({speaker_of(clips[k]) for k in idx}) for role, idx in
+                  (("train", split.train), ("val", split.val), ("test", split.test))}
+        result = read_fold_result(d / "result.json") if resume else None
+        if result is not None and not (result.get("stopped_early") or result.get("epochs_run", 0) >= epochs):
+            result = None  # finished fewer epochs than now asked: train on from last.pt
+        seconds = None
+        if result is None:
+            if overwrite:  # the previous run's result must not outlive it if this one is interrupted
+                (d / "result.json").unlink(missing_ok=True)
+            t0 = time.perf_counter()
+            if resume and (d / "last.pt").exists():
+                train_model(epochs, data_dirs=None, out=str(d), resume=True, progress=progress,
+                            **{k: settings[k] for k in _MAY_CHANGE if k in settings})
+            else:
+                train_model(epochs, data_dirs=data_dirs, out=str(d), overwrite=overwrite or d.exists() and resume,
+                            split="actor", n_folds=n_folds, fold=fold, seed=seed, progress=progress, **settings)
+            seconds = time.perf_counter() - t0
+            result = read_fold_result(d / "result.json")
+            if result is None:
+                raise CheckpointError(f"{d / 'result.json'}: the fold finished without test metrics (see the file)")
+        history = json.loads((d / "metrics.json").read_text()).get("epochs", []) if (d / "metrics.json").exists() else []
+        test = {k: result["test"][k] for k in ("n_clips", "accuracy", "uar", "weighted_f1", "confusion")}
+        records.append({
+            "seed": seed, "fold": fold, "dir": str(d), "actors": actors,
+            "split_sizes": result.get("split_sizes"), "test": test,
+            "best_epoch": result.get("best_epoch"), "epochs_run": result.get("epochs_run", len(history)),
+            "stopped_early": result.get("stopped_early"),
+            "train_seconds": sum(h.get("epoch_seconds", 0.0) for h in history),  # the epochs' own time
+            "wall_seconds": seconds,  # this call's time for the fold (data loading, test); None: skipped
+        })
+    bar.close()
+    report = _write_outputs(out, records, wanted, complete=folds == list(range(n_folds)))
+    return report
+
+
+def _write_outputs(out: Path, records: List[dict], settings: dict, *, complete: bool) -> dict:
+    from .evaluate import plot_confusion
+
+    summary = summarize(records)
+    report = {"complete": complete, "n_folds": settings["n_folds"], "seeds": sorted({r["seed"] for r in records}),
+              "folds_run": sorted({r["fold"] for r in records}), "summary": summary, "folds": records,
+              "settings": settings,
+              "std": "sample standard deviation (ddof=1) over fold runs; null for a single run"}
+    save_json(out / "crossval.json", report)
+    pooled = dict(summary["pooled"], note="sum over the fold runs (every seed) of their test confusion matrices")
+    save_json(out / "confusion.json", pooled)
+    plot_confusion(summary["pooled"], out / "confusion.png")
+    text = _format_table(records, summary, settings)
+    atomic_write(out / "folds.txt", lambda fh: fh.write(text.encode()))
+    return report
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+_TRAIN_OWN_OPTIONS = ("help", "out", "split", "n_folds", "fold", "seed", "resume", "overwrite", "quiet", "data_dirs",
+                      "epochs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import build_parser as train_parser
+
+    p = argparse.ArgumentParser(prog="python -m ser_gpu.crossval", description=__doc__.split("\n\n")[0],
+                                epilog="Every other option is python -m ser_gpu.train's, passed to each fold.")
+    p.add_argument("--data-dir", action="append", dest="data_dirs", default=[], metavar="DIR",
+                   help="RAVDESS-named corpus, searched recursively; repeat for several (required)")
+    p.add_argument("--folds", type=int, default=6, dest="n_folds", help="actor folds (default: %(default)s)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one CV per seed (default: 0)")
+    p.add_argument("--only-folds", type=int, nargs="+", default=None, metavar="I",
+                   help="train and summarise only these folds (a partial CV; default: all)")
+    p.add_argument("--epochs", type=int, default=300, help="per fold (default: %(default)s)")
+    p.add_argument("--out", default="runs/cv", help="cross-validation directory (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="skip finished folds, resume interrupted ones")
+    p.add_argument("--overwrite", action="store_true", help="retrain folds already in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    for action in train_parser()._actions:  # the training options, shared with python -m ser_gpu.train
+        if action.dest not in _TRAIN_OWN_OPTIONS:
+            p._add_action(action)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Exit status: 0 done, 2 bad input (one line on stderr), 3 a fold diverged, 130 interrupted."""
+    from .train import TrainConfig
+
+    args = vars(build_parser().parse_args(argv))
+    quiet = args.pop("quiet")
+    defaults = TrainConfig()
+    # pass on only the training options that differ from train's defaults: the stored settings stay short
+    core = {k: args.pop(k) for k in ("data_dirs", "n_folds", "seeds", "only_folds", "epochs", "out", "resume",
+                                     "overwrite")}
+    settings = {k: v for k, v in args.items() if v != getattr(defaults, k)}
+    try:
+        report = cross_validate(core.pop("data_dirs"), progress=not quiet, **core, **settings)
+    except TrainingDiverged as exc:
+        print(f"error: {exc}".replace("\n", " "), file=sys.stderr)
+        return 3
+    except (ParameterError, AudioLoadError, CheckpointError) as exc:
+        print(f"error: {exc}".replace("\n", " "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished folds keep their results; continue with --resume", file=sys.stderr)
+        return 130
+    print((Path(core["out"]) / "folds.txt").read_text(), end="")
+    if not report["complete"]:
+        print(f"partial: folds {report['folds_run']} of {report['n_folds']} (--only-folds)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

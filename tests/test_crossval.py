@@ -1,0 +1,180 @@
+"""python -m ser_gpu.crossval on a tiny corpus: coverage of the folds, actor roles, the summary, resume, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+import torch
+
+from ser_gpu.crossval import cross_validate, fold_dir, main, read_fold_result
+from ser_gpu.data import scan_corpus
+from ser_gpu.errors import ParameterError
+
+from tests.tiny_corpus import FAST, write_corpus
+
+# 6 actors, 3 folds: fold i tests 2 actors, validates on 2, trains on 2. 1 epoch keeps each fold a few seconds.
+ACTORS = (1, 2, 3, 4, 5, 6)
+N_FOLDS = 3
+CV = dict(FAST, epochs=1)
+CV.pop("seed")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus"), actors=ACTORS)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def cv(corpus, cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cv")
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0, 1], out=str(out), cache_dir=cache, **CV)
+    return out, report
+
+
+def test_every_clip_is_tested_once_per_seed_and_no_actor_has_two_roles(corpus, cv):
+    out, report = cv
+    clips = scan_corpus([str(corpus)])
+    assert len(report["folds"]) == 2 * N_FOLDS
+    for seed in (0, 1):
+        mine = [f for f in report["folds"] if f["seed"] == seed]
+        assert sorted(f["fold"] for f in mine) == list(range(N_FOLDS))
+        tested = [a for f in mine for a in f["actors"]["test"]]
+        speakers = sorted({getattr(c, "speaker", None) or c.actor for c in clips})  # actor ids, or speaker ids
+        assert len(speakers) == len(ACTORS) and sorted(tested) == speakers  # each actor in exactly one test fold
+        # the clips the runs themselves tested (train's result.json), not crossval's bookkeeping
+        n_tested = [json.loads((fold_dir(out, seed, f["fold"]) / "result.json").read_text())["test"]["n_clips"]
+                    for f in mine]
+        assert sum(n_tested) == len(clips)
+        for f in mine:
+            roles = f["actors"]
+            assert set(roles["train"]) | set(roles["val"]) | set(roles["test"]) == set(speakers)
+            assert not set(roles["train"]) & set(roles["val"])
+            assert not set(roles["train"]) & set(roles["test"])
+            assert not set(roles["val"]) & set(roles["test"])
+            # the run trained on the split crossval recorded: its checkpoint's config and its split sizes
+            stored = torch.load(fold_dir(out, seed, f["fold"]) / "last.pt", weights_only=True)["train_config"]
+            assert (stored["split"], stored["n_folds"], stored["fold"], stored["seed"]) == ("actor", N_FOLDS,
+                                                                                             f["fold"], seed)
+            per_actor = {a: sum((getattr(c, "speaker", None) or c.actor) == a for c in clips) for a in speakers}
+            sizes = json.loads((fold_dir(out, seed, f["fold"]) / "metrics.json").read_text())["split_sizes"]
+            assert sizes == {role: sum(per_actor[a] for a in roles[role]) for role in ("train", "val", "test")}
+
+
+def test_summary_equals_a_recomputation_from_the_fold_files(cv):
+    out, report = cv
+    written = json.loads((out / "crossval.json").read_text())
+    assert written["complete"] is True and written["seeds"] == [0, 1]
+    results = [json.loads((fold_dir(out, s, i) / "result.json").read_text())["test"]
+               for s in (0, 1) for i in range(N_FOLDS)]
+    for key in ("uar", "accuracy", "weighted_f1"):
+        values = [r[key] for r in results]
+        assert written["summary"][key]["mean"] == pytest.approx(sum(values) / len(values), abs=1e-12)
+        assert written["summary"][key]["std"] == pytest.approx(statistics.stdev(values), abs=1e-12)
+        for s in (0, 1):
+            mine = values[s * N_FOLDS:(s + 1) * N_FOLDS]
+            assert written["summary"]["per_seed"][str(s)][key]["mean"] == pytest.approx(sum(mine) / N_FOLDS)
+    pooled = [[sum(r["confusion"][i][j] for r in results) for j in range(8)] for i in range(8)]
+    confusion = json.loads((out / "confusion.json").read_text())
+    assert confusion["confusion"] == pooled
+    total = sum(map(sum, pooled))
+    assert confusion["n_clips"] == total
+    assert confusion["accuracy"] == pytest.approx(sum(pooled[i][i] for i in range(8)) / total)
+    present = [i for i in range(8) if sum(pooled[i])]
+    assert confusion["uar"] == pytest.approx(sum(pooled[i][i] / sum(pooled[i]) for i in present) / len(present))
+    assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (out / "folds.txt").read_text()
+    assert len([ln for ln in table.splitlines() if ln[:10].split() in (["0", "0"], ["1", "2"])]) == 2
+    assert f"UAR {written['summary']['uar']['mean']:.3f} ± {written['summary']['uar']['std']:.3f}" in table
+
+
+def test_resume_skips_finished_folds_and_retrains_only_the_missing_one(corpus, cache, tmp_path):
+    out = tmp_path / "cv"
+    cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, **CV)
+    stamps = {i: (fold_dir(out, 0, i) / "best.pt").stat().st_mtime_ns for i in range(N_FOLDS)}
+    before = json.loads((out / "crossval.json").read_text())
+    # fold 1 lost entirely (never ran): retrained; fold 2 lost only its result.json: re-tested, not retrained
+    for name in ("result.json", "best.pt", "last.pt", "metrics.json", "metrics.csv", "curves.png"):
+        (fold_dir(out, 0, 1) / name).unlink()
+    (fold_dir(out, 0, 2) / "result.json").unlink()
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, resume=True,
+                            **CV)
+    walls = {f["fold"]: f["wall_seconds"] for f in report["folds"]}
+    assert walls[0] is None and walls[1] is not None and walls[2] is not None  # fold 0 was skipped
+    assert (fold_dir(out, 0, 0) / "best.pt").stat().st_mtime_ns == stamps[0]
+    assert (fold_dir(out, 0, 2) / "best.pt").stat().st_mtime_ns == stamps[2]  # resumed past its last epoch
+    assert (fold_dir(out, 0, 1) / "best.pt").stat().st_mtime_ns != stamps[1]
+    # the CPU run is deterministic: the retrained fold gives the same test result
+    assert [f["test"] for f in report["folds"]] == [f["test"] for f in before["folds"]]
+    assert read_fold_result(fold_dir(out, 0, 1) / "result.json") is not None
+
+
+def test_resume_with_more_epochs_trains_every_fold_on(corpus, cache, tmp_path):
+    out = tmp_path / "cv"
+    cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, **CV)
+    epoch1 = [json.loads((fold_dir(out, 0, i) / "metrics.json").read_text())["epochs"] for i in range(N_FOLDS)]
+    more = dict(CV, epochs=2)
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, resume=True,
+                            **more)
+    assert [f["epochs_run"] for f in report["folds"]] == [2] * N_FOLDS
+    assert json.loads((out / "crossval.json").read_text())["settings"]["epochs"] == 2
+    for i in range(N_FOLDS):
+        history = json.loads((fold_dir(out, 0, i) / "metrics.json").read_text())["epochs"]
+        assert [h["epoch"] for h in history] == [1, 2]
+        assert history[0] == epoch1[i][0]  # epoch 1 kept from the first call, not retrained
+    with pytest.raises(ParameterError, match="epochs: the run has 2, given 1"):  # epochs may not be lowered
+        cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, resume=True, **CV)
+
+
+def test_resume_refuses_other_settings_and_a_second_run_needs_resume_or_overwrite(corpus, cache, cv, capsys):
+    out, _ = cv
+    args = ["--data-dir", str(corpus), "--folds", str(N_FOLDS), "--out", str(out), "--cache-dir", cache, "--quiet",
+            "--epochs", "1", "--lr", "1e-3", "--batch-size", "8", "--seeds", "0", "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already holds a cross-validation" in err and "\n" not in err
+    assert main(args + ["--resume", "--lr", "5e-4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "lr: the run has" in err and "\n" not in err
+
+
+def test_partial_cv_says_so(corpus, cache, tmp_path):
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, only_folds=[0], out=str(tmp_path / "cv"),
+                            cache_dir=cache, **CV)
+    assert report["complete"] is False and report["folds_run"] == [0]
+    assert report["summary"]["uar"]["n"] == 1 and math.isnan(report["summary"]["uar"]["std"])
+    assert json.loads((tmp_path / "cv" / "crossval.json").read_text())["summary"]["uar"]["std"] is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--folds", "1"], "folds must be an integer of at least 3"),
+    (["--folds", "2"], "folds must be an integer of at least 3"),
+    (["--folds", "7"], "folds=7 is more than the 6 actor(s)"),
+    (["--seeds", "0", "0"], "seeds must not repeat"),
+    (["--only-folds", "3"], "only_folds must be distinct integers in [0, 3)"),
+    (["--lr", "-1"], "lr"),
+])
+def test_bad_inputs_exit_2_with_one_line(corpus, tmp_path, capsys, args, message):
+    out = tmp_path / "cv"
+    base = ["--data-dir", str(corpus), "--out", str(out), "--quiet", "--folds", "3"]
+    assert main(base + args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert not out.exists()  # nothing trained, nothing written
+
+
+def test_missing_data_dir_exits_2(tmp_path, capsys):
+    assert main(["--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "cv"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "nowhere" in err
+    assert main(["--out", str(tmp_path / "cv"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--data-dir" in err
+    assert not (tmp_path / "cv").exists()
