@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Optional, Union
 
 from .._validation import _describe
 from ..errors import ParameterError
 
-__all__ = ["EMOTIONS", "Clip", "parse_ravdess_name", "scan_corpus"]
+__all__ = ["EMOTIONS", "Clip", "parse_ravdess_name"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -95,14 +95,3 @@ def parse_ravdess_name(path: PathLike) -> Optional[Clip]:
         return None
     return Clip(path=path, label=emotion - 1, actor=actor, modality=modality, vocal_channel=channel,
                 intensity=intensity, statement=statement, repetition=repetition)
-
-
-def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
-    """Find the audio files named like a known corpus under directories: :func:`ser_gpu.data.corpora.scan_corpus`.
-
-    Kept here for existing callers; with RAVDESS names alone it behaves as it always did (the
-    RAVDESS clips, sorted by path; other names skipped and counted in one ``UserWarning``).
-    """
-    from .corpora import scan_corpus as _scan
-
-    return _scan(data_dirs, corpus=corpus)

@@ -3,7 +3,7 @@
 The eager medians of :mod:`ser_gpu.functional.median` are hundreds of full-tensor min/max passes
 (each reads and writes the whole ``(B, F, T)`` spectrogram). Here one kernel computes each output in
 registers: it loads the output's ``k`` window samples once (scipy 'reflect' indices, per-example
-reflection at each example's own last valid frame), runs :func:`~ser_gpu.functional.median._selection_network`
+reflection at each example's own last valid frame), runs :func:`~ser_gpu.functional.selection.selection_network`
 (274 min/max for k = 31) on them, and stores the median. Selections only, so the result equals the
 eager path bit for bit (ties included; NaN propagates through min/max as ``torch.minimum`` does).
 
@@ -34,9 +34,9 @@ _NUM_WARPS = 4
 
 def _network_source(k: int) -> str:
     """Triton source of ``_median_k{k}``: straight-line min/max code of the selection network."""
-    from ..functional.median import _selection_network
+    from ..functional.selection import selection_network
 
-    program, target = _selection_network(k)
+    program, target = selection_network(k)
     lines = []
     for j in range(k):
         lines.append(f"    q = _reflect(pos + ({j - k // 2}), n)")
