@@ -46,7 +46,8 @@ from .._validation import (
 )
 from ..errors import ParameterError
 from ._resample import decimate
-from .spectrum import _mask_frames, _stft, _zero_padding
+from .lengths import mask_frames, zero_padding
+from .spectrum import _stft
 from .util import normalize
 
 __all__ = ["cqt", "chroma_cqt", "tonnetz", "cqt_frequencies", "cq_to_chroma"]
@@ -475,7 +476,7 @@ def _cqt(y, *, sr, hop_length, fmin, n_bins, bins_per_octave, tuning, filter_sca
     n = (lengths.reshape(-1) if lengths is not None
          else torch.full((B,), N, dtype=torch.int64, device=y.device))
     if lengths is not None:
-        x = _zero_padding(x, n)
+        x = zero_padding(x, n)
     gidx = inverse
     per_example_plan = gidx if gidx is not None else torch.zeros(B, dtype=torch.int64, device=y.device)
     # examples whose plans share a signature run together (normally all of them)
@@ -515,7 +516,7 @@ def _cqt(y, *, sr, hop_length, fmin, n_bins, bins_per_octave, tuning, filter_sca
     if lengths is None:
         return C
     frame_lengths = frames.reshape(batch_shape)
-    return _mask_frames(C, frame_lengths), frame_lengths
+    return mask_frames(C, frame_lengths), frame_lengths
 
 
 # --------------------------------------------------------------------------------------------
@@ -638,7 +639,7 @@ def _chroma_from_cqt(C, frame_lengths, *, bins_per_octave=36, n_chroma=12, fmin=
     if threshold is not None:
         chroma = chroma.masked_fill(chroma < threshold, 0.0)
     chroma = normalize(chroma, norm=norm, axis=-2)
-    return chroma if frame_lengths is None else _mask_frames(chroma, frame_lengths)
+    return chroma if frame_lengths is None else mask_frames(chroma, frame_lengths)
 
 
 _CHROMA_KWARGS = frozenset({"hop_length", "fmin", "norm", "threshold", "tuning", "n_chroma", "n_octaves",
@@ -712,4 +713,4 @@ def _tonnetz_from_chroma(chroma, frame_lengths):
     ``frame_lengths`` (if given) are zeroed."""
     phi = torch.from_numpy(_tonnetz_matrix(chroma.shape[-2]).copy()).to(device=chroma.device, dtype=chroma.dtype)
     ton = torch.matmul(phi, normalize(chroma, norm=1, axis=-2))
-    return ton if frame_lengths is None else _mask_frames(ton, frame_lengths)
+    return ton if frame_lengths is None else mask_frames(ton, frame_lengths)

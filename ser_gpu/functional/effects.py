@@ -23,7 +23,8 @@ from .augment import _batch_lengths, _per_example
 from .lengths import valid_mask
 from .features import _rms_waveform
 from .spectrum import _istft
-from .spectrum import _check_stft_args, _is_max, _stft, _zero_padding, num_frames
+from .lengths import num_frames, zero_padding
+from .spectrum import _check_stft_args, _is_max, _stft
 
 __all__ = ["trim", "phase_vocoder", "time_stretch", "resample", "pitch_shift"]
 
@@ -129,7 +130,7 @@ def _trim(flat: torch.Tensor, lens: Optional[torch.Tensor], *, top_db: float, re
 
     # librosa squares float32 samples; summing the (exact) float64 squares then rounding once gives
     # that float32 mean to within an ulp, whatever order numpy summed in
-    x = _zero_padding(flat.to(torch.float32), lens if given_lengths else None).to(torch.float64)
+    x = zero_padding(flat.to(torch.float32), lens if given_lengths else None).to(torch.float64)
     power64 = _rms_waveform(x, frame_length=frame_length, hop_length=hop_length, center=True, pad_mode="constant",
                             lengths=None)[0][:, 0, :] ** 2
     frame_rms = torch.sqrt(power64.to(torch.float32))
@@ -309,7 +310,7 @@ def _flat_input(y, lengths):
     flat = y.reshape(-1, y.shape[-1])
     L = _batch_lengths(y, lengths)
     if lengths is not None:
-        flat = _zero_padding(flat, L)
+        flat = zero_padding(flat, L)
     return y, flat, L
 
 

@@ -22,7 +22,8 @@ from .._validation import check_in_range, check_lengths, check_positive, check_p
 from ..errors import ParameterError
 from . import filters
 from .util import normalize
-from .spectrum import _TORCH_PAD_MODES, _mask_frames, _power_to_db, _zero_padding, num_frames, spectrogram
+from .lengths import mask_frames, num_frames, zero_padding
+from .spectrum import _TORCH_PAD_MODES, _power_to_db, spectrogram
 
 __all__ = [
     "melspectrogram",
@@ -40,7 +41,7 @@ __all__ = [
 def _result(x: torch.Tensor, frame_lengths: Optional[torch.Tensor], *given):
     """The public return convention: ``x`` alone, or ``(x, frame_lengths)`` when the caller passed
     ``lengths``/``frame_lengths`` (``given``); padded frames are zeroed."""
-    x = _mask_frames(x, frame_lengths)
+    x = mask_frames(x, frame_lengths)
     if all(g is None for g in given):
         return x
     return x, frame_lengths
@@ -128,7 +129,7 @@ def _rms_waveform(y, *, frame_length, hop_length, center, pad_mode, lengths):
     """The waveform branch of :func:`rms` with checked arguments: ``(rms, frame_lengths)``, the
     padded frames not yet zeroed."""
     if lengths is not None:
-        y = _zero_padding(y, lengths)
+        y = zero_padding(y, lengths)
         frame_lengths = num_frames(lengths, hop_length=hop_length, n_fft=frame_length, center=center)
     else:
         frame_lengths = None
@@ -185,7 +186,7 @@ def _zero_crossing_rate(y, *, frame_length, hop_length, center, threshold, lengt
     crossing = torch.zeros_like(y)
     crossing[..., 1:] = (negative[..., 1:] != negative[..., :-1]).to(y.dtype)
     if lengths is not None:
-        crossing = _zero_padding(crossing, lengths)
+        crossing = zero_padding(crossing, lengths)
         frame_lengths = num_frames(lengths, hop_length=hop_length, n_fft=frame_length, center=center)
     else:
         frame_lengths = None
@@ -377,7 +378,7 @@ def _delta(data: torch.Tensor, width: int, order: int, frame_lengths_checked: Op
     pos = torch.clamp(t - start, max=width - 1)  # where in the window frame t sits
     coeffs = table[m.unsqueeze(-1), pos]  # (..., T, width)
     idx = torch.clamp(start.unsqueeze(-1) + torch.arange(width, device=data.device), max=T - 1)  # (..., T, width)
-    x = _mask_frames(data, frame_lengths_checked)
+    x = mask_frames(data, frame_lengths_checked)
     d = x.shape[-2]
     # gather frames idx[..., t, j] for every row: (..., d, T, width)
     gathered = torch.gather(

@@ -145,7 +145,7 @@ def _hpss_masks(mag, *, kernels, margins, power, frame_lengths, chunk_size, want
 
 
 def _zero_padded_frames_(x: torch.Tensor, frame_lengths: Optional[torch.Tensor]) -> torch.Tensor:
-    """In-place :func:`_mask_frames` for a temporary this module owns."""
+    """In-place :func:`~ser_gpu.functional.lengths.mask_frames` for a temporary this module owns."""
     if frame_lengths is None:
         return x
     return x.masked_fill_(~frame_mask(frame_lengths, x.shape[-1]).unsqueeze(-2), 0.0)

@@ -24,9 +24,7 @@ from .._validation import (
     valid_spectrogram,
 )
 from ..errors import ParameterError
-from .lengths import frame_mask, num_frames, valid_mask
-from .lengths import mask_frames as _mask_frames
-from .lengths import zero_padding as _zero_padding
+from .lengths import frame_mask, mask_frames, num_frames, valid_mask, zero_padding
 
 __all__ = [
     "get_window",
@@ -440,7 +438,7 @@ def spectrogram(
         if center and pad_mode != "constant":
             # padding the batch would reflect/repeat the batch's end, not each example's own end
             raise ParameterError(f"lengths are supported with pad_mode='constant' only, got {pad_mode!r}")
-        y = _zero_padding(y, lengths)
+        y = zero_padding(y, lengths)
         frame_lengths = num_frames(lengths, hop_length=hop_length, n_fft=n_fft, center=center)
         if not center and int(frame_lengths.min()) < 1:
             raise ParameterError(
@@ -451,7 +449,7 @@ def spectrogram(
     D = _stft(y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
               center=center, pad_mode=pad_mode, precise=not fast_stft)
     S = _magnitude(D, power)
-    S = _mask_frames(S, frame_lengths)
+    S = mask_frames(S, frame_lengths)
     return S, n_fft, frame_lengths
 
 
@@ -469,7 +467,7 @@ def _magnitude(D: torch.Tensor, power: float) -> torch.Tensor:
 def _masked_amax(x: torch.Tensor, frame_lengths: Optional[torch.Tensor]) -> torch.Tensor:
     """Max over the last two axes ``(F, frames)`` of each example's valid frames; shape ``(..., 1, 1)``."""
     if frame_lengths is not None:
-        x = _mask_frames(x, frame_lengths, value=-float("inf"))
+        x = mask_frames(x, frame_lengths, value=-float("inf"))
     return x.amax(dim=(-2, -1), keepdim=True)
 
 
@@ -525,7 +523,7 @@ def _power_to_db(S, ref_value, amin: float, top_db: Optional[float], frame_lengt
     log_spec = log_spec - 10.0 * torch.log10(torch.clamp(torch.as_tensor(ref_value, dtype=S.dtype, device=S.device), min=amin))
     if top_db is not None:
         log_spec = torch.maximum(log_spec, _masked_amax(log_spec, frame_lengths) - top_db)
-    return _mask_frames(log_spec, frame_lengths)
+    return mask_frames(log_spec, frame_lengths)
 
 
 def fft_frequencies(*, sr: float = 22050, n_fft: int = 2048, device=None, dtype=torch.float64) -> torch.Tensor:
