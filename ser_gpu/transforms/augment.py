@@ -252,8 +252,9 @@ class WaveformAugment(nn.Module):
             if idx.numel():
                 sub_len = L[idx]
                 sub = out[idx, : int(sub_len.max())]
-                stretched, new_sub = unchecked.time_stretch(sub, rate[idx], sub_len, n_fft=c.n_fft, hop_length=c.hop_length,
-                                                   win_length=c.n_fft, window="hann")
+                stretched, new_sub = unchecked.time_stretch(sub, rate[idx], sub_len, n_fft=c.n_fft,
+                                                            hop_length=c.hop_length, win_length=c.n_fft,
+                                                            window="hann")
                 if c.leave_length_unchanged:  # audiomentations: crop, or zero-pad, to the old length
                     new_sub = sub_len
                 new_L = L.clone()
@@ -270,8 +271,8 @@ class WaveformAugment(nn.Module):
                 sub_len = L[idx]
                 sub = out[idx, : int(sub_len.max())]
                 rate = torch.pow(2.0, -semitones[idx] / 12.0)
-                shifted = unchecked.pitch_shift(sub, rate, sub_len, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.n_fft,
-                                       window="hann")
+                shifted = unchecked.pitch_shift(sub, rate, sub_len, n_fft=c.n_fft, hop_length=c.hop_length,
+                                                win_length=c.n_fft, window="hann")
                 out = out.clone()
                 out[idx] = _fit(shifted, T)
 

@@ -10,8 +10,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 
-from .._validation import (check_bool, check_lengths, check_nonnegative, check_positive, check_positive_int, config_from_dict,
-                           config_to_dict, valid_audio)
+from .._validation import (check_bool, check_lengths, check_nonnegative, check_positive, check_positive_int,
+                           config_from_dict, config_to_dict, valid_audio)
 from ..errors import ParameterError
 from ..functional import filters, unchecked
 from ..functional.constantq import tonnetz
@@ -165,7 +165,8 @@ class FeatureExtractor(nn.Module):
         if lengths is None:
             lengths = torch.full(y.shape[:1], y.shape[-1], dtype=torch.int64, device=y.device)
         if c.trim:  # librosa.effects.trim(y, top_db=top_db) on checked arguments (one sync: the new width)
-            y, _, lengths = unchecked.trim(y, lengths, top_db=c.top_db, ref_db=None, frame_length=2048, hop_length=512)
+            y, _, lengths = unchecked.trim(y, lengths, top_db=c.top_db, ref_db=None, frame_length=2048,
+                                           hop_length=512)
         return self._rows(y, lengths)
 
     def _rows(self, y: torch.Tensor, lengths: torch.Tensor) -> FeatureBatch:
@@ -178,7 +179,7 @@ class FeatureExtractor(nn.Module):
         # quietest 2 % of bins, which a float32 FFT's rounding (~1e-7 of the loudest bin) swamps
         y = zero_padding(y, lengths)
         D = unchecked.stft(y, n_fft=n_fft, hop_length=hop, win_length=n_fft, window="hann", center=True,
-                  pad_mode="constant", precise=not c.fast_stft)
+                           pad_mode="constant", precise=not c.fast_stft)
         fl = num_frames(lengths, hop_length=hop, n_fft=n_fft)
         mag = unchecked.magnitude(D, 1.0)
         mag.masked_fill_(~frame_mask(fl, mag.shape[-1]).unsqueeze(-2), 0.0)
@@ -196,13 +197,13 @@ class FeatureExtractor(nn.Module):
         # librosa's chroma_stft -> estimate_tuning(S=S) -> piptrack keeps its default n_fft=2048 when
         # it matches S's bins and otherwise infers 2 * (bins - 1) (odd n_fft)
         F = power.shape[-2]
-        tuning = unchecked.estimate_tuning(power, sr=c.sr, n_fft=2048 if F == 1025 else 2 * (F - 1), frame_lengths=fl,
-                                  bins_per_octave=12, fmax=min(4000.0, c.sr / 2))
+        tuning = unchecked.estimate_tuning(power, sr=c.sr, n_fft=2048 if F == 1025 else 2 * (F - 1),
+                                           frame_lengths=fl, bins_per_octave=12, fmax=min(4000.0, c.sr / 2))
         chroma_fb = filters.chroma(sr=c.sr, n_fft=n_fft, tuning=tuning, device=y.device, dtype=dtype)
         out[:, _ROW_SLICES["chroma"]] = normalize(torch.matmul(chroma_fb, power), norm=math.inf, axis=-2)
         del power
         out[:, _ROW_SLICES["contrast"]] = unchecked.spectral_contrast(mag, fl, sr=c.sr, n_fft=n_fft, fmin=200.0,
-                                                             n_bands=6, quantile=0.02, linear=False)
+                                                                      n_bands=6, quantile=0.02, linear=False)
         freq = self.freq.to(dtype)
         out[:, _ROW_SLICES["rolloff"]] = unchecked.spectral_rolloff(mag, freq, 0.85)
         out[:, _ROW_SLICES["centroid"]] = unchecked.spectral_centroid(mag, freq)
@@ -211,9 +212,9 @@ class FeatureExtractor(nn.Module):
         del D, mag
         # y is already zero beyond each length; padded frames are zeroed below with the rest
         out[:, _ROW_SLICES["zcr"]] = unchecked.zero_crossing_rate(y, frame_length=2048, hop_length=hop, center=True,
-                                                         threshold=1e-10, lengths=lengths)[0]
+                                                                  threshold=1e-10, lengths=lengths)[0]
         out[:, _ROW_SLICES["rms"]] = unchecked.rms_waveform(y, frame_length=2048, hop_length=hop, center=True,
-                                                   pad_mode="constant", lengths=lengths)[0]
+                                                            pad_mode="constant", lengths=lengths)[0]
         out.masked_fill_(~frame_mask(fl, n_frames).unsqueeze(-2), 0.0)
         return self._finish(out, fl)
 
@@ -226,21 +227,23 @@ class FeatureExtractor(nn.Module):
             y_harm, _ = harmonic(y, lengths=lengths)
             ton, _ = tonnetz(y_harm, sr=sr, lengths=lengths)
             return ton
-        (y_harm,) = unchecked.hpss_from_stft(D, mag, (True, False), kernels=(31, 31), margins=(1.0, 1.0), power=2.0,
-                                    n_fft=n_fft, hop_length=hop, win_length=n_fft, window="hann",
-                                    center=True, length=y.shape[-1], lengths=lengths, frame_lengths=fl,
-                                    chunk_size=unchecked.DEFAULT_CHUNK_SIZE, overwrite=True)  # D is not needed after
+        # overwrite: D is not needed after
+        (y_harm,) = unchecked.hpss_from_stft(D, mag, (True, False), kernels=(31, 31), margins=(1.0, 1.0),
+                                             power=2.0, n_fft=n_fft, hop_length=hop, win_length=n_fft,
+                                             window="hann", center=True, length=y.shape[-1], lengths=lengths,
+                                             frame_lengths=fl, chunk_size=unchecked.DEFAULT_CHUNK_SIZE,
+                                             overwrite=True)
         del D, mag
         # chroma_cqt's tuning: estimate_tuning(y=y_harm, bins_per_octave=36), i.e. piptrack on |STFT|
         # (the same framing as the rows, so the same frame counts; y_harm is zero beyond each length)
         D_harm = unchecked.stft(y_harm, n_fft=2048, hop_length=512, win_length=2048, window="hann", center=True,
-                       pad_mode="constant")
+                                pad_mode="constant")
         tuning = unchecked.estimate_tuning(unchecked.magnitude(D_harm, 1.0), sr=sr, n_fft=2048, frame_lengths=fl,
-                                  bins_per_octave=36, fmax=min(4000.0, sr / 2))
+                                           bins_per_octave=36, fmax=min(4000.0, sr / 2))
         del D_harm
-        C, cfl = unchecked.cqt(y_harm, sr=sr, hop_length=512, fmin=unchecked.C1, n_bins=7 * 36, bins_per_octave=36, tuning=tuning,
-                      filter_scale=1.0, norm=1.0, sparsity=0.01, window="hann", scale=True, pad_mode="constant",
-                      lengths=lengths)
+        C, cfl = unchecked.cqt(y_harm, sr=sr, hop_length=512, fmin=unchecked.C1, n_bins=7 * 36, bins_per_octave=36,
+                               tuning=tuning, filter_scale=1.0, norm=1.0, sparsity=0.01, window="hann", scale=True,
+                               pad_mode="constant", lengths=lengths)
         # chroma_cqt(C=|C|, frame_lengths=cfl) -> tonnetz(chroma=...), without re-validating
         return unchecked.tonnetz_from_chroma(unchecked.chroma_from_cqt(C.abs(), cfl), cfl)
 
