@@ -1,7 +1,9 @@
 """A lock file per run directory, so that two trainings never write into one ``--out`` at once.
 
-``out/.lock`` is created exclusively (``O_CREAT | O_EXCL``) and holds the owner's host name and
-process id. A second run finds it and is refused, naming the owner; a lock whose process no longer
+``out/.lock`` holds the owner's host name and process id. It appears with its content in one step
+(written to a temporary file, then hard-linked into place, which fails if the lock exists), so a
+competitor never sees a half-written lock; where the file system has no hard links it is created
+exclusively (``O_CREAT | O_EXCL``) and then written. A second run finds it and is refused, naming the owner; a lock whose process no longer
 runs on this host (killed, crashed) is stale and taken over.
 """
 
@@ -43,31 +45,44 @@ class RunLock:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def _create(self, content: str) -> bool:
+        """Create the lock holding ``content``; False when it exists already."""
+        tmp = self.path.with_name(f".lock.{os.getpid()}.tmp")
+        tmp.write_text(content)
+        try:
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here: exclusive create, then write
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w") as fh:
+                fh.write(content)
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def acquire(self) -> "RunLock":
         """Take the lock, or raise ParameterError naming the process that holds it."""
         me = json.dumps({"host": socket.gethostname(), "pid": os.getpid()})
         for _ in range(3):
+            if self._create(me):
+                self.held = True
+                return self
+            owner = self._owner()
+            if owner is not None and (owner[0] != socket.gethostname() or _alive(owner[1])):
+                raise ParameterError(
+                    f"out directory {str(self.path.parent)!r} is in use by another training (process "
+                    f"{owner[1]} on {owner[0]}, lock file {self.path}); wait for it to finish or use another "
+                    f"--out (delete the lock file only if that process is gone)")
+            # stale: its process is gone (or the file is unreadable); remove it and try again
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is None:  # being written this instant, or garbage: look again, then judge
-                    owner = self._owner()
-                if owner is not None and (owner[0] != socket.gethostname() or _alive(owner[1])):
-                    raise ParameterError(
-                        f"out directory {str(self.path.parent)!r} is in use by another training (process "
-                        f"{owner[1]} on {owner[0]}, lock file {self.path}); wait for it to finish or use another "
-                        f"--out (delete the lock file only if that process is gone)") from None
-                # stale: its process is gone (or the file is unreadable); remove it and try again
-                try:
-                    self.path.unlink()
-                except FileNotFoundError:
-                    pass
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(me)
-            self.held = True
-            return self
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
         raise ParameterError(f"could not take the lock {self.path} (other processes keep taking it)")
 
     def release(self) -> None:
