@@ -79,13 +79,14 @@ def _mel_numpy(sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float, htk
 _DEVICE_CACHE: dict = {}
 
 
-def _to_device(key, array: np.ndarray, device, dtype) -> torch.Tensor:
+def _to_device(key, build, device, dtype) -> torch.Tensor:
+    """The bank ``build()`` (a numpy array) on ``device`` in ``dtype``, cached: built only on a miss."""
     full_key = (key, str(torch.device(device) if device is not None else "cpu"), dtype)
     hit = _DEVICE_CACHE.get(full_key)
     if hit is None:
         if len(_DEVICE_CACHE) > 256:
             _DEVICE_CACHE.clear()
-        hit = torch.from_numpy(np.array(array)).to(device=device, dtype=dtype)
+        hit = torch.from_numpy(np.array(build())).to(device=device, dtype=dtype)
         _DEVICE_CACHE[full_key] = hit
     return hit
 
@@ -118,7 +119,7 @@ def mel(
     if not (norm is None or norm == "slaney" or (isinstance(norm, (int, float)) and not isinstance(norm, bool))):
         raise ParameterError(f"norm must be 'slaney', a number or None, got {norm!r}")
     key = ("mel", sr, n_fft, n_mels, fmin, fmax, bool(htk), norm)
-    return _to_device(key, _mel_numpy(sr, n_fft, n_mels, fmin, fmax, bool(htk), norm), device, dtype)
+    return _to_device(key, lambda: _mel_numpy(sr, n_fft, n_mels, fmin, fmax, bool(htk), norm), device, dtype)
 
 
 def chroma(
@@ -163,11 +164,11 @@ def chroma(
         if isinstance(tuning, bool) or not isinstance(tuning, (int, float)) or not math.isfinite(tuning):
             raise ParameterError(f"tuning must be a finite number or a tensor, got {tuning!r}")
         key = ("chroma", sr, n_fft, n_chroma, float(tuning), ctroct, octwidth, norm, bool(base_c))
-        return _to_device(key, _chroma_numpy(*key[1:]), device, dtype)
+        return _to_device(key, lambda: _chroma_numpy(*key[1:]), device, dtype)
     return _chroma_bank(sr, n_fft, n_chroma, tuning, ctroct, octwidth, norm, base_c).to(device=device, dtype=dtype)
 
 
-@functools.lru_cache(maxsize=32)  # one per tuning value (a 0.01 grid when estimated): bounded
+@functools.lru_cache(maxsize=128)  # one per tuning value (100 on the 0.01 grid when estimated): bounded
 def _chroma_numpy(sr, n_fft, n_chroma, tuning: float, ctroct, octwidth, norm, base_c) -> np.ndarray:
     """One float32-rounded chroma bank for a number ``tuning``, as a read-only numpy array."""
     bank = _chroma_bank(sr, n_fft, n_chroma, torch.tensor(tuning, dtype=torch.float64), ctroct, octwidth,
@@ -225,4 +226,4 @@ def dct(n_out: int, n_in: int, *, norm: Optional[str] = "ortho", device=None, dt
     n_in = check_positive_int(n_in, "n_mels")
     if norm not in ("ortho", None):
         raise ParameterError(f"norm must be 'ortho' or None, got {norm!r}")
-    return _to_device(("dct", n_out, n_in, norm), _dct_numpy(n_out, n_in, norm), device, dtype)
+    return _to_device(("dct", n_out, n_in, norm), lambda: _dct_numpy(n_out, n_in, norm), device, dtype)
