@@ -20,11 +20,9 @@ from .._validation import (
 from ..errors import ParameterError
 from ._resample import _good_size
 from .augment import _batch_lengths, _per_example
-from .lengths import valid_mask
 from .features import _rms_waveform
-from .spectrum import _istft
-from .lengths import num_frames, zero_padding
-from .spectrum import _check_stft_args, _is_max, _stft
+from .lengths import num_frames, valid_mask, zero_padding
+from .spectrum import _check_stft_args, _is_max, _istft, _stft
 
 __all__ = ["trim", "phase_vocoder", "time_stretch", "resample", "pitch_shift"]
 
@@ -137,11 +135,9 @@ def _trim(flat: torch.Tensor, lens: Optional[torch.Tensor], *, top_db: float, re
     power = frame_rms * frame_rms
 
     n_frames = power.shape[-1]
-    pad = frame_length // 2
-    # librosa frames the centred signal: 1 + (length + 2 * pad - frame_length) // hop (odd lengths too)
-    valid_frames = 1 + torch.div(lens + 2 * pad - frame_length, hop_length, rounding_mode="floor")
     frame_idx = torch.arange(n_frames, device=flat.device)
-    valid = frame_idx < valid_frames.unsqueeze(-1)
+    # librosa frames the centred signal: 1 + (length + 2 * (frame_length // 2) - frame_length) // hop
+    valid = valid_mask(num_frames(lens, hop_length=hop_length, n_fft=frame_length, center=True), n_frames)
 
     log_spec = 10.0 * torch.log10(torch.clamp(power, min=_AMIN_POWER))
     if use_max:

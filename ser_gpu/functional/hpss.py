@@ -24,7 +24,7 @@ from .._validation import (
     valid_audio,
 )
 from ..errors import ParameterError
-from .lengths import valid_mask
+from .lengths import num_frames, valid_mask
 from .median import DEFAULT_CHUNK_SIZE, _check_chunk_size, _median_freq, _median_time, median_filter
 from .spectrum import _frame_args, _istft, _stft, _valid_complex_or_real_spectrogram, frame_mask, istft
 
@@ -260,9 +260,7 @@ def _waveform_stft(y, lengths, *, n_fft, hop_length, win_length, window, center,
     D = D.reshape(y.shape[:-1] + D.shape[-2:])
     if lengths is None:
         return D, None
-    # frames of the unpadded example: 1 + (len + 2 * (n_fft // 2) - n_fft) // hop (centred)
-    padded = lengths + 2 * (n_fft // 2) if center else lengths
-    return D, 1 + torch.div(padded - n_fft, hop_length, rounding_mode="floor")
+    return D, num_frames(lengths, hop_length=hop_length, n_fft=n_fft, center=center)  # of the unpadded example
 
 
 def _hpss_waveform(y, want, *, kernel_size, power, margin, n_fft, hop_length, win_length, window,

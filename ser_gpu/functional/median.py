@@ -53,16 +53,8 @@ def _select_median(padded: torch.Tensor, k: int, L: int) -> torch.Tensor:
     """
     program, target = _selection_network(k)
     slots = [padded[:, j : j + L] for j in range(k)]  # views, no copy
-    slots += [None] * (len(slots) + 1)
-    for kind, i, j, need_i, need_j in program:
-        if kind == "swap":
-            slots[i], slots[j] = slots[j], slots[i]
-            continue
-        a, b = slots[i], slots[j]
-        lo = torch.minimum(a, b) if need_i else None
-        hi = torch.maximum(a, b) if need_j else None
-        slots[i], slots[j] = lo, hi
-    return slots[target]
+    slots += [None] * (len(slots) + 1)  # the network's +inf keys: never read (pruned)
+    return _run_program(program, slots)[target]
 
 
 #: On CPU each min/max works on at most this many elements: small enough to stay in cache and under
