@@ -208,9 +208,12 @@ def _fail(source, reason: str) -> CheckpointError:
     return CheckpointError(f"{source}: {reason}")
 
 
-def _first_line(exc: BaseException, limit: int = 160) -> str:
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+def _clip(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    return _clip((str(exc).strip().splitlines() or [type(exc).__name__])[0], limit)
 
 
 def _unpickling_reason(text: str) -> str:
@@ -220,7 +223,7 @@ def _unpickling_reason(text: str) -> str:
                                                                                     "Check the documentation",
                                                                                     "Please file an issue"))]
     reason = kept[0] if kept else "the file could not be unpickled as plain data"
-    return reason if len(reason) <= 160 else reason[:157] + "..."
+    return _clip(reason)
 
 
 def _validate_payload(payload, source) -> dict:

@@ -94,7 +94,7 @@ def model_card(payload: dict, checkpoint: Optional[os.PathLike] = None) -> dict:
     if not isinstance(config, dict):
         config = {}
     synthetic = trained_on_synthetic(payload)
-    data_dirs = config.get("data_dirs") if "data_dirs" in config else None
+    data_dirs = config.get("data_dirs")
     if "data_dirs" in config and not data_dirs:
         corpus = "built-in synthetic corpus"
     elif data_dirs:

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ..errors import AudioLoadError, ParameterError
-from ..media import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, is_media, load_media
+from .._cli import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, is_media
+from ..media import load_media
 from ..transforms.features import FEATURE_ROWS, FeatureExtractor
 
 __all__ = ["Analyzer", "UPLOAD_EXTENSIONS", "waveform_envelope"]

@@ -54,7 +54,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         from ..checkpoint import load_checkpoint
-        from ..features import resolve_device
+        from .._cli import resolve_device
 
         if not 1 <= args.port <= 65535:
             raise ParameterError(f"--port must be in 1..65535, got {args.port}")
