@@ -3,7 +3,6 @@ Streamlit's headless AppTest, and one real-browser test (headless Chromium throu
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -41,12 +40,6 @@ needs_streamlit = pytest.mark.skipif(AppTest is None, reason="streamlit is not i
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "ser_gpu" / "app" / "page.py"
-
-
-def _wav_bytes(y: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, y, SR, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -299,12 +299,8 @@ def test_setup_error_on_rank_0_ends_every_rank(ddp_run, corpus):
     """An --out holding a run (no --resume/--overwrite): rank 0's refusal reaches every rank, no hang,
     one message, and the run's files are untouched."""
     before = {p.name: p.stat().st_mtime_ns for p in ddp_run["out"].iterdir()}
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "ser_gpu.train", "--data-dir", str(corpus), "--out", str(ddp_run["out"]), "--device", "cpu",
-           "--cache-dir", str(ddp_run["cache"]), "--epochs", "1", "--quiet"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = _torchrun(2, ddp_run["out"], corpus, ddp_run["cache"], "--epochs", "1", "--quiet", timeout=120,
+                     check=False)
     assert proc.returncode != 0
     assert proc.stderr.count("already holds a training run") == 1, proc.stderr[-3000:]
     assert {p.name: p.stat().st_mtime_ns for p in ddp_run["out"].iterdir()} == before

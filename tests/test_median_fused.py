@@ -45,11 +45,20 @@ def test_cpu_dispatch_stays_eager():
     assert not M._fused(torch.zeros(1, 3, 3), 31)
 
 
-@pytest.mark.parametrize("fused_env", ["1", "0"])
-def test_fused_switch(monkeypatch, fused_env):
+@pytest.mark.parametrize("fused_env, interpret, have_triton, device, expected", [
+    ("1", "0", True, "cuda", True),
+    ("0", "0", True, "cuda", False),     # SER_GPU_FUSED=0 forces eager
+    ("1", "1", True, "cuda", False),     # Triton's CPU interpreter: tests call the kernels directly
+    ("1", "0", False, "cuda", False),    # no Triton
+    ("1", "0", True, "cpu", False),      # the fused kernels are CUDA kernels
+])
+def test_fused_switch(monkeypatch, fused_env, interpret, have_triton, device, expected):
+    import ser_gpu.kernels as K
+
     monkeypatch.setenv("SER_GPU_FUSED", fused_env)
-    assert fused_enabled(torch.device("cuda")) == (fused_env == "1" and triton_available()
-                                                   and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"))
+    monkeypatch.setenv("TRITON_INTERPRET", interpret)
+    monkeypatch.setattr(K, "triton_available", lambda: have_triton)
+    assert K.fused_enabled(torch.device(device)) is expected
 
 
 # ------------------------------------------------------------------------------------------ CUDA
