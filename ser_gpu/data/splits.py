@@ -130,7 +130,8 @@ def split_clips(
     in proportion: see ``_speaker_order``); ``round(n_actors * test_fraction)``
     of them (at least one when ``test_fraction > 0``) form the test set and the next
     ``round(n_actors * val_fraction)`` (at least one) the validation set. With ``n_folds=k`` the
-    actors are dealt round-robin into ``k`` folds instead: fold ``fold`` is the test set, fold
+    shuffled actors are cut into ``k`` consecutive runs instead (sizes differing by at most one, so
+    each fold mixes the sexes and corpora): fold ``fold`` is the test set, fold
     ``(fold + 1) % k`` the validation set and the rest is for training, so the ``k`` values of
     ``fold`` test every actor exactly once.
 
@@ -195,7 +196,11 @@ def split_clips(
                                  f"corpus ({names})")
         if isinstance(fold, bool) or not isinstance(fold, numbers.Integral) or not 0 <= fold < n_folds:
             raise ParameterError(f"fold must be an integer in [0, {n_folds}), got {_describe(fold)}")
-        folds = [order[k::n_folds] for k in range(n_folds)]
+        # contiguous runs of the dealt order (sizes differing by at most one): the order alternates
+        # sexes and deals corpora in proportion, so each run mixes them (dealing round-robin, item k
+        # to fold k mod n_folds, gave folds of one sex whenever n_folds was even)
+        bounds = [len(order) * k // n_folds for k in range(n_folds + 1)]
+        folds = [order[bounds[k]:bounds[k + 1]] for k in range(n_folds)]
         test_actors = folds[fold]
         val_actors = folds[(fold + 1) % n_folds]
     else:
