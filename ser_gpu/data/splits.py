@@ -48,7 +48,7 @@ def _random_split(labels: List[int], val_fraction: float, generator: torch.Gener
 
 def _sex_order(male: List, female: List, generator: torch.Generator) -> List:
     # RAVDESS actors are male when odd and female when even: shuffle each group and interleave them,
-    # so consecutive held-out actors (and round-robin folds) mix both sexes.
+    # so consecutive held-out actors (and the runs cut into folds) mix both sexes.
     odd = [male[j] for j in _perm(len(male), generator)]
     even = [female[j] for j in _perm(len(female), generator)]
     first, second = (odd, even) if int(torch.randint(2, (1,), generator=generator)) == 0 else (even, odd)
