@@ -4,7 +4,7 @@ The corpus's actors are dealt into ``K`` folds (:func:`ser_gpu.data.split_clips`
 ``method='actor'``): for fold ``i`` the actors of fold ``i`` are the test set, those of fold
 ``i + 1`` (mod K) the validation set and the rest train. Every fold, for every seed, is one
 :func:`ser_gpu.train.train_model` run in its own directory ``OUT/seed_S/fold_I``; the test
-metrics are those of each run's best checkpoint (lowest validation loss), read from the
+metrics are those of each run's best checkpoint (its ``--select`` score on validation), read from the
 ``result.json`` each run writes. ``OUT`` then holds:
 
 - ``crossval.json``: mean ± std (sample std, ddof=1) over all fold runs of UAR, WA (accuracy) and
@@ -177,7 +177,8 @@ def _check_settings(data_dirs, n_folds, seeds, folds, settings):
     bad = sorted(set(settings) & set(_OWN) - {"epochs"})
     if bad:
         raise ParameterError(f"cross-validation sets {', '.join(bad)} itself; do not pass them")
-    TrainConfig(data_dirs=list(data_dirs), split="actor", n_folds=n_folds, **settings)  # validates the rest
+    settings = {k: v for k, v in settings.items() if not (k == "epochs" and v is None)}
+    TrainConfig.for_recipe(data_dirs=list(data_dirs), split="actor", n_folds=n_folds, **settings)  # validates the rest
     clips = scan_corpus(data_dirs)
     speakers = sorted({speaker_of(c) for c in clips})
     if n_folds > len(speakers):
@@ -187,6 +188,15 @@ def _check_settings(data_dirs, n_folds, seeds, folds, settings):
 
 def _existing_folds(out: Path) -> List[Path]:
     return sorted(p for p in out.glob("seed_*/fold_*") if p.is_dir() and any(p.iterdir()))
+
+
+def _stored_epochs(out: Path) -> Optional[int]:
+    """The epochs of the cross-validation stored in ``out`` (None when there is none to read)."""
+    try:
+        epochs = json.loads((out / CONFIG_NAME).read_text()).get("epochs")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
 
 
 def _stored_config(out: Path, wanted: dict) -> None:
@@ -218,7 +228,7 @@ def cross_validate(
     seeds: Sequence[int] = (0,),
     only_folds: Optional[Sequence[int]] = None,
     out: str = "runs/cv",
-    epochs: int = 300,
+    epochs: Optional[int] = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -234,7 +244,8 @@ def cross_validate(
         only_folds: train and summarise only these folds (None: all); the summary then says it is
             not a complete cross-validation (``complete: false``).
         out: the cross-validation directory (fold runs in ``out/seed_S/fold_I``).
-        epochs: per fold.
+        epochs: per fold; None: the stored run's with ``resume``, else the recipe's
+            (``settings['recipe']``, default ``'speech'``: :data:`ser_gpu.train.RECIPES`).
         resume: skip finished folds, resume interrupted ones from their ``last.pt``; ``epochs``
             may be raised (the folds train on), the other settings must be the stored ones.
         overwrite: retrain every requested fold, replacing runs already there.
@@ -263,6 +274,12 @@ def cross_validate(
     clips, seeds, folds = _check_settings(data_dirs, n_folds, seeds, only_folds, dict(settings, epochs=epochs))
     out = Path(out)
     check_output_dir(out, argument="out")
+    if epochs is None:
+        epochs = _stored_epochs(out) if resume else None
+        if epochs is None:
+            from .train import TrainConfig
+
+            epochs = TrainConfig.for_recipe(**settings).epochs
     wanted = {"data_dirs": [str(Path(d).resolve()) for d in data_dirs], "n_folds": int(n_folds),
               "epochs": int(epochs), **{k: v for k, v in sorted(settings.items())}}
     if resume:
@@ -352,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one CV per seed (default: 0)")
     p.add_argument("--only-folds", type=int, nargs="+", default=None, metavar="I",
                    help="train and summarise only these folds (a partial CV; default: all)")
-    p.add_argument("--epochs", type=int, default=300, help="per fold (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="per fold (default: the recipe's, see --recipe; with --resume the stored run's)")
     p.add_argument("--out", default="runs/cv", help="cross-validation directory (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="skip finished folds, resume interrupted ones")
     p.add_argument("--overwrite", action="store_true", help="retrain folds already in --out")
@@ -365,15 +383,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Exit status: 0 done, 2 bad input (one line on stderr), 3 a fold diverged, 130 interrupted."""
-    from .train import TrainConfig
+    from .train import _given_options
 
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
     quiet = args.pop("quiet")
-    defaults = TrainConfig()
-    # pass on only the training options that differ from train's defaults: the stored settings stay short
     core = {k: args.pop(k) for k in ("data_dirs", "n_folds", "seeds", "only_folds", "epochs", "out", "resume",
                                      "overwrite")}
-    settings = {k: v for k, v in args.items() if v != getattr(defaults, k)}
+    # pass on only the training options the command line names: the others are the recipe's, and the
+    # stored settings stay short
+    given = _given_options(parser, argv)
+    settings = {k: v for k, v in args.items() if k in given}
     try:
         report = cross_validate(core.pop("data_dirs"), progress=not quiet, **core, **settings)
     except TrainingDiverged as exc:

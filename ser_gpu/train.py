@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import csv
 import dataclasses
+import functools
 import io
 import math
 import sys
@@ -47,11 +48,15 @@ from ._lock import RunLock
 from .data.chunks import chunk_batches, epoch_chunks, ladder, length_groups
 from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
 from .evaluate import metrics_from_predictions
+from .functional.lengths import valid_mask
 from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
 
 __all__ = ["TrainConfig", "train_model", "plot_curves", "main"]
 
 _SPLITS = ("random", "actor")
+_SCHEDULES = ("cosine", "plateau")
+_SELECT = ("uar", "loss")
+_NORMALIZE = ("train", "valid", "padded", None)
 
 # The chunked data path (see _Run._chunk_features). Waveforms are padded to rungs that are multiples
 # of the hop (so frame counts follow the same ladder), feature frames to multiples of 4 (the model's
@@ -90,14 +95,19 @@ class TrainConfig:
     data_dirs: List[str] = field(default_factory=list)  # empty: the built-in synthetic corpus
     corpus: List[str] = field(default_factory=list)  # naming scheme: [] detect; one for all dirs, or one per dir
     out: str = "runs/ser"
-    epochs: int = 300
-    lr: float = 1e-4
-    batch_size: int = 16
-    weight_decay: float = 1e-3
+    recipe: str = "speech"  # the defaults this config started from (RECIPES); informational once built
+    epochs: int = 30
+    lr: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 1e-2
     label_smoothing: float = 0.1
-    lr_factor: float = 0.5
-    lr_patience: int = 10
-    early_stopping: int = 20  # epochs without a better validation loss; 0 disables
+    schedule: str = "cosine"  # "cosine": linear warm-up, then cosine decay to 0 per step; "plateau": the original
+    warmup_epochs: int = 2  # schedule="cosine"
+    lr_factor: float = 0.5  # schedule="plateau"
+    lr_patience: int = 10  # schedule="plateau"
+    select: str = "uar"  # best.pt: the epoch of highest validation UAR ("uar") or lowest validation loss ("loss")
+    early_stopping: int = 20  # epochs without a better validation score (see select); 0 disables
+    class_weights: bool = True  # cross-entropy weighted n / (K n_k) by the training split's class counts
     grad_clip: float = 1.0
     split: str = "random"
     val_fraction: float = 0.2
@@ -117,8 +127,14 @@ class TrainConfig:
     chunk_size: Optional[int] = None  # clips per augmentation/feature call; None: from free memory (CUDA), 256 (CPU)
     compile_model: bool = False  # torch.compile the model's forward (off: eager; measure before turning it on)
     prefetch: bool = True  # compute the next chunk's features on a second thread while the model trains
-    normalize: Optional[str] = "valid"
+    # "train": the model standardises each row with the training split's statistics (its input_norm);
+    # "valid"/"padded"/None: the features come standardised per clip (FeatureConfig.normalize), or raw
+    normalize: Optional[str] = "train"
     tonnetz: bool = True
+    channels: List[int] = field(default_factory=lambda: [64, 128, 128])  # conv block widths (ModelConfig)
+    lstm_hidden: int = 128
+    lstm_layers: int = 2
+    dropout: float = 0.3
     cache_dir: Optional[str] = None
     synthetic_dir: Optional[str] = None
     progress: bool = True
@@ -140,6 +156,15 @@ class TrainConfig:
         check_in_range(self.label_smoothing, "label_smoothing", 0.0, 1.0)
         check_in_range(self.lr_factor, "lr_factor", 0.0, 1.0)
         check_positive(self.grad_clip, "grad_clip")
+        if self.recipe not in RECIPES:
+            raise ParameterError(f"recipe must be one of {tuple(RECIPES)}, got {self.recipe!r}")
+        if self.schedule not in _SCHEDULES:
+            raise ParameterError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
+        if self.select not in _SELECT:
+            raise ParameterError(f"select must be one of {_SELECT}, got {self.select!r}")
+        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
+            raise ParameterError(f"warmup_epochs must be a non-negative integer, got {self.warmup_epochs!r}")
+        self.channels = list(self.model_config(8).channels)  # validates channels, lstm_*, dropout
         for name in ("p_noise", "p_stretch", "p_pitch", "p_shift"):
             check_probability(getattr(self, name), name)
         if self.split not in _SPLITS:
@@ -149,18 +174,61 @@ class TrainConfig:
                                  f"fold={self.fold!r}")
         if self.chunk_size is not None:
             check_positive_int(self.chunk_size, "chunk_size")
-        FeatureConfig(max_frames=self.max_frames, normalize=self.normalize)  # validates both
+        if self.normalize not in _NORMALIZE:
+            raise ParameterError(f"normalize must be one of {_NORMALIZE}, got {self.normalize!r}")
+        self.feature_config()  # validates max_frames
 
     def to_dict(self) -> dict:
         return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`. A dict without ``recipe`` was written before recipes existed, by a
+        run of the original recipe: its missing keys take the original recipe's values."""
+        if isinstance(data, dict) and "recipe" not in data:
+            data = {**RECIPES["original"], **data, "recipe": "original"}
         return config_from_dict(cls, data)
+
+    @classmethod
+    def for_recipe(cls, recipe: str = "speech", **settings) -> "TrainConfig":
+        """A config from ``recipe``'s values (:data:`RECIPES`) with ``settings`` on top."""
+        if recipe not in RECIPES:
+            raise ParameterError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
+        return cls(**{**RECIPES[recipe], **settings, "recipe": recipe})
 
     def feature_config(self) -> FeatureConfig:
         """The rows the model reads: trimmed clips (``trim=True``), as :mod:`ser_gpu.predict` rebuilds them."""
-        return FeatureConfig(max_frames=self.max_frames, normalize=self.normalize, tonnetz=self.tonnetz)
+        normalize = None if self.normalize == "train" else self.normalize
+        return FeatureConfig(max_frames=self.max_frames, normalize=normalize, tonnetz=self.tonnetz)
+
+    def model_config(self, n_classes: int):
+        """The classifier's :class:`ser_gpu.models.ModelConfig` for ``n_classes`` emotions."""
+        from .models import ModelConfig
+
+        return ModelConfig(input_dim=len(FEATURE_ROWS), n_classes=n_classes, channels=tuple(self.channels),
+                           lstm_hidden=self.lstm_hidden, lstm_layers=self.lstm_layers, dropout=self.dropout,
+                           attention_heads=8 if (2 * self.lstm_hidden) % 8 == 0 else 1,
+                           input_norm=self.normalize == "train")
+
+
+# The original system's recipe (its train_model defaults, its 6.6 M-parameter model, features
+# standardised per clip); "speech" is TrainConfig's defaults, measured on real RAVDESS speech with
+# held-out actors (README "Real speech").
+RECIPES = {
+    "speech": {},
+    "original": dict(epochs=300, lr=1e-4, batch_size=16, weight_decay=1e-3, schedule="plateau", select="loss",
+                     class_weights=False, normalize="valid", channels=[128, 256, 512], lstm_hidden=256,
+                     lstm_layers=3, dropout=0.3),
+}
+
+
+def cosine_factor(step: int, *, warmup: int, total: int) -> float:
+    """The learning-rate factor of ``schedule='cosine'`` before optimizer step ``step`` (0-based): linear
+    warm-up ``(step + 1) / warmup`` over the first ``warmup`` steps, then ``(1 + cos(pi t)) / 2`` with
+    ``t`` going from 0 to 1 over the remaining ``total - warmup`` steps (0 at and beyond ``total``)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
 # ------------------------------------------------------------------------------------------- the run
@@ -199,7 +267,8 @@ class _Run:
                 stored = TrainConfig.from_dict(self.resume_payload["train_config"])
                 _check_resume_settings(stored, c, given, self.out / "last.pt")
                 # The stored run defines everything but how long to go on and where/how to show it.
-                self.config = c = dataclasses.replace(stored, epochs=c.epochs, device=c.device, progress=c.progress,
+                epochs = c.epochs if given is None or "epochs" in given else stored.epochs
+                self.config = c = dataclasses.replace(stored, epochs=epochs, device=c.device, progress=c.progress,
                                                       out=c.out, cache_dir=c.cache_dir, prefetch=c.prefetch,
                                                       compile_model=c.compile_model)
             if not self.is_main:  # one progress bar and one set of messages: rank 0's
@@ -355,12 +424,24 @@ class _Run:
         self.augment = WaveformAugment(sr=22050, p_noise=c.p_noise, p_stretch=c.p_stretch, p_pitch=c.p_pitch,
                                        p_shift=c.p_shift).to(self.device)
         self.spec_augment = SpecAugment().to(self.device)
-        self.model_config = ModelConfig(input_dim=len(FEATURE_ROWS), n_classes=len(self.labels))
+        self.model_config = c.model_config(len(self.labels))
         self.model = CNNBiLSTMAttention(self.model_config).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="min", factor=c.lr_factor,
-                                                                    patience=c.lr_patience)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
+        self.steps_per_epoch = (len(_distributed.step_weights(self.n_train_batches, self.dist.rank,
+                                                              self.dist.world_size))
+                                if self.dist.enabled else self.n_train_batches)
+        if c.schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, functools.partial(cosine_factor, warmup=c.warmup_epochs * self.steps_per_epoch,
+                                                  total=c.epochs * self.steps_per_epoch))
+        else:
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="min",
+                                                                        factor=c.lr_factor, patience=c.lr_patience)
+        weight = None
+        if c.class_weights:  # n / (K n_k); an emotion absent from the training split weighs 0
+            counts = torch.bincount(self.train_set.labels, minlength=len(self.labels)).double()
+            weight = torch.where(counts > 0, counts.sum() / (len(self.labels) * counts.clamp_min(1)), 0.0).float()
+        self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=c.label_smoothing)
         self.chunk_size = self._resolve_chunk_size()
         # Shuffling draws on the CPU, the same on every rank; augmentation draws on the device where the
         # waveforms are, one stream per rank (rank 0's is the one-process run's).
@@ -368,8 +449,10 @@ class _Run:
         self.augment_gen = torch.Generator(device=self.device).manual_seed(self._rank_seed("augment"))
         if self.dist.rank > 0:  # dropout masks: each rank its own stream (the weights were drawn above, alike)
             torch.manual_seed(self._rank_seed("dropout"))
+        if c.normalize == "train" and self.resume_payload is None:  # a resumed run's checkpoint holds them
+            self.model.set_input_statistics(*self._input_statistics())
         self.history: List[dict] = []
-        self.best_val_loss = math.inf
+        self.best_score = -math.inf  # the validation score best.pt holds (see score())
         self.bad_epochs = 0
         self.start_epoch = 0
         if self.resume_payload is not None:
@@ -422,7 +505,7 @@ class _Run:
         ranks = self.dist.all_gather_object(self._rank_state())
         state = {
             "history": self.history,
-            "best_val_loss": self.best_val_loss,
+            "best_score": self.best_score,
             "bad_epochs": self.bad_epochs,
             "shuffle_gen": self._next_epoch_generators()[0],  # the same on every rank; before the next epoch's data
             "split_sizes": self.split_sizes,
@@ -452,7 +535,8 @@ class _Run:
             state = payload["state"]
             epoch = int(payload["epoch"])
             self.history = list(state["history"])
-            self.best_val_loss = float(state["best_val_loss"])
+            # runs saved before select existed kept the lowest validation loss
+            self.best_score = float(state["best_score"]) if "best_score" in state else -float(state["best_val_loss"])
             self.bad_epochs = int(state["bad_epochs"])
             self.shuffle_gen.set_state(state["shuffle_gen"])
             ranks = state.get("ranks") or [state]  # a one-process run stores rank 0's streams only
@@ -492,6 +576,29 @@ class _Run:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def score(self, row: dict) -> float:
+        """The selection score of an epoch's ``row`` (higher is better): validation UAR, or minus the
+        validation loss (``select='loss'``)."""
+        return row["val_uar"] if self.config.select == "uar" else -row["val_loss"]
+
+    def _input_statistics(self):
+        """Per-row mean and standard deviation (float32 ``[shape=(68,)]``) of the training split's features
+        without augmentation, over every clip's valid frames (accumulated in float64); a row that never
+        varies gets a standard deviation of 1. The same on every rank (each computes the whole split)."""
+        total = squares = None
+        frames = 0
+        for index in epoch_chunks(torch.arange(len(self.train_set)), self.chunk_size, self.config.batch_size):
+            x, fl, _, _ = self._chunk_features(self.train_set, index, train=False)
+            # unnormalised rows are not zero past a clip's frames (e.g. the MFCCs of padding): mask them
+            x = x.double() * valid_mask(fl, x.shape[-1]).unsqueeze(1)
+            total = x.sum((0, 2)) if total is None else total + x.sum((0, 2))
+            squares = (x * x).sum((0, 2)) if squares is None else squares + (x * x).sum((0, 2))
+            frames = frames + fl.sum()
+        mean = total / frames
+        std = (squares / frames - mean * mean).clamp_min(0).sqrt()
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        return mean.float(), std.float()
 
     def _resolve_chunk_size(self) -> int:
         """Clips per data-path chunk: ``chunk_size`` if set, else what free device memory holds (CUDA)
@@ -546,7 +653,8 @@ class _Run:
 
         Returns:
             ``(x, frame_lengths, labels, host_frame_lengths)``: ``x`` ``[shape=(N, 68, frames)]`` on the
-            device, zero past each clip's frames (``frames`` a rung, or ``max_frames``); the rest
+            device (``frames`` a rung, or ``max_frames``); past a clip's frames it holds what the extractor
+            gives for the padding (zero only with ``normalize='valid'``; the model masks it); the rest
             ``[shape=(N,)]`` int64, the last one a CPU copy.
         """
         c = self.config
@@ -685,6 +793,8 @@ class _Run:
             (loss if weight == 1.0 else loss * weight).backward()
             nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
             self.optimizer.step()
+            if c.schedule == "cosine":
+                self.scheduler.step()
             if weight > 0:
                 n = labels.numel()
                 total_loss += float(loss.detach()) * n
@@ -837,12 +947,13 @@ def _fit(run: _Run) -> dict:
             bar.close()
             return {"stopped_early": False, "diverged": {"epoch": epoch + 1, "lr": row["lr"],
                                                          "train_loss": row["train_loss"], "val_loss": val["loss"]}}
-        run.scheduler.step(val["loss"])
+        if c.schedule == "plateau":
+            run.scheduler.step(val["loss"])
         row["epoch_seconds"] = time.perf_counter() - t0
         run.history.append(row)
-        improved = val["loss"] < run.best_val_loss
+        improved = run.score(row) > run.best_score
         if improved:
-            run.best_val_loss = val["loss"]
+            run.best_score = run.score(row)
             run.bad_epochs = 0
         else:
             run.bad_epochs += 1
@@ -878,7 +989,7 @@ def _final_report(run: _Run, fit: dict) -> dict:
     }
     finite = [h for h in run.history if math.isfinite(h["val_loss"])]
     if finite:
-        best = min(finite, key=lambda h: h["val_loss"])
+        best = max(finite, key=run.score)  # the first of equals: the epoch best.pt holds
         result["best_epoch"] = best["epoch"]
         result["best_val"] = {"loss": best["val_loss"], "accuracy": best["val_acc"], "uar": best["val_uar"]}
     if run.test_set is None:
@@ -915,7 +1026,7 @@ def _dump_final_state(run: _Run, result: Optional[dict] = None) -> None:
 
 
 def train_model(
-    epochs: int = 300,
+    epochs: Optional[int] = None,
     lr: Optional[float] = None,
     batch_size: Optional[int] = None,
     *,
@@ -923,17 +1034,21 @@ def train_model(
     out: str = "runs/ser",
     resume: bool = False,
     overwrite: bool = False,
+    recipe: str = "speech",
     **settings,
 ) -> dict:
     """Train the CNN + BiLSTM + attention classifier with augmentation and features on the device.
 
-    The original system's ``train_model(epochs=300, lr=1e-4, batch_size=16)``; every other setting
-    of :class:`TrainConfig` is a keyword (``split='actor'``, ``seed``, ``device``, ``augment``,
-    ``p_pitch``, ...).
+    The original system's ``train_model(epochs, lr, batch_size)``; every other setting of
+    :class:`TrainConfig` is a keyword (``split='actor'``, ``seed``, ``device``, ``augment``,
+    ``p_pitch``, ...). Settings not given take ``recipe``'s values (:data:`RECIPES`): ``'speech'``
+    (TrainConfig's defaults: 30 epochs at lr 1e-3, batch 32, cosine schedule, best validation UAR
+    kept, class-weighted loss, features standardised with the training split's statistics, a
+    1.1 M-parameter model) or ``'original'`` (the original system's: 300 epochs at lr 1e-4, batch 16,
+    ReduceLROnPlateau, lowest validation loss kept, per-clip standardisation, 6.6 M parameters).
 
     Args:
-        epochs, lr, batch_size: as the original; ``None`` (default) = ``1e-4`` and ``16``, or the
-            stored run's with ``resume``.
+        epochs, lr, batch_size: ``None`` (default): the recipe's, or the stored run's with ``resume``.
         data_dirs: corpus folders (RAVDESS, CREMA-D, TESS, SAVEE, EmoDB names; ``corpus=`` forces a
             scheme, see :func:`ser_gpu.data.corpora.scan_corpus`), searched recursively; ``None`` = the
             built-in synthetic corpus (or, with ``resume``, the stored run's).
@@ -969,12 +1084,11 @@ def train_model(
         TrainingDiverged: a non-finite training or validation loss; training stops at once, the
             diverged epoch is not saved, ``result.json`` records it (``exc.result`` holds the dict).
     """
-    given = set(settings) | {k for k, v in (("lr", lr), ("batch_size", batch_size), ("data_dirs", data_dirs))
-                             if v is not None}
-    d = TrainConfig.__dataclass_fields__
-    config = TrainConfig(epochs=epochs, lr=d["lr"].default if lr is None else lr,
-                         batch_size=d["batch_size"].default if batch_size is None else batch_size,
-                         data_dirs=list(data_dirs or []), out=out, **settings)
+    named = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size)) if v is not None}
+    given = set(settings) | set(named) | ({"data_dirs"} if data_dirs is not None else set())
+    if recipe != "speech":
+        given.add("recipe")
+    config = TrainConfig.for_recipe(recipe, data_dirs=list(data_dirs or []), out=out, **named, **settings)
     run = _Run(config, resume=resume, overwrite=overwrite, given=given)
     try:
         fit = _fit(run)
@@ -998,6 +1112,14 @@ def train_model(
 
 # ------------------------------------------------------------------------------------------------ CLI
 
+def _normalize_option(text: str) -> Optional[str]:
+    """``--normalize``'s value: one of :data:`_NORMALIZE`, ``none`` for None."""
+    value = None if text == "none" else text
+    if value not in _NORMALIZE:
+        raise argparse.ArgumentTypeError(f"must be one of train, valid, padded, none; got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m ser_gpu.train", description=__doc__.split("\n\n")[0])
@@ -1008,9 +1130,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read the names by one scheme (ravdess, crema-d, tess, savee, emodb; auto = detect): once for "
                         "every --data-dir, or once per --data-dir in order (default: detect per file)")
     p.add_argument("--out", default=d.out, help="run directory (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
-    p.add_argument("--lr", type=float, default=d.lr, help="default: %(default)s")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
+    p.add_argument("--recipe", choices=tuple(RECIPES), default="speech",
+                   help="the defaults of every option below marked [recipe]: speech (measured on real speech, "
+                        "README 'Real speech') or original (the original system's); options given override them "
+                        "(default: %(default)s)")
+    o = RECIPES["original"]
+
+    def recipe_help(name, text=""):
+        return f"{text}[recipe] speech: {getattr(d, name)}, original: {o.get(name, getattr(d, name))}"
+
+    p.add_argument("--epochs", type=int, help=recipe_help("epochs"))
+    p.add_argument("--lr", type=float, help=recipe_help("lr"))
+    p.add_argument("--batch-size", type=int, help=recipe_help("batch_size"))
+    p.add_argument("--weight-decay", type=float, help=recipe_help("weight_decay", "AdamW's; "))
+    p.add_argument("--label-smoothing", type=float, help=recipe_help("label_smoothing"))
+    p.add_argument("--schedule", choices=_SCHEDULES,
+                   help=recipe_help("schedule", "cosine: linear warm-up then cosine decay per step; plateau: "
+                                                "halve the lr after 10 epochs without a lower validation loss; "))
+    p.add_argument("--warmup-epochs", type=int, help=recipe_help("warmup_epochs", "cosine warm-up; "))
+    p.add_argument("--select", choices=_SELECT,
+                   help=recipe_help("select", "best.pt and early stopping: highest validation UAR or lowest "
+                                              "validation loss; "))
+    p.add_argument("--class-weights", action=argparse.BooleanOptionalAction,
+                   help=recipe_help("class_weights", "weight the loss by inverse class frequency; "))
+    p.add_argument("--normalize", type=_normalize_option, metavar="{train,valid,padded,none}",
+                   help=recipe_help("normalize", "train: rows standardised with the training split's statistics "
+                                                 "(kept in the model); valid: per clip; none: raw; "))
+    p.add_argument("--channels", type=int, nargs="+", help=recipe_help("channels", "conv block widths; "))
+    p.add_argument("--lstm-hidden", type=int, help=recipe_help("lstm_hidden", "BiLSTM width per direction; "))
+    p.add_argument("--lstm-layers", type=int, help=recipe_help("lstm_layers"))
+    p.add_argument("--dropout", type=float, help=recipe_help("dropout"))
     p.add_argument("--split", choices=_SPLITS, default=d.split,
                    help="random: the original 80/20; actor: actor-held-out validation and test (default: %(default)s)")
     p.add_argument("--folds", type=int, default=None, dest="n_folds", help="actor split in K folds")
@@ -1024,7 +1173,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--p-{name}", type=float, default=getattr(d, f"p_{name}"), dest=f"p_{name}",
                        help=f"probability of {name} augmentation per example (default: %(default)s)")
     p.add_argument("--early-stopping", type=int, default=d.early_stopping,
-                   help="stop after N epochs without a better validation loss; 0 = never (default: %(default)s)")
+                   help="stop after N epochs without a better validation score (--select); 0 = never "
+                        "(default: %(default)s)")
     p.add_argument("--max-frames", type=int, default=None,
                    help="pad/truncate features to N frames (default: each batch's longest clip)")
     p.add_argument("--chunk-size", type=int, default=None,
@@ -1059,11 +1209,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     settings = vars(args)
     resume, overwrite, quiet = settings.pop("resume"), settings.pop("overwrite"), settings.pop("quiet")
-    if resume:  # a resumed run keeps its stored settings: pass on only those the command line names
-        given = _given_options(parser, argv)
-        settings = {k: v for k, v in settings.items() if k in given or k == "epochs"}
-    epochs = settings.pop("epochs")
-    lr, batch_size = settings.pop("lr", None), settings.pop("batch_size", None)
+    # pass on only the options the command line names: the others are the recipe's (or, with --resume,
+    # the stored run's)
+    given = _given_options(parser, argv)
+    settings = {k: v for k, v in settings.items() if k in given}
+    epochs, lr, batch_size = (settings.pop(k, None) for k in ("epochs", "lr", "batch_size"))
     data_dirs = settings.pop("data_dirs", None) or None
     import os
 

@@ -44,6 +44,10 @@ class ModelConfig:
         attention_dropout: dropout on the attention weights.
         classifier_hidden: width of the hidden layer of the classifier head.
         dropout: dropout after each conv block and in the classifier head.
+        input_norm: standardise each input row with fixed statistics before the first block:
+            ``(x - input_mean) / input_std``, two ``(input_dim,)`` buffers saved in the state dict
+            (set with :meth:`CNNBiLSTMAttention.set_input_statistics`, e.g. from the training set's
+            features). Off (the original): the features come standardised per clip.
     """
 
     input_dim: int = 68
@@ -57,6 +61,7 @@ class ModelConfig:
     attention_dropout: float = 0.1
     classifier_hidden: int = 256
     dropout: float = 0.3
+    input_norm: bool = False
 
     def __post_init__(self):
         check_positive_int(self.input_dim, "input_dim")
@@ -87,6 +92,8 @@ class ModelConfig:
         _check_dropout(self.attention_dropout, "attention_dropout")
         check_positive_int(self.classifier_hidden, "classifier_hidden")
         _check_dropout(self.dropout, "dropout")
+        if not isinstance(self.input_norm, bool):
+            raise ParameterError(f"input_norm must be True or False, got {_describe(self.input_norm)}")
 
     def to_dict(self) -> dict:
         """Plain data (lists, not tuples), JSON-able and loadable with ``torch.load(weights_only=True)``."""
@@ -203,6 +210,9 @@ class CNNBiLSTMAttention(nn.Module):
         self.config = config
         c = config
 
+        if c.input_norm:
+            self.register_buffer("input_mean", torch.zeros(c.input_dim))
+            self.register_buffer("input_std", torch.ones(c.input_dim))
         widths = (c.input_dim,) + c.channels
         self.blocks = nn.ModuleList(
             _ResidualConvBlock(widths[i], widths[i + 1], c.kernel_size, c.dropout) for i in range(len(c.channels))
@@ -222,6 +232,23 @@ class CNNBiLSTMAttention(nn.Module):
             nn.Dropout(c.dropout),
             nn.Linear(c.classifier_hidden, c.n_classes),
         )
+
+    @torch.no_grad()
+    def set_input_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Set the per-row statistics of ``input_norm``: ``mean`` and ``std`` ``[shape=(input_dim,)]``,
+        finite, ``std > 0``."""
+        c = self.config
+        if not c.input_norm:
+            raise ParameterError("set_input_statistics needs a model built with input_norm=True")
+        for name, value in (("mean", mean), ("std", std)):
+            if not isinstance(value, torch.Tensor) or value.shape != (c.input_dim,):
+                raise ParameterError(f"{name} must be a tensor of shape ({c.input_dim},), got {_describe(value)}")
+            if not bool(torch.isfinite(value).all()):
+                raise ParameterError(f"{name} must be finite, got {value.tolist()}")
+        if not bool((std > 0).all()):
+            raise ParameterError(f"std must be positive, got {std.tolist()}")
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
 
     def output_frame_lengths(self, frame_lengths: torch.Tensor) -> torch.Tensor:
         """Valid frames per clip after the max-pools, as seen by the LSTM and attention.
@@ -281,6 +308,8 @@ class CNNBiLSTMAttention(nn.Module):
         """
         x, lengths = self._check_inputs(features, frame_lengths)
         mask = None  # (B, 1, frames) bool, True on valid frames
+        if self.config.input_norm:
+            x = (x - self.input_mean[:, None].to(x.dtype)) / self.input_std[:, None].to(x.dtype)
         if lengths is not None:
             mask = self._mask(lengths, x.shape[-1])
             x = x.masked_fill(~mask, 0.0)  # e.g. normalize='padded' features are non-zero there
