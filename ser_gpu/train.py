@@ -555,8 +555,8 @@ class _Run:
         parts = []
         with torch.no_grad():
             for pos, rung in length_groups(lengths, multiple=SAMPLE_MULTIPLE):
-                y, L, _ = dataset.gather(index[pos].to(self.device))
-                y = nn.functional.pad(y, (0, rung - y.shape[-1]))
+                # padded to the rung the host-side lengths give: the gather never reads them back
+                y, L, _ = dataset.gather(index[pos].to(self.device), width=rung)
                 if aug:
                     y, L = self.augment(y, L, generator=self.augment_gen)
                     y = nn.functional.pad(y, (0, ladder(y.shape[-1], multiple=SAMPLE_MULTIPLE) - y.shape[-1]))
