@@ -672,10 +672,17 @@ class _Run:
             raise RuntimeError("internal error: a rank's shard has more batches than its steps")
 
     def train_epoch(self) -> dict:
-        """Train one epoch; the loss and accuracy are over all ranks' batches (the same on every rank)."""
+        """Train one epoch; the loss and accuracy are over all ranks' batches (the same on every rank).
+
+        The step never waits for the device: the loss sum and the correct count stay in device tensors
+        and are read once, at the end of the epoch (a non-finite loss shows there; :func:`_fit` stops).
+        """
         c = self.config
         self.model.train()
-        total_loss = correct = count = 0.0
+        # float64 sums of float32 losses times n, added in step order: the host-float arithmetic of old
+        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        count = 0
         timing = {"data_seconds": 0.0}
         for (x, fl, labels, _), weight in self._steps(timing):
             with self._autocast():
@@ -683,13 +690,14 @@ class _Run:
             loss = self.criterion(logits.float(), labels)
             self.optimizer.zero_grad(set_to_none=True)
             (loss if weight == 1.0 else loss * weight).backward()
-            nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)  # no sync (error_if_nonfinite off)
             self.optimizer.step()
             if weight > 0:
                 n = labels.numel()
-                total_loss += float(loss.detach()) * n
-                correct += float((logits.detach().argmax(-1) == labels).sum())
+                total_loss += loss.detach().double() * n
+                correct += (logits.detach().argmax(-1) == labels).sum()
                 count += n
+        total_loss, correct = torch.stack([total_loss, correct.double()]).tolist()  # the epoch's one read
         if self.dist.enabled:
             # each rank's batch-norm running statistics follow its own batches: rank 0's are the model's
             # (as DDP itself broadcasts them before every forward), so every rank holds the same weights
@@ -715,14 +723,15 @@ class _Run:
         """Loss and metrics of ``self.model`` over ``batches``; under torchrun over every rank's batches
         (predictions and labels gathered, loss summed), the same on every rank."""
         self.model.eval()
-        total_loss, preds, truth = 0.0, [], []
+        total_loss, preds, truth = torch.zeros((), dtype=torch.float64, device=self.device), [], []
         with torch.no_grad():
             for x, fl, labels in batches:
                 with self._autocast():
                     logits = self.eval_forward(x, fl)
-                total_loss += float(self.criterion(logits.float(), labels)) * labels.numel()
+                total_loss += self.criterion(logits.float(), labels).double() * labels.numel()  # read once, below
                 preds.append(logits.argmax(-1))
                 truth.append(labels)
+        total_loss = total_loss.item()
         empty = torch.zeros(0, dtype=torch.int64, device=self.device)
         truth = torch.cat(truth) if truth else empty
         preds = torch.cat(preds) if preds else empty

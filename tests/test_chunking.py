@@ -281,6 +281,48 @@ def test_a_chunk_out_of_memory_is_redone_in_halves(corpus, cache, tmp_path):
     assert run.chunk_size == 4  # later chunks (and a resumed run, which reads it from last.pt) are smaller
 
 
+def _host_summed_epoch(run):
+    """One epoch as train_epoch stepped before it kept its sums on the device: each step's loss and correct
+    count read back to a Python float and added on the host."""
+    run.model.train()
+    total = correct = count = 0.0
+    for (x, fl, labels, _), _ in run._steps({}):
+        with run._autocast():
+            logits = run.forward_model(x, fl)
+        loss = run.criterion(logits.float(), labels)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
+        run.optimizer.step()
+        total += float(loss.detach()) * labels.numel()
+        correct += float((logits.detach().argmax(-1) == labels).sum())
+        count += labels.numel()
+    return total / count, correct / count
+
+
+def _host_summed_loss(run, batches):
+    run.model.eval()
+    with torch.no_grad():
+        total = sum(float(run.criterion(run.eval_forward(x, fl).float(), labels)) * labels.numel()
+                    for x, fl, labels in batches)
+    return total / sum(labels.numel() for *_, labels in batches)
+
+
+def test_epoch_figures_read_once_equal_the_per_step_host_sums(corpus, cache, tmp_path):
+    """train_epoch and evaluate keep their sums on the device and read them once: the same figures (float64
+    sums in step order) as reading every step's loss back, which made two host syncs per step."""
+    settings = dict(chunk_size=8, epochs=2)
+    run = _run(corpus, cache, tmp_path, **settings)
+    row = run.train_epoch()
+    assert run.last_timing["data_compute_seconds"] > 0 and row["data_seconds"] >= 0
+    ref = _run(corpus, cache, tmp_path, **settings)  # the same seed: the same weights, order and draws
+    loss, acc = _host_summed_epoch(ref)
+    assert row["train_loss"] == loss and row["train_acc"] == acc
+    val = run.feature_batches(run.val_set)
+    assert run.evaluate(val)["loss"] == _host_summed_loss(run, val)
+    assert torch.isfinite(torch.tensor(row["train_loss"]))
+
+
 # ------------------------------------------------------------------------------------------------ CUDA
 
 @pytest.mark.parametrize("chunk_size", [4, 256])
