@@ -351,6 +351,46 @@ def test_cuda_training_runs_with_the_chunk_size_from_memory(corpus, cache, tmp_p
     assert run.chunk_size == -(-n // 4) * 4  # a tiny epoch fits whole in free GPU memory
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_prefetch_on_its_own_stream_gives_the_inline_features(corpus, cache, tmp_path):
+    """With prefetch on CUDA the chunks are computed on the data thread's own stream (the training's stream
+    waits for their events): the same clips, frame counts and (augmented) features as computed inline."""
+    epochs = {}
+    streams = []
+    for prefetch in (True, False):
+        run = _run(corpus, cache, tmp_path, chunk_size=8, epochs=2, device="cuda", prefetch=prefetch)
+        assert (run._data_stream is not None) == prefetch
+        real = run._chunk_features_once
+
+        def recording(dataset, index, *, train, run=run, real=real):
+            streams.append((run._data_stream, torch.cuda.current_stream()))
+            return real(dataset, index, train=train)
+
+        run._chunk_features_once = recording
+        epochs[prefetch] = [[(x.clone(), fl.clone(), lab.clone(), idx) for x, fl, lab, idx in _epoch(run)]
+                            for _ in range(2)]
+    for side, used in streams:
+        assert side is None or used == side  # a prefetched chunk ran on the data stream
+    assert any(side is not None for side, _ in streams)
+    for a, b in zip(epochs[True], epochs[False]):
+        assert len(a) == len(b)
+        for (xa, fa, la, ia), (xb, fb, lb, ib) in zip(a, b):
+            assert torch.equal(ia, ib) and torch.equal(fa, fb) and torch.equal(la, lb)
+            torch.testing.assert_close(xa, xb, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_epoch_timing_from_events(corpus, cache, tmp_path):
+    """The data path's figures on CUDA with prefetch come from CUDA events (no synchronize per chunk)."""
+    run = _run(corpus, cache, tmp_path, chunk_size=8, epochs=2, device="cuda")
+    row = run.train_epoch()
+    timing = run.last_timing
+    assert 0 < timing["data_compute_seconds"] < 600 and 0 <= row["data_seconds"] < 600
+    assert all(torch.isfinite(torch.tensor(row[k])) for k in ("train_loss", "train_acc"))
+
+
 def test_resume_keeps_the_resolved_chunk_size(corpus, cache, tmp_path, monkeypatch):
     import ser_gpu.train as train
 
