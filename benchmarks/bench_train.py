@@ -262,7 +262,9 @@ def readme_job(device, epochs: int = 20) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_readme_") as tmp:
         cmd = [sys.executable, "-m", "ser_gpu.train", "--split", "actor", "--epochs", str(epochs), "--lr", "1e-3",
                "--out", str(Path(tmp) / "run"), "--device", str(device)]
-        env = dict(os.environ, SER_GPU_CACHE=str(Path(tmp) / "cache"), PYTHONPATH=str(root))
+        # the checkout first, then what the caller's path holds (gpu_suite.py's wheels: soundfile, soxr)
+        path = os.pathsep.join([str(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+        env = dict(os.environ, SER_GPU_CACHE=str(Path(tmp) / "cache"), PYTHONPATH=path)
         load_before = os.getloadavg()
         start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
@@ -275,7 +277,7 @@ def readme_job(device, epochs: int = 20) -> dict:
     epoch_s = [h["epoch_seconds"] for h in history]
     return {"command": " ".join(cmd[1:]), "wall_seconds": wall, "test_accuracy": float(m.group(1)) if m else None,
             "test_uar": float(m.group(2)) if m else None, "epochs": len(history), "epoch_seconds": epoch_s,
-            "first_epoch_seconds": epoch_s[0], "steady_epoch_seconds": float(np.median(epoch_s[1:])),
+            "first_epoch_seconds": epoch_s[0], "steady_epoch_seconds": float(np.median(epoch_s[1:] or epoch_s)),
             "data_seconds": [h["data_seconds"] for h in history],
             "loadavg_before": load_before, "loadavg_after": load_after}
 
@@ -336,6 +338,8 @@ def main(argv=None):
                    help="also time the README Quickstart job (python -m ser_gpu.train --split actor --epochs 20 "
                         "--lr 1e-3, fresh cache so corpus generation is included) in a subprocess")
     p.add_argument("--readme-only", action="store_true", help="time the README job only (implies --readme-job)")
+    p.add_argument("--readme-epochs", type=int, default=20,
+                   help="epochs of the README job (default: the Quickstart's %(default)s; fewer for a dry run)")
     p.add_argument("--memory", action="store_true",
                    help="also measure the data path's peak bytes per padded sample (ser_gpu.train.BYTES_PER_SAMPLE)")
     p.add_argument("--sync-report", action="store_true",
@@ -404,7 +408,7 @@ def main(argv=None):
             save()
     if args.readme_job or args.readme_only:
         try:
-            job = results["readme_job"] = readme_job(device)
+            job = results["readme_job"] = readme_job(device, epochs=args.readme_epochs)
         except Exception as exc:  # recorded beside the figures above, which stay written
             results["readme_job"] = {"error": f"{type(exc).__name__}: {exc}"[-3000:]}
             print(f"wrote {save()}")
