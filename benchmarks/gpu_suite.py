@@ -46,6 +46,7 @@ benchmark's README job writes and reads WAV files: it needs soundfile and soxr (
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -126,7 +127,7 @@ class Suite:
     def save(self, extra: dict = None):
         self.extra.update(extra or {})
         payload = {"device": self.device, "steps": self.steps,
-                   "headline": headline(self.results, self.device), **self.extra}
+                   "headline": headline(self.results, self.device, self.started - 1), **self.extra}
         (self.results / f"gpu_suite_{self.device}.json").write_text(json.dumps(payload, indent=2) + "\n")
         self.mirror_now()
 
@@ -154,16 +155,19 @@ class Suite:
             os.replace(tmp, self.mirror / summary.name)
 
 
-def _load(path: Path):
+def _load_json(path: Path, since: float = 0.0):
     try:
+        if path.stat().st_mtime < since:  # an earlier run's
+            return None
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
-def headline(results: Path, device: str) -> dict:
-    """The figures the issues ask for, from whatever JSON the steps wrote."""
+def headline(results: Path, device: str, since: float = 0.0) -> dict:
+    """The figures the issues ask for, from the JSON the steps wrote (files older than ``since``: not this run's)."""
     out = {}
+    _load = functools.partial(_load_json, since=since)
     tests = _load(results / "gpu_suite" / "pytest_cuda.json")
     if tests:
         out["cuda_tests"] = tests
@@ -264,6 +268,7 @@ def main(argv=None):
 
     # --- the steps, in the order of the session's questions (each writes its JSON as soon as it can)
     junit = suite.logs / "pytest_cuda.xml"
+    junit.unlink(missing_ok=True)  # an earlier run's: a killed pytest writes none
     if quick:  # here: every CUDA test is collected (and skips without a GPU), and tests/cuda's CPU
         # float32 self-checks run (-k cuda selects both: the cuda ids and the tests/cuda module)
         tests = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", "-k", "cuda", f"--junitxml={junit}"]
@@ -302,14 +307,15 @@ def main(argv=None):
             continue
         suite.run(name, cmd, timeout)
         if name == "pytest_cuda":
-            (suite.logs / "pytest_cuda.json").write_text(json.dumps(_junit_counts(junit), indent=2) + "\n")
+            counts = _junit_counts(junit) or {"error": "no junit XML: pytest was killed or crashed (see its log)"}
+            (suite.logs / "pytest_cuda.json").write_text(json.dumps(counts, indent=2) + "\n")
             suite.save()
     suite.save({"total_seconds": round(time.monotonic() - t0, 1)})
 
     print("\n==== gpu_suite summary ====")
     for s in suite.steps:
         print(f"{s['step']:18s} {s['status']:28s} {s['seconds']:7.1f} s   {s['log']}")
-    print(json.dumps(headline(results, dev), indent=1))
+    print(json.dumps(headline(results, dev, suite.started - 1), indent=1))
     print(f"total {time.monotonic() - t0:.1f} s; results under {results.relative_to(ROOT)}/"
           + (f"; mirrored to {args.mirror}" if args.mirror else ""))
     return 0 if all(s["status"] == "ok" for s in suite.steps) else 1
