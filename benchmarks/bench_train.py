@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--clips 1440] [--seconds 3.5] [--epochs 3]
                                      [--chunk-size N] [--compile] [--readme-job | --readme-only] [--memory]
-                                     [--skip-original] [--out FILE]
+                                     [--sync-report] [--skip-original] [--out FILE]
 
 Both pipelines train the same model (``CNNBiLSTMAttention``, default config) with the same optimiser
 on the same clips (speech-like, random labels: only the time matters here), batch 16, fresh
@@ -23,8 +23,11 @@ path's share of the steady epochs (augmentation + features + SpecAugment, device
 model step alone (one epoch's batches precomputed, then forward/backward/optimiser only). ``--readme-job``
 also runs the README Quickstart (``python -m ser_gpu.train --split actor --epochs 20 --lr 1e-3``) in a
 subprocess with a fresh cache (corpus generation included) and reports its wall time, epochs and test
-UAR. Load averages before/after are recorded (timings on a shared machine are noisy). Results go to
-``benchmarks/results/train_<device>.json`` (or ``--out``).
+UAR. ``--sync-report`` (CUDA) runs one more, untimed epoch under ``torch.cuda.set_sync_debug_mode('warn')``
+and counts every host sync by thread (the training loop, the prefetch thread) and by the ser_gpu source
+line that made it. Load averages before/after are recorded (timings on a shared machine are noisy).
+Results go to ``benchmarks/results/train_<device>.json`` (or ``--out``), rewritten after each part (the
+ser_gpu epochs, the original, the README job), so a later part's failure or a timeout keeps the earlier ones.
 """
 
 from __future__ import annotations
@@ -161,12 +164,13 @@ class _BenchRun:
         return Run(config, resume=False, overwrite=True)
 
 
-def run_ser_gpu(clips, labels, device, epochs, *, chunk_size=None, compile_model=False, prefetch=True):
+def run_ser_gpu(clips, labels, device, epochs, *, chunk_size=None, compile_model=False, prefetch=True,
+                sync_report=False):
     """Epochs of ``ser_gpu.train``'s training step: wall time, data-path time (waited for, and computed),
-    and the model step alone."""
+    the model step alone, and (``sync_report``) the host syncs of one more epoch."""
     # one more epoch than timed: the model step alone runs on it, and nothing is prefetched past it
-    run = _BenchRun(clips, labels, device, epochs=epochs + 1, chunk_size=chunk_size, compile_model=compile_model,
-                    prefetch=prefetch)
+    run = _BenchRun(clips, labels, device, epochs=epochs + 1 + bool(sync_report), chunk_size=chunk_size,
+                    compile_model=compile_model, prefetch=prefetch)
     times, data_times, compute_times = [], [], []
     for _ in range(epochs):
         _sync(device)
@@ -176,6 +180,7 @@ def run_ser_gpu(clips, labels, device, epochs, *, chunk_size=None, compile_model
         times.append(time.perf_counter() - start)
         data_times.append(row["data_seconds"])
         compute_times.append(run.last_timing["data_compute_seconds"])
+    syncs = host_syncs(run, device, len(clips)) if sync_report else None
     # the model step alone: one epoch's batches computed first, then only forward/backward/optimiser
     batches = [(x.clone(), fl, lab) for x, fl, lab, _ in run.epoch_batches()]
     shapes = sorted({tuple(x.shape) for x, _, _ in batches})
@@ -194,9 +199,57 @@ def run_ser_gpu(clips, labels, device, epochs, *, chunk_size=None, compile_model
     model_seconds = time.perf_counter() - start
     run.close_data()
     getattr(run, "release", lambda: None)()  # the run directory's lock, where runs hold one
-    return times, data_times, model_seconds, {"chunk_size": run.chunk_size, "model_batch_shapes": len(shapes),
-                                              "steps": len(batches), "prefetch": prefetch,
-                                              "data_path_compute_seconds": compute_times}
+    info = {"chunk_size": run.chunk_size, "model_batch_shapes": len(shapes), "steps": len(batches),
+            "prefetch": prefetch, "data_path_compute_seconds": compute_times}
+    if syncs is not None:
+        info["host_syncs"] = syncs
+    return times, data_times, model_seconds, info
+
+
+def host_syncs(run, device, n_clips: int) -> dict:
+    """One training epoch (``run.train_epoch()``) under ``torch.cuda.set_sync_debug_mode('warn')``: every
+    host sync torch reports, counted by thread (``training``: the loop; ``data``: the prefetch thread,
+    which then computed the next chunks) and by the innermost ser_gpu source line on the stack."""
+    import threading
+    import traceback
+    import warnings
+
+    if device.type != "cuda":
+        return {"skipped": "torch.cuda.set_sync_debug_mode reports CUDA syncs only"}
+    counts = {"training": {}, "data": {}}
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        if "synchroniz" not in str(message).lower():
+            return
+        thread = "training" if threading.current_thread() is threading.main_thread() else "data"
+        site = "(outside ser_gpu)"
+        for frame in reversed(traceback.extract_stack()[:-1]):
+            parts = Path(frame.filename).parts
+            if "ser_gpu" in parts[:-1]:  # the package's last folder of that name (the checkout may share it)
+                i = len(parts) - 2 - parts[-2::-1].index("ser_gpu")
+                site = f"{'/'.join(parts[i:])}:{frame.lineno} {frame.name}"
+                break
+        counts[thread][site] = counts[thread].get(site, 0) + 1
+
+    _sync(device)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = record  # every thread's warnings come here (catch_warnings restores it)
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run.train_epoch()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    seconds = time.perf_counter() - start
+    used = n_clips - (n_clips % BATCH == 1)
+    steps = -(-used // BATCH)
+    out = {"steps": steps, "epoch_seconds_with_warnings": seconds}
+    for thread, sites in counts.items():
+        total = sum(sites.values())
+        out[thread] = {"syncs": total, "per_step": total / steps,
+                       "sites": dict(sorted(sites.items(), key=lambda kv: -kv[1])[:25])}
+    return out
 
 
 def readme_job(device, epochs: int = 20) -> dict:
@@ -209,7 +262,9 @@ def readme_job(device, epochs: int = 20) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_readme_") as tmp:
         cmd = [sys.executable, "-m", "ser_gpu.train", "--split", "actor", "--epochs", str(epochs), "--lr", "1e-3",
                "--out", str(Path(tmp) / "run"), "--device", str(device)]
-        env = dict(os.environ, SER_GPU_CACHE=str(Path(tmp) / "cache"), PYTHONPATH=str(root))
+        # the checkout first, then what the caller's path holds (gpu_suite.py's wheels: soundfile, soxr)
+        path = os.pathsep.join([str(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+        env = dict(os.environ, SER_GPU_CACHE=str(Path(tmp) / "cache"), PYTHONPATH=path)
         load_before = os.getloadavg()
         start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
@@ -222,7 +277,7 @@ def readme_job(device, epochs: int = 20) -> dict:
     epoch_s = [h["epoch_seconds"] for h in history]
     return {"command": " ".join(cmd[1:]), "wall_seconds": wall, "test_accuracy": float(m.group(1)) if m else None,
             "test_uar": float(m.group(2)) if m else None, "epochs": len(history), "epoch_seconds": epoch_s,
-            "first_epoch_seconds": epoch_s[0], "steady_epoch_seconds": float(np.median(epoch_s[1:])),
+            "first_epoch_seconds": epoch_s[0], "steady_epoch_seconds": float(np.median(epoch_s[1:] or epoch_s)),
             "data_seconds": [h["data_seconds"] for h in history],
             "loadavg_before": load_before, "loadavg_after": load_after}
 
@@ -283,18 +338,28 @@ def main(argv=None):
                    help="also time the README Quickstart job (python -m ser_gpu.train --split actor --epochs 20 "
                         "--lr 1e-3, fresh cache so corpus generation is included) in a subprocess")
     p.add_argument("--readme-only", action="store_true", help="time the README job only (implies --readme-job)")
+    p.add_argument("--readme-epochs", type=int, default=20,
+                   help="epochs of the README job (default: the Quickstart's %(default)s; fewer for a dry run)")
     p.add_argument("--memory", action="store_true",
                    help="also measure the data path's peak bytes per padded sample (ser_gpu.train.BYTES_PER_SAMPLE)")
+    p.add_argument("--sync-report", action="store_true",
+                   help="CUDA: count the host syncs of one more (untimed) epoch, by thread and source line")
     p.add_argument("--out", default=None, help="results file (default: benchmarks/results/train_<device>.json)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     results = {"clips": args.clips, "clip_seconds": args.seconds, "batch": BATCH, "epochs": args.epochs,
                "loadavg_before": os.getloadavg()}
+
+    def save():  # after each part: what finished survives a later failure or a timeout
+        results["loadavg_after"] = os.getloadavg()
+        return write_results("train", device, results) if args.out is None else _write(args.out, device, results)
+
     if args.memory:  # first: on the CPU the figure is the growth of the process's peak RSS
         results["data_path_bytes_per_sample"] = {
             "tonnetz": data_path_memory(device, tonnetz=True),
             "no_tonnetz": data_path_memory(device, tonnetz=False)}
         print(f"data path memory: {results['data_path_bytes_per_sample']} bytes per padded sample")
+        save()
     if not args.readme_only:
         clips = speech_like_clips(args.clips, seconds=args.seconds, seed=0)
         labels = np.random.default_rng(0).integers(0, 8, size=args.clips)
@@ -308,7 +373,8 @@ def main(argv=None):
 
         times, data_times, model_seconds, info = run_ser_gpu(clips, labels, device, args.epochs,
                                                              chunk_size=args.chunk_size, compile_model=args.compile,
-                                                             prefetch=not args.no_prefetch)
+                                                             prefetch=not args.no_prefetch,
+                                                             sync_report=args.sync_report)
         r = results["ser_gpu"] = {**summary(times), **info, "compile": args.compile}
         r["data_path_seconds"] = data_times
         steady = slice(1, None) if len(times) > 1 else slice(0, None)
@@ -320,6 +386,12 @@ def main(argv=None):
               f"data path {100 * r['data_path_share']:.1f}% of the epoch waited for "
               f"({100 * r['data_path_compute_share']:.1f}% computed); model step alone {model_seconds:.2f} s/epoch "
               f"({info['steps']} steps, {info['model_batch_shapes']} batch shapes, chunk {info['chunk_size']} clips)")
+        if "host_syncs" in info:
+            hs = info["host_syncs"]
+            print("host syncs: " + (hs["skipped"] if "skipped" in hs else
+                                    f"training loop {hs['training']['syncs']} ({hs['training']['per_step']:.2f} per "
+                                    f"step), prefetch thread {hs['data']['syncs']} in an epoch of {hs['steps']} steps"))
+        save()
         if not args.skip_original:
             # librosa's numba functions are compiled (and cached) here once, before the workers fork: workers
             # compiling at the same time corrupt numba's cache files (numba issue #10128; seen as segfaults)
@@ -333,12 +405,17 @@ def main(argv=None):
             results["speedup"] = results["original"]["steady_epoch_seconds"] / r["steady_epoch_seconds"]
             print(f"original ({args.workers} workers): {results['original']['steady_epoch_seconds']:.2f} s/epoch; "
                   f"ser_gpu is {results['speedup']:.1f}x faster")
+            save()
     if args.readme_job or args.readme_only:
-        job = results["readme_job"] = readme_job(device)
+        try:
+            job = results["readme_job"] = readme_job(device, epochs=args.readme_epochs)
+        except Exception as exc:  # recorded beside the figures above, which stay written
+            results["readme_job"] = {"error": f"{type(exc).__name__}: {exc}"[-3000:]}
+            print(f"wrote {save()}")
+            raise
         print(f"README job: {job['wall_seconds']:.1f} s end to end, first epoch {job['first_epoch_seconds']:.2f} s, "
               f"steady {job['steady_epoch_seconds']:.2f} s/epoch, test UAR {job['test_uar']}")
-    results["loadavg_after"] = os.getloadavg()
-    path = write_results("train", device, results) if args.out is None else _write(args.out, device, results)
+    path = save()
     print(f"wrote {path}")
 
 

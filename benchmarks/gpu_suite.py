@@ -1,35 +1,65 @@
-"""One command for a GPU session: the CUDA tests and every benchmark, logged and saved as they go.
+"""One command for a GPU session: the CUDA tests, the training benchmark and the feature benchmarks, saved as they go.
 
-    python benchmarks/gpu_suite.py                      # on the GPU machine (about 6 minutes at most)
-    python benchmarks/gpu_suite.py --device cpu --quick # dry run of every step here, tiny sizes
-    python benchmarks/gpu_suite.py --mirror "$OUT"      # also copy results/ there after every step
+On the machine the device tool lends (after ``bash ../shared/gpu/fetch_wheels.sh`` here, which puts the
+reference packages' wheels in ``./.whl``)::
 
-Each step runs in its own process with its own timeout, inside an overall budget (``--budget``,
-default 360 s): a failing or slow step costs only itself. Logs go to ``<results>/gpu_suite/<step>.log``
-and each benchmark writes its JSON under ``<results>/`` as soon as it finishes; ``gpu_suite_<device>.json``
-(the step table and the headline figures) is rewritten after every step. ``<results>`` is
-``benchmarks/results`` for a real run and ``benchmarks/results/dry_run`` (git-ignored) with ``--quick``.
+    run(command='python3 benchmarks/gpu_suite.py --mirror "$OUT"', timeout_s=480, carry=['.whl'])
 
-Nothing here needs librosa, soundfile, soxr or audiomentations: the CUDA tests compare with CPU float64
-(tests/cuda), and the benchmarks skip their reference columns when the reference is missing. If
-``./.whl`` holds wheels (``../shared/gpu/fetch_wheels.sh``) and librosa is not importable, they are
-installed into a private target directory first, and librosa's numba cache is warmed once in one
-process before anything else runs (parallel first compilations corrupt it: numba #10128).
+Here, before spending GPU time, the same steps at tiny sizes on the CPU (about 4-6 minutes on 2 busy cores)::
+
+    python benchmarks/gpu_suite.py --device cpu --quick
+
+Steps, in this order (``--skip a,b`` leaves some out), each in its own process group with its own time cap,
+inside an overall budget (``--budget``, default 450 s, which a ``timeout_s=480`` call leaves room for):
+
+====================  ====  ==========================================================================
+step                  cap   what
+====================  ====  ==========================================================================
+wheels                 60   ``pip install --target /tmp/ser_gpu_site ./.whl/*.whl`` (only when ``./.whl``
+                            holds wheels and librosa is not importable)
+warm_librosa           90   librosa's numba functions compiled once, in one process: parallel first
+                            compilations corrupt its cache (numba #10128; see ../shared/gpu/README.md)
+pytest_cuda           170   ``pytest -m cuda tests`` (``-n 4`` when pytest-xdist is there), junit counts
+train                 180   ``bench_train.py --device cuda --clips 1440 --seconds 3.5 --skip-original
+                            --readme-job --memory --sync-report`` -> ``train_cuda.json`` (rewritten after
+                            each of its parts)
+features_b256 ...           the extractor benchmarks of issue 11 (batch 256, profile, median, batch 64 and
+                            1024, augmentation, median with torch.compile), as long as the budget lasts
+====================  ====  ==========================================================================
+
+A step is killed (with its children: xdist workers, torchrun, the README job) at its cap or when the budget
+runs out; a step that finds under 10 s left is skipped. Logs go to ``<results>/gpu_suite/<step>.log``, each
+benchmark writes its JSON under ``<results>/``, and ``gpu_suite_<device>.json`` (the step table and the
+headline figures) is rewritten after every step. ``<results>`` is ``benchmarks/results`` for a real run and
+``benchmarks/results/dry_run`` (git-ignored) with ``--quick``.
+
+``--mirror DIR`` (the tool's ``$OUT``, which brings back at most 8 files) keeps two files there, replaced
+atomically after every step and every 30 s during one: ``gpu_suite_<device>.json`` and
+``gpu_suite_<device>.tar.gz``, which holds every file this run wrote under ``<results>`` (logs, junit XML,
+JSON, the running step's log so far). What a killed run had finished is there.
+
+Nothing here needs librosa, soundfile, soxr or audiomentations to run the CUDA tests (they compare with CPU
+float64: tests/cuda); the benchmarks leave their reference columns null without them. The training
+benchmark's README job writes and reads WAV files: it needs soundfile and soxr (from ``./.whl``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+MIRROR_EVERY = 30.0  # seconds between mirror refreshes while a step runs
 
 
 def _have(module: str, env: dict) -> bool:
@@ -37,35 +67,53 @@ def _have(module: str, env: dict) -> bool:
     return subprocess.run([PY, "-c", code], env=env, cwd=ROOT, capture_output=True).returncode == 0
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the step and everything it started (its own session)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
 class Suite:
     def __init__(self, results: Path, device: str, budget: float, env: dict, mirror: Path = None):
         self.results, self.device, self.env, self.mirror = results, device, env, mirror
         self.logs = results / "gpu_suite"
         self.logs.mkdir(parents=True, exist_ok=True)
+        self.started = time.time()
         self.deadline = time.monotonic() + budget
         self.steps = []
+        self.extra = {}
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
 
     def run(self, name: str, cmd: list, timeout: float, min_needed: float = 10.0) -> bool:
-        """Run one step; True when it exited 0. Its timeout is cut to what the budget has left."""
+        """Run one step; True when it exited 0. Its cap is cut to what the budget has left."""
         limit = min(timeout, self.left())
         log = self.logs / f"{name}.log"
         if limit < min_needed:
             self._record(name, cmd, "skipped (budget spent)", 0.0, log)
             return False
         start = time.monotonic()
-        print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(map(str, cmd))} (timeout {limit:.0f} s)", flush=True)
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(map(str, cmd))} (cap {limit:.0f} s)", flush=True)
         with open(log, "w") as fh:
             fh.write(f"$ {' '.join(map(str, cmd))}\n")
             fh.flush()
-            try:
-                rc = subprocess.run(cmd, cwd=ROOT, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
-                                    timeout=limit).returncode
-                status = "ok" if rc == 0 else f"failed (exit {rc})"
-            except subprocess.TimeoutExpired:
-                status = f"timed out after {limit:.0f} s"
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            while True:
+                remaining = start + limit - time.monotonic()
+                try:
+                    rc = proc.wait(timeout=max(0.1, min(MIRROR_EVERY, remaining)))
+                    status = "ok" if rc == 0 else f"failed (exit {rc})"
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() - start >= limit:
+                        _kill_group(proc)
+                        status = f"timed out after {limit:.0f} s"
+                        break
+                    self.mirror_now()  # the running step's log so far
         self._record(name, cmd, status, time.monotonic() - start, log)
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         print(f"    {status} in {time.monotonic() - start:.1f} s; " + " | ".join(t[:150] for t in tail), flush=True)
@@ -77,23 +125,67 @@ class Suite:
         self.save()
 
     def save(self, extra: dict = None):
-        payload = {"device": self.device, "steps": self.steps, **(extra or {})}
+        self.extra.update(extra or {})
+        payload = {"device": self.device, "steps": self.steps,
+                   "headline": headline(self.results, self.device, self.started - 1), **self.extra}
         (self.results / f"gpu_suite_{self.device}.json").write_text(json.dumps(payload, indent=2) + "\n")
-        if self.mirror is not None:  # e.g. a remote run's $OUT: what is there survives a kill
-            shutil.copytree(self.results, self.mirror / "results", dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("dry_run"))
+        self.mirror_now()
+
+    def written(self) -> list:
+        """The files under the results folder this run wrote (a real run's folder also holds committed ones)."""
+        nested = {self.results / "dry_run"} if self.results.name != "dry_run" else set()
+        return sorted(p for p in self.results.rglob("*") if p.is_file() and not (set(p.parents) & nested)
+                      and p.stat().st_mtime >= self.started - 1)
+
+    def mirror_now(self) -> None:
+        """``gpu_suite_<device>.json`` and a tar.gz of :meth:`written` into the mirror, each replaced atomically."""
+        if self.mirror is None:
+            return
+        self.mirror.mkdir(parents=True, exist_ok=True)
+        summary = self.results / f"gpu_suite_{self.device}.json"
+        archive = self.mirror / f"gpu_suite_{self.device}.tar.gz"
+        tmp = archive.with_name(f".{archive.name}.tmp")
+        with tarfile.open(tmp, "w:gz") as tar:
+            for path in self.written():
+                tar.add(path, arcname=str(path.relative_to(self.results)))
+        os.replace(tmp, archive)
+        if summary.exists():
+            tmp = self.mirror / f".{summary.name}.tmp"
+            shutil.copyfile(summary, tmp)
+            os.replace(tmp, self.mirror / summary.name)
 
 
-def _load(path: Path):
+def _load_json(path: Path, since: float = 0.0):
     try:
+        if path.stat().st_mtime < since:  # an earlier run's
+            return None
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
-def headline(results: Path, device: str) -> dict:
-    """The figures the issue asks for, from whatever JSON the steps wrote."""
+def headline(results: Path, device: str, since: float = 0.0) -> dict:
+    """The figures the issues ask for, from the JSON the steps wrote (files older than ``since``: not this run's)."""
     out = {}
+    _load = functools.partial(_load_json, since=since)
+    tests = _load(results / "gpu_suite" / "pytest_cuda.json")
+    if tests:
+        out["cuda_tests"] = tests
+    train = _load(results / f"train_{device}.json")
+    if train:
+        sg = train.get("ser_gpu") or {}
+        t = out["train"] = {k: sg.get(k) for k in (
+            "first_epoch_seconds", "steady_epoch_seconds", "x_realtime", "data_path_share", "data_path_compute_share",
+            "model_step_seconds_per_epoch", "steps", "chunk_size", "model_batch_shapes")}
+        t["clips"], t["data_path_bytes_per_sample"] = train.get("clips"), train.get("data_path_bytes_per_sample")
+        hs = sg.get("host_syncs") or {}
+        if "training" in hs:
+            t["host_syncs_per_step"] = {k: round(hs[k]["per_step"], 2) for k in ("training", "data")}
+            t["host_sync_sites_training"] = dict(list(hs["training"]["sites"].items())[:8])
+        job = train.get("readme_job")
+        if job:
+            out["readme_job"] = {k: job.get(k) for k in ("wall_seconds", "epochs", "first_epoch_seconds",
+                                                         "steady_epoch_seconds", "test_uar", "error") if k in job}
     for tag in ("", "_b64", "_b1024"):
         data = _load(results / f"features{tag}_{device}.json")
         if not data:
@@ -107,14 +199,12 @@ def headline(results: Path, device: str) -> dict:
                             **({"peak_gib": round(row["peak_memory_gib"], 3)} if "peak_memory_gib" in row else {})}
     prof = _load(results / f"profile_features_{device}.json")
     if prof:
-        out["profile"] = {k: prof.get(k) for k in ("x_realtime_unprofiled", "aten_op_calls", "kernel_launches", "cuda_launch_calls",
-                                                    "host_syncs", "sync_debug_warnings", "peak_memory_gib")}
+        out["profile"] = {k: prof.get(k) for k in ("x_realtime_unprofiled", "aten_op_calls", "kernel_launches",
+                                                    "cuda_launch_calls", "host_syncs", "sync_debug_warnings",
+                                                    "peak_memory_gib")}
     med = _load(results / f"median_{device}.json")
     if med:
         out["median"] = med.get("variants")
-    tests = _load(results / "gpu_suite" / "pytest_cuda.json")
-    if tests:
-        out["cuda_tests"] = tests
     return out
 
 
@@ -138,12 +228,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda")
     p.add_argument("--quick", action="store_true", help="tiny sizes: exercise every step briefly (dry run)")
-    p.add_argument("--budget", type=float, default=None, help="overall seconds (default 360; 240 with --quick)")
+    p.add_argument("--budget", type=float, default=None, help="overall seconds (default 450; 420 with --quick)")
     p.add_argument("--skip", default="", help="comma-separated step names to leave out")
-    p.add_argument("--mirror", type=Path, default=None, help="copy the results directory here after every step")
+    p.add_argument("--mirror", type=Path, default=None,
+                   help="keep gpu_suite_<device>.json and a tar.gz of what this run wrote here, refreshed as it goes")
     args = p.parse_args(argv)
     quick, dev = args.quick, args.device
-    budget = args.budget or (240.0 if quick else 360.0)
+    budget = args.budget or (420.0 if quick else 450.0)
     results = ROOT / "benchmarks" / "results" / ("dry_run" if quick else "")
     results.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, SER_GPU_RESULTS=str(results), PYTHONUNBUFFERED="1")
@@ -156,33 +247,47 @@ def main(argv=None):
     wheels = ROOT / ".whl"
     if "wheels" not in skip and wheels.is_dir() and not _have("librosa", env):
         target = Path("/tmp/ser_gpu_site")
-        ok = suite.run("wheels", [PY, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target",
-                                  str(target), *sorted(map(str, wheels.glob("*.whl")))], timeout=120)
+        ok = suite.run("wheels", [PY, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                                  "--target", str(target), *sorted(map(str, wheels.glob("*.whl")))], timeout=60)
         if ok:
             env["PYTHONPATH"] = os.pathsep.join([str(target), env["PYTHONPATH"]])
     have_librosa = _have("librosa", env)
     have_audiomentations = _have("audiomentations", env)
+    have_xdist = _have("xdist", env)
+    have_soundfile = _have("soundfile", env) and _have("soxr", env)
+    if not have_soundfile:  # ser_gpu.data imports them: the training tests are not collected, bench_train fails
+        print("WARNING: soundfile/soxr missing: no training tests or benchmark (run ../shared/gpu/fetch_wheels.sh "
+              "and carry .whl)", flush=True)
+    suite.save({"librosa": have_librosa, "audiomentations": have_audiomentations, "xdist": have_xdist,
+                "soundfile_soxr": have_soundfile})
     if have_librosa and "warm_librosa" not in skip:
         suite.run("warm_librosa", [PY, "-c", "import numpy as np, librosa; y = np.random.default_rng(0)"
                                    ".standard_normal(22050).astype('float32'); librosa.feature.chroma_cqt(y=y, sr=22050);"
                                    " librosa.feature.chroma_stft(y=y, sr=22050); print('librosa numba cache warm')"],
-                  timeout=120)
+                  timeout=90)
 
-    # --- the steps, most important first (each writes its JSON as soon as it ends)
+    # --- the steps, in the order of the session's questions (each writes its JSON as soon as it can)
     junit = suite.logs / "pytest_cuda.xml"
+    junit.unlink(missing_ok=True)  # an earlier run's: a killed pytest writes none
     if quick:  # here: every CUDA test is collected (and skips without a GPU), and tests/cuda's CPU
         # float32 self-checks run (-k cuda selects both: the cuda ids and the tests/cuda module)
         tests = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", "-k", "cuda", f"--junitxml={junit}"]
-    else:
-        tests = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", "tests", "-rfE",
-                 f"--junitxml={junit}"]
+    else:  # -v: the log names each test as it ends, so a killed run still says how far it got
+        tests = [PY, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-m", "cuda", "tests", "-rfE",
+                 "--durations=15", f"--junitxml={junit}", *(["-n", "4", "--dist", "loadfile"] if have_xdist else [])]
+
     def size(batch):  # the batch of a real run; tiny clips and one repeat in a dry run
         return ["--batch", "4", "--seconds", "1", "--repeats", "1"] if quick else ["--batch", str(batch)]
 
     lib_clips = ["--librosa-clips", ("1" if quick else "8") if have_librosa else "0"]
     few = ["--only", "FeatureExtractor,harmonic,stft"]
+    train = [PY, "benchmarks/bench_train.py", "--device", dev, "--skip-original", "--readme-job", "--memory",
+             "--sync-report",
+             *(["--clips", "16", "--seconds", "1", "--epochs", "2", "--readme-epochs", "1"] if quick
+               else ["--clips", "1440", "--seconds", "3.5"])]
     steps = [
         ("pytest_cuda", tests, 170),
+        ("train", train, 180),
         ("features_b256", [PY, "benchmarks/bench_features.py", "--device", dev, *size(256), *lib_clips], 90),
         ("profile_features", [PY, "benchmarks/profile_features.py", "--device", dev,
                               *(["--batch", "4", "--seconds", "1"] if quick else ["--batch", "256"])], 45),
@@ -194,9 +299,6 @@ def main(argv=None):
         ("augment", [PY, "benchmarks/bench_augment.py", "--device", dev,
                      "--ref-clips", ("1" if quick else "8") if have_audiomentations else "0",
                      *(["--batch", "4", "--seconds", "1"] if quick else [])], 45),
-        ("train", [PY, "benchmarks/bench_train.py", "--device", dev,
-                   *(["--clips", "16", "--seconds", "1", "--epochs", "1", "--skip-original"] if quick
-                     else ["--clips", "1440", "--seconds", "3.5"])], 120),
         ("median_compile", [PY, "benchmarks/bench_median.py", "--device", dev, "--compile",
                             *(["--quick"] if quick else [])], 90),
     ]
@@ -205,16 +307,17 @@ def main(argv=None):
             continue
         suite.run(name, cmd, timeout)
         if name == "pytest_cuda":
-            (suite.logs / "pytest_cuda.json").write_text(json.dumps(_junit_counts(junit), indent=2) + "\n")
-    figures = headline(results, dev)
-    suite.save({"total_seconds": round(time.monotonic() - t0, 1), "librosa": have_librosa,
-                "audiomentations": have_audiomentations, "headline": figures})
+            counts = _junit_counts(junit) or {"error": "no junit XML: pytest was killed or crashed (see its log)"}
+            (suite.logs / "pytest_cuda.json").write_text(json.dumps(counts, indent=2) + "\n")
+            suite.save()
+    suite.save({"total_seconds": round(time.monotonic() - t0, 1)})
 
     print("\n==== gpu_suite summary ====")
     for s in suite.steps:
         print(f"{s['step']:18s} {s['status']:28s} {s['seconds']:7.1f} s   {s['log']}")
-    print(json.dumps(figures, indent=1))
-    print(f"total {time.monotonic() - t0:.1f} s; results under {results.relative_to(ROOT)}/")
+    print(json.dumps(headline(results, dev, suite.started - 1), indent=1))
+    print(f"total {time.monotonic() - t0:.1f} s; results under {results.relative_to(ROOT)}/"
+          + (f"; mirrored to {args.mirror}" if args.mirror else ""))
     return 0 if all(s["status"] == "ok" for s in suite.steps) else 1
 
 

@@ -474,6 +474,9 @@ class _Run:
         self._data_epoch = self.start_epoch
         self._plans, self._pending, self._gen_snapshots = {}, {}, {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ser_gpu-data") if c.prefetch else None
+        # CUDA: the prefetch thread queues its chunks on a stream of its own, so they run beside the training
+        # step instead of in line with it (epoch_batches makes the training stream wait for each chunk)
+        self._data_stream = torch.cuda.Stream(self.device) if c.prefetch and self.device.type == "cuda" else None
 
     def _rank_seed(self, stream: str, *more) -> int:
         """Seed of this rank's ``stream``: rank 0's augmentation is ``seed + 1`` (the one-process run's);
@@ -663,8 +666,8 @@ class _Run:
         parts = []
         with torch.no_grad():
             for pos, rung in length_groups(lengths, multiple=SAMPLE_MULTIPLE):
-                y, L, _ = dataset.gather(index[pos].to(self.device))
-                y = nn.functional.pad(y, (0, rung - y.shape[-1]))
+                # padded to the rung the host-side lengths give: the gather never reads them back
+                y, L, _ = dataset.gather(index[pos].to(self.device), width=rung)
                 if aug:
                     y, L = self.augment(y, L, generator=self.augment_gen)
                     y = nn.functional.pad(y, (0, ladder(y.shape[-1], multiple=SAMPLE_MULTIPLE) - y.shape[-1]))
@@ -691,10 +694,16 @@ class _Run:
                 min(x.shape[-1], ladder(int(host_fl[s].max()), multiple=FRAME_MULTIPLE))
             yield x[s, :, :frames], fl[s], labels[s], index[s]
 
-    def _chunk_job(self, epoch: int, k: int):
+    def _chunk_job(self, epoch: int, k: int, after=None):
         """Chunk ``k`` of ``epoch``'s training data: the epoch's order is drawn (``shuffle_gen``) at its
         first chunk; then the chunk's augmented features (``augment_gen``). Jobs run one at a time, in
-        order (on the prefetch thread or inline), so the draws never depend on the timing."""
+        order (on the prefetch thread or inline), so the draws never depend on the timing.
+
+        Returns ``(features, index, n_chunks, timer, ready)``. Inline (and on the CPU): ``timer`` the
+        job's seconds (device synchronised), ``ready`` None. On the prefetch thread on CUDA the work is
+        queued on ``self._data_stream`` (after the event ``after``: what the training had queued when the
+        job was submitted), nothing is synchronised: ``timer`` is the pair of CUDA events around the
+        chunk's work and ``ready`` its last event, which the consumer's stream waits for."""
         c = self.config
         if k == 0:
             n = len(self.train_set)
@@ -705,20 +714,35 @@ class _Run:
                 order = _distributed.shard_batches(order, c.batch_size, self.dist.rank, self.dist.world_size)
             self._plans[epoch] = list(epoch_chunks(order, self.chunk_size, c.batch_size))
         plan = self._plans[epoch]
-        t0 = time.perf_counter()
-        with torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext():
-            features = self._chunk_features(self.train_set, plan[k], train=True)
-            self._sync()
+        stream = self._data_stream if after is not None else None
+        if stream is None:
+            t0 = time.perf_counter()
+            with torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext():
+                features = self._chunk_features(self.train_set, plan[k], train=True)
+                self._sync()
+            timer, ready = time.perf_counter() - t0, None
+        else:
+            with torch.cuda.device(self.device), torch.cuda.stream(stream):
+                stream.wait_event(after)
+                start, ready = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record(stream)
+                features = self._chunk_features(self.train_set, plan[k], train=True)
+                ready.record(stream)
+            timer = (start, ready)
         if k + 1 == len(plan):
             del self._plans[epoch]
-        return features, plan[k], len(plan), time.perf_counter() - t0
+        return features, plan[k], len(plan), timer, ready
 
     def _submit(self, epoch: int, k: int):
         if k == 0:  # what a checkpoint taken before this epoch must hold, whatever has been prefetched since
             self._gen_snapshots[epoch] = (self.shuffle_gen.get_state(), self.augment_gen.get_state())
         if self._executor is None:
             return _Done(self._chunk_job(epoch, k))
-        return self._executor.submit(self._chunk_job, epoch, k)
+        after = None
+        if self._data_stream is not None:  # the job's stream first waits for what the training queued so far
+            after = torch.cuda.Event()
+            after.record(torch.cuda.current_stream(self.device))
+        return self._executor.submit(self._chunk_job, epoch, k, after)
 
     def epoch_batches(self, timing: Optional[dict] = None):
         """One training epoch's batches ``(x, frame_lengths, labels, clip_index)``, chunk by chunk.
@@ -730,34 +754,59 @@ class _Run:
         clips (whole batches), and each chunk's augmented features are computed before its batches are
         yielded, with fresh augmentation draws (``augment_gen``) every epoch. With ``prefetch`` the next
         chunk (the next epoch's first, at an epoch's end) is computed on a second thread while the model
-        trains on this one; the draws are the same either way. ``timing['data_seconds']`` accumulates the
-        time the model waited for the data path, ``timing['data_compute_seconds']`` the data path's own
-        time (device synchronised); they are equal without prefetch.
+        trains on this one (on CUDA on a stream of its own, which the training's stream waits for, event
+        by event: no host sync); the draws are the same either way.
+
+        ``timing['data_seconds']`` accumulates the time the model waited for the data path (without
+        prefetch: the chunks' own time; with it: the wait for the thread, plus on CUDA the time the
+        training's stream stalled on a chunk's event), ``timing['data_compute_seconds']`` the data path's
+        own time (device synchronised inline; CUDA events around each chunk on the thread's stream). The
+        CUDA events are read once, at the epoch's end.
         """
         epoch, k = self._data_epoch, 0
+        gpu_compute, gpu_stalls = [], []  # CUDA event pairs, read at the epoch's end
         while True:
             job = self._pending.pop((epoch, k), None) or self._submit(epoch, k)
             t0 = time.perf_counter()
-            (x, fl, labels, host_fl), index, n_chunks, seconds = job.result()
+            (x, fl, labels, host_fl), index, n_chunks, timer, ready = job.result()
             waited = time.perf_counter() - t0
             nxt = (epoch, k + 1) if k + 1 < n_chunks else (epoch + 1, 0)
             if self._executor is not None and nxt[0] < self.config.epochs:
                 self._pending[nxt] = self._submit(*nxt)
+            if ready is not None:  # queued on the data stream: the training's stream waits for it on the device
+                current = torch.cuda.current_stream(self.device)
+                before, after = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                before.record(current)
+                current.wait_event(ready)
+                after.record(current)
+                for t in (x, fl, labels):  # made on the data stream, used on this one: not reused before that
+                    t.record_stream(current)
+                gpu_compute.append(timer)
+                gpu_stalls.append((before, after))
+                timer = 0.0
             if timing is not None:
-                timing["data_seconds"] = timing.get("data_seconds", 0.0) + (waited if self._executor else seconds)
-                timing["data_compute_seconds"] = timing.get("data_compute_seconds", 0.0) + seconds
+                timing["data_seconds"] = timing.get("data_seconds", 0.0) + (waited if self._executor else timer)
+                timing["data_compute_seconds"] = timing.get("data_compute_seconds", 0.0) + timer
             yield from self._batches(x, fl, labels, host_fl, index)
             if nxt[0] != epoch:
                 break
             k += 1
+        if timing is not None and gpu_compute:
+            gpu_stalls[-1][1].synchronize()  # the epoch's one wait, for its last stall event (the chunks' are older)
+            gpu_compute[-1][1].synchronize()
+            timing["data_compute_seconds"] += sum(a.elapsed_time(b) for a, b in gpu_compute) / 1e3
+            timing["data_seconds"] += sum(a.elapsed_time(b) for a, b in gpu_stalls) / 1e3
         self._gen_snapshots.pop(epoch, None)
         self._data_epoch = epoch + 1
 
     def close_data(self) -> None:
-        """Stop the prefetch thread (a chunk it is computing is finished and dropped)."""
+        """Stop the prefetch thread (a chunk it is computing is finished and dropped); on CUDA, what it
+        left queued on its stream comes before anything the caller's stream does next."""
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+        if getattr(self, "_data_stream", None) is not None:
+            torch.cuda.current_stream(self.device).wait_stream(self._data_stream)
         self._pending.clear()
 
     def _steps(self, timing: dict):
@@ -780,10 +829,17 @@ class _Run:
             raise RuntimeError("internal error: a rank's shard has more batches than its steps")
 
     def train_epoch(self) -> dict:
-        """Train one epoch; the loss and accuracy are over all ranks' batches (the same on every rank)."""
+        """Train one epoch; the loss and accuracy are over all ranks' batches (the same on every rank).
+
+        The step never waits for the device: the loss sum and the correct count stay in device tensors
+        and are read once, at the end of the epoch (a non-finite loss shows there; :func:`_fit` stops).
+        """
         c = self.config
         self.model.train()
-        total_loss = correct = count = 0.0
+        # float64 sums of float32 losses times n, added in step order: the host-float arithmetic of old
+        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        count = 0
         timing = {"data_seconds": 0.0}
         for (x, fl, labels, _), weight in self._steps(timing):
             with self._autocast():
@@ -791,15 +847,16 @@ class _Run:
             loss = self.criterion(logits.float(), labels)
             self.optimizer.zero_grad(set_to_none=True)
             (loss if weight == 1.0 else loss * weight).backward()
-            nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)  # no sync (error_if_nonfinite off)
             self.optimizer.step()
             if c.schedule == "cosine":
                 self.scheduler.step()
             if weight > 0:
                 n = labels.numel()
-                total_loss += float(loss.detach()) * n
-                correct += float((logits.detach().argmax(-1) == labels).sum())
+                total_loss += loss.detach().double() * n
+                correct += (logits.detach().argmax(-1) == labels).sum()
                 count += n
+        total_loss, correct = torch.stack([total_loss, correct.double()]).tolist()  # the epoch's one read
         if self.dist.enabled:
             # each rank's batch-norm running statistics follow its own batches: rank 0's are the model's
             # (as DDP itself broadcasts them before every forward), so every rank holds the same weights
@@ -825,14 +882,15 @@ class _Run:
         """Loss and metrics of ``self.model`` over ``batches``; under torchrun over every rank's batches
         (predictions and labels gathered, loss summed), the same on every rank."""
         self.model.eval()
-        total_loss, preds, truth = 0.0, [], []
+        total_loss, preds, truth = torch.zeros((), dtype=torch.float64, device=self.device), [], []
         with torch.no_grad():
             for x, fl, labels in batches:
                 with self._autocast():
                     logits = self.eval_forward(x, fl)
-                total_loss += float(self.criterion(logits.float(), labels)) * labels.numel()
+                total_loss += self.criterion(logits.float(), labels).double() * labels.numel()  # read once, below
                 preds.append(logits.argmax(-1))
                 truth.append(labels)
+        total_loss = total_loss.item()
         empty = torch.zeros(0, dtype=torch.int64, device=self.device)
         truth = torch.cat(truth) if truth else empty
         preds = torch.cat(preds) if preds else empty

@@ -399,6 +399,42 @@ def test_specaugment_draw_ranges():
     assert len(set(fs[:, 0].tolist())) > 30, "starts vary per example"
 
 
+def test_specaugment_equals_the_public_masks_of_its_draws(device):
+    """SpecAugment applies its drawn bands through the unchecked mask kernel: the public, checked
+    mask_along_axis gives the same result."""
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(6, 68, 30, generator=g) + 1.0).to(device)
+    fl = torch.tensor([30, 29, 12, 1, 30, 7], device=device)
+    spec = SpecAugment(n_freq_masks=2, n_time_masks=2)
+    out = spec(x, fl, generator=torch.Generator().manual_seed(4))
+    fs, fw, ts, tw = spec.draw(68, fl.cpu(), generator=torch.Generator().manual_seed(4))
+    ref = mask_along_axis(x, fs.to(device), fw.to(device), axis="freq", frame_lengths=fl)
+    ref = mask_along_axis(ref, ts.to(device), tw.to(device), axis="time", frame_lengths=fl)
+    assert torch.equal(out, ref)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_specaugment_waits_for_the_gpu_once():
+    """One host sync per call on CUDA (the frame-lengths gate); the masks' own checks made six more."""
+    import warnings
+
+    x = torch.rand(8, 68, 40, device="cuda")
+    fl = torch.randint(1, 41, (8,), device="cuda")
+    spec = SpecAugment()
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    spec(x, fl, generator=gen)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            spec(x, fl, generator=gen)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len([w for w in caught if "synchroniz" in str(w.message).lower()]) == 1
+
+
 def test_mask_along_axis_exact():
     x = torch.arange(2 * 5 * 6, dtype=torch.float32).reshape(2, 5, 6) + 1
     out = mask_along_axis(x, torch.tensor([[1], [3]]), torch.tensor([[2], [5]]), axis="time", mask_value=-1.0,

@@ -281,6 +281,48 @@ def test_a_chunk_out_of_memory_is_redone_in_halves(corpus, cache, tmp_path):
     assert run.chunk_size == 4  # later chunks (and a resumed run, which reads it from last.pt) are smaller
 
 
+def _host_summed_epoch(run):
+    """One epoch as train_epoch stepped before it kept its sums on the device: each step's loss and correct
+    count read back to a Python float and added on the host."""
+    run.model.train()
+    total = correct = count = 0.0
+    for (x, fl, labels, _), _ in run._steps({}):
+        with run._autocast():
+            logits = run.forward_model(x, fl)
+        loss = run.criterion(logits.float(), labels)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
+        run.optimizer.step()
+        total += float(loss.detach()) * labels.numel()
+        correct += float((logits.detach().argmax(-1) == labels).sum())
+        count += labels.numel()
+    return total / count, correct / count
+
+
+def _host_summed_loss(run, batches):
+    run.model.eval()
+    with torch.no_grad():
+        total = sum(float(run.criterion(run.eval_forward(x, fl).float(), labels)) * labels.numel()
+                    for x, fl, labels in batches)
+    return total / sum(labels.numel() for *_, labels in batches)
+
+
+def test_epoch_figures_read_once_equal_the_per_step_host_sums(corpus, cache, tmp_path):
+    """train_epoch and evaluate keep their sums on the device and read them once: the same figures (float64
+    sums in step order) as reading every step's loss back, which made two host syncs per step."""
+    settings = dict(chunk_size=8, epochs=2)
+    run = _run(corpus, cache, tmp_path, **settings)
+    row = run.train_epoch()
+    assert run.last_timing["data_compute_seconds"] > 0 and row["data_seconds"] >= 0
+    ref = _run(corpus, cache, tmp_path, **settings)  # the same seed: the same weights, order and draws
+    loss, acc = _host_summed_epoch(ref)
+    assert row["train_loss"] == loss and row["train_acc"] == acc
+    val = run.feature_batches(run.val_set)
+    assert run.evaluate(val)["loss"] == _host_summed_loss(run, val)
+    assert torch.isfinite(torch.tensor(row["train_loss"]))
+
+
 # ------------------------------------------------------------------------------------------------ CUDA
 
 @pytest.mark.parametrize("chunk_size", [4, 256])
@@ -307,6 +349,46 @@ def test_cuda_training_runs_with_the_chunk_size_from_memory(corpus, cache, tmp_p
     run = _run(corpus, cache, tmp_path, device="cuda")
     n = len(run.train_set)
     assert run.chunk_size == -(-n // 4) * 4  # a tiny epoch fits whole in free GPU memory
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_prefetch_on_its_own_stream_gives_the_inline_features(corpus, cache, tmp_path):
+    """With prefetch on CUDA the chunks are computed on the data thread's own stream (the training's stream
+    waits for their events): the same clips, frame counts and (augmented) features as computed inline."""
+    epochs = {}
+    streams = []
+    for prefetch in (True, False):
+        run = _run(corpus, cache, tmp_path, chunk_size=8, epochs=2, device="cuda", prefetch=prefetch)
+        assert (run._data_stream is not None) == prefetch
+        real = run._chunk_features_once
+
+        def recording(dataset, index, *, train, run=run, real=real):
+            streams.append((run._data_stream, torch.cuda.current_stream()))
+            return real(dataset, index, train=train)
+
+        run._chunk_features_once = recording
+        epochs[prefetch] = [[(x.clone(), fl.clone(), lab.clone(), idx) for x, fl, lab, idx in _epoch(run)]
+                            for _ in range(2)]
+    for side, used in streams:
+        assert side is None or used == side  # a prefetched chunk ran on the data stream
+    assert any(side is not None for side, _ in streams)
+    for a, b in zip(epochs[True], epochs[False]):
+        assert len(a) == len(b)
+        for (xa, fa, la, ia), (xb, fb, lb, ib) in zip(a, b):
+            assert torch.equal(ia, ib) and torch.equal(fa, fb) and torch.equal(la, lb)
+            torch.testing.assert_close(xa, xb, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_epoch_timing_from_events(corpus, cache, tmp_path):
+    """The data path's figures on CUDA with prefetch come from CUDA events (no synchronize per chunk)."""
+    run = _run(corpus, cache, tmp_path, chunk_size=8, epochs=2, device="cuda")
+    row = run.train_epoch()
+    timing = run.last_timing
+    assert 0 < timing["data_compute_seconds"] < 600 and 0 <= row["data_seconds"] < 600
+    assert all(torch.isfinite(torch.tensor(row[k])) for k in ("train_loss", "train_acc"))
 
 
 def test_resume_keeps_the_resolved_chunk_size(corpus, cache, tmp_path, monkeypatch):

@@ -471,6 +471,42 @@ def test_waveform_set_shuffle_is_a_reproducible_permutation(device):
             assert (row[n:] == 0).all()
 
 
+def test_waveform_set_gather_with_a_given_width(device):
+    """``width`` (a padded size the caller knows on the host) gives the gather without it, zero-padded to
+    that width; a narrower width cuts the clips and says so in their lengths."""
+    lengths = [5, 17, 1, 9, 12]
+    waves = _waves(lengths, seed=3)
+    ws = WaveformSet(waves, [0, 1, 2, 3, 4]).to(device)
+    index = torch.tensor([3, 0, 4, 2], device=device)
+    y, lens, labs = ws.gather(index)
+    assert y.shape == (4, 12)
+    for width in (12, 20):
+        yw, lw, bw = ws.gather(index, width=width)
+        assert yw.shape == (4, width) and torch.equal(lw, lens) and torch.equal(bw, labs)
+        assert torch.equal(yw[:, :12], y) and not yw[:, 12:].any()
+    yc, lc, _ = ws.gather(index, width=6)
+    assert lc.cpu().tolist() == [6, 5, 6, 1]
+    assert torch.equal(yc, y[:, :6] * (torch.arange(6, device=device) < lc[:, None]))
+    with pytest.raises(ParameterError, match="width must be a positive integer, got 0"):
+        ws.gather(index, width=0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_waveform_set_gather_with_a_width_does_not_wait_for_the_gpu():
+    ws = WaveformSet(_waves([5, 17, 1, 9]), [0, 1, 2, 3]).to("cuda")
+    index = torch.tensor([1, 3], device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        y, _, _ = ws.gather(index, width=20)
+        with pytest.raises(RuntimeError, match="synchroniz"):  # without it: the lengths are read back
+            ws.gather(index)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(y[:, :17].cpu(), ws.gather(index)[0].cpu())
+
+
 def test_waveform_set_bad_input():
     with pytest.raises(ParameterError, match="at least one waveform"):
         WaveformSet([], [])

@@ -99,21 +99,31 @@ class WaveformSet:
         start, length = int(self.offsets[i]), int(self.lengths[i])
         return self.data[start:start + length], int(self.labels[i])
 
-    def gather(self, index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def gather(self, index: torch.Tensor, *, width: Optional[int] = None
+               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The clips ``index`` as one zero-padded batch (one vectorised gather, no loop over clips).
 
         Args:
             index: ``[shape=(B,)]`` integer clip indices.
+            width (int | None, default None): the padded length ``T``. ``None``: the longest of these
+                clips, which reads the lengths back from the set's device (a host sync on a GPU); a
+                caller that knows the lengths on the host (e.g. a padded size from
+                :func:`ser_gpu.data.chunks.length_groups`) passes it and the gather never waits for the
+                device. A clip longer than ``width`` is cut to it (its returned length too).
 
         Returns:
-            ``(y, lengths, labels)``: ``y`` float32 ``[shape=(B, T)]`` with ``T`` the longest of these
-            clips, zero beyond each clip's length; ``lengths`` and ``labels`` int64 ``[shape=(B,)]``.
+            ``(y, lengths, labels)``: ``y`` float32 ``[shape=(B, T)]``, zero beyond each clip's length;
+            ``lengths`` and ``labels`` int64 ``[shape=(B,)]``.
         """
         index = torch.as_tensor(index, device=self.data.device).reshape(-1).to(torch.int64)
         if index.numel() == 0:
             raise ParameterError("index must select at least one clip, got an empty index")
         lengths = self.lengths[index]
-        T = int(lengths.max())
+        if width is None:
+            T = int(lengths.max())
+        else:
+            T = check_positive_int(width, "width")
+            lengths = lengths.clamp(max=T)
         t = torch.arange(T, device=self.data.device)
         valid = t < lengths.unsqueeze(1)
         # positions past a clip's end would read its neighbour (or run off the end): clamp, then zero

@@ -301,6 +301,13 @@ def mask_along_axis(
     s, w = starts[0], widths[0]
     if s.shape != w.shape:
         raise ParameterError(f"start and width must have the same shape, got {tuple(s.shape)} and {tuple(w.shape)}")
+    return _mask_along_axis(x, s, w, axis=axis, mask_value=float(mask_value), frame_lengths=frame_lengths)
+
+
+def _mask_along_axis(x: torch.Tensor, s: torch.Tensor, w: torch.Tensor, *, axis: str, mask_value: float,
+                     frame_lengths: Optional[torch.Tensor]) -> torch.Tensor:
+    """:func:`mask_along_axis` on checked arguments: ``s``, ``w`` int64 ``(..., n_masks)`` on ``x``'s device,
+    non-negative (no host sync here)."""
     F, N = x.shape[-2], x.shape[-1]
     size = F if axis == "freq" else N
     pos = torch.arange(size, device=x.device)
@@ -316,4 +323,4 @@ def mask_along_axis(
             band = band & valid_mask(frame_lengths.reshape(-1), N)
         mask = band.unsqueeze(1)  # (B, 1, N)
     flat = x.reshape(-1, F, N)
-    return flat.masked_fill(mask, float(mask_value)).reshape(x.shape)
+    return flat.masked_fill(mask, mask_value).reshape(x.shape)

@@ -175,8 +175,9 @@ _STRETCH_CHUNK_ELEMENTS = {"cpu": 2**22, "cuda": 2**23}
 
 
 def _phase_vocoder(X: torch.Tensor, rate: torch.Tensor, frame_lengths: torch.Tensor, *, hop_length: int,
-                   n_fft: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``X``: ``(B, K, N)`` complex; ``rate``: ``(B,)`` float64; ``frame_lengths``: ``(B,)`` int64.
+                   n_fft: int, n_out_max: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``X``: ``(B, K, N)`` complex; ``rate``: ``(B,)`` float64; ``frame_lengths``: ``(B,)`` int64;
+    ``n_out_max``: the largest output frame count, when the caller knows it (else it is read back).
 
     librosa's loop, vectorised over examples and output frames: output frame ``t`` of example ``b``
     reads input frames ``floor(t * rate[b])`` and the next one (zero at and beyond the example's own
@@ -189,7 +190,9 @@ def _phase_vocoder(X: torch.Tensor, rate: torch.Tensor, frame_lengths: torch.Ten
     dev = X.device
     # len(np.arange(0, n, rate)) == ceil(n / rate), computed in float64 as numpy does
     n_out = torch.ceil(frame_lengths.to(torch.float64) / rate).to(torch.int64)
-    T_out = max(int(n_out.max()), 1) if B else 1
+    if n_out_max is None:
+        n_out_max = int(n_out.max()) if B else 1
+    T_out = max(n_out_max, 1)
     steps = torch.arange(T_out, device=dev, dtype=torch.float64) * rate.unsqueeze(-1)  # np.arange: i * step
     floor = torch.floor(steps)
     alpha = (steps - floor).to(real).unsqueeze(1)  # (B, 1, T_out)
@@ -281,19 +284,24 @@ def _time_stretch(flat: torch.Tensor, rate: torch.Tensor, lengths: torch.Tensor,
     """``flat``: ``(B, T)`` zero beyond ``lengths``; ``rate`` ``(B,)`` float64. Returns ``(y, new_lengths)``."""
     B, T = flat.shape
     new_lengths = torch.round(lengths.to(torch.float64) / rate).to(torch.int64)  # int(round(len / rate))
-    T_out = max(int(new_lengths.max()), 1) if B else 1
-    out = flat.new_zeros((B, T_out))
     frames = num_frames(lengths, hop_length=hop_length, n_fft=n_fft, center=True)
+    # one host read for every size below: the output length and each example's output frames
+    # (_phase_vocoder's ceil(frames / rate)), so no chunk reads its own back
+    frames_out = torch.ceil(frames.to(torch.float64) / rate).to(torch.int64)
+    sizes = torch.cat([new_lengths.max().reshape(1), frames_out]).tolist() if B else [1]
+    T_out, n_out_each = max(sizes[0], 1), sizes[1:]
+    out = flat.new_zeros((B, T_out))
     K = 1 + n_fft // 2
     n_in = 1 + T // hop_length
-    n_out_max = int(torch.ceil(frames.to(torch.float64) / rate).max()) if B else 1
+    n_out_max = max(n_out_each, default=1)
     budget = _STRETCH_CHUNK_ELEMENTS.get(flat.device.type, _STRETCH_CHUNK_ELEMENTS["cuda"])
     per_chunk = max(1, budget // (K * max(n_in, n_out_max)))
     for b0 in range(0, B, per_chunk):
         b1 = min(B, b0 + per_chunk)
         D = _stft(flat[b0:b1], n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
                   center=True, pad_mode="constant")
-        S, n_out = _phase_vocoder(D, rate[b0:b1], frames[b0:b1], hop_length=hop_length, n_fft=n_fft)
+        S, n_out = _phase_vocoder(D, rate[b0:b1], frames[b0:b1], hop_length=hop_length, n_fft=n_fft,
+                                  n_out_max=max(n_out_each[b0:b1]))
         del D
         out[b0:b1] = _istft(S, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
                             center=True, length=T_out, lengths=new_lengths[b0:b1], frame_lengths=n_out)
@@ -447,7 +455,9 @@ def _resample(x: torch.Tensor, ratio: torch.Tensor, in_lengths: torch.Tensor, ou
     soxr_lengths = torch.floor(in_lengths.to(torch.float64) * ratio + 0.5).to(torch.int64)
     out = out.masked_fill(~valid_mask(torch.minimum(soxr_lengths, out_lengths), T_out), 0.0)
     same = (ratio == 1.0).unsqueeze(-1)
-    if bool(same.any()):
+    # examples at ratio 1 are copied exactly; on a GPU blending always costs less than asking whether any
+    # is (a host sync), on the CPU the question is free and usually spares the blend
+    if x.device.type != "cpu" or bool(same.any()):
         n = min(T, T_out)
         copy = torch.nn.functional.pad(x[:, :n], (0, T_out - n))
         out = torch.where(same, copy.masked_fill(~valid_mask(out_lengths, T_out), 0.0), out)

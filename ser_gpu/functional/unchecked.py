@@ -17,6 +17,7 @@ arguments.
 from __future__ import annotations
 
 from .augment import _check_generator as check_generator  # the generator/device check of add_noise, shift
+from .augment import _mask_along_axis as mask_along_axis
 from .augment import _rand as rand  # per-example uniform draws from a generator
 from .augment import _shift as shift
 from .constantq import _C1 as C1  # librosa's default fmin, note_to_hz('C1')
@@ -41,8 +42,8 @@ from .spectrum import _power_to_db as power_to_db
 from .spectrum import _stft as stft
 
 __all__ = [
-    "check_generator", "rand", "shift", "C1", "chroma_from_cqt", "cqt", "tonnetz_from_chroma", "pitch_shift",
-    "time_stretch", "trim", "delta", "rms_waveform", "spectral_centroid", "spectral_contrast", "spectral_rolloff",
-    "zero_crossing_rate", "DEFAULT_CHUNK_SIZE", "hpss_from_stft", "estimate_tuning", "check_stft_args",
-    "magnitude", "power_to_db", "stft",
+    "check_generator", "rand", "shift", "mask_along_axis", "C1", "chroma_from_cqt", "cqt", "tonnetz_from_chroma",
+    "pitch_shift", "time_stretch", "trim", "delta", "rms_waveform", "spectral_centroid", "spectral_contrast",
+    "spectral_rolloff", "zero_crossing_rate", "DEFAULT_CHUNK_SIZE", "hpss_from_stft", "estimate_tuning",
+    "check_stft_args", "magnitude", "power_to_db", "stft",
 ]

@@ -37,7 +37,6 @@ from .._validation import (
 )
 from ..errors import ParameterError
 from ..functional import unchecked
-from ..functional.augment import mask_along_axis
 from ..functional.lengths import valid_mask, zero_padding
 
 __all__ = ["WaveformAugmentConfig", "WaveformAugment", "SpecAugmentConfig", "SpecAugment"]
@@ -419,7 +418,10 @@ class SpecAugment(nn.Module):
         fs, fw, ts, tw = self.draw(F, fl, generator=generator)
         out = flat
         if c.n_freq_masks:
-            out = mask_along_axis(out, fs, fw, axis="freq", mask_value=c.mask_value, frame_lengths=fl)
+            # the drawn bands are checked by construction: the kernel, without the gate's host syncs
+            out = unchecked.mask_along_axis(out, fs, fw, axis="freq", mask_value=float(c.mask_value),
+                                            frame_lengths=fl)
         if c.n_time_masks:
-            out = mask_along_axis(out, ts, tw, axis="time", mask_value=c.mask_value, frame_lengths=fl)
+            out = unchecked.mask_along_axis(out, ts, tw, axis="time", mask_value=float(c.mask_value),
+                                            frame_lengths=fl)
         return out.reshape(x.shape)
