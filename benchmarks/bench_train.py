@@ -21,7 +21,7 @@ augmentation every epoch:
 Reported for ser_gpu: the first epoch's and the steady (median of the later epochs) seconds, the data
 path's share of the steady epochs (augmentation + features + SpecAugment, device synchronised), and the
 model step alone (one epoch's batches precomputed, then forward/backward/optimiser only). ``--readme-job``
-also runs the README Quickstart (``python -m ser_gpu.train --split actor --epochs 20 --lr 1e-3``) in a
+also runs the README Quickstart (``python -m ser_gpu.train --split actor --epochs 20``) in a
 subprocess with a fresh cache (corpus generation included) and reports its wall time, epochs and test
 UAR. ``--sync-report`` (CUDA) runs one more, untimed epoch under ``torch.cuda.set_sync_debug_mode('warn')``
 and counts every host sync by thread (the training loop, the prefetch thread) and by the ser_gpu source
@@ -157,10 +157,13 @@ class _BenchRun:
                 self.val_set = self.test_set = None
                 self.host_lengths = {id(self.train_set): torch.tensor([w.shape[0] for w in waves])}
                 self.split_sizes = {"train": len(waves), "val": 0, "test": 0}
+                self.n_train_batches = -(-len(waves) // BATCH)
 
-        config = TrainConfig(out=out or tempfile.mkdtemp(prefix="bench_train_"), batch_size=BATCH, lr=1e-4,
-                             epochs=epochs, device=str(device), chunk_size=chunk_size, compile_model=compile_model,
-                             prefetch=prefetch, progress=False)
+        # the original recipe: the same model, batch and optimiser as run_original, so the two pipelines compare
+        config = TrainConfig.for_recipe("original", out=out or tempfile.mkdtemp(prefix="bench_train_"),
+                                        batch_size=BATCH, lr=1e-4, epochs=epochs, device=str(device),
+                                        chunk_size=chunk_size, compile_model=compile_model, prefetch=prefetch,
+                                        progress=False)
         return Run(config, resume=False, overwrite=True)
 
 
@@ -260,7 +263,7 @@ def readme_job(device, epochs: int = 20) -> dict:
 
     root = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory(prefix="bench_readme_") as tmp:
-        cmd = [sys.executable, "-m", "ser_gpu.train", "--split", "actor", "--epochs", str(epochs), "--lr", "1e-3",
+        cmd = [sys.executable, "-m", "ser_gpu.train", "--split", "actor", "--epochs", str(epochs),
                "--out", str(Path(tmp) / "run"), "--device", str(device)]
         # the checkout first, then what the caller's path holds (gpu_suite.py's wheels: soundfile, soxr)
         path = os.pathsep.join([str(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
@@ -336,7 +339,7 @@ def main(argv=None):
                    help="no data path on a second thread (ser_gpu.train --no-prefetch)")
     p.add_argument("--readme-job", action="store_true",
                    help="also time the README Quickstart job (python -m ser_gpu.train --split actor --epochs 20 "
-                        "--lr 1e-3, fresh cache so corpus generation is included) in a subprocess")
+                        "fresh cache so corpus generation is included) in a subprocess")
     p.add_argument("--readme-only", action="store_true", help="time the README job only (implies --readme-job)")
     p.add_argument("--readme-epochs", type=int, default=20,
                    help="epochs of the README job (default: the Quickstart's %(default)s; fewer for a dry run)")
