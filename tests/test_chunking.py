@@ -226,10 +226,13 @@ def test_validation_features_are_computed_once(corpus, cache, tmp_path, monkeypa
     test = [i for name, train, idx in calls if name == "test" for i in idx]
     assert sorted(val) == list(range(sizes["val"])) and sorted(test) == list(range(sizes["test"]))
     assert all(not train for name, train, _ in calls if name != "train")
-    n_train = sum(len(idx) for name, _, idx in calls if name == "train")
+    n_train = sum(len(idx) for name, train, idx in calls if name == "train" and train)
     used = sizes["train"] - (1 if sizes["train"] % 4 == 1 else 0)
     assert n_train == 3 * used, [(name, train, len(idx)) for name, train, idx in calls]
-    assert sum(extracted) == 3 * used + sizes["val"] + sizes["test"]  # no other feature computation
+    # the training split's statistics (normalize='train'): its clips once more, without augmentation
+    stats = [i for name, train, idx in calls if name == "train" and not train for i in idx]
+    assert sorted(stats) == list(range(sizes["train"]))
+    assert sum(extracted) == 3 * used + sizes["train"] + sizes["val"] + sizes["test"]  # no other computation
 
 
 def test_chunk_size_setting(corpus, cache, tmp_path):
