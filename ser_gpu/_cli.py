@@ -159,6 +159,8 @@ def find_files(
     found: List[Path] = []
     seen = set()
     for given in paths:
+        if os.fspath(given) == "":  # Path("") is ".": an empty argument (an unset shell variable) is not cwd
+            raise ParameterError(f"{argument} must be a file or directory path, got an empty string ''")
         p = Path(os.fspath(given))
         ident = _identity(str(p))
         if ident is None:

@@ -107,3 +107,13 @@ def test_output_checks_leave_nothing_behind(tmp_path):
         check_output_dir(tmp_path / "f")
     with pytest.raises(ParameterError, match="cannot be created"):
         check_output_dir(tmp_path / "f" / "sub")
+
+
+def test_an_empty_path_is_refused_not_read_as_the_current_directory(tmp_path, monkeypatch):
+    # `predict "$UNSET"` used to predict every media file under the working directory
+    (tmp_path / "a.wav").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParameterError, match="input must be a file or directory path, got an empty string"):
+        find_files([""])
+    with pytest.raises(ParameterError, match="empty string"):
+        find_files([str(tmp_path), ""])
