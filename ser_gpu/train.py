@@ -1,4 +1,4 @@
-"""``python -m ser_gpu.train``: the original SER recipe end to end, with the data path on the device.
+"""``python -m ser_gpu.train``: the SER classifier trained end to end, with the data path on the device.
 
 The cached, trimmed waveforms sit on the device. Each epoch shuffles them (from the seed) and cuts the
 order into chunks of whole batches; for each chunk, ``WaveformAugment`` (noise, time stretch, pitch
@@ -6,10 +6,12 @@ shift, shift; fresh parameters per example and per epoch) -> ``FeatureExtractor`
 docs/design.md) -> ``SpecAugment`` run over all its clips in a few large calls (clips grouped by length, sizes
 padded to a geometric ladder: :mod:`ser_gpu.data.chunks`), then ``CNNBiLSTMAttention`` trains on the
 chunk's ``batch_size`` batches. Validation and test use the same features without augmentation,
-computed once. Optimisation follows the
-original system: AdamW (weight decay 1e-3), cross-entropy with label smoothing 0.1, ReduceLROnPlateau
-(factor 0.5, patience 10) on the validation loss, early stopping after 20 epochs without improvement,
-gradient clipping at 1.0, and the best checkpoint (lowest validation loss) kept.
+computed once. What is learnt follows a recipe (:data:`RECIPES`): ``speech``, the default (AdamW,
+cosine schedule with warm-up, class-weighted cross-entropy with label smoothing 0.1, rows standardised
+with the training split's statistics, the last epoch kept), or ``original``, the original system's
+(AdamW with weight decay 1e-3, ReduceLROnPlateau (factor 0.5, patience 10) on the validation loss, early
+stopping after 20 epochs without improvement, per-clip standardisation, the lowest validation loss
+kept); both clip gradients at 1.0.
 
 With no ``--data-dir`` the built-in synthetic corpus (:mod:`ser_gpu.data.synthetic`) is generated
 once into a cache directory and used.
@@ -55,7 +57,7 @@ __all__ = ["TrainConfig", "train_model", "plot_curves", "main"]
 
 _SPLITS = ("random", "actor")
 _SCHEDULES = ("cosine", "plateau")
-_SELECT = ("uar", "loss")
+_SELECT = ("last", "uar", "loss")
 _NORMALIZE = ("train", "valid", "padded", None)
 
 # The chunked data path (see _Run._chunk_features). Waveforms are padded to rungs that are multiples
@@ -105,8 +107,10 @@ class TrainConfig:
     warmup_epochs: int = 2  # schedule="cosine"
     lr_factor: float = 0.5  # schedule="plateau"
     lr_patience: int = 10  # schedule="plateau"
-    select: str = "uar"  # best.pt: the epoch of highest validation UAR ("uar") or lowest validation loss ("loss")
-    early_stopping: int = 20  # epochs without a better validation score (see select); 0 disables
+    # best.pt: the last epoch ("last": the end of the cosine decay), the epoch of highest validation UAR ("uar")
+    # or of lowest validation loss ("loss")
+    select: str = "last"
+    early_stopping: int = 20  # epochs without a better validation score (see select; never with "last"); 0 disables
     class_weights: bool = True  # cross-entropy weighted n / (K n_k) by the training split's class counts
     grad_clip: float = 1.0
     split: str = "random"
@@ -581,9 +585,10 @@ class _Run:
             torch.cuda.synchronize(self.device)
 
     def score(self, row: dict) -> float:
-        """The selection score of an epoch's ``row`` (higher is better): validation UAR, or minus the
-        validation loss (``select='loss'``)."""
-        return row["val_uar"] if self.config.select == "uar" else -row["val_loss"]
+        """The selection score of an epoch's ``row`` (higher is better): the epoch (``select='last'``),
+        validation UAR (``'uar'``), or minus the validation loss (``'loss'``)."""
+        select = self.config.select
+        return float(row["epoch"]) if select == "last" else row["val_uar"] if select == "uar" else -row["val_loss"]
 
     def _input_statistics(self):
         """Per-row mean and standard deviation (float32 ``[shape=(68,)]``) of the training split's features
@@ -1100,8 +1105,7 @@ def train_model(
     The original system's ``train_model(epochs, lr, batch_size)``; every other setting of
     :class:`TrainConfig` is a keyword (``split='actor'``, ``seed``, ``device``, ``augment``,
     ``p_pitch``, ...). Settings not given take ``recipe``'s values (:data:`RECIPES`): ``'speech'``
-    (TrainConfig's defaults: 30 epochs at lr 1e-3, batch 32, cosine schedule, best validation UAR
-    kept, class-weighted loss, features standardised with the training split's statistics, a
+    (TrainConfig's defaults: 30 epochs at lr 1e-3, batch 32, cosine schedule, the last epoch kept, class-weighted loss, features standardised with the training split's statistics, a
     1.1 M-parameter model) or ``'original'`` (the original system's: 300 epochs at lr 1e-4, batch 16,
     ReduceLROnPlateau, lowest validation loss kept, per-clip standardisation, 6.6 M parameters).
 
@@ -1207,8 +1211,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "halve the lr after 10 epochs without a lower validation loss; "))
     p.add_argument("--warmup-epochs", type=int, help=recipe_help("warmup_epochs", "cosine warm-up; "))
     p.add_argument("--select", choices=_SELECT,
-                   help=recipe_help("select", "best.pt and early stopping: highest validation UAR or lowest "
-                                              "validation loss; "))
+                   help=recipe_help("select", "best.pt and early stopping: the last epoch, highest validation "
+                                              "UAR or lowest validation loss; "))
     p.add_argument("--class-weights", action=argparse.BooleanOptionalAction,
                    help=recipe_help("class_weights", "weight the loss by inverse class frequency; "))
     p.add_argument("--normalize", type=_normalize_option, metavar="{train,valid,padded,none}",

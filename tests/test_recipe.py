@@ -30,7 +30,7 @@ def test_speech_recipe_is_the_default_and_original_is_one_name_away():
     speech, original = TrainConfig(), TrainConfig.for_recipe("original")
     assert speech.recipe == "speech" and original.recipe == "original"
     assert (speech.epochs, speech.lr, speech.batch_size, speech.schedule, speech.select, speech.normalize) == \
-        (30, 1e-3, 32, "cosine", "uar", "train")
+        (30, 1e-3, 32, "cosine", "last", "train")
     assert speech.class_weights and speech.channels == [64, 128, 128]
     # the original system's train_model defaults and architecture
     assert (original.epochs, original.lr, original.batch_size, original.weight_decay) == (300, 1e-4, 16, 1e-3)
@@ -155,7 +155,8 @@ def test_training_statistics_are_the_training_split_features(corpus, tmp_path):
     torch.testing.assert_close(state["input_std"].double(), torch.where(std > 0, std, 1.0), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("select, key, pick", [("uar", "val_uar", max), ("loss", "val_loss", min)])
+@pytest.mark.parametrize("select, key, pick", [("last", "epoch", max), ("uar", "val_uar", max),
+                                               ("loss", "val_loss", min)])
 def test_best_checkpoint_follows_select(corpus, tmp_path, select, key, pick):
     out = tmp_path / "run"
     result = train_model(epochs=4, data_dirs=[str(corpus)], out=str(out), cache_dir=str(tmp_path / "c"),
