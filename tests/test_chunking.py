@@ -297,6 +297,8 @@ def _host_summed_epoch(run):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
         run.optimizer.step()
+        if run.config.schedule == "cosine":  # the speech recipe steps its schedule per optimizer step
+            run.scheduler.step()
         total += float(loss.detach()) * labels.numel()
         correct += float((logits.detach().argmax(-1) == labels).sum())
         count += labels.numel()
