@@ -187,6 +187,43 @@ def test_windows_equal_load_media_of_each_span(files):
         assert torch.equal(w.y, ref), w.start
 
 
+@pytest.fixture(scope="module")
+def odd_files(tmp_path_factory):
+    """5 s + 7 samples of stereo noise at 44.1 kHz (an odd length, a rate that needs resampling to
+    22050 Hz) in every kind of file predict reads: libsndfile's (wav, flac, ogg, mp3) and ffmpeg's
+    (m4a, mkv)."""
+    ffmpeg()
+    d = tmp_path_factory.mktemp("odd")
+    rng = np.random.default_rng(1)
+    y = (0.2 * rng.standard_normal((2, 44100 * 5 + 7))).astype(np.float32)
+    sf.write(d / "odd.wav", y.T, 44100, subtype="PCM_16")
+    sf.write(d / "odd.flac", y.T, 44100)
+    ff("-i", str(d / "odd.wav"), "-c:a", "libvorbis", str(d / "odd.ogg"))
+    ff("-i", str(d / "odd.wav"), "-c:a", "libmp3lame", str(d / "odd.mp3"))
+    ff("-i", str(d / "odd.wav"), "-c:a", "aac", str(d / "odd.m4a"))
+    ff("-f", "lavfi", "-i", _video_src(5), "-i", str(d / "odd.wav"), "-c:v", "mpeg4", "-c:a", "pcm_s16le",
+       str(d / "odd.mkv"))
+    return d
+
+
+@pytest.mark.parametrize("name", ["odd.wav", "odd.flac", "odd.ogg", "odd.mp3", "odd.m4a", "odd.mkv"])
+def test_streamed_windows_equal_windows_cut_from_the_whole_file(odd_files, name):
+    """The one-pass stream (read blocks of 65536 frames, shorter than a window) gives exactly the
+    windows that cutting the whole decoded file at the native rate and resampling each piece gives."""
+    from ser_gpu.io import _resample
+
+    path = odd_files / name
+    whole, native = load_media(path, sr=None)  # the whole file at once, averaged over channels
+    assert native == 44100
+    windows = list(iter_windows(path, sr=22050, window_seconds=2.0, hop_seconds=1.5))
+    starts = list(range(0, len(whole) - 88200 + 1, 66150))
+    expected = [(a, a + 88200) for a in starts] + [(starts[-1] + 66150, len(whole))]
+    assert [(round(w.start * native), round(w.end * native)) for w in windows] == expected
+    for w, (a, b) in zip(windows, expected):
+        assert w.y.dtype == torch.float32
+        assert torch.equal(w.y, torch.from_numpy(_resample(whole[a:b].numpy(), native, 22050))), (name, a)
+
+
 def test_windows_short_file_gap_and_early_stop(files):
     only = list(iter_windows(files / "tone.wav", sr=None, window_seconds=3.0))
     assert len(only) == 1 and only[0].start == 0.0 and only[0].end == TONE_SECONDS

@@ -358,7 +358,7 @@ def test_train_out_does_not_overwrite_a_users_result_json(corpus, tmp_path, caps
 
 def test_constant_q_caches_stay_bounded_over_many_tunings():
     """Every cache keyed by tuning is bounded, and what one tuning keeps is small (the whole 0.01 grid
-    of estimated tunings, 100 values, then fits in ~60 MB); no cache is keyed by a batch's set of tunings."""
+    of estimated tunings, 100 values, then fits in ~23 MB); no cache is keyed by a batch's set of tunings."""
     import functools
 
     import ser_gpu.functional.constantq as cq
@@ -375,11 +375,28 @@ def test_constant_q_caches_stay_bounded_over_many_tunings():
         info = fn.cache_info()
         assert info.maxsize is not None and info.maxsize <= 128, (fn.__name__, info)
     assert not hasattr(cq._band_tensors, "cache_info") or cq._band_tensors.cache_info().maxsize <= 4
+    assert not hasattr(cq._plan, "cache_info")  # the float64 numpy banks are not kept next to the tensors
+    assert len(filters._DEVICE_CACHE) <= filters._DEVICE_CACHE_SIZE <= 128
     plan_args = (22050.0, 512, float(cq._C1), 7 * 36, 36, 0.1, 1.0, 1, 0.01, "hann", True)
-    plan = cq._plan(*plan_args)
-    held = sum(o.basis.nbytes for o in plan.octaves)
-    held += sum(b.numel() * b.element_size() for b in cq._plan_tensors(plan_args, "cpu", torch.float32)[0])
-    assert held < 1_000_000, held  # bytes kept per tuning value (was ~3 MB, plus every batch's stacked copy)
+    kept = cq._plan_tensors(plan_args, "cpu", torch.float32)
+    held = sum(b.numel() * b.element_size() for b in kept.banks) + kept.gain.numel() * kept.gain.element_size()
+    assert held < 300_000, held  # bytes kept per tuning value (was ~3 MB, then ~0.78 MB with the numpy banks)
+
+
+def test_device_filter_bank_cache_drops_the_least_recently_used(monkeypatch):
+    """The device cache of filter banks is an LRU: full, it drops the bank unused longest, not all of them."""
+    from ser_gpu.functional import filters
+
+    monkeypatch.setattr(filters, "_DEVICE_CACHE", type(filters._DEVICE_CACHE)())
+    monkeypatch.setattr(filters, "_DEVICE_CACHE_SIZE", 3)
+    banks = {t: filters.chroma(sr=22050, n_fft=512, tuning=t) for t in (0.0, 0.1, 0.2)}
+    assert filters.chroma(sr=22050, n_fft=512, tuning=0.0) is banks[0.0]  # a hit; 0.1 is now the oldest
+    filters.chroma(sr=22050, n_fft=512, tuning=0.3)
+    assert len(filters._DEVICE_CACHE) == 3
+    assert filters.chroma(sr=22050, n_fft=512, tuning=0.0) is banks[0.0]
+    assert filters.chroma(sr=22050, n_fft=512, tuning=0.2) is banks[0.2]
+    rebuilt = filters.chroma(sr=22050, n_fft=512, tuning=0.1)
+    assert rebuilt is not banks[0.1] and torch.equal(rebuilt, banks[0.1])
 
 
 # -------------------------------------------------------------------------------------------- 6. smaller

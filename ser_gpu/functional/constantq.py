@@ -14,8 +14,9 @@ librosa's ``cqt`` (its ``vqt`` with ``gamma=0``) works octave by octave, from th
    a common frame count and, with ``scale=True``, bin ``k`` is divided by ``sqrt(length_k)``.
 
 The octave filter banks only depend on frequency / sampling rate, which is exactly the same for
-every decimated octave, so the bank is built once (in float64, on the CPU) and cached, then
-cached again per ``(device, dtype)``.  The decimation is :func:`._resample.decimate`, a Kaiser
+every decimated octave, so the bank is built once (in float64, on the CPU; a few recent ones are
+cached) and each plan's band-cut banks are cached per ``(tuning, device, dtype)`` in the compute
+dtype only (see ``_PLAN_CACHE``).  The decimation is :func:`._resample.decimate`, a Kaiser
 FIR fitted to soxr's response.
 
 Per-example tuning (one estimate per clip) changes the filters per example.  The distinct
@@ -123,13 +124,17 @@ def _sparsify_rows(x: np.ndarray, quantile: float) -> np.ndarray:
     return np.where(mags >= thresh, x, 0.0)
 
 
-# Cache sizes. Estimated tunings sit on a 0.01-bin grid in [-0.5, 0.5): a long file, or an epoch of
-# training, meets most of those 100 values, and rebuilding a plan costs tens of milliseconds of numpy,
-# so a plan is kept per value. To keep that bounded and small, a plan stores each octave's bank cut
-# to the band of FFT columns its filters use (~1/5 of them for chroma_cqt's 36 bins per octave):
-# ~0.4 MB of numpy per tuning plus ~0.2 MB per device/dtype in complex64, so at most ~60 MB for the
-# whole grid. Banks of several tunings are stacked per batch (not cached: a batch's set of tunings
-# rarely repeats); the per-octave FFT banks are only needed while a plan is built.
+# Cache size. Estimated tunings sit on a 0.01-bin grid in [-0.5, 0.5): a long file, or an epoch of
+# training, meets most of those 100 values, and rebuilding a plan costs tens of milliseconds of numpy
+# (a least-recently-used cache smaller than the grid misses on most windows of speech), so one entry
+# per value is kept, for the whole grid. What an entry keeps is only what a batch needs: each octave's
+# bank cut to the band of FFT columns its filters use (~1/5 of them for chroma_cqt's 36 bins per
+# octave) in the compute dtype on the compute device, plus a few numbers -- ~0.23 MB in complex64 for
+# chroma_cqt's 7 octaves, so ~23 MB for the whole grid and at most ~30 MB for the 128 entries. The
+# float64 numpy banks a plan is built from are dropped once they are converted (keeping them too
+# tripled the cache, ~78 MB over a 40-minute file). Banks of several tunings are stacked per batch
+# (not cached: a batch's set of tunings rarely repeats); the per-octave FFT banks are only needed
+# while a plan is built.
 _PLAN_CACHE = 128
 
 
@@ -168,7 +173,6 @@ class _Octave(NamedTuple):
     hop: int
     rows: int
     decimate_after: bool
-    basis: np.ndarray  # (rows, last - first) complex128, gain sqrt(sr / my_sr) included
     first: int  # the FFT columns [first, last) of n_fft // 2 + 1 where some filter is non-zero
     last: int
 
@@ -177,7 +181,6 @@ class _Plan(NamedTuple):
     early: int  # early decimation factor (1: none)
     sr: float  # sampling rate after early decimation
     octaves: Tuple[_Octave, ...]
-    bin_gain: np.ndarray  # (n_bins,) 1 / sqrt(filter length) with scale, else ones
     input_gain: float  # applied to the early-decimated signal
 
     def signature(self):
@@ -192,10 +195,15 @@ def _num_two_factors(x: int) -> int:
     return n
 
 
-@functools.lru_cache(maxsize=_PLAN_CACHE)
 def _plan(sr: float, hop_length: int, fmin: float, n_bins: int, bins_per_octave: int, tuning: float,
-          filter_scale: float, norm, sparsity: float, window: str, scale: bool) -> _Plan:
-    """Everything of librosa's vqt(gamma=0) that does not depend on the signal."""
+          filter_scale: float, norm, sparsity: float, window: str, scale: bool
+          ) -> Tuple[_Plan, Tuple[np.ndarray, ...], np.ndarray]:
+    """Everything of librosa's vqt(gamma=0) that does not depend on the signal: ``(plan, banks, bin_gain)``.
+
+    ``banks``: per octave ``(rows, last - first)`` complex128, gain ``sqrt(sr / my_sr)`` included;
+    ``bin_gain``: ``(n_bins,)`` ``1 / sqrt(filter length)`` with ``scale``, else ones. Not cached:
+    :func:`_plan_tensors` keeps what a batch needs.
+    """
     n_octaves = int(np.ceil(float(n_bins) / bins_per_octave))
     n_filters = min(bins_per_octave, n_bins)
     fmin_t = fmin * 2.0 ** (tuning / bins_per_octave)
@@ -219,7 +227,7 @@ def _plan(sr: float, hop_length: int, fmin: float, n_bins: int, bins_per_octave:
     sr_eff = sr / early
     input_gain = math.sqrt(early) * (1.0 if scale else math.sqrt(early))
 
-    octaves = []
+    octaves, banks = [], []
     my_sr, my_hop = sr_eff, hop
     for i in range(n_octaves):
         sl = slice(-n_filters, None) if i == 0 else slice(-n_filters * (i + 1), -n_filters * i)
@@ -233,7 +241,8 @@ def _plan(sr: float, hop_length: int, fmin: float, n_bins: int, bins_per_octave:
         basis = np.ascontiguousarray(basis[:, first:stop])
         last = i == n_octaves - 1
         dec = (not last) and my_hop % 2 == 0
-        octaves.append(_Octave(n_fft, my_hop, len(f_oct), dec, basis, first, stop))
+        octaves.append(_Octave(n_fft, my_hop, len(f_oct), dec, first, stop))
+        banks.append(basis)
         if dec:
             my_hop //= 2
             my_sr /= 2.0
@@ -241,18 +250,25 @@ def _plan(sr: float, hop_length: int, fmin: float, n_bins: int, bins_per_octave:
         bin_gain = 1.0 / np.sqrt(Q * sr_eff / freqs)
     else:
         bin_gain = np.ones(n_bins)
-    return _Plan(early, sr_eff, tuple(octaves), bin_gain, input_gain)
+    return _Plan(early, sr_eff, tuple(octaves), input_gain), tuple(banks), bin_gain
+
+
+class _PlanTensors(NamedTuple):
+    plan: _Plan
+    banks: Tuple[torch.Tensor, ...]  # per octave (rows, last - first), complex, on the device
+    columns: Tuple[Tuple[int, int], ...]  # per octave (first, last)
+    gain: torch.Tensor  # (n_bins,) bin gains
 
 
 @functools.lru_cache(maxsize=_PLAN_CACHE)
-def _plan_tensors(plan_args: tuple, device: str, dtype: torch.dtype):
-    """The plan's band-cut banks (complex), their column ranges and bin gains on ``device`` in ``dtype``."""
-    plan = _plan(*plan_args)
+def _plan_tensors(plan_args: tuple, device: str, dtype: torch.dtype) -> _PlanTensors:
+    """The plan, its band-cut banks (complex), their column ranges and bin gains on ``device`` in ``dtype``."""
+    plan, bases, bin_gain = _plan(*plan_args)
     cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-    banks = tuple(torch.from_numpy(o.basis).to(device=device, dtype=cdtype) for o in plan.octaves)
+    banks = tuple(torch.from_numpy(b).to(device=device, dtype=cdtype) for b in bases)
     columns = tuple((o.first, o.last) for o in plan.octaves)
-    gain = torch.from_numpy(plan.bin_gain).to(device=device, dtype=dtype)
-    return banks, columns, gain
+    gain = torch.from_numpy(bin_gain).to(device=device, dtype=dtype)
+    return _PlanTensors(plan, banks, columns, gain)
 
 
 def _band_tensors(plan_args: Tuple[tuple, ...], device: str, dtype: torch.dtype):
@@ -266,8 +282,8 @@ def _band_tensors(plan_args: Tuple[tuple, ...], device: str, dtype: torch.dtype)
     bin gains ``(n_bins,)`` or ``(G, n_bins)``.
     """
     if len(plan_args) == 1:
-        return _plan_tensors(plan_args[0], device, dtype)
-    tensors = [_plan_tensors(a, device, dtype) for a in plan_args]
+        return _plan_tensors(plan_args[0], device, dtype)[1:]
+    tensors = [_plan_tensors(a, device, dtype)[1:] for a in plan_args]
     banks, columns = [], []
     for i in range(len(tensors[0][0])):
         first = min(t[1][i][0] for t in tensors)
@@ -348,7 +364,7 @@ def _frame_counts(plan: _Plan, n: torch.Tensor) -> torch.Tensor:
 def _cqt_group(x: torch.Tensor, n_valid: torch.Tensor, plan_args: List[tuple],
                gidx: Optional[torch.Tensor], pad_mode: str) -> torch.Tensor:
     """CQT of ``x`` ``(B, N)`` for plans sharing one signature; ``gidx`` picks each example's plan."""
-    plan = _plan(*plan_args[0])
+    plan = _plan_tensors(plan_args[0], str(x.device), x.dtype).plan
     banks, columns, gain = _band_tensors(tuple(plan_args), str(x.device), x.dtype)
     if gidx is not None:
         gain = gain[gidx]  # (B, n_bins)
@@ -469,7 +485,7 @@ def _cqt(y, *, sr, hop_length, fmin, n_bins, bins_per_octave, tuning, filter_sca
     fixed = (float(sr), hop_length, float(fmin), n_bins, bins_per_octave)
     rest = (float(filter_scale), norm, float(sparsity), window, scale)
     plan_args = [fixed + (t,) + rest for t in values]
-    plans = [_plan(*a) for a in plan_args]
+    plans = [_plan_tensors(a, str(y.device), y.dtype).plan for a in plan_args]
 
     x = y.reshape(-1, N)
     B = x.shape[0]

@@ -3,13 +3,15 @@
 librosa returns its mel and chroma filterbanks as float32 arrays (their default ``dtype``), so its
 float64 features use float32-rounded weights. To equal librosa to 1e-6 in float64 we round the same
 way, then cast to the caller's dtype. Banks are built once per parameter set (``lru_cache``) and
-then cached per device/dtype.
+then cached per device/dtype; both caches are least-recently-used and bounded (see
+``_DEVICE_CACHE_SIZE``), so the ~100 estimated tuning values a long file meets keep a few MB.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections import OrderedDict
 from typing import Optional
 
 import numpy as np
@@ -76,7 +78,10 @@ def _mel_numpy(sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float, htk
     return weights
 
 
-_DEVICE_CACHE: dict = {}
+#: Banks kept on devices (least recently used first out): the 100 chroma banks of the estimated-tuning
+#: grid (49 KB each at n_fft=2048 in float32) plus the mel and DCT banks of a few configurations.
+_DEVICE_CACHE_SIZE = 128
+_DEVICE_CACHE: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
 
 
 def _to_device(key, build, device, dtype) -> torch.Tensor:
@@ -84,10 +89,12 @@ def _to_device(key, build, device, dtype) -> torch.Tensor:
     full_key = (key, str(torch.device(device) if device is not None else "cpu"), dtype)
     hit = _DEVICE_CACHE.get(full_key)
     if hit is None:
-        if len(_DEVICE_CACHE) > 256:
-            _DEVICE_CACHE.clear()
         hit = torch.from_numpy(np.array(build())).to(device=device, dtype=dtype)
         _DEVICE_CACHE[full_key] = hit
+        while len(_DEVICE_CACHE) > _DEVICE_CACHE_SIZE:
+            _DEVICE_CACHE.popitem(last=False)
+    else:
+        _DEVICE_CACHE.move_to_end(full_key)
     return hit
 
 
@@ -168,7 +175,9 @@ def chroma(
     return _chroma_bank(sr, n_fft, n_chroma, tuning, ctroct, octwidth, norm, base_c).to(device=device, dtype=dtype)
 
 
-@functools.lru_cache(maxsize=128)  # one per tuning value (100 on the 0.01 grid when estimated): bounded
+# the device cache keeps one bank per tuning value (the whole 0.01 grid); this one only saves a rebuild
+# when a recent bank is wanted on another device or in another dtype
+@functools.lru_cache(maxsize=16)
 def _chroma_numpy(sr, n_fft, n_chroma, tuning: float, ctroct, octwidth, norm, base_c) -> np.ndarray:
     """One float32-rounded chroma bank for a number ``tuning``, as a read-only numpy array."""
     bank = _chroma_bank(sr, n_fft, n_chroma, torch.tensor(tuning, dtype=torch.float64), ctroct, octwidth,
