@@ -190,17 +190,8 @@ def _existing_folds(out: Path) -> List[Path]:
     return sorted(p for p in out.glob("seed_*/fold_*") if p.is_dir() and any(p.iterdir()))
 
 
-def _stored_epochs(out: Path) -> Optional[int]:
-    """The epochs of the cross-validation stored in ``out`` (None when there is none to read)."""
-    try:
-        epochs = json.loads((out / CONFIG_NAME).read_text()).get("epochs")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
-
-
-def _stored_config(out: Path, wanted: dict) -> None:
-    """On resume: the stored settings must equal ``wanted`` (except those that may change)."""
+def _read_stored(out: Path) -> dict:
+    """On resume: the settings stored in ``out`` (ParameterError when there are none to read)."""
     path = out / CONFIG_NAME
     try:
         stored = json.loads(path.read_text())
@@ -209,6 +200,14 @@ def _stored_config(out: Path, wanted: dict) -> None:
                              f"(run without --resume first)") from None
     except (OSError, ValueError) as exc:
         raise ParameterError(f"{path}: cannot resume, the stored settings do not read as JSON ({exc})") from None
+    if not isinstance(stored, dict):
+        raise ParameterError(f"{path}: cannot resume, the stored settings are not a JSON object")
+    return stored
+
+
+def _check_stored(out: Path, stored: dict, wanted: dict) -> None:
+    """On resume: the ``stored`` settings must equal ``wanted`` (except those that may change)."""
+    path = out / CONFIG_NAME
     differ = [k for k in sorted(set(stored) | set(wanted))
               if k not in _MAY_CHANGE + ("epochs",) and stored.get(k) != wanted.get(k)]
     if isinstance(stored.get("epochs"), int) and wanted["epochs"] < stored["epochs"]:
@@ -274,16 +273,19 @@ def cross_validate(
     clips, seeds, folds = _check_settings(data_dirs, n_folds, seeds, only_folds, dict(settings, epochs=epochs))
     out = Path(out)
     check_output_dir(out, argument="out")
+    stored = _read_stored(out) if resume else None
     if epochs is None:
-        epochs = _stored_epochs(out) if resume else None
-        if epochs is None:
+        kept = stored.get("epochs") if stored is not None else None
+        if isinstance(kept, int) and not isinstance(kept, bool):
+            epochs = kept
+        else:
             from .train import TrainConfig
 
             epochs = TrainConfig.for_recipe(**settings).epochs
     wanted = {"data_dirs": [str(Path(d).resolve()) for d in data_dirs], "n_folds": int(n_folds),
               "epochs": int(epochs), **{k: v for k, v in sorted(settings.items())}}
     if resume:
-        _stored_config(out, wanted)
+        _check_stored(out, stored, wanted)
     elif not overwrite:
         held = [n for n in _OUTPUTS if (out / n).exists()] + [str(p.relative_to(out)) for p in _existing_folds(out)]
         if held:

@@ -178,3 +178,17 @@ def test_missing_data_dir_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--data-dir" in err
     assert not (tmp_path / "cv").exists()
+
+
+@pytest.mark.parametrize("text, match", [
+    (None, "holds no cross-validation run"),
+    ("{not json", "do not read as JSON"),
+    ("[1, 2]", "not a JSON object"),
+])
+def test_resume_needs_readable_stored_settings(corpus, tmp_path, text, match):
+    out = tmp_path / "cv"
+    out.mkdir()
+    if text is not None:
+        (out / "crossval_config.json").write_text(text)
+    with pytest.raises(ParameterError, match=match):
+        cross_validate([str(corpus)], n_folds=3, out=str(out), resume=True, progress=False)
