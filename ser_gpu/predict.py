@@ -77,6 +77,10 @@ class Predictor:
         self.feature_config = fc = feature_config(payload, checkpoint)
         self.extractor = FeatureExtractor(fc).to(self.device)
         self.window_seconds, self.hop_seconds = float(window), float(hop)
+        # frames of a full window: every batch reaches the model padded to this many (see _probabilities);
+        # with max_frames the extractor gives every batch that many already
+        full = 1 + math.ceil(self.window_seconds * fc.sr) // fc.hop_length
+        self._model_frames = full if fc.max_frames is None else 0
 
     # -- reading ----------------------------------------------------------------------------------
     def _windows(self, path: Path) -> Iterator[Tuple[float, float, torch.Tensor]]:
@@ -95,7 +99,15 @@ class Predictor:
         lengths = torch.tensor([w.numel() for w in windows], dtype=torch.int64)
         y = torch.nn.utils.rnn.pad_sequence(windows, batch_first=True)  # zero-padded (B, longest)
         batch = self.extractor(y.to(self.device), lengths.to(self.device))
-        logits = self.model(batch.features, batch.frame_lengths)
+        features = batch.features
+        if features.shape[-1] < self._model_frames:
+            # Trimming leaves each batch its own frame count; the CPU convolutions (oneDNN) keep a
+            # primitive for every input shape they meet, up to 1024 of them (measured: +125 MB over
+            # 114 frame counts), so a long file grew the memory by the number of distinct counts.
+            # Padded to a full window's frames, the model meets one shape per batch size; it ignores
+            # padded frames (logits unchanged up to float rounding).
+            features = torch.nn.functional.pad(features, (0, self._model_frames - features.shape[-1]))
+        logits = self.model(features, batch.frame_lengths)
         return torch.softmax(logits.float(), dim=-1).cpu(), batch.frame_lengths.cpu()
 
     def predict(self, paths: Sequence[PathLike], *, top_k: int = 3, progress: bool = False,
