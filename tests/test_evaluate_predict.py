@@ -260,6 +260,18 @@ def gappy(tmp_path_factory):
     return _random_checkpoint(d / "random.pt"), d / "gappy.wav"
 
 
+def test_default_batch_size_depends_on_the_device(gappy):
+    from ser_gpu.errors import ParameterError
+
+    ckpt, _ = gappy
+    assert predict.Predictor(ckpt, device="cpu").batch_size == predict.CPU_BATCH_SIZE == 1
+    assert predict.Predictor(ckpt, device="cpu", batch_size=7).batch_size == 7
+    for bad in (0, -1, 2.5, True, "8"):
+        with pytest.raises(ParameterError, match="batch_size"):
+            predict.Predictor(ckpt, device="cpu", batch_size=bad)
+    assert "1 on the CPU" in predict.build_parser().format_help().replace("\n", " ").replace("  ", " ")
+
+
 def test_the_model_meets_one_frame_count_and_answers_as_without_padding(gappy):
     """Trimmed windows give each batch its own frame count; the model gets every batch padded to a
     full window's frames (so the CPU convolutions cache one primitive per batch size, not one per
