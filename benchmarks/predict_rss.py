@@ -3,9 +3,13 @@
 Writes speech-like files of the given lengths (a harmonic voice whose pitch drifts slowly, so the
 per-window tuning estimate takes many values, as in real speech), a random-weight checkpoint with
 the default feature rows (tonnetz on: the constant-Q path), then runs predict on each file in a
-fresh subprocess and reads the child's peak RSS (``resource.getrusage(RUSAGE_CHILDREN)``).
+fresh subprocess and reads the child's peak RSS (``resource.getrusage(RUSAGE_SELF)`` in the child).
 
-    python benchmarks/predict_rss.py --work /tmp/rss --seconds 4 600 2400 [--device cpu]
+    python benchmarks/predict_rss.py --work /tmp/rss --seconds 4 600 2400 [--device cpu] --name predict_rss_after
+    python benchmarks/predict_rss.py --work /tmp/rss --seconds 600 --batch-size 1 2 4 8 32 --name predict_rss_batch_sweep
+
+Without ``--batch-size`` predict chooses its own default (``ser_gpu.predict.CPU_BATCH_SIZE`` on the
+CPU). Results go to ``benchmarks/results/<name>_<device>.json``.
 """
 
 from __future__ import annotations
@@ -13,11 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import soundfile as sf
@@ -75,15 +78,17 @@ _CHILD = r"""
 import json, resource, sys, time
 from ser_gpu import predict
 t0 = time.perf_counter()
-code = predict.main([sys.argv[1], "--checkpoint", sys.argv[2], "--device", sys.argv[3], "--quiet", "--json",
-                     "--batch-size", sys.argv[4]])
+code = predict.main([sys.argv[1], "--checkpoint", sys.argv[2], "--device", sys.argv[3], "--quiet", "--json"]
+                    + (["--batch-size", sys.argv[4]] if sys.argv[4] != "default" else []))
 peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print("RSS_JSON" + json.dumps({"code": code, "peak_mb": peak_kb / 1024, "seconds": time.perf_counter() - t0}))
 """
 
 
-def measure(audio: Path, ckpt: Path, device: str, batch_size: int = 32) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(audio), str(ckpt), device, str(batch_size)],
+def measure(audio: Path, ckpt: Path, device: str, batch_size: Optional[int] = None) -> dict:
+    """Peak RSS (MB), exit code and seconds of one predict run; ``batch_size=None``: predict's default."""
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(audio), str(ckpt), device,
+                           "default" if batch_size is None else str(batch_size)],
                           capture_output=True,
                           text=True, env=dict(os.environ, PYTHONPATH=os.getcwd()))
     for line in proc.stdout.splitlines():
@@ -97,8 +102,14 @@ def main() -> None:
     p.add_argument("--work", default="/tmp/ser_gpu_rss")
     p.add_argument("--seconds", type=float, nargs="+", default=[4.0, 600.0, 2400.0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=32, help="predict's --batch-size (windows per forward pass)")
+    p.add_argument("--batch-size", type=int, nargs="+", default=None,
+                   help="predict's --batch-size (windows per forward pass), one run per value and file; "
+                        "default: predict's own default")
+    p.add_argument("--name", default="predict_rss", help="results file: benchmarks/results/<name>_<device>.json")
     args = p.parse_args()
+    from ser_gpu.predict import CPU_BATCH_SIZE, CUDA_BATCH_SIZE
+
+    default = CUDA_BATCH_SIZE if args.device.startswith("cuda") else CPU_BATCH_SIZE
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     ckpt = work / "random.pt"
@@ -109,15 +120,21 @@ def main() -> None:
         audio = work / f"speech_{int(s)}s.wav"
         if not audio.exists():
             write_speech(audio, s)
-        r = measure(audio, ckpt, args.device, args.batch_size)
-        rows.append({"file_seconds": s, **r})
-        print(f"{s:8.0f} s file: peak RSS {r['peak_mb']:8.1f} MB, predict took {r['seconds']:7.1f} s, exit {r['code']}",
-              flush=True)
+        for bs in args.batch_size or [None]:
+            r = measure(audio, ckpt, args.device, bs)
+            rows.append({"file_seconds": s, "batch_size": default if bs is None else bs,
+                         "default_batch_size": bs is None, **r})
+            print(f"{s:8.0f} s file, batch {rows[-1]['batch_size']:3d}: peak RSS {r['peak_mb']:8.1f} MB, predict "
+                  f"took {r['seconds']:7.1f} s, exit {r['code']}", flush=True)
+    peaks = [r["peak_mb"] for r in rows]
+    spread = max(peaks) / min(peaks) - 1
     print(json.dumps(rows))
-    out = write_results(f"predict_rss_b{args.batch_size}", torch.device(args.device),
+    print(f"largest peak is {100 * spread:.1f} % above the smallest")
+    out = write_results(args.name, torch.device(args.device),
                         {"benchmark": "peak RSS of python -m ser_gpu.predict vs file length (random-weight "
                                       "checkpoint, tonnetz rows on, speech-like file with drifting pitch)",
-                         "batch_size": args.batch_size, "rows": rows})
+                         "command": "python benchmarks/predict_rss.py " + " ".join(sys.argv[1:]),
+                         "spread": spread, "rows": rows})
     print(f"wrote {out}")
 
 

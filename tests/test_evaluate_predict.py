@@ -233,3 +233,64 @@ def test_metrics_of_no_clips_are_nan():
                                           ["a", "b"])
     assert m["n_clips"] == 0 and m["confusion"] == [[0, 0], [0, 0]]
     assert all(math.isnan(m[k]) for k in ("accuracy", "uar", "weighted_f1"))
+
+
+# ------------------------------------------------------------------------- predict: memory-bound details
+
+def _random_checkpoint(path: Path) -> Path:
+    from ser_gpu.checkpoint import save_checkpoint
+    from ser_gpu.models import CNNBiLSTMAttention, ModelConfig
+    from ser_gpu.transforms.features import FEATURE_ROWS, FeatureConfig
+
+    torch.manual_seed(0)
+    config = ModelConfig(input_dim=len(FEATURE_ROWS), n_classes=len(EMOTIONS))
+    fc = FeatureConfig(max_frames=None, tonnetz=False)  # each batch keeps its own frame count
+    return save_checkpoint(path, model=CNNBiLSTMAttention(config).eval(), model_config=config.to_dict(),
+                           feature_config=fc.to_dict(), labels=list(EMOTIONS))
+
+
+@pytest.fixture(scope="module")
+def gappy(tmp_path_factory):
+    """A random-weight checkpoint and an 11 s file of tones and silences, so trimming leaves its 4 s
+    windows different lengths (windows 0-4, 2-6, 4-8, 6-10 and the rest 8-11 s)."""
+    d = tmp_path_factory.mktemp("gappy")
+    parts = [clip(2, 1, 0, seconds=1.0), np.zeros(5 * SR, np.float32), clip(4, 2, 1, seconds=1.0),
+             np.zeros(int(2.5 * SR), np.float32), clip(6, 3, 0, seconds=1.5)]
+    sf.write(d / "gappy.wav", np.concatenate(parts), SR)
+    return _random_checkpoint(d / "random.pt"), d / "gappy.wav"
+
+
+def test_default_batch_size_depends_on_the_device(gappy):
+    from ser_gpu.errors import ParameterError
+
+    ckpt, _ = gappy
+    assert predict.Predictor(ckpt, device="cpu").batch_size == predict.CPU_BATCH_SIZE == 1
+    assert predict.Predictor(ckpt, device="cpu", batch_size=7).batch_size == 7
+    for bad in (0, -1, 2.5, True, "8"):
+        with pytest.raises(ParameterError, match="batch_size"):
+            predict.Predictor(ckpt, device="cpu", batch_size=bad)
+    assert "1 on the CPU" in predict.build_parser().format_help().replace("\n", " ").replace("  ", " ")
+
+
+def test_the_model_meets_one_frame_count_and_answers_as_without_padding(gappy):
+    """Trimmed windows give each batch its own frame count; the model gets every batch padded to a
+    full window's frames (so the CPU convolutions cache one primitive per batch size, not one per
+    count), and the probabilities equal those of the unpadded batches."""
+    ckpt, wav = gappy
+    p = predict.Predictor(ckpt, device="cpu", batch_size=2)
+    extracted, modelled = [], []
+    extractor, model = p.extractor.forward, p.model.forward
+    p.extractor.forward = lambda *a: extracted.append(extractor(*a)) or extracted[-1]
+    p.model.forward = lambda x, fl: modelled.append(tuple(x.shape)) or model(x, fl)
+    padded = p.predict([wav], timeline=True)[0]
+    assert len({b.features.shape[-1] for b in extracted}) > 1  # the file does vary the counts
+    assert {shape[-1] for shape in modelled} == {1 + 4 * SR // 512}
+
+    q = predict.Predictor(ckpt, device="cpu", batch_size=2)
+    q._model_frames = 0  # no padding: the model sees each batch's own frame count
+    plain = q.predict([wav], timeline=True)[0]
+    assert padded["windows"] == plain["windows"] == 5
+    for k in EMOTIONS:
+        assert padded["probabilities"][k] == pytest.approx(plain["probabilities"][k], abs=1e-6)
+    for a, b in zip(padded["timeline"], plain["timeline"]):
+        assert list(a["probabilities"].values()) == pytest.approx(list(b["probabilities"].values()), abs=1e-6)
