@@ -47,7 +47,7 @@ from ._cli import check_output_dir, resolve_device
 from ._validation import (check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability,
                           config_from_dict, config_to_dict)
 from ._lock import RunLock
-from .data.chunks import chunk_batches, epoch_chunks, ladder, length_groups
+from .data.chunks import chunk_batches, epoch_chunks, epoch_clips, ladder, length_groups
 from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
 from .evaluate import metrics_from_predictions
 from .functional.lengths import valid_mask
@@ -90,7 +90,8 @@ def _quietly(fn):
 class TrainConfig:
     """Every setting of a training run (plain data: stored in each checkpoint as a dict).
 
-    The defaults are the original system's; ``out`` holds ``best.pt``, ``last.pt``, ``metrics.csv``,
+    The defaults are the ``speech`` recipe (:data:`RECIPES`; :meth:`for_recipe` starts from another
+    recipe, e.g. the original system's); ``out`` holds ``best.pt``, ``last.pt``, ``metrics.csv``,
     ``metrics.json`` and ``curves.png``.
     """
 
@@ -402,8 +403,7 @@ class _Run:
         if len(split.train) < 2:
             raise ParameterError(f"the {c.split} split leaves {len(split.train)} training clip(s); at least 2 are needed "
                                  f"(found {len(clips)} usable clips in {dirs})")
-        # a last batch of one clip is left out (epoch_batches)
-        self.n_train_batches = math.ceil((len(split.train) - (len(split.train) % c.batch_size == 1)) / c.batch_size)
+        self.n_train_batches = math.ceil(epoch_clips(len(split.train), c.batch_size) / c.batch_size)
         if self.n_train_batches < self.dist.world_size:
             raise ParameterError(f"{self.dist.world_size} processes need at least as many training batches, but the "
                                  f"{len(split.train)} training clips make {self.n_train_batches} of batch_size "
@@ -711,9 +711,7 @@ class _Run:
         c = self.config
         if k == 0:
             n = len(self.train_set)
-            order = torch.randperm(n, generator=self.shuffle_gen)
-            if n % c.batch_size == 1:  # the classifier's batch norm needs two clips: a last batch of one is left out
-                order = order[:-1]
+            order = torch.randperm(n, generator=self.shuffle_gen)[:epoch_clips(n, c.batch_size)]
             if self.dist.enabled:  # every rank drew the same order: this rank keeps its batches
                 order = _distributed.shard_batches(order, c.batch_size, self.dist.rank, self.dist.world_size)
             self._plans[epoch] = list(epoch_chunks(order, self.chunk_size, c.batch_size))

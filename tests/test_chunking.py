@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from ser_gpu.data.chunks import chunk_batches, epoch_chunks, ladder, ladder_tensor, length_groups
+from ser_gpu.data.chunks import chunk_batches, epoch_chunks, epoch_clips, ladder, ladder_tensor, length_groups
 from ser_gpu.errors import ParameterError
 from ser_gpu.train import FRAME_MULTIPLE, SAMPLE_MULTIPLE, TrainConfig, _Run, train_model
 from ser_gpu.transforms.features import FeatureExtractor
@@ -44,6 +44,12 @@ def test_epoch_chunks_keep_whole_batches():
     assert chunk_batches(5, 4) == [slice(0, 4), slice(4, 5)]
     with pytest.raises(ParameterError, match="multiple of batch_size"):
         list(epoch_chunks(order, 6, 4))
+
+
+@pytest.mark.parametrize("n, batch_size, kept", [(21, 4, 20), (20, 4, 20), (22, 4, 22), (17, 16, 16), (16, 16, 16),
+                                                  (2, 16, 2), (3, 2, 2)])
+def test_epoch_clips_leave_out_only_a_last_batch_of_one(n, batch_size, kept):
+    assert epoch_clips(n, batch_size) == kept
 
 
 def test_length_groups_partition_a_chunk():

@@ -19,7 +19,7 @@ import torch
 from .._validation import check_positive_int
 from ..errors import ParameterError
 
-__all__ = ["ladder", "ladder_tensor", "epoch_chunks", "length_groups", "chunk_batches"]
+__all__ = ["ladder", "ladder_tensor", "epoch_clips", "epoch_chunks", "length_groups", "chunk_batches"]
 
 # rung k of the ladder is ``multiple * ceil(RATIO ** k)``; 1.25 pads a clip by < 25 % (about 12 % on average)
 RATIO = 1.25
@@ -61,6 +61,12 @@ def ladder_tensor(n: torch.Tensor, *, multiple: int = 1, ratio: float = RATIO) -
         return n.clone()
     rungs = torch.tensor(_rungs(int(n.max()), ratio, multiple), dtype=torch.int64)
     return rungs[torch.searchsorted(rungs, n)]
+
+
+def epoch_clips(n: int, batch_size: int) -> int:
+    """How many of ``n`` training clips an epoch uses: all, except that a last batch of one clip is
+    left out (the classifier's batch norm needs two clips in a batch)."""
+    return n - 1 if n % batch_size == 1 else n
 
 
 def epoch_chunks(order: torch.Tensor, chunk_size: int, batch_size: int) -> Iterator[torch.Tensor]:
