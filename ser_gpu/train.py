@@ -951,14 +951,12 @@ _RESUME_MAY_CHANGE = ("epochs", "device", "progress", "out", "cache_dir", "prefe
 
 def _check_corpora(corpus, n_dirs: int) -> List[str]:
     """``corpus`` as a list of names (``[]``: detect per file), checked against the number of data directories."""
-    from .data.corpora import check_corpus
+    from .data.corpora import _corpus_per_dir, check_corpus
 
     if corpus is None or isinstance(corpus, str):
         corpus = [] if corpus is None else [corpus]
+    _corpus_per_dir(corpus, n_dirs)  # each name known, one for all directories or one per directory
     names = [check_corpus(c) or "auto" for c in corpus]
-    if len(names) > 1 and len(names) != n_dirs:
-        raise ParameterError(f"corpus must name one corpus for all data directories or one per directory "
-                             f"({n_dirs}), got {len(names)}: {list(corpus)!r}")
     if names and not n_dirs:
         raise ParameterError(f"corpus={list(corpus)!r} needs data_dirs (the synthetic corpus has RAVDESS names)")
     return names
