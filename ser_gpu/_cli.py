@@ -214,6 +214,18 @@ def check_output_file(path: PathLike, *, argument: str = "output") -> Path:
     return p
 
 
+def refuse_held(out: Path, held: Sequence[str], *, what: str, remedy: str) -> None:
+    """Refuse an output directory that already holds an earlier run's files, before any work.
+
+    Raises:
+        ParameterError: when ``held`` (names found in ``out``) is not empty: "out directory 'OUT'
+            already holds WHAT (NAMES); REMEDY" (at most four names shown).
+    """
+    if held:
+        names = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise ParameterError(f"out directory {str(out)!r} already holds {what} ({names}); {remedy}")
+
+
 def check_output_dir(path: PathLike, *, argument: str = "out") -> Path:
     """Check, before any work, that ``path`` is (or can be created as) a writable directory.
 

@@ -36,7 +36,7 @@ from typing import List, Optional, Sequence
 from tqdm import tqdm
 
 from ._atomic import atomic_write, save_json
-from ._cli import check_output_dir
+from ._cli import check_output_dir, refuse_held
 from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
 
 __all__ = ["cross_validate", "fold_dir", "speaker_of", "read_fold_result", "summarize", "main"]
@@ -288,10 +288,7 @@ def cross_validate(
         _check_stored(out, stored, wanted)
     elif not overwrite:
         held = [n for n in _OUTPUTS if (out / n).exists()] + [str(p.relative_to(out)) for p in _existing_folds(out)]
-        if held:
-            raise ParameterError(f"out directory {str(out)!r} already holds a cross-validation ({', '.join(held[:4])}"
-                                 f"{', ...' if len(held) > 4 else ''}); pass --resume to continue it or --overwrite "
-                                 f"to retrain it")
+        refuse_held(out, held, what="a cross-validation", remedy="pass --resume to continue it or --overwrite to retrain it")
     out.mkdir(parents=True, exist_ok=True)
     save_json(out / CONFIG_NAME, wanted)
 

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ._atomic import atomic_write, save_json
-from ._cli import check_output_dir, resolve_device
+from ._cli import check_output_dir, refuse_held, resolve_device
 from ._validation import check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
 from .transforms.features import FeatureExtractor
@@ -175,10 +175,9 @@ def evaluate_model(
     dev = resolve_device(device)
     if out is not None:
         out = check_output_dir(out, argument="out")
-        existing = [n for n in _OUTPUTS if (out / n).exists()]
-        if existing and not overwrite:
-            raise ParameterError(f"out directory {str(out)!r} already holds {', '.join(existing)}; pass --overwrite "
-                                 f"(overwrite=True) to replace them, or choose another --out")
+        if not overwrite:
+            refuse_held(out, [n for n in _OUTPUTS if (out / n).exists()], what="an evaluation",
+                        remedy="pass --overwrite (overwrite=True) to replace it, or choose another --out")
     model, payload = load_model(checkpoint, device=dev, labels=list(EMOTIONS))
     labels = list(payload["labels"])
     fc = feature_config(payload, checkpoint)

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from . import distributed as _distributed
 from ._atomic import atomic_write, save_json
-from ._cli import check_output_dir, resolve_device
+from ._cli import check_output_dir, refuse_held, resolve_device
 from ._validation import (check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability,
                           config_from_dict, config_to_dict)
 from ._lock import RunLock
@@ -335,9 +335,9 @@ class _Run:
         if self.out.exists() and not self.out.is_dir():
             raise ParameterError(f"out must be a directory, got the file {str(self.out)!r}")
         existing = [n for n in ("last.pt", "best.pt") if (self.out / n).exists()]
-        if existing and not (resume or overwrite):
-            raise ParameterError(f"out directory {str(self.out)!r} already holds a training run ({', '.join(existing)}); "
-                                 f"pass --resume to continue it or --overwrite to replace it")
+        if not (resume or overwrite):
+            refuse_held(self.out, existing, what="a training run",
+                        remedy="pass --resume to continue it or --overwrite to replace it")
         # outputs without a checkpoint beside them are not a run's: someone else's files
         foreign = [n for n in _RUN_OUTPUTS if (self.out / n).exists()]
         if foreign and not existing and not overwrite:
@@ -417,7 +417,7 @@ class _Run:
 
     # -- modules ----------------------------------------------------------------------------------
     def _build_modules(self) -> None:
-        from .models import CNNBiLSTMAttention, ModelConfig
+        from .models import CNNBiLSTMAttention
         from .transforms.augment import SpecAugment, WaveformAugment
 
         c = self.config
