@@ -10,7 +10,11 @@ ser_gpu's. Folds: ``split_clips(method='actor', seed=0, n_folds=6)``, fold i+1 v
 crossval with seed 0); ``--seeds`` vary the training only. ``--norm``: ``clip`` (per-clip
 standardisation, the original's), ``global`` (the training split's per-row mean and std, clean rows),
 ``cmn`` (global, then each clip's mean removed), ``both`` (global and clip stacked: not working, the
-evaluation pads 68 rows). Prints one JSON line per fold and a SUMMARY line (mean ± sample std of test
+evaluation pads 68 rows), ``speaker`` (each actor's own mean and std over all of its clean clips, labels
+unused: transductive, the test actors' recordings give their statistics). ``--trainval 1`` trains on
+the validation actors too (10 actors; use with ``--select last``), ``--mixup A`` mixes each batch with a
+shuffled copy of itself (weight drawn from Beta(A, A)), ``--ema D`` also reports the test UAR of an
+exponential moving average of the weights (decay D per step). Prints one JSON line per fold and a SUMMARY line (mean ± sample std of test
 UAR at the epoch of best validation UAR; also at the last epoch and at the lowest validation loss);
 writes ``/work/exp/res_TAG.json``. The results of issue 17 are in
 ``benchmarks/results/recipe_search_ravdess_dev_cpu.json``.
@@ -46,6 +50,9 @@ p.add_argument("--folds", default="0,1,2,3,4,5")
 p.add_argument("--tag", default="")
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--feats", default="/work/exp/feats.pt")
+p.add_argument("--trainval", type=int, default=0)  # 1: train on the training and validation actors (select last)
+p.add_argument("--ema", type=float, default=0.0)  # >0: also report the test UAR of an EMA of the weights (per step)
+p.add_argument("--mixup", type=float, default=0.0)  # >0: mixup of padded row batches, Beta(a, a)
 a = p.parse_args()
 FEATS = a.feats
 torch.set_num_threads(a.threads)
@@ -68,6 +75,7 @@ def pad(feats, idx):
 def run(seed, fold):
     s = split_clips(clips, method="actor", seed=0, n_folds=6, fold=fold)
     tr, va, te = list(s.train), list(s.val), list(s.test)
+    if a.trainval: tr = tr + va
     # normalisation statistics from the clean training features
     cat = torch.cat([d["feats"][0][i] for i in tr], 1).double()
     mu, sd = cat.mean(1, keepdim=True).float(), cat.std(1, keepdim=True).float()
@@ -80,7 +88,14 @@ def run(seed, fold):
         if a.norm == "cmn": return g - g.mean(1, keepdim=True)
         if a.norm == "bn": return f
         raise SystemExit(a.norm)
-    V = [[norm(f) for f in fs] for fs in versions]
+    if a.norm == "speaker":  # each actor's own mean and std (all its clean clips, labels unused)
+        acts = sorted(set(actors)); st = {}
+        for ac in acts:
+            cat_a = torch.cat([d["feats"][0][i] for i in range(N) if actors[i] == ac], 1).double()
+            st[ac] = (cat_a.mean(1, keepdim=True).float(), cat_a.std(1, keepdim=True).float())
+        V = [[(f - st[actors[i]][0]) / (st[actors[i]][1] + 1e-8) for i, f in enumerate(fs)] for fs in versions]
+    else:
+        V = [[norm(f) for f in fs] for fs in versions]
     torch.manual_seed(seed)
     ch = tuple(int(c) for c in a.channels.split(","))
     dim = 136 if a.norm == "both" else 68
@@ -115,6 +130,7 @@ def run(seed, fold):
                 x, fl = pad(V[0], idx[b:b + 64]); outs.append(model(x, fl))
         lo = torch.cat(outs); y = labels[idx]
         return uar(lo.argmax(-1), y), float(nn.functional.cross_entropy(lo, y)), lo
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()} if a.ema else None
     best = (-1, None); hist = []
     t0 = time.time()
     for ep in range(a.epochs):
@@ -129,8 +145,19 @@ def run(seed, fold):
             for j, (v, i) in enumerate(zip(ver, idx)):
                 f = V[v][i]; x[j, :, :f.shape[1]] = f; fl[j] = f.shape[1]
             if a.specaug: x = spec(x, fl, generator=g)
-            loss = crit(model(x, fl), labels[idx])
+            y = labels[idx]
+            if a.mixup:
+                lam = float(torch.distributions.Beta(a.mixup, a.mixup).sample()); perm = torch.randperm(len(idx), generator=g)
+                x = lam * x + (1 - lam) * x[perm]; fl = torch.maximum(fl, fl[perm])
+                out = model(x, fl); loss = lam * crit(out, y) + (1 - lam) * crit(out, y[perm])
+            else:
+                loss = crit(model(x, fl), y)
             opt.zero_grad(); loss.backward(); nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sch.step()
+            if ema is not None:
+                with torch.no_grad():
+                    for k, v in model.state_dict().items():
+                        if v.dtype.is_floating_point: ema[k].mul_(a.ema).add_(v, alpha=1 - a.ema)
+                        else: ema[k].copy_(v)
         vu, vl, _ = evaluate(va)
         tu_ep, _, lo_ep = evaluate(te)
         score = {"uar": vu, "loss": -vl, "last": ep}[a.select]
@@ -138,22 +165,26 @@ def run(seed, fold):
             best = (score, {k: v.clone() for k, v in model.state_dict().items()}, ep)
         hist.append((round(vu, 4), round(vl, 4), round(tu_ep, 4)))
         if ep == a.epochs - 1: last_logits = lo_ep.tolist()
+    ema_uar = ema_logits = None
+    if ema is not None:
+        model.load_state_dict(ema); ema_uar, _, ema_lo = evaluate(te); ema_logits = ema_lo.tolist()
     model.load_state_dict(best[1])
     tu, tl, lo = evaluate(te)
     acc = float((lo.argmax(-1) == labels[te]).float().mean())
     by_loss = min(range(len(hist)), key=lambda e: hist[e][1])
     return {"seed": seed, "fold": fold, "test_uar": tu, "test_acc": acc, "best_epoch": best[2], "sec": time.time() - t0,
-            "test_uar_last": hist[-1][2], "test_uar_selloss": hist[by_loss][2], "val": hist,
+            "test_uar_last": hist[-1][2], "test_uar_ema": ema_uar, "test_logits_ema": ema_logits, "test_uar_selloss": hist[by_loss][2], "val": hist,
             "test_logits": lo.tolist(), "test_logits_last": last_logits, "test_index": te}
 
 res = []
 for seed in [int(x) for x in a.seeds.split(",")]:
     for fold in [int(x) for x in a.folds.split(",")]:
         r = run(seed, fold); res.append(r)
-        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k not in ("val", "test_logits", "test_logits_last", "test_index")}), flush=True)
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k not in ("val", "test_logits", "test_logits_last", "test_logits_ema", "test_index")}), flush=True)
 u = [r["test_uar"] for r in res]
 summary = {"args": vars(a), "uar_mean": float(np.mean(u)), "uar_std": float(np.std(u, ddof=1)) if len(u) > 1 else 0.0,
            "acc_mean": float(np.mean([r["test_acc"] for r in res])), "runs": res}
 ul = [r["test_uar_last"] for r in res]; us = [r["test_uar_selloss"] for r in res]
+if a.ema: print("EMA", a.tag, f"{np.mean([r['test_uar_ema'] for r in res]):.3f}", flush=True)
 print("SUMMARY", a.tag, vars(a), f"UAR {summary['uar_mean']:.3f} ± {summary['uar_std']:.3f}; last {np.mean(ul):.3f}; selloss {np.mean(us):.3f}", flush=True)
 with open(f"/work/exp/res_{a.tag or int(time.time())}.json", "w") as fh: json.dump(summary, fh)
