@@ -395,10 +395,6 @@ class _Run:
         self.train_set = subset(split.train)
         self.val_set = subset(split.val)
         self.test_set = subset(split.test) if len(split.test) else None
-        # clip lengths on the host: the chunk plans (length groups, padded sizes) never wait on the device
-        self.host_lengths = {id(s): torch.tensor([int(waves[i].shape[0]) for i in idx], dtype=torch.int64)
-                             for s, idx in ((self.train_set, split.train), (self.val_set, split.val),
-                                            (self.test_set, split.test)) if s is not None}
         self.split_sizes = {"train": len(split.train), "val": len(split.val), "test": len(split.test)}
         if len(split.train) < 2:
             raise ParameterError(f"the {c.split} split leaves {len(split.train)} training clip(s); at least 2 are needed "
@@ -619,7 +615,7 @@ class _Run:
             free, _ = torch.cuda.mem_get_info(self.device)
             # the longest clip a chunk may hold, after the slowest time stretch, padded to its rung
             stretch = 1.0 / 0.9 if c.augment and c.p_stretch > 0 else 1.0
-            longest = ladder(math.ceil(int(self.host_lengths[id(self.train_set)].max()) * stretch) + 1,
+            longest = ladder(math.ceil(int(self.train_set.host_lengths.max()) * stretch) + 1,
                              multiple=SAMPLE_MULTIPLE)
             size = int(MEMORY_SHARE * free // (BYTES_PER_SAMPLE * longest))
         else:
@@ -666,7 +662,7 @@ class _Run:
         """
         c = self.config
         aug = train and c.augment
-        lengths = self.host_lengths[id(dataset)][index]
+        lengths = dataset.host_lengths[index]  # on the host: the plans never wait on the device
         parts = []
         with torch.no_grad():
             for pos, rung in length_groups(lengths, multiple=SAMPLE_MULTIPLE):

@@ -199,7 +199,7 @@ def test_an_epoch_meets_few_shapes(corpus, cache, tmp_path):
             model_shapes.add(tuple(x.shape))
     assert all(ladder(t, multiple=SAMPLE_MULTIPLE) == t for _, t in extractor_shapes)
     assert all(ladder(f, multiple=FRAME_MULTIPLE) == f for _, _, f in model_shapes)
-    lengths = run.host_lengths[id(run.train_set)]
+    lengths = run.train_set.host_lengths
     # clips of 0.25-1.6 s (1.1-1.8x that after time stretch): a handful of waveform rungs, a handful of widths
     assert len({t for _, t in extractor_shapes}) <= 10
     assert len({f for *_, f in model_shapes}) <= 8

@@ -435,6 +435,7 @@ def test_waveform_set_batches_equal_the_sources_and_zero_padding(device):
     labels = [3, 1, 4, 1, 5, 2, 6]
     ws = WaveformSet(waves, labels).to(device)
     assert len(ws) == 7 and ws.device.type == device and ws.data.numel() == sum(lengths)
+    assert ws.host_lengths.device.type == "cpu" and ws.host_lengths.tolist() == lengths
     seen = []
     for y, lens, labs in ws.batches(3):
         assert y.device.type == device and y.dtype == torch.float32

@@ -29,6 +29,8 @@ class WaveformSet:
         data: ``[shape=(sum time_i,)]`` float32, the packed samples.
         offsets: ``[shape=(N,)]`` int64, where each clip starts in ``data``.
         lengths: ``[shape=(N,)]`` int64, samples per clip.
+        host_lengths: the same on the CPU, whatever the set's device (plans that need the lengths
+            never wait on the device).
         labels: ``[shape=(N,)]`` int64.
     """
 
@@ -44,7 +46,8 @@ class WaveformSet:
                 raise ParameterError(f"waves[{i}] must be 1-D (time,), got shape {tuple(w.shape)}")
         labels = self._check_labels(labels, len(waves))
         device = waves[0].device
-        self.lengths = torch.tensor([int(w.shape[0]) for w in waves], dtype=torch.int64, device=device)
+        self.host_lengths = torch.tensor([int(w.shape[0]) for w in waves], dtype=torch.int64)
+        self.lengths = self.host_lengths.to(device)
         self.offsets = torch.cumsum(self.lengths, 0) - self.lengths
         self.data = torch.cat([w.to(device=device, dtype=torch.float32) for w in waves])
         self.labels = labels.to(device)
@@ -68,16 +71,16 @@ class WaveformSet:
         return labels
 
     @classmethod
-    def _from_parts(cls, data, offsets, lengths, labels) -> "WaveformSet":
+    def _from_parts(cls, data, offsets, lengths, host_lengths, labels) -> "WaveformSet":
         obj = cls.__new__(cls)
-        obj.data, obj.offsets, obj.lengths, obj.labels = data, offsets, lengths, labels
+        obj.data, obj.offsets, obj.lengths, obj.host_lengths, obj.labels = data, offsets, lengths, host_lengths, labels
         return obj
 
     def to(self, device: Union[str, torch.device]) -> "WaveformSet":
         """This set on ``device`` (a new set; its tensors are shared when they are already there)."""
         device = torch.device(device)
-        return WaveformSet._from_parts(self.data.to(device), self.offsets.to(device),
-                                       self.lengths.to(device), self.labels.to(device))
+        return WaveformSet._from_parts(self.data.to(device), self.offsets.to(device), self.lengths.to(device),
+                                       self.host_lengths, self.labels.to(device))
 
     @property
     def device(self) -> torch.device:
