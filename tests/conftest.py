@@ -14,6 +14,15 @@ import pytest
 import torch
 
 HAS_CUDA = torch.cuda.is_available()
+#: mark for a test that needs a CUDA device (skipped without one)
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+
+
+def touch(path, data: bytes = b"not decoded by scan_corpus"):
+    """Write ``data`` to ``path`` (a pathlib.Path), creating its folders; returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
 
 
 def _missing(module: str) -> bool:
@@ -69,8 +78,7 @@ def _full_float32():
     yield
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
 
-DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda,
-                                              pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")])]
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, needs_cuda])]
 DTYPES = [torch.float64, torch.float32]
 
 # docs/design.md parity contract: max |ours - librosa| / max |librosa|

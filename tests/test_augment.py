@@ -18,6 +18,7 @@ import torch
 from ser_gpu.errors import ParameterError
 from ser_gpu.functional import add_noise, mask_along_axis, pitch_shift, resample, shift, time_stretch
 from ser_gpu.transforms import SpecAugment, SpecAugmentConfig, WaveformAugment, WaveformAugmentConfig
+from tests.conftest import needs_cuda
 
 SR = 22050
 HOP = 512
@@ -414,7 +415,7 @@ def test_specaugment_equals_the_public_masks_of_its_draws(device):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@needs_cuda
 def test_specaugment_waits_for_the_gpu_once():
     """One host sync per call on CUDA (the frame-lengths gate); the masks' own checks made six more."""
     import warnings

@@ -17,6 +17,7 @@ from ser_gpu.train import FRAME_MULTIPLE, SAMPLE_MULTIPLE, TrainConfig, _Run, tr
 from ser_gpu.transforms.features import FeatureExtractor
 
 from tests.tiny_corpus import FAST, SR, clip
+from tests.conftest import needs_cuda
 
 
 # ------------------------------------------------------------------------------------------- the plans
@@ -338,7 +339,7 @@ def test_epoch_figures_read_once_equal_the_per_step_host_sums(corpus, cache, tmp
 
 @pytest.mark.parametrize("chunk_size", [4, 256])
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@needs_cuda
 def test_cuda_chunk_features_equal_the_cpu_ones(corpus, cache, tmp_path, chunk_size):
     """The chunked data path on CUDA (no augmentation) gives the CPU's features and the same batches."""
     runs = [_run(corpus, cache, tmp_path, chunk_size=chunk_size, augment=False, spec_augment=False, device=d)
@@ -351,7 +352,7 @@ def test_cuda_chunk_features_equal_the_cpu_ones(corpus, cache, tmp_path, chunk_s
 
 @pytest.mark.parametrize("compile_model", [False, True])
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@needs_cuda
 def test_cuda_training_runs_with_the_chunk_size_from_memory(corpus, cache, tmp_path, compile_model):
     result = train_model(epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / "run"), cache_dir=str(cache),
                          device="cuda", compile_model=compile_model, **dict(FAST, batch_size=4))
@@ -363,7 +364,7 @@ def test_cuda_training_runs_with_the_chunk_size_from_memory(corpus, cache, tmp_p
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@needs_cuda
 def test_cuda_prefetch_on_its_own_stream_gives_the_inline_features(corpus, cache, tmp_path):
     """With prefetch on CUDA the chunks are computed on the data thread's own stream (the training's stream
     waits for their events): the same clips, frame counts and (augmented) features as computed inline."""
@@ -392,7 +393,7 @@ def test_cuda_prefetch_on_its_own_stream_gives_the_inline_features(corpus, cache
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@needs_cuda
 def test_cuda_epoch_timing_from_events(corpus, cache, tmp_path):
     """The data path's figures on CUDA with prefetch come from CUDA events (no synchronize per chunk)."""
     run = _run(corpus, cache, tmp_path, chunk_size=8, epochs=2, device="cuda")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,20 +11,17 @@ from ser_gpu import _cli, features, media, predict, video
 from ser_gpu._cli import NoMatchingFiles, check_output_dir, check_output_file, find_files, resolve_device
 from ser_gpu.data import scan_corpus
 from ser_gpu.errors import ParameterError
+from tests.conftest import touch
 
 
-def _touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"x")
-    return path
 
 
 @pytest.fixture
 def tree(tmp_path):
     root = tmp_path / "root"
-    files = [_touch(root / "b.wav"), _touch(root / "A.FLAC"), _touch(root / "sub" / "deep" / "c.m4a"),
-             _touch(root / "sub" / "clip.mp4")]
-    _touch(root / "notes.txt")
+    files = [touch(root / "b.wav"), touch(root / "A.FLAC"), touch(root / "sub" / "deep" / "c.m4a"),
+             touch(root / "sub" / "clip.mp4")]
+    touch(root / "notes.txt")
     os.symlink(root, root / "sub" / "loop")  # a directory cycle
     os.symlink(root / "self.wav", root / "self.wav")  # a link to itself
     os.symlink(root / "gone.wav", root / "dangling.wav")
@@ -51,7 +47,7 @@ def test_files_are_taken_as_given_and_listed_once(tree):
 def test_errors_name_the_path(tree, tmp_path):
     root, _ = tree
     empty = tmp_path / "empty"
-    _touch(empty / "readme.txt")
+    touch(empty / "readme.txt")
     with pytest.raises(NoMatchingFiles, match="no audio files found") as info:
         find_files([root, empty])
     assert str(empty) in str(info.value) and info.value.directory == empty
@@ -68,7 +64,7 @@ def test_every_command_uses_the_one_finder(tree, tmp_path):
     assert features.find_audio([root]) == find_files([root])
     assert predict.find_media([root]) == find_files([root], predicate=_cli.is_media)
     assert video.find_videos(root / "sub") == [files[3]]
-    ravdess = _touch(tmp_path / "corpus" / "Actor_01" / "03-01-05-01-01-01-01.m4a")
+    ravdess = touch(tmp_path / "corpus" / "Actor_01" / "03-01-05-01-01-01-01.m4a")
     os.symlink(tmp_path / "corpus", tmp_path / "corpus" / "Actor_01" / "up")
     assert [c.path for c in scan_corpus([tmp_path / "corpus"])] == [ravdess]
     # the one rule: every directory given must hold a matching file, scan_corpus included
@@ -102,7 +98,7 @@ def test_output_checks_leave_nothing_behind(tmp_path):
         check_output_file(tmp_path)
     check_output_dir(tmp_path / "a" / "b")
     assert not (tmp_path / "a").exists()  # created for the check, removed again
-    _touch(tmp_path / "f")
+    touch(tmp_path / "f")
     with pytest.raises(ParameterError, match="must be a directory"):
         check_output_dir(tmp_path / "f")
     with pytest.raises(ParameterError, match="cannot be created"):

@@ -15,6 +15,7 @@ from ser_gpu.data import corpora
 from ser_gpu.errors import ParameterError
 from ser_gpu.train import TrainConfig, build_parser, train_model
 from tests.tiny_corpus import FAST, write_corpus, write_named_corpus
+from tests.conftest import touch
 
 L = {name: i for i, name in enumerate(EMOTIONS)}
 
@@ -134,19 +135,15 @@ def test_clip_speaker_defaults_to_ravdess_actor():
 
 # --------------------------------------------------------------------------------------------- scanning
 
-def _touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"not decoded by scan_corpus")
-    return path
 
 
 def test_scan_mixed_directories_counts_every_skipped_kind(tmp_path):
     for name, *_ in VALID:
-        _touch(tmp_path / "mixed" / name)
+        touch(tmp_path / "mixed" / name)
     for name in ("03a01La.wav", "08b02Lb.wav"):  # boredom
-        _touch(tmp_path / "emodb" / name)
+        touch(tmp_path / "emodb" / name)
     for name in ("OAF_back_calm.wav", "DC_x01.wav", "03a01Xa.wav"):  # bad codes
-        _touch(tmp_path / "emodb" / name)
+        touch(tmp_path / "emodb" / name)
     with pytest.warns(UserWarning) as record:
         clips = scan_corpus([tmp_path / "mixed", tmp_path / "emodb"])
     assert len(record) == 1
@@ -161,7 +158,7 @@ def test_scan_mixed_directories_counts_every_skipped_kind(tmp_path):
 
 def test_scan_forced_corpus_skips_other_names(tmp_path):
     for name, *_ in VALID:
-        _touch(tmp_path / name)
+        touch(tmp_path / name)
     n_tess = sum(1 for v in VALID if v[1] == "tess")
     with pytest.warns(UserWarning, match=f"skipped {len(VALID) - n_tess} audio file\\(s\\).*are not TESS names"):
         clips = scan_corpus([tmp_path], corpus="tess")
@@ -169,13 +166,13 @@ def test_scan_forced_corpus_skips_other_names(tmp_path):
     with pytest.raises(ParameterError, match="no valid TESS-named audio file"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            scan_corpus([_touch(tmp_path / "only" / "DC_a01.wav").parent], corpus="tess")
+            scan_corpus([touch(tmp_path / "only" / "DC_a01.wav").parent], corpus="tess")
 
 
 def test_scan_one_corpus_per_directory(tmp_path):
-    a = _touch(tmp_path / "a" / "DC_a01.wav")
-    b = _touch(tmp_path / "b" / "OAF_back_angry.wav")
-    _touch(tmp_path / "b" / "JE_a02.wav")  # a SAVEE name in the TESS folder
+    a = touch(tmp_path / "a" / "DC_a01.wav")
+    b = touch(tmp_path / "b" / "OAF_back_angry.wav")
+    touch(tmp_path / "b" / "JE_a02.wav")  # a SAVEE name in the TESS folder
     with pytest.warns(UserWarning, match="skipped 1 audio file.*'JE_a02.wav'") as record:
         clips = scan_corpus([tmp_path / "a", tmp_path / "b"], corpus=["savee", "tess"])
     assert "are not TESS names" in str(record[0].message)
@@ -188,7 +185,7 @@ def test_scan_one_corpus_per_directory(tmp_path):
 
 
 def test_scan_only_boredom_is_a_clear_error(tmp_path):
-    _touch(tmp_path / "03a01La.wav")
+    touch(tmp_path / "03a01La.wav")
     with pytest.raises(ParameterError, match="1 audio file\\(s\\) skipped.*'03a01La.wav'.*boredom"):
         scan_corpus([tmp_path])
 
@@ -390,10 +387,10 @@ def test_readme_mapping_table_is_the_code():
 
 
 def test_scan_per_directory_schemes_name_the_rule_when_several_miss(tmp_path):
-    _touch(tmp_path / "a" / "DC_a01.wav")
-    _touch(tmp_path / "a" / "OAF_back_angry.wav")  # not SAVEE
-    _touch(tmp_path / "b" / "OAF_bar_sad.wav")
-    _touch(tmp_path / "b" / "DC_a02.wav")  # not TESS
+    touch(tmp_path / "a" / "DC_a01.wav")
+    touch(tmp_path / "a" / "OAF_back_angry.wav")  # not SAVEE
+    touch(tmp_path / "b" / "OAF_bar_sad.wav")
+    touch(tmp_path / "b" / "DC_a02.wav")  # not TESS
     with pytest.warns(UserWarning, match="skipped 2 audio file.*not named like their directory's corpus"):
         clips = scan_corpus([tmp_path / "a", tmp_path / "b"], corpus=["savee", "tess"])
     assert [c.path.name for c in clips] == ["DC_a01.wav", "OAF_bar_sad.wav"]

@@ -26,6 +26,7 @@ from ser_gpu.data import (
 from ser_gpu.errors import AudioLoadError, ParameterError
 from ser_gpu.functional.effects import trim
 from ser_gpu.io import load
+from tests.conftest import needs_cuda, touch
 
 
 def _name(emotion=3, actor=1, intensity=1, statement=1, repetition=1, modality=3, channel=1, ext="wav"):
@@ -84,17 +85,13 @@ def test_parse_bad_type():
 # scanning
 
 
-def _touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"not decoded by scan_corpus")
-    return path
 
 
 def test_scan_nested_actor_dirs_sorted_and_non_audio_ignored(tmp_path):
-    files = [_touch(tmp_path / f"Actor_{a:02d}" / _name(emotion=e, actor=a)) for a in (2, 1) for e in (5, 1)]
-    _touch(tmp_path / "Actor_01" / "notes.txt")
-    _touch(tmp_path / "Actor_01" / "03-01-01-01-01-01-01.json")
-    _touch(tmp_path / "deep" / "er" / _name(emotion=8, actor=3, ext="FLAC"))
+    files = [touch(tmp_path / f"Actor_{a:02d}" / _name(emotion=e, actor=a)) for a in (2, 1) for e in (5, 1)]
+    touch(tmp_path / "Actor_01" / "notes.txt")
+    touch(tmp_path / "Actor_01" / "03-01-01-01-01-01-01.json")
+    touch(tmp_path / "deep" / "er" / _name(emotion=8, actor=3, ext="FLAC"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing is skipped: no warning
         clips = scan_corpus([tmp_path])
@@ -104,10 +101,10 @@ def test_scan_nested_actor_dirs_sorted_and_non_audio_ignored(tmp_path):
 
 
 def test_scan_counts_skipped_names_in_one_warning(tmp_path):
-    _touch(tmp_path / "Actor_01" / _name(emotion=2))
-    _touch(tmp_path / "Actor_01" / _name(emotion=4))
+    touch(tmp_path / "Actor_01" / _name(emotion=2))
+    touch(tmp_path / "Actor_01" / _name(emotion=4))
     for bad in ("03-01-09-01-01-01-01.wav", "03-01-00-01-01-01-01.wav", "hello.wav"):
-        _touch(tmp_path / "Actor_01" / bad)
+        touch(tmp_path / "Actor_01" / bad)
     with pytest.warns(UserWarning) as record:
         clips = scan_corpus([str(tmp_path)])
     assert len(record) == 1
@@ -118,8 +115,8 @@ def test_scan_counts_skipped_names_in_one_warning(tmp_path):
 
 
 def test_scan_several_dirs_and_overlap_listed_once(tmp_path):
-    a = _touch(tmp_path / "one" / _name(emotion=1, actor=1))
-    b = _touch(tmp_path / "two" / _name(emotion=2, actor=2))
+    a = touch(tmp_path / "one" / _name(emotion=1, actor=1))
+    b = touch(tmp_path / "two" / _name(emotion=2, actor=2))
     clips = scan_corpus([tmp_path / "one", tmp_path / "two", tmp_path])  # tmp_path covers both again
     assert [c.path.resolve() for c in clips] == [a.resolve(), b.resolve()]
     assert scan_corpus(tmp_path / "two")[0].path == b  # a single path is accepted too
@@ -129,7 +126,7 @@ def test_scan_errors(tmp_path):
     with pytest.raises(ParameterError, match="does not exist") as info:
         scan_corpus([tmp_path / "missing"])
     assert "missing" in str(info.value)
-    f = _touch(tmp_path / "file.wav")
+    f = touch(tmp_path / "file.wav")
     with pytest.raises(ParameterError, match="is not a directory") as info:
         scan_corpus([f])
     assert "file.wav" in str(info.value)
@@ -143,8 +140,8 @@ def test_scan_errors(tmp_path):
         scan_corpus([empty])
     assert "empty" in str(info.value) and "0 audio file(s) skipped" in str(info.value)
     bad = tmp_path / "bad"
-    _touch(bad / "03-01-09-01-01-01-01.wav")
-    _touch(bad / "take1.wav")
+    touch(bad / "03-01-09-01-01-01-01.wav")
+    touch(bad / "take1.wav")
     with pytest.raises(ParameterError, match="2 audio file\\(s\\) skipped"):
         scan_corpus([bad])
 
@@ -493,7 +490,7 @@ def test_waveform_set_gather_with_a_given_width(device):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@needs_cuda
 def test_waveform_set_gather_with_a_width_does_not_wait_for_the_gpu():
     ws = WaveformSet(_waves([5, 17, 1, 9]), [0, 1, 2, 3]).to("cuda")
     index = torch.tensor([1, 3], device="cuda")

@@ -22,9 +22,9 @@ from ser_gpu import distributed
 from ser_gpu.errors import ParameterError
 
 from tests.tiny_corpus import write_corpus
+from tests.conftest import needs_cuda
 
 ROOT = Path(__file__).resolve().parents[1]
-HAS_CUDA = torch.cuda.is_available()
 
 
 # ------------------------------------------------------------------------------------- shards (in process)
@@ -319,7 +319,7 @@ def test_divergence_stops_every_rank_at_the_same_epoch(ddp_run, corpus, tmp_path
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+@needs_cuda
 def test_nccl_single_process_on_cuda(corpus, tmp_path):
     """torchrun --nproc_per_node=1 on CUDA: the NCCL path (process group, DDP, gathers) end to end."""
     from ser_gpu.checkpoint import load_checkpoint
