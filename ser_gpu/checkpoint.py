@@ -32,7 +32,7 @@ from .models.cnn_bilstm_attention import CNNBiLSTMAttention, ModelConfig
 from .transforms.features import FeatureConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "load_model",
-           "feature_config"]
+           "feature_config", "speaker_normalized"]
 
 #: Value of the payload's ``"format"`` key.
 CHECKPOINT_FORMAT = "ser_gpu.checkpoint"
@@ -382,6 +382,14 @@ def load_model(
     except RuntimeError as exc:  # e.g. dtype that cannot be copied; the checks above catch the usual cases
         raise _fail(source, f"weights do not load: {_first_line(exc)}") from exc
     return model.to(device).eval(), payload
+
+
+def speaker_normalized(payload: dict) -> bool:
+    """Whether a checkpoint's model reads rows standardised per speaker (trained with
+    ``normalize='speaker'``): its callers must standardise each clip with its speaker's statistics
+    (:mod:`ser_gpu.transforms.row_stats`)."""
+    config = payload.get("train_config") or {}
+    return isinstance(config, dict) and config.get("normalize") == "speaker"
 
 
 def feature_config(payload: dict, source="<checkpoint payload>") -> "FeatureConfig":

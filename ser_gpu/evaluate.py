@@ -22,6 +22,7 @@ from ._cli import check_output_dir, refuse_held, resolve_device
 from ._validation import check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
 from .transforms.features import FeatureExtractor
+from .transforms.row_stats import RowStatistics, standardize_rows
 
 __all__ = ["evaluate_model", "format_report", "plot_confusion", "main"]
 
@@ -152,6 +153,10 @@ def evaluate_model(
         device, batch_size: where and how many clips per forward pass.
         cache_dir: waveform cache (default as training: ``$SER_GPU_CACHE`` or ``~/.cache/ser_gpu``).
 
+    A checkpoint trained with ``normalize='speaker'`` gets each clip's rows standardised with its
+    speaker's statistics over all of that speaker's clips here (``Clip.speaker``; labels unused), as
+    training standardised its validation and test speakers.
+
     Returns:
         the metrics dict of :func:`metrics_from_predictions` over all clips, plus ``checkpoint``,
         ``data_dirs`` and ``per_corpus``: ``{corpus: metrics dict}`` for each corpus present (in
@@ -163,7 +168,7 @@ def evaluate_model(
             ``out`` that cannot be written, or that holds a report already (without ``overwrite``).
         AudioLoadError: none of the files could be read.
     """
-    from .checkpoint import feature_config, load_model
+    from .checkpoint import feature_config, load_model, speaker_normalized
     from .data import EMOTIONS, WaveformSet, load_waveforms, scan_corpus
     from .data.corpora import sorted_corpora
 
@@ -185,15 +190,30 @@ def evaluate_model(
     clips = scan_corpus([str(d) for d in data_dirs], corpus=corpus)
     waves, clips = load_waveforms(clips, sr=fc.sr, trim=fc.trim, top_db=fc.top_db, cache_dir=cache_dir,
                                   progress=progress)
+    speakers = sorted({c.speaker for c in clips})
+    groups = torch.tensor([speakers.index(c.speaker) for c in clips], dtype=torch.int64, device=dev)
     dataset = WaveformSet(waves, [c.label for c in clips]).to(dev)
     extractor = FeatureExtractor(fc, trim=False).to(dev)  # the loader trimmed already
     preds, truth = [], []
     n_batches = (len(dataset) + batch_size - 1) // batch_size
-    with torch.no_grad():
-        for y, lengths, batch_labels in tqdm(dataset.batches(batch_size), total=n_batches, desc="evaluating",
-                                             unit="batch", disable=not progress, file=sys.stderr):
+
+    def feature_batches(desc):  # (features, frame_lengths, labels, speaker of each clip), in stored order
+        bar = tqdm(dataset.batches(batch_size), total=n_batches, desc=desc, unit="batch", disable=not progress,
+                   file=sys.stderr)
+        for k, (y, lengths, batch_labels) in enumerate(bar):
             batch = extractor(y, lengths)
-            preds.append(model(batch.features, batch.frame_lengths).argmax(-1))
+            yield batch.features, batch.frame_lengths, batch_labels, groups[k * batch_size:(k + 1) * batch_size]
+
+    with torch.no_grad():
+        if speaker_normalized(payload):
+            stats = RowStatistics(len(speakers), model.config.input_dim, device=dev)
+            for x, fl, _, g in feature_batches("speaker statistics"):
+                stats.add(x, fl, g)
+            mean, std = stats.result()
+        for x, fl, batch_labels, g in feature_batches("evaluating"):
+            if speaker_normalized(payload):
+                x = standardize_rows(x, fl, mean[g], std[g])
+            preds.append(model(x, fl).argmax(-1))
             truth.append(batch_labels)
     truth, preds = torch.cat(truth).cpu(), torch.cat(preds).cpu()
     metrics = metrics_from_predictions(truth, preds, labels)

@@ -26,6 +26,7 @@ from ._cli import check_output_file, find_files, is_media, resolve_device
 from ._validation import check_positive, check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
 from .transforms.features import FeatureExtractor
+from .transforms.row_stats import RowStatistics, standardize_rows
 
 __all__ = ["Predictor", "predict_file", "predict_files", "find_media", "clip_warnings", "plot_probabilities", "main"]
 
@@ -97,6 +98,12 @@ class Predictor:
         # with max_frames the extractor gives every batch that many already
         full = 1 + math.ceil(self.window_seconds * fc.sr) // fc.hop_length
         self._model_frames = full if fc.max_frames is None else 0
+        from .checkpoint import speaker_normalized
+
+        #: the model reads rows standardised per speaker (trained with normalize='speaker'): each
+        #: predict call takes its files as one speaker's and standardises with their statistics
+        self.speaker_normalized = speaker_normalized(payload)
+        self._speaker_stats: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
 
     # -- reading ----------------------------------------------------------------------------------
     def _windows(self, path: Path) -> Iterator[Tuple[float, float, torch.Tensor]]:
@@ -123,8 +130,35 @@ class Predictor:
             # Padded to a full window's frames, the model meets one shape per batch size; it ignores
             # padded frames (logits unchanged up to float rounding).
             features = torch.nn.functional.pad(features, (0, self._model_frames - features.shape[-1]))
+        if self._speaker_stats is not None:
+            mean, std = self._speaker_stats
+            n = features.shape[0]
+            features = standardize_rows(features, batch.frame_lengths, mean.expand(n, -1), std.expand(n, -1))
         logits = self.model(features, batch.frame_lengths)
         return torch.softmax(logits.float(), dim=-1).cpu(), batch.frame_lengths.cpu()
+
+    @torch.no_grad()
+    def speaker_statistics(self, paths: Sequence[PathLike]) -> Tuple[torch.Tensor, torch.Tensor, float]:
+        """Per-row mean and std ``[shape=(1, 68)]`` of the files' rows taken as one speaker's (windows that
+        do not overlap, the checkpoint's trimming), and the seconds of sound they hold. Unreadable files
+        are skipped (:meth:`predict` reports them)."""
+        from .media import iter_windows
+
+        stats = RowStatistics(1, self.model.config.input_dim, device=self.device)
+        frames = 0
+        for path in paths:
+            try:
+                for w in iter_windows(Path(path), sr=self.feature_config.sr, window_seconds=self.window_seconds,
+                                      hop_seconds=self.window_seconds):
+                    if w.y.numel():
+                        batch = self.extractor(w.y[None].to(self.device),
+                                               torch.tensor([w.y.numel()], device=self.device))
+                        stats.add(batch.features, batch.frame_lengths, torch.zeros_like(batch.frame_lengths))
+                        frames += int(batch.frame_lengths[0])
+            except AudioLoadError:
+                continue
+        mean, std = stats.result()
+        return mean, std, frames * self.feature_config.hop_length / self.feature_config.sr
 
     def predict(self, paths: Sequence[PathLike], *, top_k: int = 3, progress: bool = False,
                 timeline: bool = False) -> List[dict]:
@@ -132,6 +166,11 @@ class Predictor:
 
         Args:
             timeline: also return each window's probabilities (the ones the file's are the mean of).
+
+        A checkpoint trained with ``normalize='speaker'`` (:attr:`speaker_normalized`) reads rows
+        standardised with the speaker's statistics: the files of one call are taken as one speaker's
+        recordings and give them (:meth:`speaker_statistics`); each result then carries a warning when
+        they hold less than :data:`SPEAKER_MIN_SECONDS` of sound.
 
         Returns:
             one dict per input, in order: ``path``, ``emotion``, ``probability``, ``top_k`` (list of
@@ -153,6 +192,15 @@ class Predictor:
         window_probs: Dict[int, List[torch.Tensor]] = {}
 
         paths = [Path(p) for p in paths]
+        speaker_note = None
+        if self.speaker_normalized:
+            mean, std, sound_seconds = self.speaker_statistics(paths)
+            self._speaker_stats = (mean, std)
+            if sound_seconds < SPEAKER_MIN_SECONDS:
+                speaker_note = (f"this model standardises its rows with the speaker's statistics: taken from the "
+                                f"{len(paths)} file(s) of this call as one speaker's, they hold {sound_seconds:.1f} s "
+                                f"of sound (less than {SPEAKER_MIN_SECONDS:.0f} s); give several recordings of the "
+                                f"speaker in one call for answers to trust")
         bar = tqdm(total=len(paths), desc="predicting", unit="file", disable=not progress, file=sys.stderr)
         read = 0  # files 0..read-1 are fully read; the bar counts files whose every window is scored
 
@@ -209,6 +257,8 @@ class Predictor:
                 "seconds": seconds[i],
             }
             notes = clip_warnings(seconds[i], peaks[i], sound.get(i, 0.0))
+            if speaker_note:
+                notes.append(speaker_note)
             if notes:
                 result["warnings"] = notes
             if timeline:
@@ -219,6 +269,11 @@ class Predictor:
             results.append(result)
         return results
 
+
+#: A speaker-normalised checkpoint (``normalize='speaker'``) wants at least this much sound (seconds,
+#: after trimming silence) from the speaker's files to estimate their statistics; RAVDESS actors give
+#: ~60 clips of ~2.5 s each in training.
+SPEAKER_MIN_SECONDS = 30.0
 
 #: Below this peak (-80 dBFS) a file counts as silent.
 SILENT_PEAK = 1e-4

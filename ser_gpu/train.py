@@ -50,7 +50,7 @@ from ._lock import RunLock
 from .data.chunks import chunk_batches, epoch_chunks, epoch_clips, ladder, length_groups
 from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
 from .evaluate import metrics_from_predictions
-from .functional.lengths import valid_mask
+from .transforms.row_stats import RowStatistics, standardize_rows
 from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
 
 __all__ = ["TrainConfig", "train_model", "plot_curves", "main"]
@@ -58,7 +58,7 @@ __all__ = ["TrainConfig", "train_model", "plot_curves", "main"]
 _SPLITS = ("random", "actor")
 _SCHEDULES = ("cosine", "plateau")
 _SELECT = ("last", "uar", "loss")
-_NORMALIZE = ("train", "valid", "padded", None)
+_NORMALIZE = ("train", "speaker", "valid", "padded", None)
 
 # The chunked data path (see _Run._chunk_features). Waveforms are padded to rungs that are multiples
 # of the hop (so frame counts follow the same ladder), feature frames to multiples of 4 (the model's
@@ -133,6 +133,8 @@ class TrainConfig:
     compile_model: bool = False  # torch.compile the model's forward (off: eager; measure before turning it on)
     prefetch: bool = True  # compute the next chunk's features on a second thread while the model trains
     # "train": the model standardises each row with the training split's statistics (its input_norm);
+    # "speaker": each clip's rows standardised with its speaker's statistics (all of that speaker's clips in
+    # the run, no augmentation, labels unused: evaluate and predict need several recordings of a speaker);
     # "valid"/"padded"/None: the features come standardised per clip (FeatureConfig.normalize), or raw
     normalize: Optional[str] = "train"
     tonnetz: bool = True
@@ -202,7 +204,7 @@ class TrainConfig:
 
     def feature_config(self) -> FeatureConfig:
         """The rows the model reads: trimmed clips (``trim=True``), as :mod:`ser_gpu.predict` rebuilds them."""
-        normalize = None if self.normalize == "train" else self.normalize
+        normalize = None if self.normalize in ("train", "speaker") else self.normalize
         return FeatureConfig(max_frames=self.max_frames, normalize=normalize, tonnetz=self.tonnetz)
 
     def model_config(self, n_classes: int):
@@ -389,8 +391,13 @@ class _Run:
         self.clips = clips
         self._say(f"clips per corpus and emotion:\n{corpus_table(clips)}")
 
+        # speakers (Clip.speaker), indexed in sorted order: the groups of normalize='speaker'
+        self.speakers = sorted({clip.speaker for clip in clips})
+        speaker_index = {name: k for k, name in enumerate(self.speakers)}
+
         def subset(idx):
-            return WaveformSet([waves[i] for i in idx], [clips[i].label for i in idx]).to(self.device)
+            return WaveformSet([waves[i] for i in idx], [clips[i].label for i in idx],
+                               [speaker_index[clips[i].speaker] for i in idx]).to(self.device)
 
         self.train_set = subset(split.train)
         self.val_set = subset(split.val)
@@ -450,6 +457,8 @@ class _Run:
             torch.manual_seed(self._rank_seed("dropout"))
         if c.normalize == "train" and self.resume_payload is None:  # a resumed run's checkpoint holds them
             self.model.set_input_statistics(*self._input_statistics())
+        if c.normalize == "speaker":  # recomputed on resume: no draws, the same every time
+            self.speaker_mean, self.speaker_std = self._speaker_statistics()
         self.history: List[dict] = []
         self.best_score = -math.inf  # the validation score best.pt holds (see score())
         self.bad_epochs = 0
@@ -589,19 +598,26 @@ class _Run:
         """Per-row mean and standard deviation (float32 ``[shape=(68,)]``) of the training split's features
         without augmentation, over every clip's valid frames (accumulated in float64); a row that never
         varies gets a standard deviation of 1. The same on every rank (each computes the whole split)."""
-        total = squares = None
-        frames = 0
+        stats = RowStatistics(1, self.model_config.input_dim, device=self.device)
         for index in epoch_chunks(torch.arange(len(self.train_set)), self.chunk_size, self.config.batch_size):
             x, fl, _, _ = self._chunk_features(self.train_set, index, train=False)
-            # unnormalised rows are not zero past a clip's frames (e.g. the MFCCs of padding): mask them
-            x = x.double() * valid_mask(fl, x.shape[-1]).unsqueeze(1)
-            total = x.sum((0, 2)) if total is None else total + x.sum((0, 2))
-            squares = (x * x).sum((0, 2)) if squares is None else squares + (x * x).sum((0, 2))
-            frames = frames + fl.sum()
-        mean = total / frames
-        std = (squares / frames - mean * mean).clamp_min(0).sqrt()
-        std = torch.where(std > 0, std, torch.ones_like(std))
-        return mean.float(), std.float()
+            stats.add(x, fl, torch.zeros_like(fl))
+        mean, std = stats.result()
+        return mean[0], std[0]
+
+    def _speaker_statistics(self):
+        """``normalize='speaker'``: per-row mean and std of each speaker (float32 ``[shape=(speakers, 68)]``,
+        rows in ``self.speakers`` order) over the valid frames of all of its clips in the run (training,
+        validation and test), without augmentation and without labels. A test speaker's statistics come
+        from its own recordings."""
+        stats = RowStatistics(len(self.speakers), self.model_config.input_dim, device=self.device)
+        for dataset in (self.train_set, self.val_set, self.test_set):
+            if dataset is None:
+                continue
+            for index in epoch_chunks(torch.arange(len(dataset)), self.chunk_size, self.config.batch_size):
+                x, fl, _, _ = self._chunk_features(dataset, index, train=False, standardize=False)
+                stats.add(x, fl, dataset.groups[index].to(self.device))
+        return stats.result()
 
     def _resolve_chunk_size(self) -> int:
         """Clips per data-path chunk: ``chunk_size`` if set, else what free device memory holds (CUDA)
@@ -623,13 +639,13 @@ class _Run:
         size = max(bs, size // bs * bs)
         return min(size, math.ceil(len(self.train_set) / bs) * bs)
 
-    def _chunk_features(self, dataset, index: torch.Tensor, *, train: bool):
+    def _chunk_features(self, dataset, index: torch.Tensor, *, train: bool, standardize: bool = True):
         """:meth:`_chunk_features_once`; a chunk that runs out of device memory is redone in two halves
         from the same augmentation draws' starting point (so the run stays reproducible), and later
         chunks are made smaller (the size is saved in the checkpoints, so ``--resume`` keeps it)."""
         state = self.augment_gen.get_state()
         try:
-            return self._chunk_features_once(dataset, index, train=train)
+            return self._chunk_features_once(dataset, index, train=train, standardize=standardize)
         except torch.OutOfMemoryError:
             if index.numel() < 2:
                 raise
@@ -640,12 +656,13 @@ class _Run:
         self.chunk_size = min(self.chunk_size, max(bs, index.numel() // 2 // bs * bs))  # for the next chunks
         self._say(f"a chunk of {index.numel()} clips ran out of device memory: computing it in two halves, "
                   f"and chunks of {self.chunk_size} from now on (pass --chunk-size to choose the size)")
-        parts = [self._chunk_features(dataset, half, train=train) for half in index.tensor_split(2)]
+        parts = [self._chunk_features(dataset, half, train=train, standardize=standardize)
+                 for half in index.tensor_split(2)]
         frames = max(p[0].shape[-1] for p in parts)
         x = torch.cat([nn.functional.pad(p[0], (0, frames - p[0].shape[-1])) for p in parts])
         return (x,) + tuple(torch.cat([p[k] for p in parts]) for k in (1, 2, 3))
 
-    def _chunk_features_once(self, dataset, index: torch.Tensor, *, train: bool):
+    def _chunk_features_once(self, dataset, index: torch.Tensor, *, train: bool, standardize: bool = True):
         """Features of the clips ``index`` (CPU int64) of ``dataset``, in that order, from a few large calls.
 
         The clips are grouped by the ladder rung of their length (:func:`ser_gpu.data.chunks.length_groups`);
@@ -657,8 +674,9 @@ class _Run:
         Returns:
             ``(x, frame_lengths, labels, host_frame_lengths)``: ``x`` ``[shape=(N, 68, frames)]`` on the
             device (``frames`` a rung, or ``max_frames``); past a clip's frames it holds what the extractor
-            gives for the padding (zero only with ``normalize='valid'``; the model masks it); the rest
-            ``[shape=(N,)]`` int64, the last one a CPU copy.
+            gives for the padding (zero only with ``normalize='valid'`` or ``'speaker'``; the model masks
+            it); the rest ``[shape=(N,)]`` int64, the last one a CPU copy. With ``normalize='speaker'``
+            (and ``standardize``) each clip's rows are standardised with its speaker's statistics.
         """
         c = self.config
         aug = train and c.augment
@@ -683,6 +701,9 @@ class _Run:
             for pos, x, f in parts:
                 out[pos, :, : x.shape[-1]] = x
                 fl[pos] = f
+            if c.normalize == "speaker" and standardize:
+                g = dataset.groups[index].to(self.device)
+                out = standardize_rows(out, fl, self.speaker_mean[g], self.speaker_std[g])
         return out, fl, dataset.labels[index.to(self.device)], fl.cpu()
 
     def _batches(self, x, fl, labels, host_fl, index):
@@ -1170,7 +1191,7 @@ def _normalize_option(text: str) -> Optional[str]:
     """``--normalize``'s value: one of :data:`_NORMALIZE`, ``none`` for None."""
     value = None if text == "none" else text
     if value not in _NORMALIZE:
-        raise argparse.ArgumentTypeError(f"must be one of train, valid, padded, none; got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be one of train, speaker, valid, padded, none; got {text!r}")
     return value
 
 
@@ -1207,9 +1228,11 @@ def build_parser() -> argparse.ArgumentParser:
                                               "UAR or lowest validation loss; "))
     p.add_argument("--class-weights", action=argparse.BooleanOptionalAction,
                    help=recipe_help("class_weights", "weight the loss by inverse class frequency; "))
-    p.add_argument("--normalize", type=_normalize_option, metavar="{train,valid,padded,none}",
+    p.add_argument("--normalize", type=_normalize_option, metavar="{train,speaker,valid,padded,none}",
                    help=recipe_help("normalize", "train: rows standardised with the training split's statistics "
-                                                 "(kept in the model); valid: per clip; none: raw; "))
+                                                 "(kept in the model); speaker: with each speaker's own statistics "
+                                                 "(evaluate and predict then need several recordings of a "
+                                                 "speaker); valid: per clip; none: raw; "))
     p.add_argument("--channels", type=int, nargs="+", help=recipe_help("channels", "conv block widths; "))
     p.add_argument("--lstm-hidden", type=int, help=recipe_help("lstm_hidden", "BiLSTM width per direction; "))
     p.add_argument("--lstm-layers", type=int, help=recipe_help("lstm_layers"))

@@ -276,11 +276,11 @@ def test_a_chunk_out_of_memory_is_redone_in_halves(corpus, cache, tmp_path):
     assert len(run.train_set) % 8 == 0
     real = run._chunk_features_once
 
-    def small_only(dataset, index, *, train):
+    def small_only(dataset, index, *, train, standardize=True):
         if index.numel() > 4:
             torch.rand(100, generator=run.augment_gen)  # part of the work happened before the failure
             raise torch.OutOfMemoryError("simulated")
-        return real(dataset, index, train=train)
+        return real(dataset, index, train=train, standardize=standardize)
 
     run._chunk_features_once = small_only
     halves = epoch_features(run)

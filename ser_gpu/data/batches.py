@@ -24,6 +24,8 @@ class WaveformSet:
         waves (list of Tensor): 1-D float waveforms ``[shape=(time_i,)]``, each at least one sample
             (e.g. from :func:`load_waveforms`); stored as float32.
         labels (sequence of int): one class label per waveform.
+        groups (sequence of int, optional): a group id per waveform (e.g. its speaker's index), kept
+            on the host as ``groups``; None: every clip in group 0.
 
     Attributes:
         data: ``[shape=(sum time_i,)]`` float32, the packed samples.
@@ -31,10 +33,11 @@ class WaveformSet:
         lengths: ``[shape=(N,)]`` int64, samples per clip.
         host_lengths: the same on the CPU, whatever the set's device (plans that need the lengths
             never wait on the device).
+        groups: ``[shape=(N,)]`` int64 on the CPU, each clip's group id.
         labels: ``[shape=(N,)]`` int64.
     """
 
-    def __init__(self, waves: Sequence[torch.Tensor], labels: Sequence[int]):
+    def __init__(self, waves: Sequence[torch.Tensor], labels: Sequence[int], groups: Optional[Sequence[int]] = None):
         if isinstance(waves, torch.Tensor) or not isinstance(waves, Sequence):
             raise ParameterError(f"waves must be a list of 1-D tensors, got {type(waves).__name__}: "
                                  f"{_describe(waves)}")
@@ -45,6 +48,10 @@ class WaveformSet:
             if w.ndim != 1:
                 raise ParameterError(f"waves[{i}] must be 1-D (time,), got shape {tuple(w.shape)}")
         labels = self._check_labels(labels, len(waves))
+        self.groups = torch.zeros(len(waves), dtype=torch.int64) if groups is None else \
+            self._check_labels(groups, len(waves), "groups")
+        if self.groups.numel() and int(self.groups.min()) < 0:
+            raise ParameterError(f"groups must be non-negative, got {int(self.groups.min())}")
         device = waves[0].device
         self.host_lengths = torch.tensor([int(w.shape[0]) for w in waves], dtype=torch.int64)
         self.lengths = self.host_lengths.to(device)
@@ -53,34 +60,35 @@ class WaveformSet:
         self.labels = labels.to(device)
 
     @staticmethod
-    def _check_labels(labels, n: int) -> torch.Tensor:
+    def _check_labels(labels, n: int, name: str = "labels") -> torch.Tensor:
         if isinstance(labels, torch.Tensor):
             if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-                raise ParameterError(f"labels must be integers, got a tensor of dtype {labels.dtype}")
+                raise ParameterError(f"{name} must be integers, got a tensor of dtype {labels.dtype}")
             labels = labels.reshape(-1).to(torch.int64).cpu()
         else:
             if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence):
-                raise ParameterError(f"labels must be a sequence of int, got {type(labels).__name__}: "
+                raise ParameterError(f"{name} must be a sequence of int, got {type(labels).__name__}: "
                                      f"{_describe(labels)}")
             bad = [x for x in labels if isinstance(x, bool) or not isinstance(x, numbers.Integral)]
             if bad:
-                raise ParameterError(f"labels must be integers, got {_describe(bad[0])}")
+                raise ParameterError(f"{name} must be integers, got {_describe(bad[0])}")
             labels = torch.tensor([int(x) for x in labels], dtype=torch.int64)
         if labels.numel() != n:
-            raise ParameterError(f"labels must have one entry per waveform ({n}), got {labels.numel()}")
+            raise ParameterError(f"{name} must have one entry per waveform ({n}), got {labels.numel()}")
         return labels
 
     @classmethod
-    def _from_parts(cls, data, offsets, lengths, host_lengths, labels) -> "WaveformSet":
+    def _from_parts(cls, data, offsets, lengths, host_lengths, labels, groups) -> "WaveformSet":
         obj = cls.__new__(cls)
         obj.data, obj.offsets, obj.lengths, obj.host_lengths, obj.labels = data, offsets, lengths, host_lengths, labels
+        obj.groups = groups
         return obj
 
     def to(self, device: Union[str, torch.device]) -> "WaveformSet":
         """This set on ``device`` (a new set; its tensors are shared when they are already there)."""
         device = torch.device(device)
         return WaveformSet._from_parts(self.data.to(device), self.offsets.to(device), self.lengths.to(device),
-                                       self.host_lengths, self.labels.to(device))
+                                       self.host_lengths, self.labels.to(device), self.groups)
 
     @property
     def device(self) -> torch.device:
