@@ -190,8 +190,8 @@ def evaluate_model(
     clips = scan_corpus([str(d) for d in data_dirs], corpus=corpus)
     waves, clips = load_waveforms(clips, sr=fc.sr, trim=fc.trim, top_db=fc.top_db, cache_dir=cache_dir,
                                   progress=progress)
-    speakers = sorted({c.speaker for c in clips})
-    groups = torch.tensor([speakers.index(c.speaker) for c in clips], dtype=torch.int64, device=dev)
+    speakers = {name: k for k, name in enumerate(sorted({c.speaker for c in clips}))}
+    groups = torch.tensor([speakers[c.speaker] for c in clips], dtype=torch.int64, device=dev)
     dataset = WaveformSet(waves, [c.label for c in clips]).to(dev)
     extractor = FeatureExtractor(fc, trim=False).to(dev)  # the loader trimmed already
     preds, truth = [], []
