@@ -204,14 +204,15 @@ def evaluate_model(
             batch = extractor(y, lengths)
             yield batch.features, batch.frame_lengths, batch_labels, groups[k * batch_size:(k + 1) * batch_size]
 
+    per_speaker = speaker_normalized(payload)
     with torch.no_grad():
-        if speaker_normalized(payload):
+        if per_speaker:
             stats = RowStatistics(len(speakers), model.config.input_dim, device=dev)
             for x, fl, _, g in feature_batches("speaker statistics"):
                 stats.add(x, fl, g)
             mean, std = stats.result()
         for x, fl, batch_labels, g in feature_batches("evaluating"):
-            if speaker_normalized(payload):
+            if per_speaker:
                 x = standardize_rows(x, fl, mean[g], std[g])
             preds.append(model(x, fl).argmax(-1))
             truth.append(batch_labels)

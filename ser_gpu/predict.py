@@ -76,7 +76,7 @@ class Predictor:
 
     def __init__(self, checkpoint: PathLike, *, device: str = "auto", window: float = 4.0, hop: float = 2.0,
                  batch_size: Optional[int] = None):
-        from .checkpoint import feature_config, load_model
+        from .checkpoint import feature_config, load_model, speaker_normalized
         from .data import EMOTIONS
         from .model_card import model_card
 
@@ -98,27 +98,28 @@ class Predictor:
         # with max_frames the extractor gives every batch that many already
         full = 1 + math.ceil(self.window_seconds * fc.sr) // fc.hop_length
         self._model_frames = full if fc.max_frames is None else 0
-        from .checkpoint import speaker_normalized
-
         #: the model reads rows standardised per speaker (trained with normalize='speaker'): each
         #: predict call takes its files as one speaker's and standardises with their statistics
         self.speaker_normalized = speaker_normalized(payload)
-        self._speaker_stats: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
 
     # -- reading ----------------------------------------------------------------------------------
-    def _windows(self, path: Path) -> Iterator[Tuple[float, float, torch.Tensor]]:
-        """``(start_seconds, end_seconds, window)`` of the file, decoded once in bounded memory."""
+    def _windows(self, path: Path, hop_seconds: Optional[float] = None) -> Iterator[Tuple[float, float, torch.Tensor]]:
+        """``(start_seconds, end_seconds, window)`` of the file, decoded once in bounded memory; windows
+        ``hop_seconds`` apart (default: the predictor's hop)."""
         from .media import iter_windows
 
         for w in iter_windows(path, sr=self.feature_config.sr, window_seconds=self.window_seconds,
-                              hop_seconds=self.hop_seconds):
+                              hop_seconds=self.hop_seconds if hop_seconds is None else hop_seconds):
             if w.y.numel():
                 yield w.start, w.end, w.y
 
     # -- scoring ----------------------------------------------------------------------------------
     @torch.no_grad()
-    def _probabilities(self, windows: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Softmax outputs ``(B, labels)`` and each window's frame count after trimming ``(B,)``."""
+    def _probabilities(self, windows: List[torch.Tensor],
+                       speaker_stats: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                       ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Softmax outputs ``(B, labels)`` and each window's frame count after trimming ``(B,)``; with
+        ``speaker_stats`` (mean, std ``(1, rows)``) the rows are standardised with them first."""
         lengths = torch.tensor([w.numel() for w in windows], dtype=torch.int64)
         y = torch.nn.utils.rnn.pad_sequence(windows, batch_first=True)  # zero-padded (B, longest)
         batch = self.extractor(y.to(self.device), lengths.to(self.device))
@@ -130,8 +131,8 @@ class Predictor:
             # Padded to a full window's frames, the model meets one shape per batch size; it ignores
             # padded frames (logits unchanged up to float rounding).
             features = torch.nn.functional.pad(features, (0, self._model_frames - features.shape[-1]))
-        if self._speaker_stats is not None:
-            mean, std = self._speaker_stats
+        if speaker_stats is not None:
+            mean, std = speaker_stats
             n = features.shape[0]
             features = standardize_rows(features, batch.frame_lengths, mean.expand(n, -1), std.expand(n, -1))
         logits = self.model(features, batch.frame_lengths)
@@ -142,19 +143,14 @@ class Predictor:
         """Per-row mean and std ``[shape=(1, 68)]`` of the files' rows taken as one speaker's (windows that
         do not overlap, the checkpoint's trimming), and the seconds of sound they hold. Unreadable files
         are skipped (:meth:`predict` reports them)."""
-        from .media import iter_windows
-
         stats = RowStatistics(1, self.model.config.input_dim, device=self.device)
         frames = 0
         for path in paths:
             try:
-                for w in iter_windows(Path(path), sr=self.feature_config.sr, window_seconds=self.window_seconds,
-                                      hop_seconds=self.window_seconds):
-                    if w.y.numel():
-                        batch = self.extractor(w.y[None].to(self.device),
-                                               torch.tensor([w.y.numel()], device=self.device))
-                        stats.add(batch.features, batch.frame_lengths, torch.zeros_like(batch.frame_lengths))
-                        frames += int(batch.frame_lengths[0])
+                for _, _, w in self._windows(Path(path), hop_seconds=self.window_seconds):
+                    batch = self.extractor(w[None].to(self.device), torch.tensor([w.numel()], device=self.device))
+                    stats.add(batch.features, batch.frame_lengths, torch.zeros_like(batch.frame_lengths))
+                    frames += int(batch.frame_lengths[0])
             except AudioLoadError:
                 continue
         mean, std = stats.result()
@@ -192,10 +188,10 @@ class Predictor:
         window_probs: Dict[int, List[torch.Tensor]] = {}
 
         paths = [Path(p) for p in paths]
-        speaker_note = None
+        speaker_note = speaker_stats = None
         if self.speaker_normalized:
             mean, std, sound_seconds = self.speaker_statistics(paths)
-            self._speaker_stats = (mean, std)
+            speaker_stats = (mean, std)
             if sound_seconds < SPEAKER_MIN_SECONDS:
                 speaker_note = (f"this model standardises its rows with the speaker's statistics: taken from the "
                                 f"{len(paths)} file(s) of this call as one speaker's, they hold {sound_seconds:.1f} s "
@@ -206,7 +202,7 @@ class Predictor:
 
         def flush():
             if pending:
-                probs, frames = self._probabilities([w for _, w in pending])
+                probs, frames = self._probabilities([w for _, w in pending], speaker_stats)
                 hop_s = self.feature_config.hop_length / self.feature_config.sr
                 for (i, _), p, f in zip(pending, probs, frames.tolist()):
                     sums[i] = sums.get(i, 0) + p

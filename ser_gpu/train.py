@@ -598,11 +598,7 @@ class _Run:
         """Per-row mean and standard deviation (float32 ``[shape=(68,)]``) of the training split's features
         without augmentation, over every clip's valid frames (accumulated in float64); a row that never
         varies gets a standard deviation of 1. The same on every rank (each computes the whole split)."""
-        stats = RowStatistics(1, self.model_config.input_dim, device=self.device)
-        for index in epoch_chunks(torch.arange(len(self.train_set)), self.chunk_size, self.config.batch_size):
-            x, fl, _, _ = self._chunk_features(self.train_set, index, train=False)
-            stats.add(x, fl, torch.zeros_like(fl))
-        mean, std = stats.result()
+        mean, std = self._row_statistics([self.train_set], by_speaker=False)
         return mean[0], std[0]
 
     def _speaker_statistics(self):
@@ -610,13 +606,18 @@ class _Run:
         rows in ``self.speakers`` order) over the valid frames of all of its clips in the run (training,
         validation and test), without augmentation and without labels. A test speaker's statistics come
         from its own recordings."""
-        stats = RowStatistics(len(self.speakers), self.model_config.input_dim, device=self.device)
-        for dataset in (self.train_set, self.val_set, self.test_set):
-            if dataset is None:
-                continue
+        return self._row_statistics([d for d in (self.train_set, self.val_set, self.test_set) if d is not None],
+                                    by_speaker=True)
+
+    def _row_statistics(self, datasets, *, by_speaker: bool):
+        """:class:`RowStatistics` of the clips of ``datasets`` without augmentation (nor standardisation),
+        pooled per speaker (``by_speaker``) or all in one group."""
+        stats = RowStatistics(len(self.speakers) if by_speaker else 1, self.model_config.input_dim,
+                              device=self.device)
+        for dataset in datasets:
             for index in epoch_chunks(torch.arange(len(dataset)), self.chunk_size, self.config.batch_size):
                 x, fl, _, _ = self._chunk_features(dataset, index, train=False, standardize=False)
-                stats.add(x, fl, dataset.groups[index].to(self.device))
+                stats.add(x, fl, dataset.groups[index].to(self.device) if by_speaker else torch.zeros_like(fl))
         return stats.result()
 
     def _resolve_chunk_size(self) -> int:

@@ -216,10 +216,10 @@ def test_validation_features_are_computed_once(corpus, cache, tmp_path, monkeypa
     calls = []
     real = _Run._chunk_features
 
-    def counting(self, dataset, index, *, train):
+    def counting(self, dataset, index, *, train, standardize=True):
         name = {id(self.train_set): "train", id(self.val_set): "val", id(self.test_set): "test"}[id(dataset)]
         calls.append((name, train, index.tolist()))
-        return real(self, dataset, index, train=train)
+        return real(self, dataset, index, train=train, standardize=standardize)
 
     extracted = []
     real_forward = FeatureExtractor.forward
