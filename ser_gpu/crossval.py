@@ -5,7 +5,13 @@ The corpus's actors are dealt into ``K`` folds (:func:`ser_gpu.data.split_clips`
 ``i + 1`` (mod K) the validation set and the rest train. Every fold, for every seed, is one
 :func:`ser_gpu.train.train_model` run in its own directory ``OUT/seed_S/fold_I``; the test
 metrics are those of each run's best checkpoint (its ``--select`` score on validation), read from the
-``result.json`` each run writes. ``OUT`` then holds:
+``result.json`` each run writes.
+
+``--ensemble K`` trains ``K`` models per fold on the same folds, each with its own training seed
+(:func:`member_seed`: member 0 with the seed itself, so it is the one-model run), in
+``OUT/seed_S/fold_I/member_M``; the fold is tested by their averaged softmax (each run's
+``test_probabilities.json``, :func:`ensemble_test`), and the summary adds ``single_model``, the
+members' own figures. ``OUT`` then holds:
 
 - ``crossval.json``: mean ± std (sample std, ddof=1) over all fold runs of UAR, WA (accuracy) and
   weighted F1, the same per seed, the pooled metrics, the settings, and one record per fold run
@@ -39,13 +45,14 @@ from ._atomic import atomic_write, save_json
 from ._cli import check_output_dir, refuse_held
 from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
 
-__all__ = ["cross_validate", "fold_dir", "speaker_of", "read_fold_result", "summarize", "main"]
+__all__ = ["cross_validate", "fold_dir", "speaker_of", "read_fold_result", "summarize", "member_seed", "ensemble_test",
+           "main"]
 
 CONFIG_NAME = "crossval_config.json"
 _OUTPUTS = ("crossval.json", "folds.txt", "confusion.json", "confusion.png", CONFIG_NAME)
 _METRICS = ("uar", "accuracy", "weighted_f1")
 # TrainConfig fields crossval sets itself, or that do not change what is trained
-_OWN = ("data_dirs", "out", "split", "n_folds", "fold", "seed", "epochs")
+_OWN = ("data_dirs", "out", "split", "n_folds", "fold", "seed", "split_seed", "epochs")
 _MAY_CHANGE = ("device", "progress", "cache_dir")
 
 
@@ -120,6 +127,9 @@ def summarize(folds: Sequence[dict]) -> dict:
     summary["per_seed"] = per_seed
     if len(seeds) > 1:  # spread of the seeds' fold means: how much the seed alone moves the CV figure
         summary["across_seeds"] = {k: _mean_std([per_seed[str(s)][k]["mean"] for s in seeds]) for k in _METRICS}
+    members = [m for f in folds for m in f.get("members", ())]
+    if members:  # ensembles: the same figures for the member runs alone
+        summary["single_model"] = {k: _mean_std([m["test"][k] for m in members]) for k in _METRICS}
     n = len(folds[0]["test"]["confusion"])
     pooled = [[sum(f["test"]["confusion"][i][j] for f in folds) for j in range(n)] for i in range(n)]
     summary["pooled"] = _metrics_from_confusion(pooled)
@@ -132,7 +142,8 @@ def _format_table(folds: Sequence[dict], summary: dict, settings: dict) -> str:
     for f in folds:
         t = f["test"]
         actors = ",".join(str(a) for a in f["actors"]["test"])
-        per_epoch = f["train_seconds"] / f["epochs_run"] if f["epochs_run"] else float("nan")
+        epochs = sum(m["epochs_run"] for m in f["members"]) if "members" in f else f["epochs_run"]
+        per_epoch = f["train_seconds"] / epochs if epochs else float("nan")
         lines.append(f"{f['seed']:>5}{f['fold']:>5}  {actors:<14}{t['n_clips']:>6}{t['uar']:>8.3f}"
                      f"{t['accuracy']:>8.3f}{t['weighted_f1']:>8.3f}{f['epochs_run']:>8}{per_epoch:>9.1f}")
     lines.append("")
@@ -143,6 +154,10 @@ def _format_table(folds: Sequence[dict], summary: dict, settings: dict) -> str:
 
     lines.append(f"mean ± std over {len(folds)} fold run(s): UAR {ms('uar')}   WA {ms('accuracy')}   "
                  f"weighted F1 {ms('weighted_f1')}")
+    if "single_model" in summary:
+        m = summary["single_model"]
+        lines.append(f"the ensembles' {m['uar']['n']} member runs alone: UAR {m['uar']['mean']:.3f} ± "
+                     f"{m['uar']['std']:.3f}   WA {m['accuracy']['mean']:.3f}   weighted F1 {m['weighted_f1']['mean']:.3f}")
     p = summary["pooled"]
     lines.append(f"pooled confusion ({p['n_clips']} test predictions): UAR {p['uar']:.3f}   WA {p['accuracy']:.3f}   "
                  f"weighted F1 {p['weighted_f1']:.3f}")
@@ -220,6 +235,71 @@ def _check_stored(out: Path, stored: dict, wanted: dict) -> None:
                              f"Drop those options, or start anew (another --out, or --overwrite)")
 
 
+def member_seed(seed: int, member: int) -> int:
+    """The training seed of ensemble member ``member`` of seed ``seed``'s folds: member 0 trains with
+    ``seed`` itself (a one-model cross-validation's run), the others with seeds derived from both."""
+    from .distributed import derive_seed
+
+    return int(seed) if member == 0 else derive_seed(int(seed), "ensemble member", int(member)) % 2**31
+
+
+def _fold_run(d: Path, epochs: int, *, resume: bool, overwrite: bool, data_dirs, n_folds: int, fold: int,
+              seed: int, split_seed: int, progress: bool, settings: dict):
+    """One training run of a fold in ``d`` (skipped when ``resume`` finds it finished): its
+    ``result.json`` and the seconds this call spent (None: skipped)."""
+    from .train import train_model
+
+    result = read_fold_result(d / "result.json") if resume else None
+    if result is not None and not (result.get("stopped_early") or result.get("epochs_run", 0) >= epochs):
+        result = None  # finished fewer epochs than now asked: train on from last.pt
+    if result is not None:
+        return result, None
+    if overwrite:  # the previous run's results must not outlive it if this one is interrupted
+        for name in ("result.json", "test_probabilities.json"):
+            (d / name).unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    if resume and (d / "last.pt").exists():
+        train_model(epochs, data_dirs=None, out=str(d), resume=True, progress=progress,
+                    **{k: settings[k] for k in _MAY_CHANGE if k in settings})
+    else:
+        train_model(epochs, data_dirs=data_dirs, out=str(d), overwrite=overwrite or d.exists() and resume,
+                    split="actor", n_folds=n_folds, fold=fold, seed=seed, split_seed=split_seed, progress=progress,
+                    **settings)
+    seconds = time.perf_counter() - t0
+    result = read_fold_result(d / "result.json")
+    if result is None:
+        raise CheckpointError(f"{d / 'result.json'}: the fold finished without test metrics (see the file)")
+    return result, seconds
+
+
+def ensemble_test(run_dirs: Sequence[Path]) -> dict:
+    """Test metrics of the ensemble of the runs in ``run_dirs``: each test clip's softmax averaged over
+    the runs (their ``test_probabilities.json``, which must list the same clips and labels), the
+    prediction its argmax. The dict has :func:`ser_gpu.evaluate.metrics_from_predictions`' keys."""
+    import torch
+
+    from .data import EMOTIONS
+    from .evaluate import metrics_from_predictions
+
+    total, first = None, None
+    for d in run_dirs:
+        path = Path(d) / "test_probabilities.json"
+        try:
+            data = json.loads(path.read_text())
+            paths, labels = list(data["paths"]), [int(v) for v in data["labels"]]
+            probs = torch.tensor(data["probabilities"], dtype=torch.float64).reshape(len(paths), len(EMOTIONS))
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: cannot read the run's test probabilities ({exc}); retrain the run "
+                                  f"(--resume retrains a run whose files are missing only after --overwrite)") from None
+        if first is None:
+            first = (path, paths, labels)
+        elif (paths, labels) != first[1:]:
+            raise CheckpointError(f"{path}: its test clips or labels differ from those of {first[0]}: the members "
+                                  f"of an ensemble must be tested on the same clips")
+        total = probs if total is None else total + probs
+    return metrics_from_predictions(torch.tensor(first[2]), total.argmax(-1), list(EMOTIONS))
+
+
 def cross_validate(
     data_dirs: Sequence[str],
     *,
@@ -228,6 +308,7 @@ def cross_validate(
     only_folds: Optional[Sequence[int]] = None,
     out: str = "runs/cv",
     epochs: Optional[int] = None,
+    ensemble: int = 1,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -243,6 +324,10 @@ def cross_validate(
         only_folds: train and summarise only these folds (None: all); the summary then says it is
             not a complete cross-validation (``complete: false``).
         out: the cross-validation directory (fold runs in ``out/seed_S/fold_I``).
+        ensemble: models trained per fold (each its own training seed, :func:`member_seed`, on the same
+            folds, in ``out/seed_S/fold_I/member_M``); a fold's test metrics are those of their averaged
+            softmax (:func:`ensemble_test`), the summary's ``single_model`` those of the members alone.
+            1 (default): one run per fold in ``out/seed_S/fold_I``.
         epochs: per fold; None: the stored run's with ``resume``, else the recipe's
             (``settings['recipe']``, default ``'speech'``: :data:`ser_gpu.train.RECIPES`).
         resume: skip finished folds, resume interrupted ones from their ``last.pt``; ``epochs``
@@ -265,11 +350,12 @@ def cross_validate(
             before it keep their results; ``resume`` continues).
     """
     from .data import split_clips
-    from .train import train_model
 
     if resume and overwrite:
         raise ParameterError("resume and overwrite exclude each other: pass one of them")
     data_dirs = [str(d) for d in ([data_dirs] if isinstance(data_dirs, (str, Path)) else (data_dirs or []))]
+    if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+        raise ParameterError(f"ensemble must be a positive integer (models per fold), got {ensemble!r}")
     clips, seeds, folds = _check_settings(data_dirs, n_folds, seeds, only_folds, dict(settings, epochs=epochs))
     out = Path(out)
     check_output_dir(out, argument="out")
@@ -284,6 +370,8 @@ def cross_validate(
             epochs = TrainConfig.for_recipe(**settings).epochs
     wanted = {"data_dirs": [str(Path(d).resolve()) for d in data_dirs], "n_folds": int(n_folds),
               "epochs": int(epochs), **{k: v for k, v in sorted(settings.items())}}
+    if ensemble > 1:  # absent for one model per fold: runs stored before ensembles existed resume as they were
+        wanted["ensemble"] = ensemble
     if resume:
         _check_stored(out, stored, wanted)
     elif not overwrite:
@@ -301,34 +389,34 @@ def cross_validate(
         split = split_clips(clips, method="actor", seed=seed, n_folds=n_folds, fold=fold)
         actors = {role: sorted({speaker_of(clips[k]) for k in idx}) for role, idx in
                   (("train", split.train), ("val", split.val), ("test", split.test))}
-        result = read_fold_result(d / "result.json") if resume else None
-        if result is not None and not (result.get("stopped_early") or result.get("epochs_run", 0) >= epochs):
-            result = None  # finished fewer epochs than now asked: train on from last.pt
-        seconds = None
-        if result is None:
-            if overwrite:  # the previous run's result must not outlive it if this one is interrupted
-                (d / "result.json").unlink(missing_ok=True)
-            t0 = time.perf_counter()
-            if resume and (d / "last.pt").exists():
-                train_model(epochs, data_dirs=None, out=str(d), resume=True, progress=progress,
-                            **{k: settings[k] for k in _MAY_CHANGE if k in settings})
-            else:
-                train_model(epochs, data_dirs=data_dirs, out=str(d), overwrite=overwrite or d.exists() and resume,
-                            split="actor", n_folds=n_folds, fold=fold, seed=seed, progress=progress, **settings)
-            seconds = time.perf_counter() - t0
-            result = read_fold_result(d / "result.json")
-            if result is None:
-                raise CheckpointError(f"{d / 'result.json'}: the fold finished without test metrics (see the file)")
-        history = json.loads((d / "metrics.json").read_text()).get("epochs", []) if (d / "metrics.json").exists() else []
-        test = {k: result["test"][k] for k in ("n_clips", "accuracy", "uar", "weighted_f1", "confusion")}
-        records.append({
-            "seed": seed, "fold": fold, "dir": str(d), "actors": actors,
-            "split_sizes": result.get("split_sizes"), "test": test,
-            "best_epoch": result.get("best_epoch"), "epochs_run": result.get("epochs_run", len(history)),
-            "stopped_early": result.get("stopped_early"),
-            "train_seconds": sum(h.get("epoch_seconds", 0.0) for h in history),  # the epochs' own time
-            "wall_seconds": seconds,  # this call's time for the fold (data loading, test); None: skipped
-        })
+        member_dirs = [d] if ensemble == 1 else [d / f"member_{m}" for m in range(ensemble)]
+        runs = []
+        for m, md in enumerate(member_dirs):
+            run_seed = member_seed(seed, m)
+            result, seconds = _fold_run(md, epochs, resume=resume, overwrite=overwrite, data_dirs=data_dirs,
+                                        n_folds=n_folds, fold=fold, seed=run_seed, split_seed=seed,
+                                        progress=progress, settings=settings)
+            history = (json.loads((md / "metrics.json").read_text()).get("epochs", [])
+                       if (md / "metrics.json").exists() else [])
+            runs.append({
+                "seed": run_seed, "dir": str(md),
+                "test": {k: result["test"][k] for k in ("n_clips", "accuracy", "uar", "weighted_f1", "confusion")},
+                "best_epoch": result.get("best_epoch"), "epochs_run": result.get("epochs_run", len(history)),
+                "stopped_early": result.get("stopped_early"), "split_sizes": result.get("split_sizes"),
+                "train_seconds": sum(h.get("epoch_seconds", 0.0) for h in history),  # the epochs' own time
+                "wall_seconds": seconds,  # this call's time for the run (data loading, test); None: skipped
+            })
+        record = {"seed": seed, "fold": fold, "dir": str(d), "actors": actors, "split_sizes": runs[0]["split_sizes"],
+                  "test": runs[0]["test"] if ensemble == 1 else ensemble_test(member_dirs),
+                  "train_seconds": sum(r["train_seconds"] for r in runs),
+                  "wall_seconds": (None if all(r["wall_seconds"] is None for r in runs)
+                                   else sum(r["wall_seconds"] or 0.0 for r in runs))}
+        if ensemble == 1:
+            record.update({k: runs[0][k] for k in ("best_epoch", "epochs_run", "stopped_early")})
+        else:
+            record["epochs_run"] = max(r["epochs_run"] for r in runs)
+            record["members"] = runs
+        records.append(record)
     bar.close()
     report = _write_outputs(out, records, wanted, complete=folds == list(range(n_folds)))
     return report
@@ -353,7 +441,7 @@ def _write_outputs(out: Path, records: List[dict], settings: dict, *, complete: 
 
 # ------------------------------------------------------------------------------------------------ CLI
 
-_TRAIN_OWN_OPTIONS = ("help", "out", "split", "n_folds", "fold", "seed", "resume", "overwrite", "quiet", "data_dirs",
+_TRAIN_OWN_OPTIONS = ("help", "out", "split", "n_folds", "fold", "seed", "split_seed", "resume", "overwrite", "quiet", "data_dirs",
                       "epochs")
 
 
@@ -368,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one CV per seed (default: 0)")
     p.add_argument("--only-folds", type=int, nargs="+", default=None, metavar="I",
                    help="train and summarise only these folds (a partial CV; default: all)")
+    p.add_argument("--ensemble", type=int, default=1, metavar="K",
+                   help="models per fold, each its own seed, tested by their averaged softmax (default: 1)")
     p.add_argument("--epochs", type=int, default=None,
                    help="per fold (default: the recipe's, see --recipe; with --resume the stored run's)")
     p.add_argument("--out", default="runs/cv", help="cross-validation directory (default: %(default)s)")
@@ -387,8 +477,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     quiet = args.pop("quiet")
-    core = {k: args.pop(k) for k in ("data_dirs", "n_folds", "seeds", "only_folds", "epochs", "out", "resume",
-                                     "overwrite")}
+    core = {k: args.pop(k) for k in ("data_dirs", "n_folds", "seeds", "only_folds", "epochs", "ensemble", "out",
+                                     "resume", "overwrite")}
     # pass on only the training options the command line names: the others are the recipe's, and the
     # stored settings stay short
     given = _given_options(parser, argv)

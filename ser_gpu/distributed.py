@@ -102,17 +102,18 @@ class Dist:
         return [float(v) for v in t.tolist()]
 
     def gather_cat(self, t: torch.Tensor) -> torch.Tensor:
-        """All ranks' 1-D tensors (lengths may differ, 0 included) concatenated in rank order, on every rank."""
+        """All ranks' tensors concatenated along dim 0 in rank order, on every rank. Their first sizes
+        may differ (0 included); the other dimensions must be the same on every rank."""
         if not self.enabled:
             return t
         import torch.distributed as dist
 
-        n = torch.tensor([t.numel()], dtype=torch.int64, device=t.device)
+        n = torch.tensor([t.shape[0]], dtype=torch.int64, device=t.device)
         sizes = [torch.zeros_like(n) for _ in range(self.world_size)]
         dist.all_gather(sizes, n)
         sizes = [int(s) for s in torch.cat(sizes).tolist()]
-        padded = t.new_zeros(max(sizes))
-        padded[: t.numel()] = t
+        padded = t.new_zeros((max(sizes), *t.shape[1:]))
+        padded[: t.shape[0]] = t
         parts = [torch.empty_like(padded) for _ in range(self.world_size)]
         dist.all_gather(parts, padded)
         return torch.cat([p[:s] for p, s in zip(parts, sizes)])

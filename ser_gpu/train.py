@@ -120,6 +120,9 @@ class TrainConfig:
     n_folds: Optional[int] = None
     fold: int = 0
     seed: int = 0
+    # the seed of the split (the actor shuffle of split="actor", the clip shuffle of "random"); None: seed.
+    # Several runs with one split_seed and their own seeds train on the same folds (crossval --ensemble)
+    split_seed: Optional[int] = None
     device: str = "auto"
     amp: bool = True  # bf16 autocast of the model on CUDA; ignored on CPU
     augment: bool = True
@@ -158,6 +161,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ParameterError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.split_seed is not None and (isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int)
+                                            or self.split_seed < 0):
+            raise ParameterError(f"split_seed must be a non-negative integer or None, got {self.split_seed!r}")
         check_positive(self.lr, "lr")
         check_nonnegative(self.weight_decay, "weight_decay")
         check_in_range(self.label_smoothing, "label_smoothing", 0.0, 1.0)
@@ -386,9 +392,11 @@ class _Run:
         clips = scan_corpus(dirs, corpus=c.corpus if c.data_dirs else None)
         waves, clips = load_waveforms(clips, sr=22050, trim=True, top_db=20.0, cache_dir=c.cache_dir,
                                       progress=c.progress)
-        split = split_clips(clips, method=c.split, seed=c.seed, val_fraction=c.val_fraction,
+        split = split_clips(clips, method=c.split, seed=c.seed if c.split_seed is None else c.split_seed,
+                            val_fraction=c.val_fraction,
                             test_fraction=c.test_fraction, n_folds=c.n_folds, fold=c.fold)
         self.clips = clips
+        self.test_paths = [str(clips[i].path) for i in split.test]  # the test set's stored order
         self._say(f"clips per corpus and emotion:\n{corpus_table(clips)}")
 
         # speakers (Clip.speaker), indexed in sorted order: the groups of normalize='speaker'
@@ -898,11 +906,14 @@ class _Run:
             out.extend(b[:3] for b in self._batches(x, fl, labels, host_fl, index))
         return out
 
-    def evaluate(self, batches) -> dict:
+    def evaluate(self, batches, *, probabilities: bool = False) -> dict:
         """Loss and metrics of ``self.model`` over ``batches``; under torchrun over every rank's batches
-        (predictions and labels gathered, loss summed), the same on every rank."""
+        (predictions and labels gathered, loss summed), the same on every rank. ``probabilities``: the
+        dict also holds ``probabilities``, the softmax ``(n_clips, n_classes)`` float32 tensor, and
+        ``targets``, the labels, both in the gathered order (rank 0's batches, then rank 1's, ...; :meth:`test_probabilities` reorders)."""
         self.model.eval()
         total_loss, preds, truth = torch.zeros((), dtype=torch.float64, device=self.device), [], []
+        probs = []
         with torch.no_grad():
             for x, fl, labels in batches:
                 with self._autocast():
@@ -910,6 +921,8 @@ class _Run:
                 total_loss += self.criterion(logits.float(), labels).double() * labels.numel()  # read once, below
                 preds.append(logits.argmax(-1))
                 truth.append(labels)
+                if probabilities:
+                    probs.append(logits.float().softmax(-1))
         total_loss = total_loss.item()
         empty = torch.zeros(0, dtype=torch.int64, device=self.device)
         truth = torch.cat(truth) if truth else empty
@@ -919,7 +932,26 @@ class _Run:
             truth, preds = self.dist.gather_cat(truth), self.dist.gather_cat(preds)
         metrics = metrics_from_predictions(truth, preds, self.labels)
         metrics["loss"] = total_loss / truth.numel()
+        if probabilities:
+            probs = torch.cat(probs) if probs else torch.zeros(0, len(self.labels), device=self.device)
+            metrics["probabilities"] = self.dist.gather_cat(probs) if self.dist.enabled else probs
+            metrics["targets"] = truth
         return metrics
+
+    def test_probabilities(self, probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
+        """What ``test_probabilities.json`` holds: the test clips in stored order, each with its label and
+        the model's softmax. ``probabilities``/``labels`` come in :meth:`evaluate`'s gathered order."""
+        n = len(self.test_paths)
+        order = torch.arange(n)
+        if self.dist.enabled:  # gather_cat: rank 0's batches, then rank 1's, ... (feature_batches' shards)
+            order = torch.cat([_distributed.shard_batches(order, self.config.batch_size, r, self.dist.world_size)
+                               for r in range(self.dist.world_size)])
+        stored = torch.empty(n, probabilities.shape[-1], dtype=torch.float64)
+        stored[order] = probabilities.detach().double().cpu()
+        stored_labels = torch.empty(n, dtype=torch.int64)
+        stored_labels[order] = labels.detach().long().cpu()
+        return {"emotions": list(self.labels), "paths": self.test_paths, "labels": stored_labels.tolist(),
+                "probabilities": stored.tolist()}
 
     # -- outputs ----------------------------------------------------------------------------------
     def write_metrics(self) -> None:
@@ -961,7 +993,7 @@ def plot_curves(history: Sequence[dict], path) -> Path:
         plt.close(fig)
 
 
-_RUN_OUTPUTS = ("result.json", "metrics.csv", "metrics.json", "curves.png")
+_RUN_OUTPUTS = ("result.json", "metrics.csv", "metrics.json", "curves.png", "test_probabilities.json")
 # settings a resumed run may change: how long, where, and how it shows progress; all others are the run's
 # how a run executes, not what it computes: prefetch gives the same draws, compile the same model
 _RESUME_MAY_CHANGE = ("epochs", "device", "progress", "out", "cache_dir", "prefetch", "compile_model")
@@ -1076,8 +1108,11 @@ def _final_report(run: _Run, fit: dict) -> dict:
         if run.is_main:
             run.model.load_state_dict(load_checkpoint(best_path)["model_state"])  # written by this run
         run.dist.broadcast_tensors(run.model.state_dict().values())  # rank 0 read it; every rank evaluates it
-        test = run.evaluate(run.feature_batches(run.test_set))
+        test = run.evaluate(run.feature_batches(run.test_set), probabilities=True)
+        per_clip = run.test_probabilities(test.pop("probabilities"), test.pop("targets"))
         result["test"] = test
+        if run.is_main:  # each test clip's softmax: what crossval --ensemble averages over runs
+            save_json(run.out / "test_probabilities.json", per_clip)
     if (run.history or fit.get("diverged")) and run.is_main:
         save_json(run.out / "result.json", {k: v for k, v in result.items() if k != "history"})  # non-finite -> null
     return result
@@ -1128,7 +1163,9 @@ def train_model(
         data_dirs: corpus folders (RAVDESS, CREMA-D, TESS, SAVEE, EmoDB names; ``corpus=`` forces a
             scheme, see :func:`ser_gpu.data.corpora.scan_corpus`), searched recursively; ``None`` = the
             built-in synthetic corpus (or, with ``resume``, the stored run's).
-        out: directory for ``best.pt``, ``last.pt``, ``metrics.csv``/``.json``, ``curves.png``, ``result.json``.
+        out: directory for ``best.pt``, ``last.pt``, ``metrics.csv``/``.json``, ``curves.png``, ``result.json``
+            and, with a test set, ``test_probabilities.json`` (each test clip's path, label and softmax
+            under ``best.pt``; written before ``result.json``).
         resume: continue the run in ``out`` from ``last.pt``. Its stored settings are used; only
             ``epochs`` (may be raised), ``device``, ``progress`` and ``cache_dir`` may be given with
             other values, any other setting given with another value than the run's is refused
@@ -1243,6 +1280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=None, dest="n_folds", help="actor split in K folds")
     p.add_argument("--fold", type=int, default=0, help="which fold is the test set (default: 0)")
     p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the split alone (default: --seed); runs with one --split-seed and their own "
+                        "--seed train on the same folds")
     p.add_argument("--device", default=d.device, help="auto (default), cpu or cuda[:N]")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on CUDA")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no waveform augmentation")

@@ -9,9 +9,11 @@ import statistics
 import pytest
 import torch
 
-from ser_gpu.crossval import cross_validate, fold_dir, main, read_fold_result
-from ser_gpu.data import scan_corpus
-from ser_gpu.errors import ParameterError
+from ser_gpu.crossval import (cross_validate, ensemble_test, fold_dir, main, member_seed, read_fold_result,
+                              speaker_of)
+from ser_gpu.data import EMOTIONS, scan_corpus
+from ser_gpu.errors import CheckpointError, ParameterError
+from ser_gpu.evaluate import metrics_from_predictions
 
 from tests.tiny_corpus import FAST, write_corpus
 
@@ -160,6 +162,7 @@ def test_partial_cv_says_so(corpus, cache, tmp_path):
     (["--seeds", "0", "0"], "seeds must not repeat"),
     (["--only-folds", "3"], "only_folds must be distinct integers in [0, 3)"),
     (["--lr", "-1"], "lr"),
+    (["--ensemble", "0"], "ensemble must be a positive integer"),
 ])
 def test_bad_inputs_exit_2_with_one_line(corpus, tmp_path, capsys, args, message):
     out = tmp_path / "cv"
@@ -192,3 +195,101 @@ def test_resume_needs_readable_stored_settings(corpus, tmp_path, text, match):
         (out / "crossval_config.json").write_text(text)
     with pytest.raises(ParameterError, match=match):
         cross_validate([str(corpus)], n_folds=3, out=str(out), resume=True, progress=False)
+
+
+# -- ensembles: several models per fold on the same folds, tested by their averaged softmax -----------------------
+
+@pytest.fixture(scope="module")
+def cv_ensemble(corpus, cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cv_ensemble")
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, ensemble=2,
+                            **CV)
+    return out, report
+
+
+def test_ensemble_members_share_the_folds_and_train_with_their_own_seeds(corpus, cv, cv_ensemble):
+    out, report = cv_ensemble
+    one_model = {f["fold"]: f for f in cv[1]["folds"] if f["seed"] == 0}
+    assert [f["fold"] for f in report["folds"]] == list(range(N_FOLDS))
+    for f in report["folds"]:
+        assert f["actors"] == one_model[f["fold"]]["actors"]  # seed 0's folds, as without --ensemble
+        members = f["members"]
+        assert [m["seed"] for m in members] == [member_seed(0, 0), member_seed(0, 1)]
+        assert members[0]["seed"] == 0 and members[1]["seed"] != 0
+        for m, member in enumerate(members):
+            d = fold_dir(out, 0, f["fold"]) / f"member_{m}"
+            stored = torch.load(d / "last.pt", weights_only=True)["train_config"]
+            assert (stored["seed"], stored["split_seed"], stored["fold"]) == (member["seed"], 0, f["fold"])
+            probs = json.loads((d / "test_probabilities.json").read_text())
+            # the run's own test metrics are its probabilities' argmax, clip by clip in the test set's order
+            clips = {str(c.path): c for c in scan_corpus([str(corpus)])}
+            assert probs["labels"] == [clips[p].label for p in probs["paths"]]
+            assert {speaker_of(clips[p]) for p in probs["paths"]} == set(f["actors"]["test"])
+            assert len(probs["paths"]) == member["test"]["n_clips"]
+            p = torch.tensor(probs["probabilities"])
+            assert torch.allclose(p.sum(-1), torch.ones(len(p)), atol=1e-6)
+            own = metrics_from_predictions(torch.tensor(probs["labels"]), p.argmax(-1), list(EMOTIONS))
+            assert own["confusion"] == member["test"]["confusion"]
+        # member 0 is the one-model cross-validation's run of this fold (the CPU run is deterministic)
+        assert members[0]["test"] == one_model[f["fold"]]["test"]
+
+
+def test_ensemble_test_metrics_are_those_of_the_averaged_softmax(cv_ensemble):
+    out, report = cv_ensemble
+    for f in report["folds"]:
+        runs = [json.loads((fold_dir(out, 0, f["fold"]) / f"member_{m}" / "test_probabilities.json").read_text())
+                for m in range(2)]
+        mean = (torch.tensor(runs[0]["probabilities"]) + torch.tensor(runs[1]["probabilities"])) / 2
+        truth = torch.tensor(runs[0]["labels"])
+        expected = metrics_from_predictions(truth, mean.argmax(-1), list(EMOTIONS))
+        assert f["test"]["confusion"] == expected["confusion"] and f["test"]["uar"] == expected["uar"]
+    summary = json.loads((out / "crossval.json").read_text())["summary"]
+    members = [m["test"]["uar"] for f in report["folds"] for m in f["members"]]
+    assert summary["single_model"]["uar"]["n"] == 2 * N_FOLDS
+    assert summary["single_model"]["uar"]["mean"] == pytest.approx(statistics.fmean(members))
+    assert summary["uar"]["n"] == N_FOLDS
+    assert "member runs alone" in (out / "folds.txt").read_text()
+    assert json.loads((out / "crossval_config.json").read_text())["ensemble"] == 2
+
+
+def test_ensemble_resume_retrains_only_the_missing_member_and_refuses_another_size(corpus, cache, cv_ensemble,
+                                                                                    tmp_path):
+    import shutil
+
+    src, before = cv_ensemble
+    out = tmp_path / "cv"
+    shutil.copytree(src, out)
+    lost = fold_dir(out, 0, 1) / "member_1"
+    shutil.rmtree(lost)
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, ensemble=2,
+                            resume=True, **CV)
+    walls = [[m["wall_seconds"] for m in f["members"]] for f in report["folds"]]
+    assert walls[0] == [None, None] and walls[1][0] is None and walls[1][1] is not None and walls[2] == [None, None]
+    assert [f["test"] for f in report["folds"]] == [f["test"] for f in before["folds"]]  # deterministic on the CPU
+    with pytest.raises(ParameterError, match="ensemble"):
+        cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, ensemble=3,
+                       resume=True, **CV)
+
+
+def test_ensemble_refuses_members_tested_on_other_clips(cv_ensemble, tmp_path):
+    import shutil
+
+    src, _ = cv_ensemble
+    for m in range(2):
+        shutil.copytree(fold_dir(src, 0, 0) / f"member_{m}", tmp_path / f"member_{m}")
+    path = tmp_path / "member_1" / "test_probabilities.json"
+    data = json.loads(path.read_text())
+    data["labels"][0] = (data["labels"][0] + 1) % 8
+    path.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="differ from those of"):
+        ensemble_test([tmp_path / "member_0", tmp_path / "member_1"])
+    path.write_text("{")
+    with pytest.raises(CheckpointError, match="cannot read the run's test probabilities"):
+        ensemble_test([tmp_path / "member_0", tmp_path / "member_1"])
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True])
+def test_ensemble_must_be_a_positive_integer(corpus, tmp_path, value):
+    with pytest.raises(ParameterError, match=r"ensemble must be a positive integer.*" + repr(value).replace(".", r"\.")):
+        cross_validate([str(corpus)], n_folds=N_FOLDS, out=str(tmp_path / "cv"), ensemble=value, progress=False)
+    assert not (tmp_path / "cv").exists()

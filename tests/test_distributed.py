@@ -214,7 +214,8 @@ def test_every_rank_computes_the_same_metrics(ddp_run):
 def test_one_set_of_outputs(ddp_run):
     out = ddp_run["out"]
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["best.pt", "last.pt", "metrics.csv", "metrics.json", "curves.png", "result.json"]), names
+    assert names == sorted(["best.pt", "last.pt", "metrics.csv", "metrics.json", "curves.png", "result.json",
+                            "test_probabilities.json"]), names
     history = json.loads((out / "metrics.json").read_text())["epochs"]
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(0 < h["train_loss"] < 10 and 0 < h["val_loss"] < 10 for h in history)
@@ -224,8 +225,8 @@ def test_one_set_of_outputs(ddp_run):
 
 def test_test_metrics_equal_a_recomputation_from_best_pt(ddp_run, corpus, tmp_path):
     """result.json's test metrics (gathered over both ranks) == evaluate_model on best.pt over the test clips."""
-    from ser_gpu.data import scan_corpus, split_clips
-    from ser_gpu.evaluate import evaluate_model
+    from ser_gpu.data import EMOTIONS, scan_corpus, split_clips
+    from ser_gpu.evaluate import evaluate_model, metrics_from_predictions
 
     result = json.loads((ddp_run["out"] / "result.json").read_text())
     clips = scan_corpus([str(corpus)])
@@ -241,6 +242,13 @@ def test_test_metrics_equal_a_recomputation_from_best_pt(ddp_run, corpus, tmp_pa
     assert test["n_clips"] == again["n_clips"] == 8
     assert test["confusion"] == again["confusion"]
     assert test["accuracy"] == again["accuracy"] and test["uar"] == again["uar"]
+    # each clip's softmax, gathered from both ranks and put back in the test set's order
+    probs = json.loads((ddp_run["out"] / "test_probabilities.json").read_text())
+    assert probs["paths"] == [str(clips[i].path) for i in split.test]
+    assert probs["labels"] == [clips[i].label for i in split.test]
+    own = metrics_from_predictions(torch.tensor(probs["labels"]), torch.tensor(probs["probabilities"]).argmax(-1),
+                                   list(EMOTIONS))
+    assert own["confusion"] == test["confusion"]
 
 
 def test_resume_under_torchrun_equals_an_uninterrupted_run(ddp_run, corpus):
