@@ -19,7 +19,7 @@ import os
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from .models.cnn_bilstm_attention import CNNBiLSTMAttention, ModelConfig
 from .transforms.features import FeatureConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "load_model",
-           "feature_config", "speaker_normalized"]
+           "load_models", "feature_config", "speaker_normalized"]
 
 #: Value of the payload's ``"format"`` key.
 CHECKPOINT_FORMAT = "ser_gpu.checkpoint"
@@ -382,6 +382,51 @@ def load_model(
     except RuntimeError as exc:  # e.g. dtype that cannot be copied; the checks above catch the usual cases
         raise _fail(source, f"weights do not load: {_first_line(exc)}") from exc
     return model.to(device).eval(), payload
+
+
+def load_models(checkpoints, *, device=None, labels: Optional[Sequence[str]] = None) -> Tuple[nn.Module, List[dict]]:
+    """One checkpoint's model, or several checkpoints' as one :class:`~ser_gpu.models.SoftmaxEnsemble`.
+
+    Args:
+        checkpoints: a checkpoint path (or payload), or a list of them: models trained with other seeds
+            (``python -m ser_gpu.crossval --ensemble``, or ``train --seed``) on the same rows.
+        device, labels: as :func:`load_model`, for each.
+
+    Returns:
+        ``(model, payloads)``: the model (a lone checkpoint's :class:`CNNBiLSTMAttention` itself) and
+        the payloads in the order given; the first one's feature config and labels are the ensemble's.
+
+    Raises:
+        CheckpointError: as :func:`load_model`, for any of them; or two of them that read other rows
+            (feature config, row standardisation, input rows) or answer with other labels.
+        ParameterError: an empty list; as :func:`load_model`.
+    """
+    from .models import SoftmaxEnsemble
+
+    if isinstance(checkpoints, (str, os.PathLike, dict)):
+        checkpoints = [checkpoints]
+    checkpoints = list(checkpoints)
+    if not checkpoints:
+        raise ParameterError("checkpoints must name at least one checkpoint, got []")
+    models, payloads = [], []
+    for source in checkpoints:
+        model, payload = load_model(source, device=device, labels=labels)
+        name = str(source) if not isinstance(source, dict) else "<checkpoint payload>"
+        if payloads:
+            first = payloads[0]
+            differ = [what for what, a, b in (
+                ("labels", payload["labels"], first["labels"]),
+                ("feature_config", feature_config(payload, name), feature_config(first, str(checkpoints[0]))),
+                ("row standardisation (train_config normalize)", speaker_normalized(payload),
+                 speaker_normalized(first)),
+                ("input rows (model_config input_dim)", model.config.input_dim, models[0].config.input_dim),
+            ) if a != b]
+            if differ:
+                raise _fail(name, f"cannot join an ensemble with {checkpoints[0]}: its {', '.join(differ)} "
+                                  f"differ; the members of an ensemble must read the same rows")
+        models.append(model)
+        payloads.append(payload)
+    return (models[0] if len(models) == 1 else SoftmaxEnsemble(models).eval()), payloads
 
 
 def speaker_normalized(payload: dict) -> bool:

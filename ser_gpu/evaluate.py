@@ -10,6 +10,7 @@ batched through the checkpoint's feature rows and model on the device.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -127,7 +128,7 @@ def plot_confusion(metrics: dict, path: PathLike) -> Path:
 
 
 def evaluate_model(
-    checkpoint: PathLike,
+    checkpoint: Union[PathLike, Sequence[PathLike]],
     data_dirs: Sequence[PathLike],
     *,
     out: Optional[PathLike] = None,
@@ -141,7 +142,9 @@ def evaluate_model(
     """Evaluate a checkpoint on every clip named like a known corpus under ``data_dirs`` (searched recursively).
 
     Args:
-        checkpoint: ``best.pt`` written by :mod:`ser_gpu.train` (its feature and model configs are used).
+        checkpoint: ``best.pt`` written by :mod:`ser_gpu.train` (its feature and model configs are used),
+            or a list of them: an ensemble, each clip's answer the argmax of their mean softmax
+            (:func:`ser_gpu.checkpoint.load_models`; they must read the same rows).
         data_dirs: one or more folders; files named like no known corpus (or whose emotion has no
             RAVDESS label) are skipped and counted in one warning, unreadable files likewise.
         corpus: the naming scheme: ``None`` detects it per file; one name of
@@ -158,7 +161,8 @@ def evaluate_model(
     training standardised its validation and test speakers.
 
     Returns:
-        the metrics dict of :func:`metrics_from_predictions` over all clips, plus ``checkpoint``,
+        the metrics dict of :func:`metrics_from_predictions` over all clips, plus ``checkpoint`` (a
+        path, or the list of an ensemble's),
         ``data_dirs`` and ``per_corpus``: ``{corpus: metrics dict}`` for each corpus present (in
         :data:`~ser_gpu.data.corpora.CORPORA` order), the same metrics over that corpus's clips.
 
@@ -168,7 +172,7 @@ def evaluate_model(
             ``out`` that cannot be written, or that holds a report already (without ``overwrite``).
         AudioLoadError: none of the files could be read.
     """
-    from .checkpoint import feature_config, load_model, speaker_normalized
+    from .checkpoint import feature_config, load_models, speaker_normalized
     from .data import EMOTIONS, WaveformSet, load_waveforms, scan_corpus
     from .data.corpora import sorted_corpora
 
@@ -183,9 +187,11 @@ def evaluate_model(
         if not overwrite:
             refuse_held(out, [n for n in _OUTPUTS if (out / n).exists()], what="an evaluation",
                         remedy="pass --overwrite (overwrite=True) to replace it, or choose another --out")
-    model, payload = load_model(checkpoint, device=dev, labels=list(EMOTIONS))
+    checkpoints = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+    model, payloads = load_models(checkpoints, device=dev, labels=list(EMOTIONS))
+    payload = payloads[0]  # an ensemble's members read the same rows, with the same labels
     labels = list(payload["labels"])
-    fc = feature_config(payload, checkpoint)
+    fc = feature_config(payload, checkpoints[0])
 
     clips = scan_corpus([str(d) for d in data_dirs], corpus=corpus)
     waves, clips = load_waveforms(clips, sr=fc.sr, trim=fc.trim, top_db=fc.top_db, cache_dir=cache_dir,
@@ -218,7 +224,7 @@ def evaluate_model(
             truth.append(batch_labels)
     truth, preds = torch.cat(truth).cpu(), torch.cat(preds).cpu()
     metrics = metrics_from_predictions(truth, preds, labels)
-    metrics["checkpoint"] = str(checkpoint)
+    metrics["checkpoint"] = str(checkpoints[0]) if len(checkpoints) == 1 else [str(c) for c in checkpoints]
     metrics["data_dirs"] = [str(d) for d in data_dirs]
     # the set keeps the clips' order, so clip i's answer is preds[i]
     of_clip = [c.corpus for c in clips]
@@ -237,7 +243,8 @@ def evaluate_model(
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ser_gpu.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="best.pt written by python -m ser_gpu.train")
+    p.add_argument("--checkpoint", required=True, nargs="+", metavar="CKPT",
+                   help="best.pt written by python -m ser_gpu.train; several: an ensemble (their softmax averaged)")
     p.add_argument("--data-dir", action="append", dest="data_dirs", required=True, metavar="DIR",
                    help="test folder (RAVDESS, CREMA-D, TESS, SAVEE or EmoDB names, detected per file), searched "
                         "recursively; repeat for several")

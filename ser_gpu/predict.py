@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -60,7 +61,9 @@ class Predictor:
     """A checkpoint ready to score files: model, feature extractor and labels on one device.
 
     Args:
-        checkpoint: path to a ``best.pt``/``last.pt`` written by :mod:`ser_gpu.train`.
+        checkpoint: path to a ``best.pt``/``last.pt`` written by :mod:`ser_gpu.train`, or a list of
+            them: an ensemble whose answer is the mean of their softmax outputs
+            (:func:`ser_gpu.checkpoint.load_models`; they must read the same rows).
         device: ``'auto'`` (CUDA when present), ``'cpu'`` or ``'cuda[:N]'``.
         window, hop: window length and step in seconds for scoring long inputs (see the module doc).
         batch_size: windows per forward pass; ``None`` (default): :data:`CPU_BATCH_SIZE` (1) on the
@@ -68,15 +71,16 @@ class Predictor:
 
     Attributes:
         labels: the checkpoint's labels (logit order); ``card``: its facts
-            (:func:`ser_gpu.model_card.model_card`: corpus, scores, the demo-model warning).
+            (:func:`ser_gpu.model_card.model_card`: corpus, scores, the demo-model warning; of the first
+            checkpoint of an ensemble, with ``ensemble``: every checkpoint's path).
 
     Raises:
         CheckpointError: missing/corrupt checkpoint, another architecture, another label set.
     """
 
-    def __init__(self, checkpoint: PathLike, *, device: str = "auto", window: float = 4.0, hop: float = 2.0,
-                 batch_size: Optional[int] = None):
-        from .checkpoint import feature_config, load_model, speaker_normalized
+    def __init__(self, checkpoint: Union[PathLike, Sequence[PathLike]], *, device: str = "auto",
+                 window: float = 4.0, hop: float = 2.0, batch_size: Optional[int] = None):
+        from .checkpoint import feature_config, load_models, speaker_normalized
         from .data import EMOTIONS
         from .model_card import model_card
 
@@ -88,10 +92,14 @@ class Predictor:
         if batch_size is None:
             batch_size = CUDA_BATCH_SIZE if self.device.type == "cuda" else CPU_BATCH_SIZE
         self.batch_size = batch_size
-        self.model, payload = load_model(checkpoint, device=self.device, labels=list(EMOTIONS))
+        checkpoints = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+        self.model, payloads = load_models(checkpoints, device=self.device, labels=list(EMOTIONS))
+        payload = payloads[0]  # an ensemble's members read the same rows, with the same labels
         self.labels = list(payload["labels"])
-        self.card = model_card(payload, checkpoint)  # labels, corpus, scores, demo-model warning
-        self.feature_config = fc = feature_config(payload, checkpoint)
+        self.card = model_card(payload, checkpoints[0])  # labels, corpus, scores, demo-model warning
+        if len(checkpoints) > 1:
+            self.card["ensemble"] = [str(c) for c in checkpoints]
+        self.feature_config = fc = feature_config(payload, checkpoints[0])
         self.extractor = FeatureExtractor(fc).to(self.device)
         self.window_seconds, self.hop_seconds = float(window), float(hop)
         # frames of a full window: every batch reaches the model padded to this many (see _probabilities);
@@ -350,7 +358,8 @@ def plot_probabilities(results: Sequence[dict], path: PathLike) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ser_gpu.predict", description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio/video files or directories (recursive)")
-    p.add_argument("--checkpoint", required=True, help="best.pt written by python -m ser_gpu.train")
+    p.add_argument("--checkpoint", required=True, nargs="+", metavar="CKPT",
+                   help="best.pt written by python -m ser_gpu.train; several: an ensemble (their softmax averaged)")
     p.add_argument("--top-k", type=int, default=3, help="how many emotions to list (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="draw the probability bar chart(s) into this PNG")
@@ -373,7 +382,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         predictor = Predictor(args.checkpoint, device=args.device, window=args.window, hop=args.hop,
                               batch_size=args.batch_size)
         if predictor.card["warning"]:
-            print(f"warning: {args.checkpoint}: {predictor.card['warning']}", file=sys.stderr)
+            print(f"warning: {args.checkpoint[0]}: {predictor.card['warning']}", file=sys.stderr)
         results = predictor.predict(find_media(args.inputs), top_k=args.top_k, progress=not args.quiet)
     except (ParameterError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)

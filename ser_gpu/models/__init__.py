@@ -2,5 +2,6 @@
 package (never the other way round)."""
 
 from .cnn_bilstm_attention import CNNBiLSTMAttention, ModelConfig
+from .ensemble import SoftmaxEnsemble
 
-__all__ = ["CNNBiLSTMAttention", "ModelConfig"]
+__all__ = ["CNNBiLSTMAttention", "ModelConfig", "SoftmaxEnsemble"]
