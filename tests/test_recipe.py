@@ -62,6 +62,8 @@ def test_configs_written_before_recipes_read_as_the_original_recipe():
     (dict(channels=[64, 0]), r"channels\[1\]"),
     (dict(lstm_hidden=0), "lstm_hidden"),
     (dict(dropout=1.5), "dropout"),
+    (dict(split_seed=-1), "split_seed must be a non-negative integer or None, got -1"),
+    (dict(split_seed=True), "split_seed must be a non-negative integer or None, got True"),
 ])
 def test_bad_recipe_settings(kwargs, match):
     with pytest.raises(ParameterError, match=match):
