@@ -340,7 +340,15 @@ def test_harmonic_options(kw, device, dtype):
         ref = librosa.istft(_lib(librosa.decompose.hpss, D)[0], length=len(y), **stft_kw)
     else:
         ref = _lib(librosa.effects.harmonic, y, **kw)
-    assert rel_err(ours, ref) <= TOL[dtype]
+    tol = TOL[dtype]
+    if kw.get("center") is False and dtype == torch.float32:
+        # Without centring, istft divides the first and last samples by a window-sum envelope near 0,
+        # which magnifies float32 rounding there: librosa's own float32 run is 1.33e-4 off its float64
+        # one, ours 1.34e-4 (numpy 2.4, scipy 1.17), both at sample 1. The interior keeps 1e-4 (measured ~1e-8).
+        n_fft = kw["n_fft"]
+        assert rel_err(ours[n_fft:-n_fft], ref[n_fft:-n_fft]) <= tol
+        tol = 2e-4
+    assert rel_err(ours, ref) <= tol
 
 
 @pytest.mark.parametrize("pad_mode", ["constant", "reflect"])
