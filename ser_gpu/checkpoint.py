@@ -32,7 +32,7 @@ from .models.cnn_bilstm_attention import CNNBiLSTMAttention, ModelConfig
 from .transforms.features import FeatureConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "load_model",
-           "load_models", "feature_config", "speaker_normalized"]
+           "checkpoint_list", "load_models", "feature_config", "speaker_normalized"]
 
 #: Value of the payload's ``"format"`` key.
 CHECKPOINT_FORMAT = "ser_gpu.checkpoint"
@@ -384,6 +384,11 @@ def load_model(
     return model.to(device).eval(), payload
 
 
+def checkpoint_list(checkpoints) -> list:
+    """``checkpoints`` as a list: one path (or payload) becomes a list of one, a sequence a list."""
+    return [checkpoints] if isinstance(checkpoints, (str, os.PathLike, dict)) else list(checkpoints)
+
+
 def load_models(checkpoints, *, device=None, labels: Optional[Sequence[str]] = None) -> Tuple[nn.Module, List[dict]]:
     """One checkpoint's model, or several checkpoints' as one :class:`~ser_gpu.models.SoftmaxEnsemble`.
 
@@ -403,20 +408,20 @@ def load_models(checkpoints, *, device=None, labels: Optional[Sequence[str]] = N
     """
     from .models import SoftmaxEnsemble
 
-    if isinstance(checkpoints, (str, os.PathLike, dict)):
-        checkpoints = [checkpoints]
-    checkpoints = list(checkpoints)
+    checkpoints = checkpoint_list(checkpoints)
     if not checkpoints:
         raise ParameterError("checkpoints must name at least one checkpoint, got []")
     models, payloads = [], []
     for source in checkpoints:
         model, payload = load_model(source, device=device, labels=labels)
         name = str(source) if not isinstance(source, dict) else "<checkpoint payload>"
-        if payloads:
+        if not payloads:
+            first_features = feature_config(payload, name)
+        else:
             first = payloads[0]
             differ = [what for what, a, b in (
                 ("labels", payload["labels"], first["labels"]),
-                ("feature_config", feature_config(payload, name), feature_config(first, str(checkpoints[0]))),
+                ("feature_config", feature_config(payload, name), first_features),
                 ("row standardisation (train_config normalize)", speaker_normalized(payload),
                  speaker_normalized(first)),
                 ("input rows (model_config input_dim)", model.config.input_dim, models[0].config.input_dim),

@@ -157,7 +157,8 @@ def _format_table(folds: Sequence[dict], summary: dict, settings: dict) -> str:
     if "single_model" in summary:
         m = summary["single_model"]
         lines.append(f"the ensembles' {m['uar']['n']} member runs alone: UAR {m['uar']['mean']:.3f} ± "
-                     f"{m['uar']['std']:.3f}   WA {m['accuracy']['mean']:.3f}   weighted F1 {m['weighted_f1']['mean']:.3f}")
+                     f"{m['uar']['std']:.3f}   WA {m['accuracy']['mean']:.3f}   "
+                     f"weighted F1 {m['weighted_f1']['mean']:.3f}")
     p = summary["pooled"]
     lines.append(f"pooled confusion ({p['n_clips']} test predictions): UAR {p['uar']:.3f}   WA {p['accuracy']:.3f}   "
                  f"weighted F1 {p['weighted_f1']:.3f}")
@@ -441,8 +442,8 @@ def _write_outputs(out: Path, records: List[dict], settings: dict, *, complete: 
 
 # ------------------------------------------------------------------------------------------------ CLI
 
-_TRAIN_OWN_OPTIONS = ("help", "out", "split", "n_folds", "fold", "seed", "split_seed", "resume", "overwrite", "quiet", "data_dirs",
-                      "epochs")
+_TRAIN_OWN_OPTIONS = ("help", "out", "split", "n_folds", "fold", "seed", "split_seed", "resume", "overwrite", "quiet",
+                      "data_dirs", "epochs")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,6 @@ batched through the checkpoint's feature rows and model on the device.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -172,7 +171,7 @@ def evaluate_model(
             ``out`` that cannot be written, or that holds a report already (without ``overwrite``).
         AudioLoadError: none of the files could be read.
     """
-    from .checkpoint import feature_config, load_models, speaker_normalized
+    from .checkpoint import checkpoint_list, feature_config, load_models, speaker_normalized
     from .data import EMOTIONS, WaveformSet, load_waveforms, scan_corpus
     from .data.corpora import sorted_corpora
 
@@ -187,7 +186,7 @@ def evaluate_model(
         if not overwrite:
             refuse_held(out, [n for n in _OUTPUTS if (out / n).exists()], what="an evaluation",
                         remedy="pass --overwrite (overwrite=True) to replace it, or choose another --out")
-    checkpoints = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+    checkpoints = checkpoint_list(checkpoint)
     model, payloads = load_models(checkpoints, device=dev, labels=list(EMOTIONS))
     payload = payloads[0]  # an ensemble's members read the same rows, with the same labels
     labels = list(payload["labels"])

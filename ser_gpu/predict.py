@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -80,7 +79,7 @@ class Predictor:
 
     def __init__(self, checkpoint: Union[PathLike, Sequence[PathLike]], *, device: str = "auto",
                  window: float = 4.0, hop: float = 2.0, batch_size: Optional[int] = None):
-        from .checkpoint import feature_config, load_models, speaker_normalized
+        from .checkpoint import checkpoint_list, feature_config, load_models, speaker_normalized
         from .data import EMOTIONS
         from .model_card import model_card
 
@@ -92,7 +91,7 @@ class Predictor:
         if batch_size is None:
             batch_size = CUDA_BATCH_SIZE if self.device.type == "cuda" else CPU_BATCH_SIZE
         self.batch_size = batch_size
-        checkpoints = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+        checkpoints = checkpoint_list(checkpoint)
         self.model, payloads = load_models(checkpoints, device=self.device, labels=list(EMOTIONS))
         payload = payloads[0]  # an ensemble's members read the same rows, with the same labels
         self.labels = list(payload["labels"])

@@ -157,13 +157,13 @@ class TrainConfig:
         self.out = str(self.out)
         for name in ("epochs", "batch_size", "lr_patience"):
             check_positive_int(getattr(self, name), name)
-        for name in ("early_stopping", "seed", "fold"):
+        for name in ("early_stopping", "seed", "fold", "split_seed"):
             value = getattr(self, name)
+            if name == "split_seed" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ParameterError(f"{name} must be a non-negative integer, got {value!r}")
-        if self.split_seed is not None and (isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int)
-                                            or self.split_seed < 0):
-            raise ParameterError(f"split_seed must be a non-negative integer or None, got {self.split_seed!r}")
+                optional = " or None" if name == "split_seed" else ""
+                raise ParameterError(f"{name} must be a non-negative integer{optional}, got {value!r}")
         check_positive(self.lr, "lr")
         check_nonnegative(self.weight_decay, "weight_decay")
         check_in_range(self.label_smoothing, "label_smoothing", 0.0, 1.0)
@@ -910,7 +910,8 @@ class _Run:
         """Loss and metrics of ``self.model`` over ``batches``; under torchrun over every rank's batches
         (predictions and labels gathered, loss summed), the same on every rank. ``probabilities``: the
         dict also holds ``probabilities``, the softmax ``(n_clips, n_classes)`` float32 tensor, and
-        ``targets``, the labels, both in the gathered order (rank 0's batches, then rank 1's, ...; :meth:`test_probabilities` reorders)."""
+        ``targets``, the labels, both in the gathered order (rank 0's batches, then rank 1's, ...;
+        :meth:`test_probabilities` reorders)."""
         self.model.eval()
         total_loss, preds, truth = torch.zeros((), dtype=torch.float64, device=self.device), [], []
         probs = []
@@ -927,15 +928,16 @@ class _Run:
         empty = torch.zeros(0, dtype=torch.int64, device=self.device)
         truth = torch.cat(truth) if truth else empty
         preds = torch.cat(preds) if preds else empty
+        probs = torch.cat(probs) if probs else torch.zeros(0, len(self.labels), device=self.device)
         if self.dist.enabled:
             (total_loss,) = self.dist.all_sum([total_loss])
             truth, preds = self.dist.gather_cat(truth), self.dist.gather_cat(preds)
+            if probabilities:
+                probs = self.dist.gather_cat(probs)
         metrics = metrics_from_predictions(truth, preds, self.labels)
         metrics["loss"] = total_loss / truth.numel()
         if probabilities:
-            probs = torch.cat(probs) if probs else torch.zeros(0, len(self.labels), device=self.device)
-            metrics["probabilities"] = self.dist.gather_cat(probs) if self.dist.enabled else probs
-            metrics["targets"] = truth
+            metrics["probabilities"], metrics["targets"] = probs, truth
         return metrics
 
     def test_probabilities(self, probabilities: torch.Tensor, labels: torch.Tensor) -> dict:

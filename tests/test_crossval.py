@@ -290,6 +290,7 @@ def test_ensemble_refuses_members_tested_on_other_clips(cv_ensemble, tmp_path):
 
 @pytest.mark.parametrize("value", [0, -1, 1.5, True])
 def test_ensemble_must_be_a_positive_integer(corpus, tmp_path, value):
-    with pytest.raises(ParameterError, match=r"ensemble must be a positive integer.*" + repr(value).replace(".", r"\.")):
+    expected = r"ensemble must be a positive integer.*" + repr(value).replace(".", r"\.")
+    with pytest.raises(ParameterError, match=expected):
         cross_validate([str(corpus)], n_folds=N_FOLDS, out=str(tmp_path / "cv"), ensemble=value, progress=False)
     assert not (tmp_path / "cv").exists()
