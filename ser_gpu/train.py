@@ -50,6 +50,7 @@ from ._lock import RunLock
 from .data.chunks import chunk_batches, epoch_chunks, epoch_clips, ladder, length_groups
 from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
 from .evaluate import metrics_from_predictions
+from .functional.lengths import num_frames
 from .transforms.row_stats import RowStatistics, standardize_rows
 from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
 
@@ -461,6 +462,8 @@ class _Run:
         # waveforms are, one stream per rank (rank 0's is the one-process run's).
         self.shuffle_gen = torch.Generator().manual_seed(c.seed)
         self.augment_gen = torch.Generator(device=self.device).manual_seed(self._rank_seed("augment"))
+        # without waveform augmentation a training clip's rows are the same every epoch: computed once
+        self.train_cache = None if c.augment else self._train_rows()
         if self.dist.rank > 0:  # dropout masks: each rank its own stream (the weights were drawn above, alike)
             torch.manual_seed(self._rank_seed("dropout"))
         if c.normalize == "train" and self.resume_payload is None:  # a resumed run's checkpoint holds them
@@ -623,10 +626,46 @@ class _Run:
         stats = RowStatistics(len(self.speakers) if by_speaker else 1, self.model_config.input_dim,
                               device=self.device)
         for dataset in datasets:
+            cache = self.train_cache if dataset is self.train_set else None
             for index in epoch_chunks(torch.arange(len(dataset)), self.chunk_size, self.config.batch_size):
-                x, fl, _, _ = self._chunk_features(dataset, index, train=False, standardize=False)
+                if cache is not None:
+                    on_device = index.to(self.device)
+                    x, fl = cache[0][on_device], cache[1][on_device]
+                else:
+                    x, fl, _, _ = self._chunk_features(dataset, index, train=False, standardize=False)
                 stats.add(x, fl, dataset.groups[index].to(self.device) if by_speaker else torch.zeros_like(fl))
         return stats.result()
+
+    def _train_rows(self):
+        """``augment=False``: every training clip's rows, computed once (no SpecAugment, no
+        standardisation): ``(x, frame_lengths)``, ``x`` ``[shape=(N, 68, frames)]`` on the device, in which
+        clip ``i`` holds what its length group's extractor call gives (:meth:`_rung_frames` frames of
+        its rung; zero beyond). :meth:`_chunk_features_once` then takes a chunk's rows from it instead of
+        the extractor, so an epoch costs SpecAugment and the model only; the same rows, and the same
+        SpecAugment draws, as computing them afresh (up to the rounding of another batch composition).
+        Memory: ``N x 68 x frames`` float32 on the device."""
+        n = len(self.train_set)
+        # the widest group's frames (a chunk's tensor may be padded wider: only zeros lie beyond)
+        width = self._rung_frames(ladder(int(self.train_set.host_lengths.max()), multiple=SAMPLE_MULTIPLE))
+        x_all = fl_all = None
+        for index in epoch_chunks(torch.arange(n), self.chunk_size, self.config.batch_size):
+            x, fl, _, _ = self._chunk_features(self.train_set, index, train=False, standardize=False)
+            if x_all is None:
+                x_all = x.new_zeros((n, x.shape[1], width))
+                fl_all = torch.zeros(n, dtype=torch.int64, device=self.device)
+            on_device = index.to(self.device)
+            w = min(width, x.shape[-1])
+            x_all[on_device, :, :w] = x[..., :w]
+            fl_all[on_device] = fl
+        return x_all, fl_all
+
+    def _rung_frames(self, rung: int) -> int:
+        """Frames the extractor gives for a batch zero-padded to ``rung`` samples: ``max_frames`` when set,
+        else the centred STFT's ``1 + rung // hop_length``."""
+        f = self.feature_config
+        if f.max_frames is not None:
+            return f.max_frames
+        return int(num_frames(torch.tensor(rung), hop_length=f.hop_length, n_fft=f.n_fft))
 
     def _resolve_chunk_size(self) -> int:
         """Clips per data-path chunk: ``chunk_size`` if set, else what free device memory holds (CUDA)
@@ -689,20 +728,25 @@ class _Run:
         """
         c = self.config
         aug = train and c.augment
+        cache = self.train_cache if train and dataset is self.train_set else None
         lengths = dataset.host_lengths[index]  # on the host: the plans never wait on the device
         parts = []
         with torch.no_grad():
             for pos, rung in length_groups(lengths, multiple=SAMPLE_MULTIPLE):
-                # padded to the rung the host-side lengths give: the gather never reads them back
-                y, L, _ = dataset.gather(index[pos].to(self.device), width=rung)
-                if aug:
-                    y, L = self.augment(y, L, generator=self.augment_gen)
-                    y = nn.functional.pad(y, (0, ladder(y.shape[-1], multiple=SAMPLE_MULTIPLE) - y.shape[-1]))
-                batch = self.extractor(y, L)
-                x = batch.features
+                if cache is not None:  # augment=False: the rows this group's extractor call would give
+                    on_device = index[pos].to(self.device)
+                    x, frame_lengths = cache[0][on_device, :, : self._rung_frames(rung)], cache[1][on_device]
+                else:
+                    # padded to the rung the host-side lengths give: the gather never reads them back
+                    y, L, _ = dataset.gather(index[pos].to(self.device), width=rung)
+                    if aug:
+                        y, L = self.augment(y, L, generator=self.augment_gen)
+                        y = nn.functional.pad(y, (0, ladder(y.shape[-1], multiple=SAMPLE_MULTIPLE) - y.shape[-1]))
+                    batch = self.extractor(y, L)
+                    x, frame_lengths = batch.features, batch.frame_lengths
                 if train and c.spec_augment:
-                    x = self.spec_augment(x, batch.frame_lengths, generator=self.augment_gen)
-                parts.append((pos.to(self.device), x, batch.frame_lengths))
+                    x = self.spec_augment(x, frame_lengths, generator=self.augment_gen)
+                parts.append((pos.to(self.device), x, frame_lengths))
             widest = max(x.shape[-1] for _, x, _ in parts)
             frames = widest if c.max_frames is not None else ladder(widest, multiple=FRAME_MULTIPLE)
             out = parts[0][1].new_zeros((index.numel(), parts[0][1].shape[1], frames))

@@ -242,6 +242,46 @@ def test_validation_features_are_computed_once(corpus, cache, tmp_path, monkeypa
     assert sum(extracted) == 3 * used + sizes["train"] + sizes["val"] + sizes["test"]  # no other computation
 
 
+@pytest.mark.parametrize("normalize", ["train", "speaker", "padded"])
+def test_without_waveform_augmentation_the_training_rows_are_computed_once(corpus, cache, tmp_path, monkeypatch,
+                                                                          normalize):
+    """augment=False: the extractor sees each training clip once per run (the rows are kept on the device),
+    and the epochs equal those computed afresh every chunk: the same rows, the same SpecAugment draws
+    (tolerance: another batch composition may round the FFT and matrix products differently)."""
+    extracted = []
+    real_forward = FeatureExtractor.forward
+    monkeypatch.setattr(FeatureExtractor, "forward",
+                        lambda self, y, lengths=None: extracted.append(y.shape[0]) or real_forward(self, y, lengths))
+    settings = dict(chunk_size=8, epochs=3, augment=False, normalize=normalize)
+    run = _run(corpus, cache, tmp_path, **settings)
+    built = sum(extracted)
+    # once for the training rows; with speaker statistics the validation and test clips once more
+    others = [d for d in (run.val_set, run.test_set) if d is not None]
+    expected = len(run.train_set) + (sum(len(d) for d in others) if normalize == "speaker" else 0)
+    assert built == expected, (built, expected)
+    cached = [_epoch(run) for _ in range(3)]
+    assert sum(extracted) == built  # no extraction during the epochs
+
+    fresh_run = _run(corpus, cache, tmp_path, **settings)
+    fresh_run.train_cache = None  # the path that computes every chunk's rows afresh
+    fresh = [_epoch(fresh_run) for _ in range(3)]
+    assert sum(extracted) > built
+    for a_epoch, b_epoch in zip(cached, fresh):
+        assert len(a_epoch) == len(b_epoch)
+        for (xa, fa, la, ia), (xb, fb, lb, ib) in zip(a_epoch, b_epoch):
+            assert torch.equal(ia, ib) and torch.equal(fa, fb) and torch.equal(la, lb)
+            assert xa.shape == xb.shape
+            torch.testing.assert_close(xa, xb, rtol=1e-5, atol=1e-5)
+    # the SpecAugment masks differ from epoch to epoch: the cache holds the rows before masking
+    first = {int(k): x[r] for x, _, _, idx in cached[0] for r, k in enumerate(idx)}
+    second = {int(k): x[r] for x, _, _, idx in cached[1] for r, k in enumerate(idx)}
+    assert any(first[k].shape == second[k].shape and not torch.equal(first[k], second[k]) for k in first)
+
+
+def test_with_waveform_augmentation_nothing_is_cached(corpus, cache, tmp_path):
+    assert _run(corpus, cache, tmp_path, chunk_size=8).train_cache is None
+
+
 def test_chunk_size_setting(corpus, cache, tmp_path):
     run = _run(corpus, cache, tmp_path, chunk_size=10)
     assert run.chunk_size == 8  # whole batches
