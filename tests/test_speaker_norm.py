@@ -126,9 +126,10 @@ def test_training_statistics_are_each_speakers_clips(corpus, run):
     assert payload["feature_config"]["normalize"] is None
 
 
-def test_evaluate_standardises_per_speaker_as_training_did(corpus, run, tmp_path):
+def test_evaluate_standardises_per_speaker_as_training_did(corpus, run, tmp_path, monkeypatch):
     from ser_gpu.data import split_clips
     from ser_gpu.evaluate import evaluate_model
+    from ser_gpu.transforms.features import FeatureExtractor
 
     # the test actor's clips alone (the split training drew): their statistics are the ones training used
     result = json.loads((run["out"] / "result.json").read_text())
@@ -139,10 +140,15 @@ def test_evaluate_standardises_per_speaker_as_training_did(corpus, run, tmp_path
     for i in split.test:
         (folder / clips[i].path.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy(clips[i].path, folder / clips[i].path.parent.name / clips[i].path.name)
+    extracted = []
+    real_forward = FeatureExtractor.forward
+    monkeypatch.setattr(FeatureExtractor, "forward",
+                        lambda self, y, lengths=None: extracted.append(y.shape[0]) or real_forward(self, y, lengths))
     metrics = evaluate_model(run["out"] / "best.pt", [folder], device="cpu", cache_dir=str(run["cache"]),
                              progress=False)
     assert metrics["n_clips"] == result["test"]["n_clips"] == len(split.test)
     assert metrics["confusion"] == result["test"]["confusion"]
+    assert sum(extracted) == len(split.test)  # each clip's rows once: statistics and scoring share them
 
 
 # ------------------------------------------------------------------------------------------- predict
