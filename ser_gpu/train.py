@@ -127,6 +127,9 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True  # bf16 autocast of the model on CUDA; ignored on CPU
     augment: bool = True
+    # None: fresh waveform augmentation every epoch; K: K augmented copies of each training clip are
+    # computed once, epoch e takes copy e mod K (SpecAugment stays fresh every epoch)
+    augment_copies: Optional[int] = None
     p_noise: float = 0.5
     p_stretch: float = 0.5
     p_pitch: float = 0.5
@@ -188,6 +191,11 @@ class TrainConfig:
                                  f"fold={self.fold!r}")
         if self.chunk_size is not None:
             check_positive_int(self.chunk_size, "chunk_size")
+        if self.augment_copies is not None:
+            check_positive_int(self.augment_copies, "augment_copies")
+            if not self.augment:
+                raise ParameterError(f"augment_copies={self.augment_copies} needs waveform augmentation, but augment is "
+                                     f"False (without augmentation the training rows are computed once anyway)")
         if self.normalize not in _NORMALIZE:
             raise ParameterError(f"normalize must be one of {_NORMALIZE}, got {self.normalize!r}")
         self.feature_config()  # validates max_frames
@@ -462,8 +470,11 @@ class _Run:
         # waveforms are, one stream per rank (rank 0's is the one-process run's).
         self.shuffle_gen = torch.Generator().manual_seed(c.seed)
         self.augment_gen = torch.Generator(device=self.device).manual_seed(self._rank_seed("augment"))
-        # without waveform augmentation a training clip's rows are the same every epoch: computed once
-        self.train_cache = None if c.augment else self._train_rows()
+        # without waveform augmentation a training clip's rows are the same every epoch: computed once;
+        # with augment_copies, its K augmented versions are
+        self.train_cache = None
+        if not c.augment or c.augment_copies:
+            self.train_cache = self._train_rows()
         if self.dist.rank > 0:  # dropout masks: each rank its own stream (the weights were drawn above, alike)
             torch.manual_seed(self._rank_seed("dropout"))
         if c.normalize == "train" and self.resume_payload is None:  # a resumed run's checkpoint holds them
@@ -628,35 +639,38 @@ class _Run:
         for dataset in datasets:
             cache = self.train_cache if dataset is self.train_set else None
             for index in epoch_chunks(torch.arange(len(dataset)), self.chunk_size, self.config.batch_size):
-                if cache is not None:
+                if cache is not None:  # no augmentation: the one copy
                     on_device = index.to(self.device)
-                    x, fl = cache[0][on_device], cache[1][on_device]
+                    x, fl = cache[0][0, on_device], cache[1][0, on_device]
                 else:
                     x, fl, _, _ = self._chunk_features(dataset, index, train=False, standardize=False)
                 stats.add(x, fl, dataset.groups[index].to(self.device) if by_speaker else torch.zeros_like(fl))
         return stats.result()
 
     def _train_rows(self):
-        """``augment=False``: every training clip's rows, computed once (no SpecAugment, no
-        standardisation): ``(x, frame_lengths)``, ``x`` ``[shape=(N, 68, frames)]`` on the device, in which
-        clip ``i`` holds what its length group's extractor call gives (:meth:`_rung_frames` frames of
-        its rung; zero beyond). :meth:`_chunk_features_once` then takes a chunk's rows from it instead of
-        the extractor, so an epoch costs SpecAugment and the model only; the same rows, and the same
-        SpecAugment draws, as computing them afresh (up to the rounding of another batch composition).
-        Memory: ``N x 68 x frames`` float32 on the device."""
+        """The training clips' rows, computed once (no SpecAugment, no standardisation): ``(x,
+        frame_lengths)``, ``x`` ``[shape=(K, N, 68, frames)]`` on the device, ``frame_lengths``
+        ``[shape=(K, N)]``. ``augment=False``: ``K = 1``, the rows without augmentation, clip ``i``
+        holding what its length group's extractor call gives (:meth:`_rung_frames` frames of its rung;
+        zero beyond) -- the same rows, and the same SpecAugment draws, as computing them afresh every
+        chunk (up to the rounding of another batch composition). ``augment_copies=K``: ``K`` passes of
+        waveform augmentation over the training split (drawn from ``augment_gen`` before the first
+        epoch, so a resumed run rebuilds the same copies). :meth:`_chunk_features_once` then takes a
+        chunk's rows from here instead of the extractor: an epoch costs SpecAugment and the model only.
+        Memory: ``K x N x 68 x frames`` float32 on the device."""
+        c = self.config
+        copies = c.augment_copies if c.augment else 1
         n = len(self.train_set)
-        # the widest group's frames (a chunk's tensor may be padded wider: only zeros lie beyond)
-        width = self._rung_frames(ladder(int(self.train_set.host_lengths.max()), multiple=SAMPLE_MULTIPLE))
-        x_all = fl_all = None
-        for index in epoch_chunks(torch.arange(n), self.chunk_size, self.config.batch_size):
-            x, fl, _, _ = self._chunk_features(self.train_set, index, train=False, standardize=False)
-            if x_all is None:
-                x_all = x.new_zeros((n, x.shape[1], width))
-                fl_all = torch.zeros(n, dtype=torch.int64, device=self.device)
+        kept = [(k, index) + self._chunk_features(self.train_set, index, train=c.augment, standardize=False,
+                                                  mask=False)[:2]
+                for k in range(copies) for index in epoch_chunks(torch.arange(n), self.chunk_size, c.batch_size)]
+        width = max(x.shape[-1] for _, _, x, _ in kept)  # each chunk padded to a rung: zeros beyond its clips
+        x_all = kept[0][2].new_zeros((copies, n, kept[0][2].shape[1], width))
+        fl_all = torch.zeros((copies, n), dtype=torch.int64, device=self.device)
+        for k, index, x, fl in kept:
             on_device = index.to(self.device)
-            w = min(width, x.shape[-1])
-            x_all[on_device, :, :w] = x[..., :w]
-            fl_all[on_device] = fl
+            x_all[k, on_device, :, : x.shape[-1]] = x
+            fl_all[k, on_device] = fl
         return x_all, fl_all
 
     def _rung_frames(self, rung: int) -> int:
@@ -687,13 +701,15 @@ class _Run:
         size = max(bs, size // bs * bs)
         return min(size, math.ceil(len(self.train_set) / bs) * bs)
 
-    def _chunk_features(self, dataset, index: torch.Tensor, *, train: bool, standardize: bool = True):
+    def _chunk_features(self, dataset, index: torch.Tensor, *, train: bool, standardize: bool = True,
+                        mask: Optional[bool] = None, copy: int = 0):
         """:meth:`_chunk_features_once`; a chunk that runs out of device memory is redone in two halves
         from the same augmentation draws' starting point (so the run stays reproducible), and later
         chunks are made smaller (the size is saved in the checkpoints, so ``--resume`` keeps it)."""
         state = self.augment_gen.get_state()
         try:
-            return self._chunk_features_once(dataset, index, train=train, standardize=standardize)
+            return self._chunk_features_once(dataset, index, train=train, standardize=standardize, mask=mask,
+                                             copy=copy)
         except torch.OutOfMemoryError:
             if index.numel() < 2:
                 raise
@@ -704,20 +720,23 @@ class _Run:
         self.chunk_size = min(self.chunk_size, max(bs, index.numel() // 2 // bs * bs))  # for the next chunks
         self._say(f"a chunk of {index.numel()} clips ran out of device memory: computing it in two halves, "
                   f"and chunks of {self.chunk_size} from now on (pass --chunk-size to choose the size)")
-        parts = [self._chunk_features(dataset, half, train=train, standardize=standardize)
+        parts = [self._chunk_features(dataset, half, train=train, standardize=standardize, mask=mask, copy=copy)
                  for half in index.tensor_split(2)]
         frames = max(p[0].shape[-1] for p in parts)
         x = torch.cat([nn.functional.pad(p[0], (0, frames - p[0].shape[-1])) for p in parts])
         return (x,) + tuple(torch.cat([p[k] for p in parts]) for k in (1, 2, 3))
 
-    def _chunk_features_once(self, dataset, index: torch.Tensor, *, train: bool, standardize: bool = True):
+    def _chunk_features_once(self, dataset, index: torch.Tensor, *, train: bool, standardize: bool = True,
+                             mask: Optional[bool] = None, copy: int = 0):
         """Features of the clips ``index`` (CPU int64) of ``dataset``, in that order, from a few large calls.
 
         The clips are grouped by the ladder rung of their length (:func:`ser_gpu.data.chunks.length_groups`);
         each group is gathered, zero-padded to its rung and, for training, augmented (``WaveformAugment``,
         its output padded to a rung again), turned into the 68 rows (``FeatureExtractor``) and masked
         (``SpecAugment``) in one call each. Padding never changes a clip's valid frames (the extractor's
-        ``lengths`` contract), so only the number of shapes changes, not the features.
+        ``lengths`` contract), so only the number of shapes changes, not the features. Training chunks
+        of a run that keeps its training rows (:meth:`_train_rows`) take copy ``copy``'s rows from there
+        instead of augmenting and extracting. ``mask``: apply SpecAugment (None: for training).
 
         Returns:
             ``(x, frame_lengths, labels, host_frame_lengths)``: ``x`` ``[shape=(N, 68, frames)]`` on the
@@ -728,14 +747,16 @@ class _Run:
         """
         c = self.config
         aug = train and c.augment
+        mask = train and c.spec_augment if mask is None else mask
         cache = self.train_cache if train and dataset is self.train_set else None
         lengths = dataset.host_lengths[index]  # on the host: the plans never wait on the device
         parts = []
         with torch.no_grad():
             for pos, rung in length_groups(lengths, multiple=SAMPLE_MULTIPLE):
-                if cache is not None:  # augment=False: the rows this group's extractor call would give
+                if cache is not None:  # the kept rows (augment=False: what this group's extractor call gives)
                     on_device = index[pos].to(self.device)
-                    x, frame_lengths = cache[0][on_device, :, : self._rung_frames(rung)], cache[1][on_device]
+                    width = self._rung_frames(rung) if not aug else cache[0].shape[-1]
+                    x, frame_lengths = cache[0][copy, on_device, :, :width], cache[1][copy, on_device]
                 else:
                     # padded to the rung the host-side lengths give: the gather never reads them back
                     y, L, _ = dataset.gather(index[pos].to(self.device), width=rung)
@@ -744,7 +765,7 @@ class _Run:
                         y = nn.functional.pad(y, (0, ladder(y.shape[-1], multiple=SAMPLE_MULTIPLE) - y.shape[-1]))
                     batch = self.extractor(y, L)
                     x, frame_lengths = batch.features, batch.frame_lengths
-                if train and c.spec_augment:
+                if mask:
                     x = self.spec_augment(x, frame_lengths, generator=self.augment_gen)
                 parts.append((pos.to(self.device), x, frame_lengths))
             widest = max(x.shape[-1] for _, x, _ in parts)
@@ -786,11 +807,12 @@ class _Run:
                 order = _distributed.shard_batches(order, c.batch_size, self.dist.rank, self.dist.world_size)
             self._plans[epoch] = list(epoch_chunks(order, self.chunk_size, c.batch_size))
         plan = self._plans[epoch]
+        copy = epoch % self.train_cache[0].shape[0] if self.train_cache is not None else 0
         stream = self._data_stream if after is not None else None
         if stream is None:
             t0 = time.perf_counter()
             with torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext():
-                features = self._chunk_features(self.train_set, plan[k], train=True)
+                features = self._chunk_features(self.train_set, plan[k], train=True, copy=copy)
                 self._sync()
             timer, ready = time.perf_counter() - t0, None
         else:
@@ -798,7 +820,7 @@ class _Run:
                 stream.wait_event(after)
                 start, ready = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record(stream)
-                features = self._chunk_features(self.train_set, plan[k], train=True)
+                features = self._chunk_features(self.train_set, plan[k], train=True, copy=copy)
                 ready.record(stream)
             timer = (start, ready)
         if k + 1 == len(plan):
@@ -1332,6 +1354,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device, help="auto (default), cpu or cuda[:N]")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on CUDA")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no waveform augmentation")
+    p.add_argument("--augment-copies", type=int, default=None, metavar="K",
+                   help="compute K augmented copies of each training clip once and cycle through them (epoch e "
+                        "takes copy e mod K; SpecAugment stays fresh): an epoch then costs the model, not the "
+                        "features (default: fresh augmentation every epoch)")
     p.add_argument("--no-spec-augment", dest="spec_augment", action="store_false", help="no SpecAugment")
     for name in ("noise", "stretch", "pitch", "shift"):
         p.add_argument(f"--p-{name}", type=float, default=getattr(d, f"p_{name}"), dest=f"p_{name}",

@@ -122,7 +122,8 @@ def test_every_training_clip_once_per_epoch_with_chunk_boundaries(corpus, cache,
     assert n % 5 > 1 and n % 10 != 0, n  # the epoch ends with a short chunk and a short batch
     sizes = []
     real = run._chunk_features
-    run._chunk_features = lambda ds, index, train: sizes.append(index.numel()) or real(ds, index, train=train)
+    run._chunk_features = lambda ds, index, train, **kw: sizes.append(index.numel()) or real(ds, index, train=train,
+                                                                                             **kw)
     orders = []
     for _ in range(2):
         batches = _epoch(run)
@@ -216,10 +217,10 @@ def test_validation_features_are_computed_once(corpus, cache, tmp_path, monkeypa
     calls = []
     real = _Run._chunk_features
 
-    def counting(self, dataset, index, *, train, standardize=True):
+    def counting(self, dataset, index, *, train, **kw):
         name = {id(self.train_set): "train", id(self.val_set): "val", id(self.test_set): "test"}[id(dataset)]
         calls.append((name, train, index.tolist()))
-        return real(self, dataset, index, train=train, standardize=standardize)
+        return real(self, dataset, index, train=train, **kw)
 
     extracted = []
     real_forward = FeatureExtractor.forward
@@ -278,8 +279,44 @@ def test_without_waveform_augmentation_the_training_rows_are_computed_once(corpu
     assert any(first[k].shape == second[k].shape and not torch.equal(first[k], second[k]) for k in first)
 
 
-def test_with_waveform_augmentation_nothing_is_cached(corpus, cache, tmp_path):
+def test_with_fresh_waveform_augmentation_nothing_is_kept(corpus, cache, tmp_path):
     assert _run(corpus, cache, tmp_path, chunk_size=8).train_cache is None
+
+
+def _rows_by_clip(batches):
+    return {int(k): x[r, :, : int(fl[r])].clone() for x, fl, _, idx in batches for r, k in enumerate(idx)}
+
+
+def test_augment_copies_are_computed_once_and_taken_in_turn(corpus, cache, tmp_path, monkeypatch):
+    """augment_copies=2: two augmented passes over the training clips before the first epoch, none during
+    the epochs; epoch e takes copy e mod 2 (epochs 0 and 2 see the same rows, epoch 1 other ones); the
+    same seed builds the same copies."""
+    extracted = []
+    real_forward = FeatureExtractor.forward
+    monkeypatch.setattr(FeatureExtractor, "forward",
+                        lambda self, y, lengths=None: extracted.append(y.shape[0]) or real_forward(self, y, lengths))
+    settings = dict(chunk_size=8, epochs=4, augment_copies=2, p_noise=1.0, spec_augment=False)
+    run = _run(corpus, cache, tmp_path, **settings)
+    n = len(run.train_set)
+    assert sum(extracted) == 2 * n and run.train_cache[0].shape[:2] == (2, n)
+    epochs = [_rows_by_clip(_epoch(run)) for _ in range(4)]
+    assert sum(extracted) == 2 * n  # nothing extracted during the epochs
+    for k in epochs[0]:
+        assert torch.equal(epochs[0][k], epochs[2][k]) and torch.equal(epochs[1][k], epochs[3][k])
+        assert epochs[0][k].shape != epochs[1][k].shape or not torch.equal(epochs[0][k], epochs[1][k])
+    again = _run(corpus, cache, tmp_path, **settings)
+    assert torch.equal(again.train_cache[0], run.train_cache[0])
+    # every copy is augmented (noise on every clip): no clip's rows are its unaugmented ones
+    plain = _rows_by_clip(_epoch(_run(corpus, cache, tmp_path, **{**settings, "augment_copies": None,
+                                                                   "augment": False})))
+    for rows in epochs[:2]:
+        assert all(rows[k].shape != plain[k].shape or not torch.equal(rows[k], plain[k]) for k in plain)
+
+
+def test_augment_copies_keep_specaugment_fresh(corpus, cache, tmp_path):
+    run = _run(corpus, cache, tmp_path, chunk_size=8, epochs=3, augment_copies=1)
+    first, second = _rows_by_clip(_epoch(run)), _rows_by_clip(_epoch(run))  # the same copy, other masks
+    assert any(not torch.equal(first[k], second[k]) for k in first)
 
 
 def test_chunk_size_setting(corpus, cache, tmp_path):
@@ -316,11 +353,11 @@ def test_a_chunk_out_of_memory_is_redone_in_halves(corpus, cache, tmp_path):
     assert len(run.train_set) % 8 == 0
     real = run._chunk_features_once
 
-    def small_only(dataset, index, *, train, standardize=True):
+    def small_only(dataset, index, *, train, **kw):
         if index.numel() > 4:
             torch.rand(100, generator=run.augment_gen)  # part of the work happened before the failure
             raise torch.OutOfMemoryError("simulated")
-        return real(dataset, index, train=train, standardize=standardize)
+        return real(dataset, index, train=train, **kw)
 
     run._chunk_features_once = small_only
     halves = epoch_features(run)
@@ -415,9 +452,9 @@ def test_cuda_prefetch_on_its_own_stream_gives_the_inline_features(corpus, cache
         assert (run._data_stream is not None) == prefetch
         real = run._chunk_features_once
 
-        def recording(dataset, index, *, train, run=run, real=real):
+        def recording(dataset, index, *, train, run=run, real=real, **kw):
             streams.append((run._data_stream, torch.cuda.current_stream()))
-            return real(dataset, index, train=train)
+            return real(dataset, index, train=train, **kw)
 
         run._chunk_features_once = recording
         epochs[prefetch] = [[(x.clone(), fl.clone(), lab.clone(), idx) for x, fl, lab, idx in _epoch(run)]

@@ -64,6 +64,10 @@ def test_configs_written_before_recipes_read_as_the_original_recipe():
     (dict(dropout=1.5), "dropout"),
     (dict(split_seed=-1), "split_seed must be a non-negative integer or None, got -1"),
     (dict(split_seed=True), "split_seed must be a non-negative integer or None, got True"),
+    (dict(augment_copies=0), "augment_copies must be a positive integer, got 0"),
+    (dict(augment_copies=1.5), "augment_copies must be a positive integer, got 1.5"),
+    (dict(augment_copies=True), "augment_copies must be a positive integer, got True"),
+    (dict(augment_copies=2, augment=False), "augment_copies=2 needs waveform augmentation, but augment is False"),
 ])
 def test_bad_recipe_settings(kwargs, match):
     with pytest.raises(ParameterError, match=match):

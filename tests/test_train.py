@@ -71,6 +71,32 @@ def test_resume_equals_an_uninterrupted_run(corpus, trained, tmp_path):
         torch.testing.assert_close(w_full[k], w_resumed[k], rtol=1e-5, atol=1e-6)
 
 
+def test_resume_with_augment_copies_equals_an_uninterrupted_run(corpus, trained, tmp_path):
+    """The copies are drawn before the first epoch from the seed: a resumed run rebuilds the same ones."""
+    _, cache, _ = trained
+    settings = dict(data_dirs=[str(corpus)], cache_dir=str(cache), augment_copies=2, **FAST)
+    full = train_model(epochs=3, out=str(tmp_path / "full"), **settings)
+    train_model(epochs=1, out=str(tmp_path / "run"), **settings)
+    resumed = train_model(epochs=3, out=str(tmp_path / "run"), resume=True, **settings)
+    assert resumed["epochs_run"] == 3
+    for a, b in zip(full["history"], resumed["history"]):
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), (a["epoch"], key)
+    w_full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model_state"]
+    w_resumed = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model_state"]
+    for k in w_full:
+        torch.testing.assert_close(w_full[k], w_resumed[k], rtol=1e-5, atol=1e-6)
+
+
+def test_cli_augment_copies_bad_values(corpus, tmp_path, capsys):
+    for bad, said in (["--augment-copies", "0"], "got 0"), (["--augment-copies", "2", "--no-augment"], "augment is False"):
+        code = main(["--data-dir", str(corpus), "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet", *bad])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert "augment_copies" in err and said in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_existing_run_is_not_overwritten(corpus, trained, capsys):
     out, cache, _ = trained
     before = (out / "last.pt").read_bytes()
