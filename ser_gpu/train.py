@@ -637,7 +637,8 @@ class _Run:
         stats = RowStatistics(len(self.speakers) if by_speaker else 1, self.model_config.input_dim,
                               device=self.device)
         for dataset in datasets:
-            cache = self.train_cache if dataset is self.train_set else None
+            # the kept training rows when they are the unaugmented ones (augment=False)
+            cache = self.train_cache if dataset is self.train_set and not self.config.augment else None
             for index in epoch_chunks(torch.arange(len(dataset)), self.chunk_size, self.config.batch_size):
                 if cache is not None:  # no augmentation: the one copy
                     on_device = index.to(self.device)

@@ -313,6 +313,22 @@ def test_augment_copies_are_computed_once_and_taken_in_turn(corpus, cache, tmp_p
         assert all(rows[k].shape != plain[k].shape or not torch.equal(rows[k], plain[k]) for k in plain)
 
 
+@pytest.mark.parametrize("normalize", ["train", "speaker"])
+def test_statistics_are_of_the_unaugmented_rows_whatever_is_kept(corpus, cache, tmp_path, normalize):
+    """The training split's (or each speaker's) statistics come from the clips without augmentation,
+    with fresh augmentation, augmented copies or no augmentation alike."""
+    runs = [_run(corpus, cache, tmp_path, chunk_size=8, normalize=normalize, **kw)
+            for kw in (dict(), dict(augment_copies=2, p_noise=1.0), dict(augment=False))]
+    for run in runs[1:]:
+        if normalize == "train":
+            for name in ("input_mean", "input_std"):
+                torch.testing.assert_close(getattr(run.model, name), getattr(runs[0].model, name), rtol=1e-5,
+                                           atol=1e-6)
+        else:
+            torch.testing.assert_close(run.speaker_mean, runs[0].speaker_mean, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(run.speaker_std, runs[0].speaker_std, rtol=1e-5, atol=1e-6)
+
+
 def test_augment_copies_keep_specaugment_fresh(corpus, cache, tmp_path):
     run = _run(corpus, cache, tmp_path, chunk_size=8, epochs=3, augment_copies=1)
     first, second = _rows_by_clip(_epoch(run)), _rows_by_clip(_epoch(run))  # the same copy, other masks
