@@ -1298,7 +1298,8 @@ def _normalize_option(text: str) -> Optional[str]:
     """``--normalize``'s value: one of :data:`_NORMALIZE`, ``none`` for None."""
     value = None if text == "none" else text
     if value not in _NORMALIZE:
-        raise argparse.ArgumentTypeError(f"must be one of train, speaker, valid, padded, none; got {text!r}")
+        names = ", ".join(v or "none" for v in _NORMALIZE)
+        raise argparse.ArgumentTypeError(f"must be one of {names}; got {text!r}")
     return value
 
 
