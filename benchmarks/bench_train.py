@@ -2,7 +2,8 @@
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--clips 1440] [--seconds 3.5] [--epochs 3]
                                      [--chunk-size N] [--compile] [--readme-job | --readme-only] [--memory]
-                                     [--sync-report] [--skip-original] [--out FILE]
+                                     [--sync-report] [--skip-original] [--augment-copies K | --no-augment]
+                                     [--out FILE]
 
 Both pipelines train the same model (``CNNBiLSTMAttention``, default config) with the same optimiser
 on the same clips (speech-like, random labels: only the time matters here), batch 16, fresh
@@ -17,6 +18,9 @@ augmentation every epoch:
 (b) ser_gpu: ``ser_gpu.train``'s own epoch (``_Run.train_epoch``) on the clips held on the device:
     ``WaveformAugment`` -> ``FeatureExtractor`` -> ``SpecAugment`` over whole chunks of clips
     (``--chunk-size``, default the trainer's choice), then the model's batches of 16.
+
+``--augment-copies K`` / ``--no-augment`` time ser_gpu with its training rows kept (computed in the
+run's setup, reported as ``setup_seconds``; the epochs then draw only SpecAugment).
 
 Reported for ser_gpu: the first epoch's and the steady (median of the later epochs) seconds, the data
 path's share of the steady epochs (augmentation + features + SpecAugment, device synchronised), and the
@@ -144,7 +148,8 @@ def run_original(clips, labels, device, epochs, workers):
 class _BenchRun:
     """``ser_gpu.train``'s own run (``_Run``: chunked data path, model, optimiser) on in-memory clips."""
 
-    def __new__(cls, clips, labels, device, *, epochs, chunk_size=None, compile_model=False, prefetch=True, out=None):
+    def __new__(cls, clips, labels, device, *, epochs, chunk_size=None, compile_model=False, prefetch=True, out=None,
+                augment=True, augment_copies=None):
         import tempfile
 
         from ser_gpu.data import WaveformSet
@@ -163,17 +168,22 @@ class _BenchRun:
         config = TrainConfig.for_recipe("original", out=out or tempfile.mkdtemp(prefix="bench_train_"),
                                         batch_size=BATCH, lr=1e-4, epochs=epochs, device=str(device),
                                         chunk_size=chunk_size, compile_model=compile_model, prefetch=prefetch,
-                                        progress=False)
+                                        augment=augment, augment_copies=augment_copies, progress=False)
         return Run(config, resume=False, overwrite=True)
 
 
 def run_ser_gpu(clips, labels, device, epochs, *, chunk_size=None, compile_model=False, prefetch=True,
-                sync_report=False):
+                sync_report=False, augment=True, augment_copies=None):
     """Epochs of ``ser_gpu.train``'s training step: wall time, data-path time (waited for, and computed),
-    the model step alone, and (``sync_report``) the host syncs of one more epoch."""
+    the model step alone, the run's setup (with ``augment_copies`` or without ``augment``: the kept
+    training rows) and (``sync_report``) the host syncs of one more epoch."""
     # one more epoch than timed: the model step alone runs on it, and nothing is prefetched past it
+    _sync(device)
+    start = time.perf_counter()
     run = _BenchRun(clips, labels, device, epochs=epochs + 1 + bool(sync_report), chunk_size=chunk_size,
-                    compile_model=compile_model, prefetch=prefetch)
+                    compile_model=compile_model, prefetch=prefetch, augment=augment, augment_copies=augment_copies)
+    _sync(device)
+    setup_seconds = time.perf_counter() - start
     times, data_times, compute_times = [], [], []
     for _ in range(epochs):
         _sync(device)
@@ -203,7 +213,8 @@ def run_ser_gpu(clips, labels, device, epochs, *, chunk_size=None, compile_model
     run.close_data()
     getattr(run, "release", lambda: None)()  # the run directory's lock, where runs hold one
     info = {"chunk_size": run.chunk_size, "model_batch_shapes": len(shapes), "steps": len(batches),
-            "prefetch": prefetch, "data_path_compute_seconds": compute_times}
+            "prefetch": prefetch, "data_path_compute_seconds": compute_times, "setup_seconds": setup_seconds,
+            "augment": augment, "augment_copies": augment_copies}
     if syncs is not None:
         info["host_syncs"] = syncs
     return times, data_times, model_seconds, info
@@ -335,6 +346,9 @@ def main(argv=None):
     p.add_argument("--chunk-size", type=int, default=None,
                    help="clips per data-path chunk (default: ser_gpu.train's choice from free memory / 256 on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (ser_gpu.train --compile)")
+    p.add_argument("--augment-copies", type=int, default=None, metavar="K",
+                   help="ser_gpu.train --augment-copies K: K augmented copies computed in the setup, none per epoch")
+    p.add_argument("--no-augment", action="store_true", help="ser_gpu.train --no-augment (rows computed in the setup)")
     p.add_argument("--no-prefetch", action="store_true",
                    help="no data path on a second thread (ser_gpu.train --no-prefetch)")
     p.add_argument("--readme-job", action="store_true",
@@ -377,7 +391,9 @@ def main(argv=None):
         times, data_times, model_seconds, info = run_ser_gpu(clips, labels, device, args.epochs,
                                                              chunk_size=args.chunk_size, compile_model=args.compile,
                                                              prefetch=not args.no_prefetch,
-                                                             sync_report=args.sync_report)
+                                                             sync_report=args.sync_report,
+                                                             augment=not args.no_augment,
+                                                             augment_copies=args.augment_copies)
         r = results["ser_gpu"] = {**summary(times), **info, "compile": args.compile}
         r["data_path_seconds"] = data_times
         steady = slice(1, None) if len(times) > 1 else slice(0, None)
