@@ -271,6 +271,29 @@ def test_ensemble_resume_retrains_only_the_missing_member_and_refuses_another_si
                        resume=True, **CV)
 
 
+def test_ensemble_subsets_benchmark_reads_a_crossval_ensemble(cv_ensemble, capsys):
+    """benchmarks/ensemble_subsets.py: the group of all members is crossval's ensemble, groups of one are
+    the members alone; a size above the members, or a folder that is no crossval, is refused."""
+    from benchmarks.ensemble_subsets import main as subsets_main
+    from benchmarks.ensemble_subsets import subsets
+
+    out, report = cv_ensemble
+    (whole,) = subsets(out, 2).values()
+    assert whole["summary"]["uar"] == report["summary"]["uar"]
+    assert whole["summary"]["pooled"]["confusion"] == report["summary"]["pooled"]["confusion"]
+    alone = subsets(out, 1)
+    assert list(alone) == ["members_0-0", "members_1-1"]
+    for m, group in enumerate(alone.values()):
+        expected = {f"seed_0/fold_{f['fold']}": f["members"][m]["test"]["uar"] for f in report["folds"]}
+        assert group["per_fold_uar"] == pytest.approx(expected)
+    assert subsets_main([str(out), "--size", "3"]) == 2
+    assert "fewer than size=3" in capsys.readouterr().err
+    assert subsets_main([str(out / "seed_0"), "--size", "1"]) == 2
+    assert "not a crossval directory" in capsys.readouterr().err
+    with pytest.raises(ParameterError, match="size must be a positive integer, got 0"):
+        subsets(out, 0)
+
+
 def test_ensemble_refuses_members_tested_on_other_clips(cv_ensemble, tmp_path):
     import shutil
 

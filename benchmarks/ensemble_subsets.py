@@ -1,0 +1,88 @@
+"""Independent ensembles from one ``crossval --ensemble K`` run: its members cut into disjoint groups.
+
+    python benchmarks/ensemble_subsets.py CV_DIR [--size 3] [--out FILE]
+
+``CV_DIR`` is a finished ``python -m ser_gpu.crossval --ensemble K`` directory
+(``seed_S/fold_I/member_M``). The members of every fold are cut into consecutive groups of ``--size``
+(members 0..size-1, then size..2*size-1, ...; a last, smaller group is left out); each group is tested
+on every fold as an ensemble (the members' averaged softmax, :func:`ser_gpu.crossval.ensemble_test`)
+and summarised over the folds (:func:`ser_gpu.crossval.summarize`: mean ± sample std of UAR, WA and
+weighted F1, pooled confusion). So a run of ``K = 6`` gives two ensembles of 3 trained independently
+(their members' seeds differ) on the same folds: the spread of an ensemble's cross-validated score, not
+one draw of it. Prints a line per group and writes the figures as JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ser_gpu.crossval import ensemble_test, summarize  # noqa: E402
+from ser_gpu.errors import ParameterError  # noqa: E402
+
+
+def _numbered(folder: Path, prefix: str) -> dict:
+    """``{n: path}`` of the sub-folders of ``folder`` named ``prefix`` + a number."""
+    found = {}
+    for p in folder.glob(f"{prefix}*"):
+        m = re.fullmatch(rf"{prefix}(\d+)", p.name)
+        if m and p.is_dir():
+            found[int(m.group(1))] = p
+    return dict(sorted(found.items()))
+
+
+def subsets(cv_dir, size: int) -> dict:
+    """Per group of ``size`` members: its members, per-fold test metrics and :func:`summarize` over them."""
+    cv_dir = Path(cv_dir)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ParameterError(f"size must be a positive integer, got {size!r}")
+    seeds = _numbered(cv_dir, "seed_")
+    if not seeds:
+        raise ParameterError(f"{cv_dir}: no seed_S folders (not a crossval directory)")
+    folds = {(s, f): d for s, sd in seeds.items() for f, d in _numbered(sd, "fold_").items()}
+    counts = {key: len(_numbered(d, "member_")) for key, d in folds.items()}
+    k = min(counts.values())
+    if k < size:
+        raise ParameterError(f"{cv_dir}: a fold has {k} member(s), fewer than size={size} (counts {counts})")
+    groups = {}
+    for g in range(k // size):
+        members = list(range(g * size, (g + 1) * size))
+        records = []
+        for (s, f), d in folds.items():
+            test = ensemble_test([d / f"member_{m}" for m in members])
+            records.append({"seed": s, "fold": f, "test": test})
+        groups[f"members_{members[0]}-{members[-1]}"] = {
+            "members": members,
+            "per_fold_uar": {f"seed_{r['seed']}/fold_{r['fold']}": r["test"]["uar"] for r in records},
+            "summary": summarize(records)}
+    return groups
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("cv_dir")
+    p.add_argument("--size", type=int, default=3, help="members per ensemble (default: %(default)s)")
+    p.add_argument("--out", default=None, help="write the figures here as JSON")
+    args = p.parse_args(argv)
+    try:
+        groups = subsets(args.cv_dir, args.size)
+    except ParameterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, g in groups.items():
+        u = g["summary"]["uar"]
+        print(f"{name}: UAR {u['mean']:.3f} ± {u['std']:.3f} over {u['n']} fold runs "
+              f"({', '.join(f'{v:.3f}' for v in g['per_fold_uar'].values())})")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"cv_dir": str(args.cv_dir), "size": args.size, "groups": groups},
+                                             indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
