@@ -637,14 +637,8 @@ class _Run:
         stats = RowStatistics(len(self.speakers) if by_speaker else 1, self.model_config.input_dim,
                               device=self.device)
         for dataset in datasets:
-            # the kept training rows when they are the unaugmented ones (augment=False)
-            cache = self.train_cache if dataset is self.train_set and not self.config.augment else None
             for index in epoch_chunks(torch.arange(len(dataset)), self.chunk_size, self.config.batch_size):
-                if cache is not None:  # no augmentation: the one copy
-                    on_device = index.to(self.device)
-                    x, fl = cache[0][0, on_device], cache[1][0, on_device]
-                else:
-                    x, fl, _, _ = self._chunk_features(dataset, index, train=False, standardize=False)
+                x, fl, _, _ = self._chunk_features(dataset, index, train=False, standardize=False)
                 stats.add(x, fl, dataset.groups[index].to(self.device) if by_speaker else torch.zeros_like(fl))
         return stats.result()
 
@@ -735,9 +729,10 @@ class _Run:
         each group is gathered, zero-padded to its rung and, for training, augmented (``WaveformAugment``,
         its output padded to a rung again), turned into the 68 rows (``FeatureExtractor``) and masked
         (``SpecAugment``) in one call each. Padding never changes a clip's valid frames (the extractor's
-        ``lengths`` contract), so only the number of shapes changes, not the features. Training chunks
-        of a run that keeps its training rows (:meth:`_train_rows`) take copy ``copy``'s rows from there
-        instead of augmenting and extracting. ``mask``: apply SpecAugment (None: for training).
+        ``lengths`` contract), so only the number of shapes changes, not the features. Chunks of the
+        training split take their rows from the kept ones (:meth:`_train_rows`) instead of augmenting and
+        extracting: training chunks copy ``copy``'s, and without augmentation (where the kept rows are the
+        plain ones) any chunk, e.g. the statistics pass. ``mask``: apply SpecAugment (None: for training).
 
         Returns:
             ``(x, frame_lengths, labels, host_frame_lengths)``: ``x`` ``[shape=(N, 68, frames)]`` on the
@@ -749,7 +744,7 @@ class _Run:
         c = self.config
         aug = train and c.augment
         mask = train and c.spec_augment if mask is None else mask
-        cache = self.train_cache if train and dataset is self.train_set else None
+        cache = self.train_cache if dataset is self.train_set and (train or not c.augment) else None
         lengths = dataset.host_lengths[index]  # on the host: the plans never wait on the device
         parts = []
         with torch.no_grad():
