@@ -43,6 +43,18 @@ def test_speech_recipe_is_the_default_and_original_is_one_name_away():
     assert TrainConfig.for_recipe("original", lr=5e-4).schedule == "plateau"
 
 
+def test_speaker_recipe():
+    speaker = TrainConfig.for_recipe("speaker")
+    assert (speaker.normalize, speaker.augment_copies, speaker.stats_head) == ("speaker", 4, 0.1)
+    assert speaker.model_config(8).stats_head and not speaker.model_config(8).input_norm
+    assert (speaker.epochs, speaker.lr, speaker.channels) == (30, 1e-3, [64, 128, 128])  # the speech recipe's rest
+    # --no-augment drops the recipe's copies (nothing to copy) unless they are given too (then refused)
+    assert TrainConfig.for_recipe("speaker", augment=False).augment_copies is None
+    with pytest.raises(ParameterError, match="augment_copies=2 needs waveform augmentation"):
+        TrainConfig.for_recipe("speaker", augment=False, augment_copies=2)
+    assert build_parser().parse_args(["--recipe", "speaker"]).recipe == "speaker"
+
+
 def test_configs_written_before_recipes_read_as_the_original_recipe():
     old = TrainConfig.for_recipe("original").to_dict()
     for key in ("recipe", "schedule", "warmup_epochs", "select", "class_weights", "channels", "lstm_hidden",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -15,6 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from .._validation import _describe, check_frame_lengths, check_positive_int, config_from_dict, config_to_dict
 from ..errors import ParameterError
 from ..functional.lengths import valid_mask
+from .stats_head import STATISTICS, clip_statistics, fit_logistic_regression
 
 __all__ = ["ModelConfig", "CNNBiLSTMAttention"]
 
@@ -48,6 +50,10 @@ class ModelConfig:
             ``(x - input_mean) / input_std``, two ``(input_dim,)`` buffers saved in the state dict
             (set with :meth:`CNNBiLSTMAttention.set_input_statistics`, e.g. from the training set's
             features). Off (the original): the features come standardised per clip.
+        stats_head: also hold a logistic regression on each clip's row statistics
+            (:func:`ser_gpu.models.stats_head.clip_statistics` of the rows after ``input_norm``), fitted
+            with :meth:`CNNBiLSTMAttention.fit_stats_head`, not trained by the optimiser; the output is
+            then the log of the average of the network's and the head's softmax.
     """
 
     input_dim: int = 68
@@ -62,6 +68,7 @@ class ModelConfig:
     classifier_hidden: int = 256
     dropout: float = 0.3
     input_norm: bool = False
+    stats_head: bool = False
 
     def __post_init__(self):
         check_positive_int(self.input_dim, "input_dim")
@@ -94,6 +101,8 @@ class ModelConfig:
         _check_dropout(self.dropout, "dropout")
         if not isinstance(self.input_norm, bool):
             raise ParameterError(f"input_norm must be True or False, got {_describe(self.input_norm)}")
+        if not isinstance(self.stats_head, bool):
+            raise ParameterError(f"stats_head must be True or False, got {_describe(self.stats_head)}")
 
     def to_dict(self) -> dict:
         """Plain data (lists, not tuples), JSON-able and loadable with ``torch.load(weights_only=True)``."""
@@ -174,6 +183,9 @@ class CNNBiLSTMAttention(nn.Module):
     4. Masked mean and masked max over the valid frames, *summed* into one 512-vector (summing
        keeps the classifier's 512 inputs of the original; concatenating would need 1024).
     5. Classifier ``Linear(512, 256) -> BatchNorm -> GELU -> dropout -> Linear(256, n_classes)``.
+    6. Optional (``stats_head``, off by default): a logistic regression on six statistics of each input
+       row over the clip's valid frames, fitted apart (:meth:`fit_stats_head`); the output is then
+       ``log((softmax(classifier) + softmax(head)) / 2)``.
 
     How padding is kept out: the input's padded frames are zeroed, and so are every block's
     outputs there after the next max-pool (batch-norm bias and GELU make them non-zero), so each
@@ -232,6 +244,14 @@ class CNNBiLSTMAttention(nn.Module):
             nn.Dropout(c.dropout),
             nn.Linear(c.classifier_hidden, c.n_classes),
         )
+        if c.stats_head:  # fitted by fit_stats_head (convex), never by the optimiser: no gradients
+            width = len(STATISTICS) * c.input_dim
+            self.register_buffer("stats_mean", torch.zeros(width))
+            self.register_buffer("stats_std", torch.ones(width))
+            self.stats_linear = nn.Linear(width, c.n_classes)
+            nn.init.zeros_(self.stats_linear.weight)
+            nn.init.zeros_(self.stats_linear.bias)
+            self.stats_linear.requires_grad_(False)
 
     @torch.no_grad()
     def set_input_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -250,6 +270,49 @@ class CNNBiLSTMAttention(nn.Module):
         self.input_mean.copy_(mean)
         self.input_std.copy_(std)
 
+    def _input(self, features: torch.Tensor, lengths: Optional[torch.Tensor]):
+        # the rows the network reads: input_norm applied, padded frames zeroed; and their valid mask
+        x = features
+        if self.config.input_norm:
+            x = (x - self.input_mean[:, None].to(x.dtype)) / self.input_std[:, None].to(x.dtype)
+        mask = None  # (B, 1, frames) bool, True on valid frames
+        if lengths is not None:
+            mask = self._mask(lengths, x.shape[-1])
+            x = x.masked_fill(~mask, 0.0)  # e.g. normalize='padded' features are non-zero there
+        return x, mask
+
+    @torch.no_grad()
+    def clip_statistics(self, features: torch.Tensor, frame_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """What the statistics head reads: :func:`ser_gpu.models.stats_head.clip_statistics` of the rows as
+        the network reads them (after ``input_norm``), ``[shape=(B, 6 * input_dim)]``; any batch size."""
+        x, lengths = self._check_inputs(features, frame_lengths, training=False)
+        x, _ = self._input(x, lengths)
+        return clip_statistics(x, lengths)
+
+    @torch.no_grad()
+    def fit_stats_head(self, statistics: torch.Tensor, labels: torch.Tensor, *, c: float = 0.1) -> None:
+        """Fit the statistics head on labelled clips (e.g. the training split without augmentation).
+
+        The head's standardisation and weights become those of
+        :func:`ser_gpu.models.stats_head.fit_logistic_regression` (inverse L2 strength ``c``); the
+        network's weights are untouched.
+
+        Args:
+            statistics: ``[shape=(N, 6 * input_dim)]``, :meth:`clip_statistics` of the clips.
+            labels: ``[shape=(N,)]`` int in ``[0, n_classes)``.
+        """
+        if not self.config.stats_head:
+            raise ParameterError("fit_stats_head needs a model built with stats_head=True")
+        width = len(STATISTICS) * self.config.input_dim
+        if not isinstance(statistics, torch.Tensor) or statistics.ndim != 2 or statistics.shape[1] != width:
+            raise ParameterError(f"statistics must be a tensor of shape (N, {width}) (clip_statistics), got "
+                                 f"{_describe(statistics)}")
+        mean, std, weight, bias = fit_logistic_regression(statistics, labels, self.config.n_classes, c=c)
+        self.stats_mean.copy_(mean)
+        self.stats_std.copy_(std)
+        self.stats_linear.weight.copy_(weight)
+        self.stats_linear.bias.copy_(bias)
+
     def output_frame_lengths(self, frame_lengths: torch.Tensor) -> torch.Tensor:
         """Valid frames per clip after the max-pools, as seen by the LSTM and attention.
 
@@ -264,7 +327,8 @@ class CNNBiLSTMAttention(nn.Module):
             lengths = torch.div(lengths + 1, 2, rounding_mode="floor")
         return lengths
 
-    def _check_inputs(self, features, frame_lengths) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _check_inputs(self, features, frame_lengths, *, training: Optional[bool] = None
+                      ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         c = self.config
         if not isinstance(features, torch.Tensor):
             raise ParameterError(f"features must be a torch.Tensor, got {type(features).__name__}: "
@@ -281,7 +345,7 @@ class CNNBiLSTMAttention(nn.Module):
             )
         if features.shape[0] == 0 or features.shape[2] == 0:
             raise ParameterError(f"features is empty: shape {tuple(features.shape)}")
-        if self.training and features.shape[0] < 2:
+        if (self.training if training is None else training) and features.shape[0] < 2:
             raise ParameterError(
                 f"features must hold at least 2 clips in training mode (batch norm), got shape "
                 f"{tuple(features.shape)}; call model.eval() to predict a single clip"
@@ -296,23 +360,24 @@ class CNNBiLSTMAttention(nn.Module):
             )
         return features, check_frame_lengths(frame_lengths, features)
 
-    def forward(self, features: torch.Tensor, frame_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, frame_lengths: Optional[torch.Tensor] = None, *,
+                fuse: bool = True) -> torch.Tensor:
         """Logits for a padded batch of feature frames.
 
         Args:
             features: ``[shape=(B, input_dim, frames)]`` float features (e.g. ``FeatureBatch.features``).
             frame_lengths: ``[shape=(B,)]`` int valid frames per clip, or ``None`` (all valid).
+            fuse: with ``stats_head``, fuse the head's answer in (False: the network's logits alone,
+                what training optimises).
 
         Returns:
-            ``[shape=(B, n_classes)]`` unnormalised logits.
+            ``[shape=(B, n_classes)]`` unnormalised logits; with ``stats_head`` and ``fuse``, the
+            log-probabilities ``log((softmax(network) + softmax(head)) / 2)`` (in the parameters'
+            precision, float32 under autocast too).
         """
         x, lengths = self._check_inputs(features, frame_lengths)
-        mask = None  # (B, 1, frames) bool, True on valid frames
-        if self.config.input_norm:
-            x = (x - self.input_mean[:, None].to(x.dtype)) / self.input_std[:, None].to(x.dtype)
-        if lengths is not None:
-            mask = self._mask(lengths, x.shape[-1])
-            x = x.masked_fill(~mask, 0.0)  # e.g. normalize='padded' features are non-zero there
+        x, mask = self._input(x, lengths)
+        stats = clip_statistics(x, lengths) if self.config.stats_head and fuse else None
         for i, block in enumerate(self.blocks):
             if i > 0:
                 if mask is not None:
@@ -349,7 +414,14 @@ class CNNBiLSTMAttention(nn.Module):
             valid = mask[:, 0, :, None]  # (B, frames', 1)
             mean = h.masked_fill(~valid, 0.0).sum(dim=1) / lengths[:, None].to(h.dtype)
             pooled = mean + h.masked_fill(~valid, float("-inf")).amax(dim=1)
-        return self.classifier(pooled)
+        logits = self.classifier(pooled)
+        if stats is None:
+            return logits
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            dtype = self.stats_linear.weight.dtype  # float32 (float64 for a model in double)
+            head = self.stats_linear(((stats - self.stats_mean) / self.stats_std).to(dtype))
+            both = torch.stack([logits.to(dtype).log_softmax(-1), head.log_softmax(-1)])
+            return torch.logsumexp(both, dim=0) - math.log(2.0)
 
     @staticmethod
     def _mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:

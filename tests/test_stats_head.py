@@ -1,0 +1,236 @@
+"""The statistics head: clip statistics against numpy, the logistic regression against scikit-learn, the
+fused output of CNNBiLSTMAttention, and ``train --stats-head C`` (fitted before the first epoch, kept in
+the checkpoints, read by evaluate)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ser_gpu.checkpoint import load_checkpoint
+from ser_gpu.data import load_waveforms, scan_corpus, split_clips
+from ser_gpu.errors import ParameterError
+from ser_gpu.models import CNNBiLSTMAttention
+from ser_gpu.models.stats_head import STATISTICS, clip_statistics, fit_logistic_regression
+from ser_gpu.train import TrainConfig, build_parser, main, train_model
+from ser_gpu.transforms.features import FeatureConfig, FeatureExtractor
+
+from tests.tiny_corpus import FAST, write_corpus
+
+SMALL = dict(channels=(16, 16), lstm_hidden=16, lstm_layers=1)
+
+
+def _padded(lengths, rows=5, seed=0, dtype=torch.float32, fill=0.0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((len(lengths), rows, max(lengths) + 3), fill, dtype=dtype)
+    for i, n in enumerate(lengths):
+        x[i, :, :n] = torch.randn(rows, n, generator=g, dtype=dtype) * (i + 1) + i
+    return x, torch.tensor(lengths)
+
+
+def _numpy_statistics(f: np.ndarray) -> np.ndarray:
+    change = np.abs(np.diff(f, axis=1)).mean(1) if f.shape[1] > 1 else np.zeros(f.shape[0])
+    return np.concatenate([f.mean(1), f.std(1), *np.quantile(f, [0.1, 0.5, 0.9], axis=1), change])
+
+
+# ------------------------------------------------------------------------------------ clip_statistics
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("fill", [0.0, 7.5, float("nan")])
+def test_clip_statistics_equal_numpy_over_valid_frames(dtype, tol, fill):
+    lengths = [1, 2, 10, 37, 40]  # a 1-frame clip, odd and even lengths, one without padding room but 3
+    x, L = _padded(lengths, dtype=dtype, fill=fill)
+    got = clip_statistics(x, L)
+    assert got.shape == (5, len(STATISTICS) * 5) and got.dtype == dtype
+    for i, n in enumerate(lengths):
+        want = _numpy_statistics(x[i, :, :n].double().numpy())
+        np.testing.assert_allclose(got[i].double().numpy(), want, rtol=tol, atol=tol)
+    # None: every frame valid
+    full = clip_statistics(x[:, :, :10])
+    np.testing.assert_allclose(full[2].double().numpy(), _numpy_statistics(x[2, :, :10].double().numpy()),
+                               rtol=tol, atol=tol)
+
+
+def test_clip_statistics_bad_input():
+    with pytest.raises(ParameterError, match=r"features must be a float tensor of shape \(B, rows, frames\)"):
+        clip_statistics(torch.zeros(3, 4))
+    with pytest.raises(ParameterError, match="features must be a float tensor"):
+        clip_statistics(torch.zeros(2, 3, 4, dtype=torch.int64))
+
+
+# ---------------------------------------------------------------------------- fit_logistic_regression
+
+def test_logistic_regression_equals_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(120) % 4
+    centres = torch.randn(4, 12, generator=g)
+    x = (centres[labels] + 1.5 * torch.randn(120, 12, generator=g)) * torch.logspace(-2, 2, 12)  # mixed scales
+    x[:, 5] = 3.0  # a column that never varies
+    for c in (0.01, 1.0):
+        mean, std, weight, bias = fit_logistic_regression(x, labels, 4, c=c)
+        assert std[5] == 1.0
+        sk = make_pipeline(StandardScaler(), LogisticRegression(C=c, tol=1e-10, max_iter=10_000))
+        sk.fit(x.double().numpy(), labels.numpy())
+        ours = torch.softmax(((x - mean) / std) @ weight.T + bias, -1).double().numpy()
+        np.testing.assert_allclose(ours, sk.predict_proba(x.double().numpy()), atol=2e-4)
+
+
+def test_logistic_regression_with_an_absent_class_never_predicts_it():
+    g = torch.Generator().manual_seed(2)
+    labels = torch.tensor([0, 2] * 20)
+    x = torch.randn(40, 3, generator=g) + labels[:, None].float()
+    mean, std, weight, bias = fit_logistic_regression(x, labels, 3)
+    probs = torch.softmax(((x - mean) / std) @ weight.T + bias, -1)
+    assert torch.isfinite(probs).all() and float(probs[:, 1].max()) < 0.05
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(c=0.0), "c must be a positive number, got 0.0"),
+    (dict(c=float("inf")), "c must be a positive number, got inf"),
+    (dict(c=True), "c must be a positive number, got True"),
+    (dict(max_iter=0), "max_iter must be a positive integer, got 0"),
+    (dict(labels=torch.tensor([0, 1, 5, 1])), r"labels must lie in \[0, 3\), got 0..5"),
+    (dict(labels=torch.tensor([0, 1])), r"labels must be a tensor of shape \(4,\)"),
+    (dict(x=torch.tensor([[0.0], [1.0], [float("nan")], [2.0]])), "x must be finite"),
+    (dict(x=torch.zeros(0, 2), labels=torch.zeros(0, dtype=torch.int64)), "x must be a non-empty"),
+])
+def test_logistic_regression_bad_input(kwargs, match):
+    args = dict(x=torch.randn(4, 2), labels=torch.tensor([0, 1, 2, 1]), n_classes=3)
+    args.update(kwargs)
+    with pytest.raises(ParameterError, match=match):
+        fit_logistic_regression(args.pop("x"), args.pop("labels"), args.pop("n_classes"), **args)
+
+
+# ------------------------------------------------------------------------------------------ the model
+
+def _fitted_model(seed=0):
+    torch.manual_seed(seed)
+    model = CNNBiLSTMAttention(input_dim=5, n_classes=3, stats_head=True, **SMALL).eval()
+    x, L = _padded([30, 12, 25, 30, 18, 9], seed=seed)
+    model.fit_stats_head(model.clip_statistics(x, L), torch.tensor([0, 1, 2, 0, 1, 2]), c=1.0)
+    return model, x, L
+
+
+def test_fused_output_is_the_log_of_the_mean_softmax():
+    model, x, L = _fitted_model()
+    fused = model(x, L)
+    network = model(x, L, fuse=False)
+    stats = clip_statistics(x, L)
+    head = model.stats_linear((stats - model.stats_mean) / model.stats_std)
+    want = (network.softmax(-1) + head.softmax(-1)) / 2
+    torch.testing.assert_close(fused.exp(), want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fused.exp().sum(-1), torch.ones(6))
+    assert float(model.stats_linear.weight.abs().sum()) > 0  # fitted
+    # padding content and amount never change the answer
+    wider = torch.nn.functional.pad(x, (0, 9), value=4.0)
+    for i, n in enumerate(L.tolist()):
+        wider[i, :, n:] = -3.0
+    torch.testing.assert_close(model(wider, L), fused, rtol=1e-4, atol=1e-5)
+
+
+def test_the_head_is_fitted_not_trained():
+    model, x, L = _fitted_model()
+    before = model.stats_linear.weight.clone()
+    model.train()
+    model(x, L, fuse=False).sum().backward()
+    assert model.stats_linear.weight.grad is None and not model.stats_linear.weight.requires_grad
+    torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.5).step()
+    assert torch.equal(model.stats_linear.weight, before)
+
+
+def test_input_norm_comes_before_the_statistics():
+    torch.manual_seed(0)
+    model = CNNBiLSTMAttention(input_dim=5, n_classes=3, stats_head=True, input_norm=True, **SMALL).eval()
+    model.set_input_statistics(torch.arange(5.0), torch.full((5,), 2.0))
+    x, L = _padded([8, 6])
+    standardised = (x - torch.arange(5.0)[:, None]) / 2.0
+    torch.testing.assert_close(model.clip_statistics(x, L), clip_statistics(standardised, L))
+
+
+def test_stats_head_state_round_trips_and_bad_calls():
+    model, x, L = _fitted_model()
+    again = CNNBiLSTMAttention(model.config).eval()
+    again.load_state_dict(model.state_dict())
+    torch.testing.assert_close(again(x, L), model(x, L))
+    plain = CNNBiLSTMAttention(input_dim=5, n_classes=3, **SMALL)
+    assert not any(k.startswith("stats_") for k in plain.state_dict())
+    with pytest.raises(ParameterError, match="fit_stats_head needs a model built with stats_head=True"):
+        plain.fit_stats_head(torch.zeros(2, 30), torch.tensor([0, 1]))
+    with pytest.raises(ParameterError, match=r"statistics must be a tensor of shape \(N, 30\)"):
+        model.fit_stats_head(torch.zeros(2, 10), torch.tensor([0, 1]))
+    with pytest.raises(ParameterError, match="stats_head must be True or False, got 1"):
+        CNNBiLSTMAttention(input_dim=5, n_classes=3, stats_head=1, **SMALL)
+
+
+# ------------------------------------------------------------------------------------------- training
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def test_training_fits_the_head_on_the_unaugmented_training_split(corpus, tmp_path, monkeypatch):
+    import ser_gpu.train as train_mod
+
+    seen = {}
+    original = train_mod._Run._stats_head_data
+
+    def spy(self):
+        seen["stats"], seen["labels"] = original(self)
+        seen["train"] = self.train_set
+        return seen["stats"], seen["labels"]
+
+    monkeypatch.setattr(train_mod._Run, "_stats_head_data", spy)
+    out = tmp_path / "run"
+    kw = dict(data_dirs=[str(corpus)], out=str(out), cache_dir=str(tmp_path / "c"), split="actor",
+              channels=[16, 32], lstm_hidden=16, lstm_layers=1, stats_head=0.5, **FAST)
+    result = train_model(epochs=2, **kw)
+    state = load_checkpoint(out / "best.pt")["model_state"]
+    assert len(seen["labels"]) == result["split_sizes"]["train"]
+    torch.testing.assert_close(seen["labels"].cpu(), seen["train"].labels.cpu())
+    mean, std, weight, bias = fit_logistic_regression(seen["stats"], seen["labels"], 8, c=0.5)
+    torch.testing.assert_close(state["stats_linear.weight"], weight)
+    torch.testing.assert_close(state["stats_mean"], mean)
+    assert load_checkpoint(out / "best.pt")["model_config"]["stats_head"] is True
+    # the statistics of the training clips without augmentation, standardised with the training split's
+    # statistics as the network reads them: two clips computed here alone, without the training code
+    clips = scan_corpus([str(corpus)])
+    waves, clips = load_waveforms(clips, sr=22050, trim=True, top_db=20.0, cache_dir=str(tmp_path / "c"),
+                                  progress=False)
+    split = split_clips(clips, method="actor", seed=0)
+    extractor = FeatureExtractor(FeatureConfig(normalize=None, tonnetz=False, max_frames=None), trim=False)
+    for k in (0, len(split.train) - 1):
+        rows = extractor(waves[split.train[k]][None]).features
+        rows = (rows - state["input_mean"][:, None]) / state["input_std"][:, None]
+        want = clip_statistics(rows)[0]
+        torch.testing.assert_close(seen["stats"][k].cpu(), want, rtol=1e-4, atol=1e-4)
+    # predict reads the fused model: its probabilities on the test clips are training's test_probabilities
+    from ser_gpu.predict import predict_files
+
+    tested = json.loads((out / "test_probabilities.json").read_text())
+    answers = predict_files(tested["paths"][:3], out / "best.pt", device="cpu", window=10.0)
+    for answer, want in zip(answers, tested["probabilities"]):
+        assert list(answer["probabilities"].values()) == pytest.approx(want, abs=1e-4)
+    # resume: the head comes from the checkpoint, not refitted (the spy sees no second call)
+    seen.clear()
+    train_model(epochs=3, resume=True, **kw)
+    assert not seen
+    torch.testing.assert_close(load_checkpoint(out / "last.pt")["model_state"]["stats_linear.weight"], weight)
+
+
+def test_cli_stats_head_and_bad_values(corpus, tmp_path, capsys):
+    args = build_parser().parse_args(["--stats-head", "0.1"])
+    assert args.stats_head == 0.1
+    assert TrainConfig().stats_head is None and not TrainConfig().model_config(8).stats_head
+    assert TrainConfig(stats_head=0.1).model_config(8).stats_head
+    for bad in ("0", "-1", "nan"):
+        code = main(["--data-dir", str(corpus), "--out", str(tmp_path / f"r{bad}"), "--stats-head", bad, "--quiet"])
+        assert code == 2
+        assert f"stats_head must be a positive finite number, got {float(bad)}" in capsys.readouterr().err
