@@ -6,6 +6,7 @@ import json
 import math
 import statistics
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from ser_gpu.crossval import (cross_validate, ensemble_test, fold_dir, main, mem
 from ser_gpu.data import EMOTIONS, scan_corpus
 from ser_gpu.errors import CheckpointError, ParameterError
 from ser_gpu.evaluate import metrics_from_predictions
+from ser_gpu.transforms.features import FeatureConfig, FeatureExtractor
 
 from tests.tiny_corpus import FAST, write_corpus
 
@@ -317,3 +319,34 @@ def test_ensemble_must_be_a_positive_integer(corpus, tmp_path, value):
     with pytest.raises(ParameterError, match=expected):
         cross_validate([str(corpus)], n_folds=N_FOLDS, out=str(tmp_path / "cv"), ensemble=value, progress=False)
     assert not (tmp_path / "cv").exists()
+
+
+def test_stats_head_components_benchmark_takes_the_fused_model_apart(corpus, cache, tmp_path):
+    """benchmarks/stats_head_components.py on a speaker-normalised --stats-head crossval: its fused UAR is
+    crossval's per fold, and its network half (2 p_fused - p_head) is the model's own fuse=False answer."""
+    from benchmarks.stats_head_components import components, fold_probabilities
+    from ser_gpu.checkpoint import load_model
+    from ser_gpu.data import load_waveforms
+
+    out = tmp_path / "cv"
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache,
+                            normalize="speaker", stats_head=1.0, only_folds=[0], **CV)
+    # each clip's rows standardised with its actor's statistics, computed here without the training code
+    clips = scan_corpus([str(corpus)])
+    waves, clips = load_waveforms(clips, sr=22050, trim=True, top_db=20.0, cache_dir=cache, progress=False)
+    extractor = FeatureExtractor(FeatureConfig(normalize=None, tonnetz=False, max_frames=None), trim=False)
+    raw = {str(c.path): extractor(w[None]).features[0].double() for c, w in zip(clips, waves)}
+    rows = {}
+    for actor in {c.actor for c in clips}:
+        mine = [str(c.path) for c in clips if c.actor == actor]
+        every = torch.cat([raw[p] for p in mine], 1)
+        mean, std = every.mean(1, keepdim=True), every.std(1, unbiased=False, keepdim=True)
+        rows.update({p: ((raw[p] - mean) / torch.where(std > 0, std, 1.0)).float() for p in mine})
+    got = components(out, rows)
+    assert got["folds"]["seed_0/fold_0"]["fused"] == pytest.approx(report["folds"][0]["test"]["uar"])
+    fused, head, _ = fold_probabilities(out / "seed_0" / "fold_0", rows)
+    model, _ = load_model(out / "seed_0" / "fold_0" / "best.pt", device="cpu")
+    tested = json.loads((out / "seed_0" / "fold_0" / "test_probabilities.json").read_text())
+    with torch.no_grad():
+        network = torch.cat([model(rows[p][None], fuse=False).softmax(-1) for p in tested["paths"]])
+    np.testing.assert_allclose(2 * fused - head, network.numpy(), atol=1e-4)

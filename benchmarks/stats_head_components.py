@@ -1,0 +1,92 @@
+"""What the statistics head adds (issue 17): per fold of a ``crossval --stats-head C`` run, the test UAR of
+the fused model, of the head alone and of the network alone.
+
+    python benchmarks/stats_head_components.py RUN_DIR [RUN_DIR ...] [--feats FEATS.pt] [--json OUT.json]
+
+The fused answers are each fold's ``test_probabilities.json`` (members averaged); the head's are
+recomputed from ``best.pt`` (``stats_mean``, ``stats_std``, ``stats_linear``) on the clips' raw rows from
+``recipe_search_cache.py`` (version 0), standardised with each actor's statistics over all of its clips
+(``--normalize speaker``; a run of another normalisation is refused); the network's are then
+``2 p_fused - p_head`` (the fused output is the mean of the two softmaxes).
+"""
+import argparse
+import glob
+import json
+
+import numpy as np
+import torch
+
+from ser_gpu.models.stats_head import clip_statistics
+
+def speaker_rows(feats_path) -> dict:
+    """path -> the clip's rows ``(68, frames)`` standardised with its actor's statistics over all of its
+    clips (population std, 1 where a row never varies), from ``recipe_search_cache.py``'s version 0."""
+    d = torch.load(feats_path, weights_only=False)
+    actors, feats = np.array(d["actors"]), d["feats"][0]
+    rows = {}
+    for actor in np.unique(actors):
+        idx = np.where(actors == actor)[0]
+        every = torch.cat([feats[i].double() for i in idx], 1)
+        mean, std = every.mean(1, keepdim=True), every.std(1, unbiased=False, keepdim=True)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        for i in idx:
+            rows[d["paths"][i]] = ((feats[i].double() - mean) / std).float()
+    return rows
+
+
+def uar(pred, truth):
+    return float(np.mean([(pred[truth == c] == c).mean() for c in np.unique(truth)]))
+
+
+def fold_probabilities(member, rows) -> tuple:
+    """``(fused, head, labels)`` of one training run's test clips: its ``test_probabilities.json`` and the
+    softmax of its statistics head (from ``best.pt``) on ``rows``."""
+    payload = torch.load(f"{member}/best.pt", weights_only=True)
+    config = payload["train_config"]
+    if config.get("normalize") != "speaker" or config.get("stats_head") is None:
+        raise SystemExit(f"{member}: not a --normalize speaker --stats-head run")
+    state = payload["model_state"]
+    tested = json.load(open(f"{member}/test_probabilities.json"))
+    stats = torch.stack([clip_statistics(rows[path][None])[0] for path in tested["paths"]])
+    z = (stats - state["stats_mean"]) / state["stats_std"]
+    head = torch.softmax(z @ state["stats_linear.weight"].T + state["stats_linear.bias"], -1).numpy()
+    return np.array(tested["probabilities"]), head, np.array(tested["labels"])
+
+
+def components(run, rows) -> dict:
+    """Per fold of the crossval directory ``run`` (members averaged) the test UAR of the fused model, the
+    head alone and the network alone (``2 p_fused - p_head``), and their mean ± sample std."""
+    folds = {}
+    for fold in sorted(glob.glob(f"{run}/seed_*/fold_*")):
+        members = sorted(glob.glob(f"{fold}/member_*")) or [fold]
+        parts = [fold_probabilities(m, rows) for m in members]
+        fused = np.mean([p[0] for p in parts], 0)
+        head = np.mean([p[1] for p in parts], 0)
+        truth = parts[0][2]
+        folds[fold[len(str(run)) + 1:]] = {"fused": uar(fused.argmax(1), truth), "head": uar(head.argmax(1), truth),
+                                           "network": uar((2 * fused - head).argmax(1), truth)}
+    summary = {k: {"mean": float(np.mean([f[k] for f in folds.values()])),
+                   "std": float(np.std([f[k] for f in folds.values()], ddof=1)) if len(folds) > 1 else None}
+               for k in ("fused", "head", "network")}
+    return {"folds": folds, "summary": summary}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--feats", default="/work/exp/feats0.pt")
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    rows = speaker_rows(a.feats)
+    report = {}
+    for run in a.runs:
+        report[run] = components(run, rows)
+        print(run, {k: f"{v['mean']:.3f} ± {v['std']:.3f}" for k, v in report[run]["summary"].items()})
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
