@@ -92,9 +92,9 @@ def test_logistic_regression_with_an_absent_class_never_predicts_it():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(c=0.0), "c must be a positive number, got 0.0"),
-    (dict(c=float("inf")), "c must be a positive number, got inf"),
-    (dict(c=True), "c must be a positive number, got True"),
+    (dict(c=0.0), "c must be a positive finite number, got 0.0"),
+    (dict(c=float("inf")), "c must be a positive finite number, got inf"),
+    (dict(c=True), "c must be a positive finite number, got True"),
     (dict(max_iter=0), "max_iter must be a positive integer, got 0"),
     (dict(labels=torch.tensor([0, 1, 5, 1])), r"labels must lie in \[0, 3\), got 0..5"),
     (dict(labels=torch.tensor([0, 1])), r"labels must be a tensor of shape \(4,\)"),

@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 import torch
 from torch.nn import functional as F
 
+from .._validation import check_positive, check_positive_int
 from ..errors import ParameterError
 from ..functional.lengths import valid_mask
 
@@ -98,10 +99,8 @@ def fit_logistic_regression(x: torch.Tensor, labels: torch.Tensor, n_classes: in
     if not isinstance(labels, torch.Tensor) or labels.shape != (x.shape[0],):
         raise ParameterError(f"labels must be a tensor of shape ({x.shape[0]},), got "
                              f"{getattr(labels, 'shape', type(labels).__name__)}")
-    if isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0 or not math.isfinite(c):
-        raise ParameterError(f"c must be a positive number, got {c!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ParameterError(f"max_iter must be a positive integer, got {max_iter!r}")
+    check_positive(c, "c")
+    check_positive_int(max_iter, "max_iter")
     labels = labels.to(device=x.device, dtype=torch.int64)
     if int(labels.min()) < 0 or int(labels.max()) >= n_classes:
         raise ParameterError(f"labels must lie in [0, {n_classes}), got {labels.min().item()}..{labels.max().item()}")
