@@ -54,6 +54,7 @@ from .data.chunks import chunk_batches, epoch_chunks, epoch_clips, ladder, lengt
 from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
 from .evaluate import metrics_from_predictions
 from .functional.lengths import num_frames
+from .models.stats_head import clip_statistics, standardized_statistics
 from .transforms.row_stats import RowStatistics, standardize_rows
 from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
 
@@ -491,6 +492,9 @@ class _Run:
             self.train_cache = self._train_rows()
         if self.dist.rank > 0:  # dropout masks: each rank its own stream (the weights were drawn above, alike)
             torch.manual_seed(self._rank_seed("dropout"))
+        # the raw clip statistics of the training split, gathered by the statistics pass below for the
+        # statistics head (no second pass over the split: _stats_head_data standardises them)
+        self._train_clip_statistics = None
         if c.normalize == "train" and self.resume_payload is None:  # a resumed run's checkpoint holds them
             self.model.set_input_statistics(*self._input_statistics())
         if c.normalize == "speaker":  # recomputed on resume: no draws, the same every time
@@ -652,15 +656,32 @@ class _Run:
         pooled per speaker (``by_speaker``) or all in one group."""
         stats = RowStatistics(len(self.speakers) if by_speaker else 1, self.model_config.input_dim,
                               device=self.device)
+        head = self.config.stats_head is not None and self.resume_payload is None
+        clips, labels = [], []
         for dataset in datasets:
             for index in epoch_chunks(torch.arange(len(dataset)), self.chunk_size, self.config.batch_size):
-                x, fl, _, _ = self._chunk_features(dataset, index, train=False, standardize=False)
+                x, fl, y, _ = self._chunk_features(dataset, index, train=False, standardize=False)
                 stats.add(x, fl, dataset.groups[index].to(self.device) if by_speaker else torch.zeros_like(fl))
+                if head and dataset is self.train_set:  # the statistics head's data, from the same rows
+                    clips.append(clip_statistics(x, fl))
+                    labels.append(y)
+        if clips:
+            self._train_clip_statistics = (torch.cat(clips), torch.cat(labels))
         return stats.result()
 
     def _stats_head_data(self):
         """The statistics head's training data: ``(statistics, labels)`` of the whole training split
-        without augmentation or SpecAugment, standardised as the model reads it (the same on every rank)."""
+        without augmentation or SpecAugment, standardised as the model reads it (the same on every rank).
+        With ``normalize`` 'train' or 'speaker' they come from the statistics pass's raw rows, standardised
+        by :func:`~ser_gpu.models.stats_head.standardized_statistics`; otherwise from a pass of their own."""
+        c = self.config
+        if self._train_clip_statistics is not None:
+            raw, labels = self._train_clip_statistics
+            self._train_clip_statistics = None
+            if c.normalize == "train":
+                return standardized_statistics(raw, self.model.input_mean, self.model.input_std), labels
+            groups = self.train_set.groups.to(self.device)
+            return standardized_statistics(raw, self.speaker_mean[groups], self.speaker_std[groups]), labels
         stats, labels = [], []
         for index in epoch_chunks(torch.arange(len(self.train_set)), self.chunk_size, self.config.batch_size):
             x, fl, y, _ = self._chunk_features(self.train_set, index, train=False)

@@ -14,7 +14,7 @@ from ser_gpu.checkpoint import load_checkpoint
 from ser_gpu.data import load_waveforms, scan_corpus, split_clips
 from ser_gpu.errors import ParameterError
 from ser_gpu.models import CNNBiLSTMAttention
-from ser_gpu.models.stats_head import STATISTICS, clip_statistics, fit_logistic_regression
+from ser_gpu.models.stats_head import STATISTICS, clip_statistics, fit_logistic_regression, standardized_statistics
 from ser_gpu.train import TrainConfig, build_parser, main, train_model
 from ser_gpu.transforms.features import FeatureConfig, FeatureExtractor
 
@@ -59,6 +59,17 @@ def test_clip_statistics_bad_input():
         clip_statistics(torch.zeros(3, 4))
     with pytest.raises(ParameterError, match="features must be a float tensor"):
         clip_statistics(torch.zeros(2, 3, 4, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("per_clip", [False, True])
+def test_standardized_statistics_equal_the_statistics_of_standardised_rows(per_clip):
+    x, L = _padded([1, 9, 40, 23], dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    shape = (4, 5) if per_clip else (5,)
+    mean, std = torch.randn(shape, generator=g, dtype=torch.float64), torch.rand(shape, generator=g,
+                                                                               dtype=torch.float64) + 0.1
+    want = clip_statistics((x - mean[..., None]) / std[..., None], L)
+    torch.testing.assert_close(standardized_statistics(clip_statistics(x, L), mean, std), want)
 
 
 # ---------------------------------------------------------------------------- fit_logistic_regression
@@ -223,6 +234,41 @@ def test_training_fits_the_head_on_the_unaugmented_training_split(corpus, tmp_pa
     train_model(epochs=3, resume=True, **kw)
     assert not seen
     torch.testing.assert_close(load_checkpoint(out / "last.pt")["model_state"]["stats_linear.weight"], weight)
+
+
+@pytest.mark.parametrize("normalize", ["train", "speaker"])
+def test_the_head_reads_the_statistics_pass_instead_of_a_pass_of_its_own(corpus, tmp_path, monkeypatch, normalize):
+    """With standardisation statistics to compute, the unaugmented training split is extracted once, for both
+    them and the head; the head's statistics equal those of the rows the model reads (a pass of their own)."""
+    import ser_gpu.train as train_mod
+
+    passes, seen = [], {}
+    chunk, data = train_mod._Run._chunk_features_once, train_mod._Run._stats_head_data
+
+    def count(self, dataset, index, *, train, **kw):
+        if dataset is self.train_set and not train:
+            passes.append(index.numel())
+        return chunk(self, dataset, index, train=train, **kw)
+
+    def both(self):
+        seen["before"] = sum(passes)  # clips of the training split extracted without augmentation so far
+        self._train_clip_statistics, kept = None, self._train_clip_statistics
+        seen["own"] = data(self)  # without the kept statistics: a pass of its own
+        seen["after_own"] = sum(passes)
+        self._train_clip_statistics = kept
+        seen["kept"] = data(self)
+        return seen["kept"]
+
+    monkeypatch.setattr(train_mod._Run, "_chunk_features_once", count)
+    monkeypatch.setattr(train_mod._Run, "_stats_head_data", both)
+    train_model(epochs=1, data_dirs=[str(corpus)], out=str(tmp_path / "run"), cache_dir=str(tmp_path / "c"),
+                split="actor", channels=[16, 32], lstm_hidden=16, lstm_layers=1, stats_head=0.5,
+                normalize=normalize, **FAST)
+    n_train = len(seen["kept"][1])
+    assert seen["before"] == n_train  # the statistics pass, once
+    assert seen["after_own"] == 2 * n_train  # what a pass of the head's own would add
+    torch.testing.assert_close(seen["kept"][0], seen["own"][0], rtol=1e-4, atol=1e-4)
+    assert torch.equal(seen["kept"][1], seen["own"][1])
 
 
 def test_cli_stats_head_and_bad_values(corpus, tmp_path, capsys):
