@@ -321,21 +321,30 @@ def test_ensemble_must_be_a_positive_integer(corpus, tmp_path, value):
     assert not (tmp_path / "cv").exists()
 
 
-def test_stats_head_components_benchmark_takes_the_fused_model_apart(corpus, cache, tmp_path):
-    """benchmarks/stats_head_components.py on a speaker-normalised --stats-head crossval: its fused UAR is
-    crossval's per fold, and its network half (2 p_fused - p_head) is the model's own fuse=False answer."""
-    from benchmarks.stats_head_components import components, fold_probabilities
-    from ser_gpu.checkpoint import load_model
+@pytest.fixture(scope="module")
+def cv_speaker_head(corpus, cache, tmp_path_factory):
+    """Fold 0 of a speaker-normalised --stats-head crossval, and each clip's raw rows (path -> (68, frames)
+    float64), computed here without the training code."""
     from ser_gpu.data import load_waveforms
 
-    out = tmp_path / "cv"
+    out = tmp_path_factory.mktemp("cv_speaker_head")
     report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache,
                             normalize="speaker", stats_head=1.0, only_folds=[0], **CV)
-    # each clip's rows standardised with its actor's statistics, computed here without the training code
     clips = scan_corpus([str(corpus)])
     waves, clips = load_waveforms(clips, sr=22050, trim=True, top_db=20.0, cache_dir=cache, progress=False)
     extractor = FeatureExtractor(FeatureConfig(normalize=None, tonnetz=False, max_frames=None), trim=False)
     raw = {str(c.path): extractor(w[None]).features[0].double() for c, w in zip(clips, waves)}
+    return out, report, clips, raw
+
+
+def test_stats_head_components_benchmark_takes_the_fused_model_apart(cv_speaker_head):
+    """benchmarks/stats_head_components.py on a speaker-normalised --stats-head crossval: its fused UAR is
+    crossval's per fold, and its network half (2 p_fused - p_head) is the model's own fuse=False answer."""
+    from benchmarks.stats_head_components import components, fold_probabilities
+    from ser_gpu.checkpoint import load_model
+
+    out, report, clips, raw = cv_speaker_head
+    # each clip's rows standardised with its actor's statistics
     rows = {}
     for actor in {c.actor for c in clips}:
         mine = [str(c.path) for c in clips if c.actor == actor]
@@ -350,3 +359,21 @@ def test_stats_head_components_benchmark_takes_the_fused_model_apart(corpus, cac
     with torch.no_grad():
         network = torch.cat([model(rows[p][None], fuse=False).softmax(-1) for p in tested["paths"]])
     np.testing.assert_allclose(2 * fused - head, network.numpy(), atol=1e-4)
+
+
+def test_speaker_enrollment_benchmark_with_every_clip_is_crossval_and_groups_stay_within_a_speaker(cv_speaker_head):
+    """benchmarks/speaker_enrollment.py: with all of a speaker's clips (k = 0) it reproduces crossval's test
+    UAR; a group of k clips never mixes speakers and holds k clips (the last of a speaker the remainder)."""
+    from benchmarks.speaker_enrollment import enrollment, groups_of
+
+    out, report, clips, raw = cv_speaker_head
+    got = enrollment(out, {str(c.path): (raw[str(c.path)].float(), c.actor) for c in clips}, [0, 1, 3], draws=2)
+    assert set(got) == {"seed_0/fold_0"}
+    assert got["seed_0/fold_0"][0] == pytest.approx(report["folds"][0]["test"]["uar"])
+    assert all(0.0 <= u <= 1.0 for u in got["seed_0/fold_0"].values())
+    speakers = ["a"] * 7 + ["b"] * 5
+    for k, sizes in ((1, [1] * 12), (3, [3, 3, 1, 3, 2]), (0, [7, 5])):
+        group = groups_of(speakers, k, torch.Generator().manual_seed(0))
+        assert sorted(torch.bincount(group).tolist()) == sorted(sizes)
+        for g in group.unique():
+            assert len({speakers[i] for i in torch.where(group == g)[0].tolist()}) == 1
