@@ -5,9 +5,10 @@ the fused model, of the head alone and of the network alone.
 
 The fused answers are each fold's ``test_probabilities.json`` (members averaged); the head's are
 recomputed from ``best.pt`` (``stats_mean``, ``stats_std``, ``stats_linear``) on the clips' raw rows from
-``recipe_search_cache.py`` (version 0), standardised with each actor's statistics over all of its clips
-(``--normalize speaker``; a run of another normalisation is refused); the network's are then
-``2 p_fused - p_head`` (the fused output is the mean of the two softmaxes).
+``recipe_search_cache.py`` (version 0), standardised as the run did: with each actor's statistics over all
+of its clips (``--normalize speaker``) or with the model's ``input_mean``/``input_std`` (``--normalize
+train``, the ``speech`` recipe's; other normalisations are refused); the network's are then ``2 p_fused -
+p_head`` (the fused output is the mean of the two softmaxes).
 """
 import argparse
 import glob
@@ -16,7 +17,7 @@ import json
 import numpy as np
 import torch
 
-from ser_gpu.models.stats_head import clip_statistics
+from ser_gpu.models.stats_head import clip_statistics, standardized_statistics
 
 def speaker_rows(feats_path) -> dict:
     """path -> the clip's rows ``(68, frames)`` standardised with its actor's statistics over all of its
@@ -38,16 +39,29 @@ def uar(pred, truth):
     return float(np.mean([(pred[truth == c] == c).mean() for c in np.unique(truth)]))
 
 
+def raw_rows(feats_path) -> dict:
+    """path -> the clip's raw rows ``(68, frames)`` from ``recipe_search_cache.py``'s version 0."""
+    d = torch.load(feats_path, weights_only=False)
+    return dict(zip(d["paths"], d["feats"][0]))
+
+
 def fold_probabilities(member, rows) -> tuple:
     """``(fused, head, labels)`` of one training run's test clips: its ``test_probabilities.json`` and the
-    softmax of its statistics head (from ``best.pt``) on ``rows``."""
+    softmax of its statistics head (from ``best.pt``). ``rows``: ``{"speaker": path -> speaker-standardised
+    rows, "train": path -> raw rows}`` (the one the run's normalisation needs)."""
     payload = torch.load(f"{member}/best.pt", weights_only=True)
     config = payload["train_config"]
-    if config.get("normalize") != "speaker" or config.get("stats_head") is None:
-        raise SystemExit(f"{member}: not a --normalize speaker --stats-head run")
+    normalize = config.get("normalize")
+    if normalize not in ("speaker", "train") or config.get("stats_head") is None:
+        raise SystemExit(f"{member}: not a --normalize speaker/train --stats-head run")
+    if normalize not in rows:
+        raise SystemExit(f"{member}: a --normalize {normalize} run needs rows[{normalize!r}]")
     state = payload["model_state"]
     tested = json.load(open(f"{member}/test_probabilities.json"))
-    stats = torch.stack([clip_statistics(rows[path][None])[0] for path in tested["paths"]])
+    stats = torch.stack([clip_statistics(rows[normalize][path][None])[0] for path in tested["paths"]])
+    if normalize == "train":  # the head reads the rows after the model's input_norm
+        stats = standardized_statistics(stats.double(), state["input_mean"].double(),
+                                        state["input_std"].double()).float()
     z = (stats - state["stats_mean"]) / state["stats_std"]
     head = torch.softmax(z @ state["stats_linear.weight"].T + state["stats_linear.bias"], -1).numpy()
     return np.array(tested["probabilities"]), head, np.array(tested["labels"])
@@ -77,7 +91,7 @@ def main(argv=None) -> int:
     p.add_argument("--feats", default="/work/exp/feats0.pt")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
-    rows = speaker_rows(a.feats)
+    rows = {"speaker": speaker_rows(a.feats), "train": raw_rows(a.feats)}
     report = {}
     for run in a.runs:
         report[run] = components(run, rows)

@@ -351,14 +351,38 @@ def test_stats_head_components_benchmark_takes_the_fused_model_apart(cv_speaker_
         every = torch.cat([raw[p] for p in mine], 1)
         mean, std = every.mean(1, keepdim=True), every.std(1, unbiased=False, keepdim=True)
         rows.update({p: ((raw[p] - mean) / torch.where(std > 0, std, 1.0)).float() for p in mine})
+    got = components(out, {"speaker": rows})
+    assert got["folds"]["seed_0/fold_0"]["fused"] == pytest.approx(report["folds"][0]["test"]["uar"])
+    fused, head, _ = fold_probabilities(out / "seed_0" / "fold_0", {"speaker": rows})
+    model, _ = load_model(out / "seed_0" / "fold_0" / "best.pt", device="cpu")
+    tested = json.loads((out / "seed_0" / "fold_0" / "test_probabilities.json").read_text())
+    with torch.no_grad():
+        network = torch.cat([model(rows[p][None], fuse=False).softmax(-1) for p in tested["paths"]])
+    np.testing.assert_allclose(2 * fused - head, network.numpy(), atol=1e-4)
+
+
+def test_stats_head_components_benchmark_reads_a_training_split_normalised_run(corpus, cache, cv_speaker_head,
+                                                                               tmp_path):
+    """The same for --normalize train (the speech recipe's): the head reads the rows after the model's
+    input_norm, and 2 p_fused - p_head is the model's own fuse=False answer on the raw rows."""
+    from benchmarks.stats_head_components import components, fold_probabilities
+    from ser_gpu.checkpoint import load_model
+
+    _, _, _, raw = cv_speaker_head
+    out = tmp_path / "cv"
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache,
+                            normalize="train", stats_head=1.0, only_folds=[0], **CV)
+    rows = {"train": {p: r.float() for p, r in raw.items()}}
     got = components(out, rows)
     assert got["folds"]["seed_0/fold_0"]["fused"] == pytest.approx(report["folds"][0]["test"]["uar"])
     fused, head, _ = fold_probabilities(out / "seed_0" / "fold_0", rows)
     model, _ = load_model(out / "seed_0" / "fold_0" / "best.pt", device="cpu")
     tested = json.loads((out / "seed_0" / "fold_0" / "test_probabilities.json").read_text())
     with torch.no_grad():
-        network = torch.cat([model(rows[p][None], fuse=False).softmax(-1) for p in tested["paths"]])
+        network = torch.cat([model(rows["train"][p][None], fuse=False).softmax(-1) for p in tested["paths"]])
     np.testing.assert_allclose(2 * fused - head, network.numpy(), atol=1e-4)
+    with pytest.raises(SystemExit, match="needs rows"):
+        fold_probabilities(out / "seed_0" / "fold_0", {"speaker": rows["train"]})
 
 
 def test_speaker_enrollment_benchmark_with_every_clip_is_crossval_and_groups_stay_within_a_speaker(cv_speaker_head):
