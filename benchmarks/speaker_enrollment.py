@@ -23,21 +23,10 @@ import platform
 import numpy as np
 import torch
 
-from ser_gpu.checkpoint import load_models
+from ser_gpu.checkpoint import load_models, speaker_normalized
+from ser_gpu.data import EMOTIONS
+from ser_gpu.evaluate import metrics_from_predictions
 from ser_gpu.transforms.row_stats import RowStatistics, standardize_rows
-
-
-def uar(pred, truth) -> float:
-    return float(np.mean([(pred[truth == c] == c).mean() for c in np.unique(truth)]))
-
-
-def padded(rows):
-    """``(x, frame_lengths)``: a list of ``(68, frames)`` tensors zero-padded to the longest."""
-    lengths = torch.tensor([r.shape[1] for r in rows])
-    x = torch.zeros(len(rows), rows[0].shape[0], int(lengths.max()))
-    for i, r in enumerate(rows):
-        x[i, :, :r.shape[1]] = r
-    return x, lengths
 
 
 def groups_of(speakers, k: int, generator) -> torch.Tensor:
@@ -54,14 +43,15 @@ def groups_of(speakers, k: int, generator) -> torch.Tensor:
 
 
 def fold_uars(member: str, raw: dict, sizes, draws: int) -> dict:
-    payload = torch.load(f"{member}/best.pt", weights_only=True)
-    if (payload.get("train_config") or {}).get("normalize") != "speaker":
+    model, payloads = load_models(f"{member}/best.pt", device="cpu")
+    if not speaker_normalized(payloads[0]):
         raise SystemExit(f"{member}: not a --normalize speaker run")
-    model, _ = load_models(f"{member}/best.pt", device="cpu")
     tested = json.load(open(f"{member}/test_probabilities.json"))
-    x, lengths = padded([raw[p][0] for p in tested["paths"]])
+    rows = [raw[p][0] for p in tested["paths"]]  # (68, frames) each: x zero-pads them to the longest
+    x = torch.nn.utils.rnn.pad_sequence([r.T for r in rows], batch_first=True).transpose(1, 2)
+    lengths = torch.tensor([r.shape[1] for r in rows])
     speakers = [raw[p][1] for p in tested["paths"]]
-    truth = np.array(tested["labels"])
+    truth = torch.tensor(tested["labels"])
     out = {}
     with torch.no_grad():
         for k in sizes:
@@ -72,8 +62,8 @@ def fold_uars(member: str, raw: dict, sizes, draws: int) -> dict:
                 stats = RowStatistics(int(group.max()) + 1, x.shape[1])
                 stats.add(x, lengths, group)
                 mean, std = stats.result()
-                pred = model(standardize_rows(x, lengths, mean[group], std[group]), lengths).argmax(-1).numpy()
-                scores.append(uar(pred, truth))
+                pred = model(standardize_rows(x, lengths, mean[group], std[group]), lengths).argmax(-1)
+                scores.append(metrics_from_predictions(truth, pred, EMOTIONS)["uar"])
             out[k] = float(np.mean(scores))
     return out
 

@@ -17,13 +17,16 @@ import json
 import numpy as np
 import torch
 
+from ser_gpu.data import EMOTIONS
+from ser_gpu.evaluate import metrics_from_predictions
 from ser_gpu.models.stats_head import clip_statistics, standardized_statistics
 
-def speaker_rows(feats_path) -> dict:
+
+def speaker_rows(cache: dict) -> dict:
     """path -> the clip's rows ``(68, frames)`` standardised with its actor's statistics over all of its
-    clips (population std, 1 where a row never varies), from ``recipe_search_cache.py``'s version 0."""
-    d = torch.load(feats_path, weights_only=False)
-    actors, feats = np.array(d["actors"]), d["feats"][0]
+    clips (population std, 1 where a row never varies); ``cache``: ``recipe_search_cache.py``'s file,
+    loaded (its version 0)."""
+    actors, feats = np.array(cache["actors"]), cache["feats"][0]
     rows = {}
     for actor in np.unique(actors):
         idx = np.where(actors == actor)[0]
@@ -31,18 +34,18 @@ def speaker_rows(feats_path) -> dict:
         mean, std = every.mean(1, keepdim=True), every.std(1, unbiased=False, keepdim=True)
         std = torch.where(std > 0, std, torch.ones_like(std))
         for i in idx:
-            rows[d["paths"][i]] = ((feats[i].double() - mean) / std).float()
+            rows[cache["paths"][i]] = ((feats[i].double() - mean) / std).float()
     return rows
 
 
-def uar(pred, truth):
-    return float(np.mean([(pred[truth == c] == c).mean() for c in np.unique(truth)]))
+def uar(pred, truth) -> float:
+    """Test UAR of predicted against true class indices (numpy): :func:`ser_gpu.evaluate.metrics_from_predictions`'s."""
+    return metrics_from_predictions(torch.as_tensor(truth), torch.as_tensor(pred), EMOTIONS)["uar"]
 
 
-def raw_rows(feats_path) -> dict:
-    """path -> the clip's raw rows ``(68, frames)`` from ``recipe_search_cache.py``'s version 0."""
-    d = torch.load(feats_path, weights_only=False)
-    return dict(zip(d["paths"], d["feats"][0]))
+def raw_rows(cache: dict) -> dict:
+    """path -> the clip's raw rows ``(68, frames)``; ``cache`` as :func:`speaker_rows`'."""
+    return dict(zip(cache["paths"], cache["feats"][0]))
 
 
 def fold_probabilities(member, rows) -> tuple:
@@ -91,7 +94,8 @@ def main(argv=None) -> int:
     p.add_argument("--feats", default="/work/exp/feats0.pt")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
-    rows = {"speaker": speaker_rows(a.feats), "train": raw_rows(a.feats)}
+    cache = torch.load(a.feats, weights_only=False)
+    rows = {"speaker": speaker_rows(cache), "train": raw_rows(cache)}
     report = {}
     for run in a.runs:
         report[run] = components(run, rows)
