@@ -1,7 +1,7 @@
 """Recipe search, step 2 (issue 17): train candidate recipes on cached rows, 6 actor folds, and report test UAR.
 
     python benchmarks/recipe_search.py --norm global --epochs 30 --channels 64,128,128 --hidden 128 \
-        --layers 2 --seeds 0 --tag NAME [--feats feats.pt]
+        --layers 2 --seeds 0 --tag NAME --feats FEATS.pt [--json OUT.json]
 
 A fast stand-in for ``python -m ser_gpu.crossval`` used to compare recipes on a 2-core CPU: the rows come
 from ``recipe_search_cache.py`` (no feature computation per epoch); augmentation picks, per clip and
@@ -16,7 +16,7 @@ the validation actors too (10 actors; use with ``--select last``), ``--mixup A``
 shuffled copy of itself (weight drawn from Beta(A, A)), ``--ema D`` also reports the test UAR of an
 exponential moving average of the weights (decay D per step). Prints one JSON line per fold and a SUMMARY line (mean ± sample std of test
 UAR at the epoch of best validation UAR; also at the last epoch and at the lowest validation loss);
-writes ``/work/exp/res_TAG.json``. The results of issue 17 are in
+writes every run's record with ``--json``. The results of issue 17 are in
 ``benchmarks/results/recipe_search_ravdess_dev_cpu.json``.
 """
 import sys, time, json, math, argparse, torch, numpy as np
@@ -49,7 +49,8 @@ p.add_argument("--seeds", default="0")
 p.add_argument("--folds", default="0,1,2,3,4,5")
 p.add_argument("--tag", default="")
 p.add_argument("--threads", type=int, default=2)
-p.add_argument("--feats", default="/work/exp/feats.pt")
+p.add_argument("--feats", required=True)  # recipe_search_cache.py's file
+p.add_argument("--json", default=None)  # where to write the summary and every run's record
 p.add_argument("--trainval", type=int, default=0)  # 1: train on the training and validation actors (select last)
 p.add_argument("--ema", type=float, default=0.0)  # >0: also report the test UAR of an EMA of the weights (per step)
 p.add_argument("--mixup", type=float, default=0.0)  # >0: mixup of padded row batches, Beta(a, a)
@@ -187,4 +188,5 @@ summary = {"args": vars(a), "uar_mean": float(np.mean(u)), "uar_std": float(np.s
 ul = [r["test_uar_last"] for r in res]; us = [r["test_uar_selloss"] for r in res]
 if a.ema: print("EMA", a.tag, f"{np.mean([r['test_uar_ema'] for r in res]):.3f}", flush=True)
 print("SUMMARY", a.tag, vars(a), f"UAR {summary['uar_mean']:.3f} ± {summary['uar_std']:.3f}; last {np.mean(ul):.3f}; selloss {np.mean(us):.3f}", flush=True)
-with open(f"/work/exp/res_{a.tag or int(time.time())}.json", "w") as fh: json.dump(summary, fh)
+if a.json:
+    with open(a.json, "w") as fh: json.dump(summary, fh)

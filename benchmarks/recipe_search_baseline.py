@@ -1,6 +1,6 @@
 """Recipe search baselines (issue 17): linear / SVM classifiers on clip statistics of the 68 raw rows, same 6 actor folds.
 
-    python benchmarks/recipe_search_baseline.py [--feats FEATS.pt] [--stats meanstd|rich]
+    python benchmarks/recipe_search_baseline.py --feats FEATS.pt [--stats meanstd|rich]
         [--model lr|svm] [--C C] [--speaker-norm]
 
 Trains on the training and validation actors of each fold (10 of 12), tests on the fold's 2; prints
@@ -25,7 +25,7 @@ from ser_gpu.data import split_clips
 from ser_gpu.data.ravdess import Clip
 
 p = argparse.ArgumentParser()
-p.add_argument("--feats", default="/work/exp/feats.pt")
+p.add_argument("--feats", required=True)  # recipe_search_cache.py's file
 p.add_argument("--stats", choices=("meanstd", "rich"), default="meanstd")
 p.add_argument("--model", choices=("lr", "svm"), default="lr")
 p.add_argument("--C", type=float, default=1.0)

@@ -1,8 +1,8 @@
 """Recipe search, step 1 (issue 17): the 68 rows of every clip of a RAVDESS folder, cached once.
 
-    python benchmarks/recipe_search_cache.py N_AUG [DATA_DIR] [OUT.pt] [WAVE_CACHE]
+    python benchmarks/recipe_search_cache.py N_AUG DATA_DIR OUT.pt [WAVE_CACHE]
 
-Writes ``OUT.pt`` (default /work/exp/feats.pt): per clip its raw rows (``FeatureConfig(normalize=None)``,
+Writes ``OUT.pt``: per clip its raw rows (``FeatureConfig(normalize=None)``,
 trimmed clips at 22050 Hz, as training loads them), label, actor and path; version 0 without
 augmentation and N_AUG versions through ``WaveformAugment`` (its defaults: each effect with p=0.5,
 seeded 1000 + version). ``benchmarks/recipe_search.py`` trains on these. 720 clips: ~70 s per version on
@@ -15,10 +15,10 @@ from ser_gpu.transforms.features import FeatureExtractor, FeatureConfig
 from ser_gpu.transforms.augment import WaveformAugment
 from ser_gpu.data.chunks import length_groups, ladder
 torch.set_num_threads(2)
-n_aug = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-DATA = sys.argv[2] if len(sys.argv) > 2 else "/work/shared/data/ravdess_dev"
-OUT = sys.argv[3] if len(sys.argv) > 3 else "/work/exp/feats.pt"
-WCACHE = sys.argv[4] if len(sys.argv) > 4 else "/work/exp/wcache"
+if len(sys.argv) not in (4, 5):
+    sys.exit(__doc__.strip().split("\n\n")[1])
+n_aug, DATA, OUT = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+WCACHE = sys.argv[4] if len(sys.argv) > 4 else None  # None: $SER_GPU_CACHE or ~/.cache/ser_gpu/waveforms
 clips = scan_corpus([DATA])
 waves, clips = load_waveforms(clips, sr=22050, trim=True, top_db=20.0, cache_dir=WCACHE, progress=False)
 print(len(clips), "clips")

@@ -1,6 +1,6 @@
 """How many recordings of a speaker does a ``--normalize speaker`` model need (issue 17)?
 
-    python benchmarks/speaker_enrollment.py RUN_DIR [RUN_DIR ...] [--feats FEATS.pt] [--sizes 1 2 5 10 30 0]
+    python benchmarks/speaker_enrollment.py RUN_DIR [RUN_DIR ...] --feats FEATS.pt [--sizes 1 2 5 10 30 0]
         [--draws 5] [--json OUT.json]
 
 A ``--normalize speaker`` model standardises each clip with its speaker's row statistics. In cross-validation
@@ -81,7 +81,7 @@ def enrollment(run, raw: dict, sizes, draws: int) -> dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+")
-    p.add_argument("--feats", default="/work/exp/feats0.pt")
+    p.add_argument("--feats", required=True, help="recipe_search_cache.py's file of the runs' corpus")
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 5, 10, 30, 0])
     p.add_argument("--draws", type=int, default=5)
     p.add_argument("--json")

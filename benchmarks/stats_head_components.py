@@ -1,7 +1,7 @@
 """What the statistics head adds (issue 17): per fold of a ``crossval --stats-head C`` run, the test UAR of
 the fused model, of the head alone and of the network alone.
 
-    python benchmarks/stats_head_components.py RUN_DIR [RUN_DIR ...] [--feats FEATS.pt] [--json OUT.json]
+    python benchmarks/stats_head_components.py RUN_DIR [RUN_DIR ...] --feats FEATS.pt [--json OUT.json]
 
 The fused answers are each fold's ``test_probabilities.json`` (members averaged); the head's are
 recomputed from ``best.pt`` (``stats_mean``, ``stats_std``, ``stats_linear``) on the clips' raw rows from
@@ -91,7 +91,7 @@ def components(run, rows) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("runs", nargs="+")
-    p.add_argument("--feats", default="/work/exp/feats0.pt")
+    p.add_argument("--feats", required=True, help="recipe_search_cache.py's file of the run's corpus")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     cache = torch.load(a.feats, weights_only=False)
