@@ -8,13 +8,13 @@ padded to a geometric ladder: :mod:`ser_gpu.data.chunks`), then ``CNNBiLSTMAtten
 chunk's ``batch_size`` batches. Validation and test use the same features without augmentation,
 computed once. What is learnt follows a recipe (:data:`RECIPES`): ``speech``, the default (AdamW,
 cosine schedule with warm-up, class-weighted cross-entropy with label smoothing 0.1, rows standardised
-with the training split's statistics, the last epoch kept), or ``original``, the original system's
+with the training split's statistics, the last epoch kept, and the statistics head: ``stats_head``, a
+logistic regression on each clip's row statistics, fitted on the training split before the first epoch
+and fused with the network; :mod:`ser_gpu.models.stats_head`), or ``original``, the original system's
 (AdamW with weight decay 1e-3, ReduceLROnPlateau (factor 0.5, patience 10) on the validation loss, early
 stopping after 20 epochs without improvement, per-clip standardisation, the lowest validation loss
-kept); both clip gradients at 1.0. ``speaker`` is ``speech`` with each speaker's own statistics
-(``normalize='speaker'``), 4 augmented copies and the statistics head (``stats_head``: a logistic
-regression on each clip's row statistics, fitted on the training split before the first epoch and
-fused with the network; :mod:`ser_gpu.models.stats_head`).
+kept, no head); both clip gradients at 1.0. ``speaker`` is ``speech`` with each speaker's own
+statistics (``normalize='speaker'``) and 4 augmented copies.
 
 With no ``--data-dir`` the built-in synthetic corpus (:mod:`ser_gpu.data.synthetic`) is generated
 once into a cache directory and used.
@@ -154,8 +154,9 @@ class TrainConfig:
     lstm_layers: int = 2
     dropout: float = 0.3
     # C > 0: fuse a logistic regression (inverse L2 strength C) on each clip's row statistics, fitted on the
-    # training split without augmentation before the first epoch, with the network (ModelConfig.stats_head)
-    stats_head: Optional[float] = None
+    # training split without augmentation before the first epoch, with the network (ModelConfig.stats_head);
+    # None: the network alone
+    stats_head: Optional[float] = 0.1
     cache_dir: Optional[str] = None
     synthetic_dir: Optional[str] = None
     progress: bool = True
@@ -215,9 +216,12 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         """Inverse of :meth:`to_dict`. A dict without ``recipe`` was written before recipes existed, by a
-        run of the original recipe: its missing keys take the original recipe's values."""
+        run of the original recipe: its missing keys take the original recipe's values; one without
+        ``stats_head`` was written before the statistics head existed (``None``)."""
         if isinstance(data, dict) and "recipe" not in data:
             data = {**RECIPES["original"], **data, "recipe": "original"}
+        if isinstance(data, dict) and "stats_head" not in data:
+            data = {**data, "stats_head": None}  # written before the statistics head existed: a run without it
         return config_from_dict(cls, data)
 
     @classmethod
@@ -245,16 +249,17 @@ class TrainConfig:
 
 
 # The original system's recipe (its train_model defaults, its 6.6 M-parameter model, features
-# standardised per clip); "speech" is TrainConfig's defaults, measured on real RAVDESS speech with
-# held-out actors (README "Real speech"); "speaker" is the most accurate there, with each speaker's own
-# statistics (transductive: several recordings of a speaker are needed, also by evaluate and predict),
-# the statistics head and 4 augmented copies.
+# standardised per clip, no statistics head); "speech" is TrainConfig's defaults (the training split's
+# statistics and the statistics head), measured on real RAVDESS speech with held-out actors (README
+# "Real speech"); "speaker" is the most accurate there, with each speaker's own statistics
+# (transductive: several recordings of a speaker are needed, also by evaluate and predict) and 4
+# augmented copies.
 RECIPES = {
     "speech": {},
     "speaker": dict(normalize="speaker", augment_copies=4, stats_head=0.1),
     "original": dict(epochs=300, lr=1e-4, batch_size=16, weight_decay=1e-3, schedule="plateau", select="loss",
                      class_weights=False, normalize="valid", channels=[128, 256, 512], lstm_hidden=256,
-                     lstm_layers=3, dropout=0.3),
+                     lstm_layers=3, dropout=0.3, stats_head=None),
 }
 
 
@@ -1266,8 +1271,10 @@ def train_model(
     ``p_pitch``, ...). Settings not given take ``recipe``'s values (:data:`RECIPES`): ``'speech'``
     (TrainConfig's defaults: 30 epochs at lr 1e-3, batch 32, cosine schedule, the last epoch kept,
     class-weighted loss, features standardised with the training split's statistics, a 1.1 M-parameter
-    model) or ``'original'`` (the original system's: 300 epochs at lr 1e-4, batch 16,
-    ReduceLROnPlateau, lowest validation loss kept, per-clip standardisation, 6.6 M parameters).
+    model fused with the statistics head, ``stats_head=0.1``; ``stats_head=None`` for the network alone),
+    ``'speaker'`` (the same with each speaker's statistics: several recordings of a speaker needed) or
+    ``'original'`` (the original system's: 300 epochs at lr 1e-4, batch 16, ReduceLROnPlateau, lowest
+    validation loss kept, per-clip standardisation, 6.6 M parameters, no head).
 
     Args:
         epochs, lr, batch_size: ``None`` (default): the recipe's, or the stored run's with ``resume``.
@@ -1345,6 +1352,19 @@ def _normalize_option(text: str) -> Optional[str]:
     return value
 
 
+def _stats_head_option(text: str) -> Optional[float]:
+    """``--stats-head``'s value: the head's C (a positive number), or ``none`` for no head."""
+    if text == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number C or none; got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m ser_gpu.train", description=__doc__.split("\n\n")[0])
@@ -1388,10 +1408,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lstm-hidden", type=int, help=recipe_help("lstm_hidden", "BiLSTM width per direction; "))
     p.add_argument("--lstm-layers", type=int, help=recipe_help("lstm_layers"))
     p.add_argument("--dropout", type=float, help=recipe_help("dropout"))
-    p.add_argument("--stats-head", type=float, metavar="C",
+    p.add_argument("--stats-head", type=_stats_head_option, metavar="{C,none}",
                    help=recipe_help("stats_head", "fuse a logistic regression with inverse L2 strength C on each "
                                                   "clip's row statistics (mean, std, 10/50/90 %% quantiles, mean "
-                                                  "|change|) with the network, averaging their softmax; "))
+                                                  "|change|) with the network, averaging their softmax; none: "
+                                                  "the network alone; "))
     p.add_argument("--split", choices=_SPLITS, default=d.split,
                    help="random: the original 80/20; actor: actor-held-out validation and test (default: %(default)s)")
     p.add_argument("--folds", type=int, default=None, dest="n_folds", help="actor split in K folds")

@@ -393,7 +393,7 @@ def _host_summed_epoch(run):
     total = correct = count = 0.0
     for (x, fl, labels, _), _ in run._steps({}):
         with run._autocast():
-            logits = run.forward_model(x, fl)
+            logits = run.forward_model(x, fl, fuse=False)  # as train_epoch: the statistics head is not trained
         loss = run.criterion(logits.float(), labels)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -32,6 +32,10 @@ def test_speech_recipe_is_the_default_and_original_is_one_name_away():
     assert (speech.epochs, speech.lr, speech.batch_size, speech.schedule, speech.select, speech.normalize) == \
         (30, 1e-3, 32, "cosine", "last", "train")
     assert speech.class_weights and speech.channels == [64, 128, 128]
+    # the statistics head is fused by default (README "Real speech"); the original system had none
+    assert speech.stats_head == 0.1 and speech.model_config(8).stats_head
+    assert original.stats_head is None and not original.model_config(8).stats_head
+    assert speech.augment_copies is None  # fresh waveform augmentation every epoch
     # the original system's train_model defaults and architecture
     assert (original.epochs, original.lr, original.batch_size, original.weight_decay) == (300, 1e-4, 16, 1e-3)
     assert (original.schedule, original.select, original.normalize, original.class_weights) == \
@@ -63,6 +67,17 @@ def test_configs_written_before_recipes_read_as_the_original_recipe():
     read = TrainConfig.from_dict(old)
     assert read == TrainConfig.for_recipe("original")
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
+
+
+def test_configs_written_before_the_statistics_head_read_without_it():
+    """A speech run stored before the head existed (no ``stats_head`` key) had none: reading it must not
+    give it the head the default recipe now fuses."""
+    old = TrainConfig().to_dict()
+    old.pop("stats_head")
+    read = TrainConfig.from_dict(old)
+    assert read.stats_head is None and not read.model_config(8).stats_head
+    assert read == TrainConfig(stats_head=None)
+    assert TrainConfig.from_dict(TrainConfig(stats_head=1.0).to_dict()).stats_head == 1.0
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -99,6 +114,24 @@ def test_cli_passes_only_named_options():
     assert parser.parse_args(["--no-class-weights"]).class_weights is False
     assert parser.parse_args(["--channels", "32", "64"]).channels == [32, 64]
     assert parser.parse_args([]).epochs is None  # the recipe's
+    assert parser.parse_args([]).stats_head is None  # not given: the recipe's (speech: 0.1)
+    assert parser.parse_args(["--stats-head", "none"]).stats_head is None
+    assert parser.parse_args(["--stats-head", "0.5"]).stats_head == 0.5
+
+
+def test_cli_stats_head_none_trains_the_network_alone(monkeypatch):
+    """``--stats-head none`` reaches the run's config as None (the head off); not given, the recipe's."""
+    import ser_gpu.train as train
+
+    seen = []
+    monkeypatch.setattr(train, "train_model",
+                        lambda *a, **kw: seen.append(kw) or dict(epochs_run=0, stopped_early=False, out="-"))
+    for argv in (["--stats-head", "none"], [], ["--recipe", "original"], ["--stats-head", "2"]):
+        assert main(argv + ["--quiet"]) == 0
+    assert [kw.get("stats_head", "recipe's") for kw in seen] == [None, "recipe's", "recipe's", 2.0]
+    configs = [TrainConfig.for_recipe(kw.get("recipe", "speech"), **{k: v for k, v in kw.items()
+                                                                     if k == "stats_head"}) for kw in seen]
+    assert [c.stats_head for c in configs] == [None, 0.1, None, 2.0]
 
 
 def test_cosine_factor():
