@@ -277,12 +277,18 @@ def test_cli_stats_head_and_bad_values(corpus, tmp_path, capsys):
     assert build_parser().parse_args(["--stats-head", "none"]).stats_head is None
     assert TrainConfig().stats_head == 0.1 and TrainConfig().model_config(8).stats_head  # the speech recipe's
     assert not TrainConfig(stats_head=None).model_config(8).stats_head
-    for bad in ("0", "-1", "nan", "inf", "off", ""):
+    for bad in ("0", "-1", "nan", "inf"):  # numbers: TrainConfig's gate, as for the Python API
+        code = main(["--data-dir", str(corpus), "--out", str(tmp_path / f"r{bad}"), "--stats-head", bad, "--quiet"])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert f"stats_head must be a positive finite number, got {float(bad)}" in err and "Traceback" not in err
+        assert not (tmp_path / f"r{bad}").exists()
+    for bad in ("off", ""):  # not a number: refused while parsing
         with pytest.raises(SystemExit) as exit_:
             main(["--data-dir", str(corpus), "--out", str(tmp_path / f"r{bad}"), "--stats-head", bad, "--quiet"])
         assert exit_.value.code == 2
         err = capsys.readouterr().err
-        assert f"--stats-head: must be a positive number C or none; got {bad!r}" in err and "Traceback" not in err
+        assert f"--stats-head: must be a number C or none; got {bad!r}" in err and "Traceback" not in err
         assert not (tmp_path / f"r{bad}").exists()
     for bad in (0.0, -1.0, float("nan")):  # the Python API's gate
         with pytest.raises(ParameterError, match=f"stats_head must be a positive finite number, got {bad}"):
