@@ -293,3 +293,31 @@ def test_cli_stats_head_and_bad_values(corpus, tmp_path, capsys):
     for bad in (0.0, -1.0, float("nan")):  # the Python API's gate
         with pytest.raises(ParameterError, match=f"stats_head must be a positive finite number, got {bad}"):
             TrainConfig(stats_head=bad)
+
+
+def test_statistics_ceiling_benchmark_pieces():
+    """benchmarks/statistics_ceiling.py: a steady 220 Hz tone's pitch statistics are its semitones above
+    100 Hz with no spread, fully voiced; the gender standardisation gives each gender's training clips
+    mean 0 / std 1 and standardises a test clip with the statistics of the gender it is predicted."""
+    from benchmarks.statistics_ceiling import gender_standardized, pitch_statistics
+
+    sr = 22050
+    t = np.arange(int(1.0 * sr)) / sr
+    got = pitch_statistics(0.5 * np.sin(2 * np.pi * 220.0 * t), sr)
+    semitones = 12 * np.log2(220.0 / 100.0)
+    assert got[0] == pytest.approx(semitones, abs=0.05)  # mean
+    assert got[1] < 0.05 and got[5] < 0.1  # std, 10-90 % range
+    assert got[7] > 0.9  # voiced fraction
+
+    rng = np.random.default_rng(0)
+    gender = np.repeat([0, 1], 20)
+    x = rng.normal(size=(40, 3)) + 10.0 * gender[:, None]  # the genders far apart: the guess is right
+    train, test = np.arange(0, 40, 2), np.arange(1, 40, 2)
+    z = gender_standardized(x, gender, train, test)
+    for g in (0, 1):
+        mine = train[gender[train] == g]
+        np.testing.assert_allclose(z[mine].mean(0), 0.0, atol=1e-12)
+        np.testing.assert_allclose(z[mine].std(0), 1.0, atol=1e-6)
+        ref = x[mine]
+        other = test[gender[test] == g]
+        np.testing.assert_allclose(z[other], (x[other] - ref.mean(0)) / (ref.std(0) + 1e-8))
