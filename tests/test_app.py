@@ -62,7 +62,15 @@ def run(tmp_path_factory):
     sf.write(short, clip(2, 1, 0, seconds=3.0), SR)
     long = root / "clips" / "nine_seconds.wav"
     sf.write(long, np.concatenate([clip(0, 1, 0, 3.0), clip(5, 2, 0, 3.0), clip(7, 3, 0, 3.0)]), SR)
-    return {"root": root, "corpus": corpus, "real": real, "synthetic": synth, "short": short, "long": long}
+    # another member for an ensemble: the same rows, other weights (the classifier's last layer flipped)
+    other = root / "other" / "best.pt"
+    other.parent.mkdir()
+    payload = load_checkpoint(real)
+    last = [k for k in payload["model_state"] if k.startswith("classifier.") and k.endswith(".weight")][-1]
+    payload["model_state"][last] = -payload["model_state"][last]
+    torch.save(payload, other)
+    return {"root": root, "corpus": corpus, "real": real, "synthetic": synth, "short": short, "long": long,
+            "other": other}
 
 
 # ------------------------------------------------------------------------------------------ model card
@@ -205,7 +213,8 @@ def test_analyse_refuses_bad_uploads_with_a_message(analyzer, private_tmp, data,
 # ------------------------------------------------------------------------------------------- AppTest
 
 def _app(monkeypatch, checkpoint):
-    monkeypatch.setenv("SER_GPU_APP_CHECKPOINT", str(checkpoint))
+    value = json.dumps([str(c) for c in checkpoint]) if isinstance(checkpoint, list) else str(checkpoint)
+    monkeypatch.setenv("SER_GPU_APP_CHECKPOINT", value)
     monkeypatch.setenv("SER_GPU_APP_DEVICE", "cpu")
     at = AppTest.from_file(str(PAGE), default_timeout=180)
     at.run()
@@ -260,6 +269,27 @@ def test_page_long_file_shows_the_timeline(run, monkeypatch):
     assert len(ref["timeline"]) == ref["windows"] > 2
 
 
+@needs_streamlit
+def test_page_serves_an_ensemble_as_predict_does(run, monkeypatch):
+    """Two checkpoints (the launcher's JSON list): the page's probabilities are predict's for the same
+    two (their averaged softmax), which differ from either member's; the sidebar names both."""
+    members = [run["real"], run["other"]]
+    at = _app(monkeypatch, members)
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "**Ensemble** of 2 checkpoints" in sidebar and "run/best.pt" in sidebar and "other/best.pt" in sidebar
+    at.file_uploader[0].set_value(("three_seconds.wav", run["short"].read_bytes(), "audio/wav"))
+    at.run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    ref = predict.Predictor(members, device="cpu").predict([run["short"]])[0]
+    alone = [predict.predict_file(run["short"], m, device="cpu")["probabilities"] for m in members]
+    for label in EMOTIONS:
+        assert ref["probabilities"][label] == pytest.approx((alone[0][label] + alone[1][label]) / 2, rel=1e-5)
+    assert not np.allclose([ref["probabilities"][k] for k in EMOTIONS], [alone[0][k] for k in EMOTIONS])
+    assert at.metric[0].value == ref["emotion"]
+    bars = _chart_data(at.get("vega_lite_chart")[0])
+    np.testing.assert_allclose(bars["probability"], [ref["probabilities"][k] for k in EMOTIONS], rtol=1e-5)
+
+
 @pytest.mark.parametrize("data, name, reason", [
     (b"\x00\x01garbage" * 50, "broken.wav", "cannot be decoded"),
     (b"", "empty.wav", "the file is empty"),
@@ -304,6 +334,45 @@ def test_launcher_refuses_a_missing_checkpoint(tmp_path, capsys):
     assert main(["--checkpoint", str(tmp_path / "none.pt")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "none.pt" in err and "Traceback" not in err
+
+
+@needs_streamlit
+def test_launcher_hands_every_checkpoint_to_the_page(run, monkeypatch, tmp_path, capsys):
+    """--checkpoint A B: both reach the page (a JSON list of absolute paths); a missing member or one that
+    reads other rows is refused before serving (exit 2, naming it)."""
+    from ser_gpu.app import launch
+
+    seen = {}
+    monkeypatch.setattr(launch.os, "execve", lambda exe, cmd, env: seen.update(env=env) or 0)
+    monkeypatch.setattr(launch.subprocess, "call", lambda cmd, env: seen.update(env=env) or 0)
+    monkeypatch.chdir(run["root"])
+    assert launch.main(["--checkpoint", "run/best.pt", "other/best.pt"]) == 0
+    paths = json.loads(seen["env"][launch.CHECKPOINT_ENV])
+    assert paths == [str(run["real"].resolve()), str(run["other"].resolve())]
+    assert launch.checkpoints_from_env(seen["env"][launch.CHECKPOINT_ENV]) == paths
+    capsys.readouterr()
+
+    assert launch.main(["--checkpoint", str(run["real"]), str(tmp_path / "none.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "none.pt" in err and "Traceback" not in err
+    payload = load_checkpoint(run["real"])
+    payload["feature_config"]["top_db"] = 30.0
+    odd = tmp_path / "odd.pt"
+    torch.save(payload, odd)
+    assert launch.main(["--checkpoint", str(run["real"]), str(odd)]) == 2
+    err = capsys.readouterr().err
+    assert "odd.pt" in err and "cannot join an ensemble" in err and "feature_config" in err
+
+
+def test_checkpoints_from_env_reads_a_list_or_one_path():
+    from ser_gpu.app.launch import checkpoints_from_env
+
+    assert checkpoints_from_env('["/a/best.pt", "/b/best.pt"]') == ["/a/best.pt", "/b/best.pt"]
+    assert checkpoints_from_env("/runs/x/best.pt") == ["/runs/x/best.pt"]  # set by hand
+    assert checkpoints_from_env("") == []
+    assert checkpoints_from_env("[odd]/best.pt") == ["[odd]/best.pt"]  # a path, not JSON
+    assert checkpoints_from_env("[]") == []  # the page then says how to name one
+    assert checkpoints_from_env('[1, ""]') == ['[1, ""]']  # not a list of paths: taken as a (missing) path
 
 
 def test_launcher_command_stays_local_and_quiet():

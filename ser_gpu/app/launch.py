@@ -1,9 +1,11 @@
-"""``python -m ser_gpu.app``: serve the web app for one checkpoint (``streamlit run`` on :mod:`ser_gpu.app.page`)."""
+"""``python -m ser_gpu.app``: serve the web app for a checkpoint, or an ensemble of several (``streamlit run`` on
+:mod:`ser_gpu.app.page`)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -12,9 +14,10 @@ from typing import List, Optional, Sequence
 
 from ..errors import CheckpointError, ParameterError
 
-__all__ = ["CHECKPOINT_ENV", "DEVICE_ENV", "PAGE", "build_parser", "streamlit_command", "main"]
+__all__ = ["CHECKPOINT_ENV", "DEVICE_ENV", "PAGE", "build_parser", "checkpoints_from_env", "streamlit_command", "main"]
 
-#: Environment variables through which the launcher hands its settings to the page.
+#: Environment variables through which the launcher hands its settings to the page. The launcher writes
+#: the checkpoints as a JSON list of paths; a plain path (set by hand) is read as one checkpoint.
 CHECKPOINT_ENV = "SER_GPU_APP_CHECKPOINT"
 DEVICE_ENV = "SER_GPU_APP_DEVICE"
 #: The Streamlit script.
@@ -23,13 +26,30 @@ PAGE = Path(__file__).with_name("page.py")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ser_gpu.app", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="best.pt written by python -m ser_gpu.train")
+    p.add_argument("--checkpoint", required=True, nargs="+", metavar="CHECKPOINT",
+                   help="best.pt written by python -m ser_gpu.train; several (e.g. the members of a crossval "
+                        "--ensemble fold): their averaged softmax, as predict --checkpoint A B C")
     p.add_argument("--device", default="auto", help="auto (default: CUDA when present), cpu or cuda[:N]")
     p.add_argument("--port", type=int, default=8501, help="port to serve on (default: %(default)s)")
     p.add_argument("--address", default="127.0.0.1",
                    help="address to bind (default: %(default)s, this machine only; 0.0.0.0 for every interface)")
     p.add_argument("--open-browser", action="store_true", help="open the page in the default browser")
     return p
+
+
+def checkpoints_from_env(value: str) -> List[str]:
+    """The checkpoint paths in :data:`CHECKPOINT_ENV`'s ``value``: a JSON list of paths (what the launcher
+    writes), else the value itself as one path; ``[]`` for an empty value."""
+    if not value:
+        return []
+    if value.startswith("["):
+        try:
+            paths = json.loads(value)
+        except ValueError:
+            paths = None
+        if isinstance(paths, list) and all(isinstance(p, str) and p for p in paths):
+            return paths
+    return [value]
 
 
 def streamlit_command(*, port: int, address: str, open_browser: bool = False) -> List[str]:
@@ -53,21 +73,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("error: the app needs Streamlit: pip install 'ser_gpu[app]'", file=sys.stderr)
         return 2
     try:
-        from ..checkpoint import load_checkpoint
+        from ..checkpoint import load_models
         from .._cli import resolve_device
 
         if not 1 <= args.port <= 65535:
             raise ParameterError(f"--port must be in 1..65535, got {args.port}")
         resolve_device(args.device)
-        load_checkpoint(args.checkpoint)  # a clear one-line error now rather than on the page
+        load_models(args.checkpoint, device="cpu")  # a clear one-line error now rather than on the page
     except (ParameterError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     env = dict(os.environ)
-    env[CHECKPOINT_ENV] = str(Path(args.checkpoint).resolve())
+    env[CHECKPOINT_ENV] = json.dumps([str(Path(c).resolve()) for c in args.checkpoint])
     env[DEVICE_ENV] = args.device
     cmd = streamlit_command(port=args.port, address=args.address, open_browser=args.open_browser)
-    print(f"serving {args.checkpoint} at http://{args.address}:{args.port} (Ctrl+C stops)", file=sys.stderr)
+    print(f"serving {' + '.join(args.checkpoint)} at http://{args.address}:{args.port} (Ctrl+C stops)", file=sys.stderr)
     sys.stderr.flush()
     sys.stdout.flush()
     if os.name == "posix":

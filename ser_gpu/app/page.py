@@ -1,7 +1,7 @@
 """The Streamlit page of ``python -m ser_gpu.app`` (run by ``streamlit run``; settings from the environment).
 
-``SER_GPU_APP_CHECKPOINT`` names the checkpoint, ``SER_GPU_APP_DEVICE`` the device (default
-``auto``). Everything computed here comes from :mod:`ser_gpu.app.analysis` and
+``SER_GPU_APP_CHECKPOINT`` names the checkpoint (a JSON list of paths: an ensemble, the members' softmax
+averaged), ``SER_GPU_APP_DEVICE`` the device (default ``auto``). Everything computed here comes from :mod:`ser_gpu.app.analysis` and
 :mod:`ser_gpu.model_card`; this file only lays out the page.
 """
 
@@ -21,27 +21,32 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from ser_gpu.app.analysis import UPLOAD_EXTENSIONS, Analyzer  # noqa: E402
-from ser_gpu.app.launch import CHECKPOINT_ENV, DEVICE_ENV  # noqa: E402
+from ser_gpu.app.launch import CHECKPOINT_ENV, DEVICE_ENV, checkpoints_from_env  # noqa: E402
 from ser_gpu.errors import AudioLoadError, CheckpointError, ParameterError  # noqa: E402
 
 st.set_page_config(page_title="ser_gpu: speech emotion", layout="wide")
 
 
 @st.cache_resource(show_spinner="Loading the model...")
-def get_analyzer(checkpoint: str, device: str) -> Analyzer:
+def get_analyzer(checkpoints: tuple, device: str) -> Analyzer:
     from ser_gpu.predict import Predictor
 
-    return Analyzer(Predictor(checkpoint, device=device))
+    return Analyzer(Predictor(list(checkpoints), device=device))
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def analyse(_analyzer: Analyzer, checkpoint: str, data: bytes, name: str) -> dict:
+def analyse(_analyzer: Analyzer, checkpoints: tuple, data: bytes, name: str) -> dict:
     return _analyzer.analyse(data, name)
 
 
-def show_card(card: dict, checkpoint: str, device) -> None:
+def show_card(card: dict, checkpoints: tuple, device) -> None:
     st.sidebar.header("Model")
-    st.sidebar.markdown(f"**Checkpoint** `{Path(checkpoint).name}` on `{device}`")
+    if len(checkpoints) == 1:
+        st.sidebar.markdown(f"**Checkpoint** `{Path(checkpoints[0]).name}` on `{device}`")
+    else:  # the card's corpus, epoch and scores are the first member's
+        members = ", ".join(f"`{Path(c).parent.name}/{Path(c).name}`" for c in checkpoints)
+        st.sidebar.markdown(f"**Ensemble** of {len(checkpoints)} checkpoints (their softmax averaged) on "
+                            f"`{device}`: {members}; below, the first one's training")
     st.sidebar.markdown(f"**Trained on** {card['corpus']}" + (f" (split: {card['split']})" if card["split"] else ""))
     st.sidebar.markdown(f"**Epoch** {card['epoch']}")
     val, test = card["val"], card["test"]
@@ -146,21 +151,21 @@ def show_analysis(analyzer: Analyzer, out: dict, name: str) -> None:
 
 def run() -> None:
     st.title("Speech emotion recognition")
-    checkpoint = os.environ.get(CHECKPOINT_ENV, "")
+    checkpoints = tuple(checkpoints_from_env(os.environ.get(CHECKPOINT_ENV, "")))
     device = os.environ.get(DEVICE_ENV, "auto")
-    if not checkpoint:
+    if not checkpoints:
         st.error(f"No checkpoint: start the app with python -m ser_gpu.app --checkpoint best.pt "
                  f"(or set {CHECKPOINT_ENV}).")
         return
     try:
-        analyzer = get_analyzer(checkpoint, device)
+        analyzer = get_analyzer(checkpoints, device)
     except (CheckpointError, ParameterError) as exc:
         st.error(f"The model cannot be loaded: {exc}")
         return
     card = analyzer.predictor.card
     if card["warning"]:
         st.warning(card["warning"] + ".")
-    show_card(card, checkpoint, analyzer.predictor.device)
+    show_card(card, checkpoints, analyzer.predictor.device)
 
     source = st.radio("Input", ["Upload a file", "Record from the microphone"], horizontal=True,
                       label_visibility="collapsed")
@@ -175,7 +180,7 @@ def run() -> None:
     data = upload.getvalue()
     try:
         with st.spinner("Scoring..."):
-            out = analyse(analyzer, checkpoint, data, name)
+            out = analyse(analyzer, checkpoints, data, name)
     except (AudioLoadError, ParameterError) as exc:
         st.error(f"Could not read the file: {exc}")
         return
