@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ser_gpu.data import load_waveforms, split_clips
+from ser_gpu.data import EMOTIONS, load_waveforms, split_clips
+from ser_gpu.evaluate import metrics_from_predictions
 from ser_gpu.data.ravdess import Clip
 from ser_gpu.models.stats_head import clip_statistics
 
@@ -73,7 +74,8 @@ def svc():
 
 
 def uar(pred, truth) -> float:
-    return float(np.mean([(pred[truth == c] == c).mean() for c in np.unique(truth)]))
+    """Test UAR of predicted against true class indices: :func:`ser_gpu.evaluate.metrics_from_predictions`'s."""
+    return metrics_from_predictions(torch.as_tensor(truth), torch.as_tensor(pred), EMOTIONS)["uar"]
 
 
 def gender_standardized(x, gender, train, test):
