@@ -1,8 +1,8 @@
 """The Streamlit page of ``python -m ser_gpu.app`` (run by ``streamlit run``; settings from the environment).
 
 ``SER_GPU_APP_CHECKPOINT`` names the checkpoint (a JSON list of paths: an ensemble, the members' softmax
-averaged), ``SER_GPU_APP_DEVICE`` the device (default ``auto``). Everything computed here comes from :mod:`ser_gpu.app.analysis` and
-:mod:`ser_gpu.model_card`; this file only lays out the page.
+averaged), ``SER_GPU_APP_DEVICE`` the device (default ``auto``). Everything computed here comes from
+:mod:`ser_gpu.app.analysis` and :mod:`ser_gpu.model_card`; this file only lays out the page.
 """
 
 from __future__ import annotations
