@@ -401,3 +401,24 @@ def test_speaker_enrollment_benchmark_with_every_clip_is_crossval_and_groups_sta
         assert sorted(torch.bincount(group).tolist()) == sorted(sizes)
         for g in group.unique():
             assert len({speakers[i] for i in torch.where(group == g)[0].tolist()}) == 1
+
+
+def test_raw_statistics_fusion_benchmark_reads_a_per_clip_standardised_run(corpus, cache, cv_speaker_head, tmp_path):
+    """benchmarks/raw_statistics_fusion.py on a --normalize valid crossval (the original recipe's rows): its
+    network UAR is crossval's for the fold, and its linear model is fitted on the clips of the fold's
+    training actors only."""
+    from benchmarks.raw_statistics_fusion import fusion
+
+    _, _, clips, raw = cv_speaker_head
+    out = tmp_path / "cv"
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache,
+                            normalize="valid", stats_head=None, only_folds=[0], **CV)
+    speakers = {str(c.path): c.speaker for c in clips}
+    labels = {str(c.path): c.label for c in clips}
+    got = fusion(out, raw, speakers, labels, cs=(0.1,))
+    fold = got["folds"]["seed_0/fold_0"]
+    assert fold["network"] == pytest.approx(report["folds"][0]["test"]["uar"])
+    train = set(report["folds"][0]["actors"]["train"])
+    assert fold["training_clips"] == sum(c.speaker in train for c in clips) < len(clips)
+    assert set(got["summary"]) == {"network", "linear 0.1", "fused 0.1"}
+    assert all(0.0 <= fold[k] <= 1.0 for k in got["summary"])
