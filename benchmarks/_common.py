@@ -130,3 +130,29 @@ def feature_pairs(librosa, sr: int = 22050) -> dict:
         "chroma_cqt": (lambda t: cq.chroma_cqt(t, sr=sr), lambda y: librosa.feature.chroma_cqt(y=y, sr=sr)),
         "tonnetz": (lambda t: cq.tonnetz(t, sr=sr), lambda y: librosa.feature.tonnetz(y=y, sr=sr)),
     }
+
+
+def uar(pred, truth) -> float:
+    """UAR of predicted against true class indices (numpy or tensors, over the 8 labels):
+    :func:`ser_gpu.evaluate.metrics_from_predictions`'s, the one the library reports."""
+    from ser_gpu.data import EMOTIONS
+    from ser_gpu.evaluate import metrics_from_predictions
+
+    return metrics_from_predictions(torch.as_tensor(truth), torch.as_tensor(pred), EMOTIONS)["uar"]
+
+
+def linear_model(c: float):
+    """scikit-learn's standardised logistic regression with inverse L2 strength ``c``: the statistics
+    head's model (:func:`ser_gpu.models.stats_head.fit_logistic_regression` equals it)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
+
+
+def save_report(report: dict, path) -> None:
+    """Write ``report`` as indented JSON to ``path`` (nothing when ``path`` is None)."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(report, f, indent=1)

@@ -14,27 +14,17 @@ version 0, raw rows).
 import argparse
 import glob
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ser_gpu.data import EMOTIONS
-from ser_gpu.data.ravdess import Clip
-from ser_gpu.evaluate import metrics_from_predictions
-from ser_gpu.models.stats_head import clip_statistics
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def uar(pred, truth) -> float:
-    return metrics_from_predictions(torch.as_tensor(truth), torch.as_tensor(pred), EMOTIONS)["uar"]
-
-
-def logistic(c):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
+from benchmarks._common import linear_model as logistic, save_report, uar  # noqa: E402
+from ser_gpu.data.ravdess import Clip  # noqa: E402
+from ser_gpu.models.stats_head import clip_statistics  # noqa: E402
 
 
 def fusion(run, rows: dict, speakers: dict, labels: dict, cs=(0.01,)) -> dict:
@@ -83,9 +73,7 @@ def main(argv=None) -> int:
     for run in a.runs:
         report[run] = fusion(run, rows, speakers, labels, a.C)
         print(run, {k: f"{v['mean']:.3f} ± {v['std']:.3f}" for k, v in report[run]["summary"].items()})
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(report, f, indent=1)
+    save_report(report, a.json)
     return 0
 
 

@@ -21,17 +21,19 @@ It also draws the learning curve over training actors (2 test actors, ``n`` trai
 the other ten, 40 draws each). Prints one line per model and writes ``--json``.
 """
 import argparse
-import json
+import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ser_gpu.data import EMOTIONS, load_waveforms, split_clips
-from ser_gpu.evaluate import metrics_from_predictions
-from ser_gpu.data.ravdess import Clip
-from ser_gpu.models.stats_head import clip_statistics
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import linear_model as logistic, save_report, uar  # noqa: E402
+from ser_gpu.data import load_waveforms, split_clips  # noqa: E402
+from ser_gpu.data.ravdess import Clip  # noqa: E402
+from ser_gpu.models.stats_head import clip_statistics  # noqa: E402
 
 SEEDS = (0, 1, 2)
 
@@ -57,25 +59,12 @@ def spectral_rows(y: np.ndarray, sr: float):
     return log_mel, librosa.feature.mfcc(S=log_mel, n_mfcc=40)
 
 
-def logistic(c):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
-
-
 def svc():
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
     return make_pipeline(StandardScaler(), SVC(C=1.0, gamma="scale"))
-
-
-def uar(pred, truth) -> float:
-    """Test UAR of predicted against true class indices: :func:`ser_gpu.evaluate.metrics_from_predictions`'s."""
-    return metrics_from_predictions(torch.as_tensor(truth), torch.as_tensor(pred), EMOTIONS)["uar"]
 
 
 def gender_standardized(x, gender, train, test):
@@ -156,9 +145,7 @@ def main(argv=None) -> int:
         print(f"{name}: {r['mean']:.3f} (seeds {', '.join(f'{m:.3f}' for m in r['per_seed'])})", flush=True)
     report["learning_curve_C0.01"] = curve = learning_curve(x, y, actors, 0.01)
     print("training actors -> UAR:", {n: round(v["mean"], 3) for n, v in curve.items()})
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(report, f, indent=1)
+    save_report(report, a.json)
     return 0
 
 

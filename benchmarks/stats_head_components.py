@@ -13,13 +13,16 @@ p_head`` (the fused output is the mean of the two softmaxes).
 import argparse
 import glob
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from ser_gpu.data import EMOTIONS
-from ser_gpu.evaluate import metrics_from_predictions
-from ser_gpu.models.stats_head import clip_statistics, standardized_statistics
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import save_report, uar  # noqa: E402
+from ser_gpu.models.stats_head import clip_statistics, standardized_statistics  # noqa: E402
 
 
 def speaker_rows(cache: dict) -> dict:
@@ -36,11 +39,6 @@ def speaker_rows(cache: dict) -> dict:
         for i in idx:
             rows[cache["paths"][i]] = ((feats[i].double() - mean) / std).float()
     return rows
-
-
-def uar(pred, truth) -> float:
-    """Test UAR of predicted against true class indices (numpy): :func:`ser_gpu.evaluate.metrics_from_predictions`'s."""
-    return metrics_from_predictions(torch.as_tensor(truth), torch.as_tensor(pred), EMOTIONS)["uar"]
 
 
 def raw_rows(cache: dict) -> dict:
@@ -100,9 +98,7 @@ def main(argv=None) -> int:
     for run in a.runs:
         report[run] = components(run, rows)
         print(run, {k: f"{v['mean']:.3f} ± {v['std']:.3f}" for k, v in report[run]["summary"].items()})
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(report, f, indent=1)
+    save_report(report, a.json)
     return 0
 
 
