@@ -151,6 +151,27 @@ def linear_model(c: float):
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
 
 
+def cache_clips(cache: dict) -> list:
+    """The :class:`ser_gpu.data.ravdess.Clip` of every clip of ``recipe_search_cache.py``'s file (loaded),
+    in its order (path, label, actor; the speaker id follows from them)."""
+    from ser_gpu.data.ravdess import Clip
+
+    return [Clip(path=Path(path), label=label, actor=actor)
+            for path, label, actor in zip(cache["paths"], cache["labels"], cache["actors"])]
+
+
+def raw_rows(cache: dict) -> dict:
+    """path -> the clip's raw rows ``(68, frames)`` of ``recipe_search_cache.py``'s file (its version 0)."""
+    return dict(zip(cache["paths"], cache["feats"][0]))
+
+
+def fold_summary(folds: dict, keys) -> dict:
+    """``{key: {"mean", "std"}}`` over the folds' values of each key (sample std; None for one fold)."""
+    return {k: {"mean": float(np.mean([f[k] for f in folds.values()])),
+                "std": float(np.std([f[k] for f in folds.values()], ddof=1)) if len(folds) > 1 else None}
+            for k in keys}
+
+
 def save_report(report: dict, path) -> None:
     """Write ``report`` as indented JSON to ``path`` (nothing when ``path`` is None)."""
     if path:

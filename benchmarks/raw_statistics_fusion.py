@@ -22,8 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import linear_model as logistic, save_report, uar  # noqa: E402
-from ser_gpu.data.ravdess import Clip  # noqa: E402
+from benchmarks._common import (cache_clips, fold_summary, linear_model as logistic, raw_rows,  # noqa: E402
+                                save_report, uar)
+from ser_gpu.crossval import ensemble_probabilities, fold_dir  # noqa: E402
 from ser_gpu.models.stats_head import clip_statistics  # noqa: E402
 
 
@@ -35,11 +36,9 @@ def fusion(run, rows: dict, speakers: dict, labels: dict, cs=(0.01,)) -> dict:
     stats = {path: clip_statistics(r.double()[None])[0].numpy() for path, r in rows.items()}
     out = {}
     for seed, fold in sorted(records):
-        where = Path(run) / f"seed_{seed}" / f"fold_{fold}"
-        members = sorted(glob.glob(f"{where}/member_*")) or [str(where)]
-        tested = [json.loads(Path(m, "test_probabilities.json").read_text()) for m in members]
-        paths, truth = tested[0]["paths"], np.array(tested[0]["labels"])
-        network = np.mean([np.array(t["probabilities"]) for t in tested], 0)
+        where = fold_dir(run, seed, fold)
+        paths, truth, network = ensemble_probabilities(sorted(glob.glob(f"{where}/member_*")) or [where])
+        truth, network = np.array(truth), network.numpy()
         train = sorted(p for p in rows if speakers[p] in set(records[seed, fold]["actors"]["train"]))
         scores = {"network": uar(network.argmax(1), truth), "training_clips": len(train)}
         for c in cs:
@@ -50,10 +49,7 @@ def fusion(run, rows: dict, speakers: dict, labels: dict, cs=(0.01,)) -> dict:
             scores[f"fused {c:g}"] = uar(((network + linear) / 2).argmax(1), truth)
         out[f"seed_{seed}/fold_{fold}"] = scores
     keys = [k for k in next(iter(out.values())) if k != "training_clips"]
-    summary = {k: {"mean": float(np.mean([f[k] for f in out.values()])),
-                   "std": float(np.std([f[k] for f in out.values()], ddof=1)) if len(out) > 1 else None}
-               for k in keys}
-    return {"folds": out, "summary": summary}
+    return {"folds": out, "summary": fold_summary(out, keys)}
 
 
 def main(argv=None) -> int:
@@ -64,9 +60,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     cache = torch.load(a.feats, weights_only=False)
-    clips = [Clip(path=Path(path), label=label, actor=actor)
-             for path, label, actor in zip(cache["paths"], cache["labels"], cache["actors"])]
-    rows = dict(zip(cache["paths"], cache["feats"][0]))
+    clips = cache_clips(cache)
+    rows = raw_rows(cache)
     speakers = {str(c.path): c.speaker for c in clips}
     labels = {str(c.path): c.label for c in clips}
     report = {}

@@ -30,9 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import linear_model as logistic, save_report, uar  # noqa: E402
+from benchmarks._common import cache_clips, linear_model as logistic, save_report, uar  # noqa: E402
 from ser_gpu.data import load_waveforms, split_clips  # noqa: E402
-from ser_gpu.data.ravdess import Clip  # noqa: E402
 from ser_gpu.models.stats_head import clip_statistics  # noqa: E402
 
 SEEDS = (0, 1, 2)
@@ -116,8 +115,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     cache = torch.load(a.feats, weights_only=False)
-    clips = [Clip(path=Path(path), label=label, actor=actor)
-             for path, label, actor in zip(cache["paths"], cache["labels"], cache["actors"])]
+    clips = cache_clips(cache)
     y = np.array(cache["labels"])
     actors = np.array([int(actor) for actor in cache["actors"]])
     gender = actors % 2  # RAVDESS: odd actors are male

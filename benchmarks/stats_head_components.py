@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import save_report, uar  # noqa: E402
+from benchmarks._common import fold_summary, raw_rows, save_report, uar  # noqa: E402
 from ser_gpu.models.stats_head import clip_statistics, standardized_statistics  # noqa: E402
 
 
@@ -39,11 +39,6 @@ def speaker_rows(cache: dict) -> dict:
         for i in idx:
             rows[cache["paths"][i]] = ((feats[i].double() - mean) / std).float()
     return rows
-
-
-def raw_rows(cache: dict) -> dict:
-    """path -> the clip's raw rows ``(68, frames)``; ``cache`` as :func:`speaker_rows`'."""
-    return dict(zip(cache["paths"], cache["feats"][0]))
 
 
 def fold_probabilities(member, rows) -> tuple:
@@ -80,10 +75,7 @@ def components(run, rows) -> dict:
         truth = parts[0][2]
         folds[fold[len(str(run)) + 1:]] = {"fused": uar(fused.argmax(1), truth), "head": uar(head.argmax(1), truth),
                                            "network": uar((2 * fused - head).argmax(1), truth)}
-    summary = {k: {"mean": float(np.mean([f[k] for f in folds.values()])),
-                   "std": float(np.std([f[k] for f in folds.values()], ddof=1)) if len(folds) > 1 else None}
-               for k in ("fused", "head", "network")}
-    return {"folds": folds, "summary": summary}
+    return {"folds": folds, "summary": fold_summary(folds, ("fused", "head", "network"))}
 
 
 def main(argv=None) -> int:

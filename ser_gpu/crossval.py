@@ -37,7 +37,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
@@ -45,8 +45,11 @@ from ._atomic import atomic_write, save_json
 from ._cli import check_output_dir, refuse_held
 from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = ["cross_validate", "fold_dir", "speaker_of", "read_fold_result", "summarize", "member_seed", "ensemble_test",
-           "main"]
+           "ensemble_probabilities", "main"]
 
 CONFIG_NAME = "crossval_config.json"
 _OUTPUTS = ("crossval.json", "folds.txt", "confusion.json", "confusion.png", CONFIG_NAME)
@@ -273,14 +276,17 @@ def _fold_run(d: Path, epochs: int, *, resume: bool, overwrite: bool, data_dirs,
     return result, seconds
 
 
-def ensemble_test(run_dirs: Sequence[Path]) -> dict:
-    """Test metrics of the ensemble of the runs in ``run_dirs``: each test clip's softmax averaged over
-    the runs (their ``test_probabilities.json``, which must list the same clips and labels), the
-    prediction its argmax. The dict has :func:`ser_gpu.evaluate.metrics_from_predictions`' keys."""
+def ensemble_probabilities(run_dirs: Sequence[Path]) -> Tuple[List[str], List[int], "torch.Tensor"]:
+    """The test clips of the runs in ``run_dirs`` (their ``test_probabilities.json``, which must list the
+    same clips and labels): ``(paths, labels, probabilities)``, the last the runs' softmax averaged,
+    ``[shape=(clips, 8)]`` float64.
+
+    Raises:
+        CheckpointError: a run whose file cannot be read, or that lists other clips or labels.
+    """
     import torch
 
     from .data import EMOTIONS
-    from .evaluate import metrics_from_predictions
 
     total, first = None, None
     for d in run_dirs:
@@ -298,7 +304,20 @@ def ensemble_test(run_dirs: Sequence[Path]) -> dict:
             raise CheckpointError(f"{path}: its test clips or labels differ from those of {first[0]}: the members "
                                   f"of an ensemble must be tested on the same clips")
         total = probs if total is None else total + probs
-    return metrics_from_predictions(torch.tensor(first[2]), total.argmax(-1), list(EMOTIONS))
+    return first[1], first[2], total / len(run_dirs)
+
+
+def ensemble_test(run_dirs: Sequence[Path]) -> dict:
+    """Test metrics of the ensemble of the runs in ``run_dirs``: each test clip's softmax averaged over
+    the runs (:func:`ensemble_probabilities`), the prediction its argmax. The dict has
+    :func:`ser_gpu.evaluate.metrics_from_predictions`' keys."""
+    import torch
+
+    from .data import EMOTIONS
+    from .evaluate import metrics_from_predictions
+
+    _, labels, probs = ensemble_probabilities(run_dirs)
+    return metrics_from_predictions(torch.tensor(labels), probs.argmax(-1), list(EMOTIONS))
 
 
 def cross_validate(
