@@ -3,6 +3,8 @@ validation UAR, class weights, and standardisation with the training split's sta
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 
@@ -40,11 +42,22 @@ def test_speech_recipe_is_the_default_and_original_is_one_name_away():
     assert (original.epochs, original.lr, original.batch_size, original.weight_decay) == (300, 1e-4, 16, 1e-3)
     assert (original.schedule, original.select, original.normalize, original.class_weights) == \
         ("plateau", "loss", "valid", False)
-    assert original.model_config(8) == ModelConfig()  # ModelConfig's defaults are the original architecture
+    # ModelConfig's defaults are the original architecture; the model standardises each clip itself
+    assert original.model_config(8) == ModelConfig(clip_norm=True)
+    assert original.feature_config().normalize is None  # so the extractor gives it the raw rows
     assert not original.model_config(8).input_norm and speech.model_config(8).input_norm
     # given settings win over the recipe's
     assert TrainConfig.for_recipe("original", lr=5e-4).lr == 5e-4
     assert TrainConfig.for_recipe("original", lr=5e-4).schedule == "plateau"
+
+
+def test_clip_recipe_is_the_original_with_a_head_on_the_raw_rows():
+    clip, original = TrainConfig.for_recipe("clip"), TrainConfig.for_recipe("original")
+    assert clip.recipe == "clip" and clip.stats_head == 0.01
+    assert dataclasses.replace(clip, recipe="original", stats_head=None) == original
+    model = clip.model_config(8)
+    assert model.clip_norm and model.stats_head and not model.input_norm
+    assert TrainConfig.for_recipe("clip", stats_head=None).stats_head is None  # given settings win
 
 
 def test_speaker_recipe():

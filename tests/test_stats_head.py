@@ -180,6 +180,79 @@ def test_stats_head_state_round_trips_and_bad_calls():
         CNNBiLSTMAttention(input_dim=5, n_classes=3, stats_head=1, **SMALL)
 
 
+# ------------------------------------------------------------------ clip_norm: the head on raw rows
+
+def test_standardize_clips_equals_numpy_over_valid_frames_and_the_extractor():
+    from ser_gpu.transforms.row_stats import standardize_clips
+
+    x, L = _padded([1, 9, 40, 23], dtype=torch.float64, fill=5.0)
+    x[3, 2, :23] = 4.0  # a constant row: zeros, never a division by zero
+    got = standardize_clips(x, L)
+    for i, n in enumerate(L.tolist()):
+        f = x[i, :, :n].numpy()
+        want = (f - f.mean(1, keepdims=True)) / (f.std(1, keepdims=True) + 1e-8)
+        np.testing.assert_allclose(got[i, :, :n].numpy(), want, rtol=1e-12, atol=1e-12)
+        assert not got[i, :, n:].any()  # zero past the clip
+    # FeatureConfig(normalize='valid') is the raw rows standardised so
+    y = torch.randn(2, 5000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    lengths = torch.tensor([5000, 2100])
+    raw = FeatureExtractor(FeatureConfig(normalize=None, tonnetz=False), trim=False).double()(y, lengths)
+    valid = FeatureExtractor(FeatureConfig(normalize="valid", tonnetz=False), trim=False).double()(y, lengths)
+    torch.testing.assert_close(standardize_clips(raw.features, raw.frame_lengths), valid.features)
+
+
+def _twins(seed=0):
+    # a plain model and a clip_norm model with the statistics head, the same network weights
+    torch.manual_seed(seed)
+    plain = CNNBiLSTMAttention(input_dim=5, n_classes=3, **SMALL).double().eval()
+    clip = CNNBiLSTMAttention(input_dim=5, n_classes=3, clip_norm=True, stats_head=True, **SMALL).double().eval()
+    clip.load_state_dict(plain.state_dict(), strict=False)
+    return plain, clip
+
+
+def test_a_clip_norm_model_reads_raw_rows_as_the_original_reads_standardised_ones():
+    from ser_gpu.transforms.row_stats import standardize_clips
+
+    plain, clip = _twins()
+    x, L = _padded([30, 12, 25, 7], dtype=torch.float64)
+    x = 40.0 * x - 300.0  # MFCC-like levels
+    standardised = standardize_clips(x, L)
+    want = plain(standardised, L)
+    torch.testing.assert_close(clip(x, L, fuse=False), want, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(clip(standardised, L, fuse=False, standardized=True), want, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(clip(x[1:2, :, :12], fuse=False), want[1:2], rtol=1e-10, atol=1e-10)  # no lengths
+
+
+def test_the_head_of_a_clip_norm_model_sees_each_clips_level_and_spread():
+    plain, clip = _twins()
+    x, L = _padded([30, 30, 30, 30, 30, 30], dtype=torch.float64)
+    # clips 3..5 are clips 0..2 louder and shifted: the same rows once standardised per clip
+    x[3:] = 3.0 * x[:3] + 10.0
+    torch.testing.assert_close(clip.clip_statistics(x, L), clip_statistics(x, L))  # the raw rows' statistics
+    clip.fit_stats_head(clip.clip_statistics(x, L), torch.tensor([0, 1, 2, 1, 2, 0]), c=10.0)
+    network = clip(x, L, fuse=False)
+    torch.testing.assert_close(network[3:], network[:3], rtol=1e-8, atol=1e-8)  # blind to level and spread
+    fused = clip(x, L)
+    stats = clip_statistics(x, L)
+    head = clip.stats_linear(((stats - clip.stats_mean) / clip.stats_std).to(x.dtype))
+    torch.testing.assert_close(fused.exp(), (network.softmax(-1) + head.softmax(-1)) / 2, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(head[3:], head[:3], atol=1e-2)  # ... the head is not
+    assert not torch.allclose(fused[3:], fused[:3], atol=1e-3)
+
+
+def test_clip_norm_bad_settings_and_calls():
+    plain, clip = _twins()
+    x, L = _padded([8, 6], dtype=torch.float64)
+    with pytest.raises(ParameterError, match="clip_norm and input_norm are exclusive"):
+        CNNBiLSTMAttention(input_dim=5, n_classes=3, clip_norm=True, input_norm=True, **SMALL)
+    with pytest.raises(ParameterError, match="clip_norm must be True or False, got 'yes'"):
+        CNNBiLSTMAttention(input_dim=5, n_classes=3, clip_norm="yes", **SMALL)
+    with pytest.raises(ParameterError, match="standardized=True applies to a model built with clip_norm=True"):
+        plain(x, L, standardized=True)
+    with pytest.raises(ParameterError, match="standardized=True rows hide each clip's statistics"):
+        clip(x, L, standardized=True)
+
+
 # ------------------------------------------------------------------------------------------- training
 
 @pytest.fixture(scope="module")
@@ -269,6 +342,56 @@ def test_the_head_reads_the_statistics_pass_instead_of_a_pass_of_its_own(corpus,
     assert seen["after_own"] == 2 * n_train  # what a pass of the head's own would add
     torch.testing.assert_close(seen["kept"][0], seen["own"][0], rtol=1e-4, atol=1e-4)
     assert torch.equal(seen["kept"][1], seen["own"][1])
+
+
+def test_the_clip_recipe_fits_its_head_on_raw_rows_and_trains_on_standardised_ones(corpus, tmp_path, monkeypatch):
+    """``--recipe clip`` (``normalize='valid'`` with the head): the checkpoint reads raw rows (its model
+    standardises per clip), the head is fitted on the raw rows' statistics of the unaugmented training
+    clips, the training steps read rows the trainer standardised per clip (where SpecAugment masks them, as
+    in the original recipe), and predict answers what training's test answered."""
+    from ser_gpu.predict import predict_files
+
+    calls = []
+    forward = CNNBiLSTMAttention.forward
+
+    def spy(self, features, frame_lengths=None, **kw):
+        calls.append((self.training, kw.get("fuse", True), kw.get("standardized", False), features.detach().clone(),
+                      None if frame_lengths is None else frame_lengths.clone()))
+        return forward(self, features, frame_lengths, **kw)
+
+    monkeypatch.setattr(CNNBiLSTMAttention, "forward", spy)
+    out = tmp_path / "run"
+    train_model(epochs=1, data_dirs=[str(corpus)], out=str(out), cache_dir=str(tmp_path / "c"), split="actor",
+                channels=[16, 32], lstm_hidden=16, lstm_layers=1, recipe="clip", spec_augment=False,
+                augment=False, **{**FAST, "batch_size": 8})
+    payload = load_checkpoint(out / "best.pt")
+    assert payload["model_config"]["clip_norm"] and payload["model_config"]["stats_head"]
+    assert payload["feature_config"]["normalize"] is None and payload["train_config"]["stats_head"] == 0.01
+    training = [c for c in calls if c[0]]
+    assert training and all(not fuse and standardized for _, fuse, standardized, _, _ in training)
+    assert all(fuse and not standardized for t, fuse, standardized, _, _ in calls if not t)  # validation, test
+    for _, _, _, x, fl in training:  # standardised per clip (no SpecAugment here): mean 0, std 1 or 0
+        for i, n in enumerate(fl.tolist()):
+            rows = x[i, :, :n].double()
+            assert float(rows.mean(-1).abs().max()) < 1e-4
+            std = rows.std(-1, unbiased=False)
+            assert bool(((std - 1).abs() < 1e-3).logical_or(std < 1e-3).all())
+    # the head: fitted on the statistics of the training clips' raw rows, computed here without the training code
+    clips = scan_corpus([str(corpus)])
+    waves, clips = load_waveforms(clips, sr=22050, trim=True, top_db=20.0, cache_dir=str(tmp_path / "c"),
+                                  progress=False)
+    split = split_clips(clips, method="actor", seed=0)
+    extractor = FeatureExtractor(FeatureConfig(normalize=None, tonnetz=False, max_frames=None), trim=False)
+    stats = torch.cat([clip_statistics(extractor(waves[k][None]).features) for k in split.train])
+    labels = torch.tensor([clips[k].label for k in split.train])
+    mean, std, weight, bias = fit_logistic_regression(stats, labels, 8, c=0.01)
+    state = payload["model_state"]
+    torch.testing.assert_close(state["stats_mean"], mean, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(state["stats_linear.weight"], weight, rtol=2e-3, atol=2e-3)
+    tested = json.loads((out / "test_probabilities.json").read_text())
+    answers = predict_files(tested["paths"][:3], out / "best.pt", device="cpu", window=10.0)
+    for answer, want in zip(answers, tested["probabilities"]):
+        assert list(answer["probabilities"].values()) == pytest.approx(want, abs=1e-4)
 
 
 def test_cli_stats_head_and_bad_values(corpus, tmp_path, capsys):

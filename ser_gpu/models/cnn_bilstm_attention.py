@@ -16,6 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from .._validation import _describe, check_frame_lengths, check_positive_int, config_from_dict, config_to_dict
 from ..errors import ParameterError
 from ..functional.lengths import valid_mask
+from ..transforms.row_stats import standardize_clips
 from .stats_head import STATISTICS, clip_statistics, fit_logistic_regression
 
 __all__ = ["ModelConfig", "CNNBiLSTMAttention"]
@@ -50,10 +51,15 @@ class ModelConfig:
             ``(x - input_mean) / input_std``, two ``(input_dim,)`` buffers saved in the state dict
             (set with :meth:`CNNBiLSTMAttention.set_input_statistics`, e.g. from the training set's
             features). Off (the original): the features come standardised per clip.
+        clip_norm: standardise each clip's rows with their own statistics before the first block
+            (:func:`ser_gpu.transforms.row_stats.standardize_clips`: the original system's per-clip
+            standardisation, ``FeatureConfig(normalize='valid')``, done by the model so that it reads the
+            raw rows and the statistics head sees each clip's level and spread). Not with ``input_norm``.
         stats_head: also hold a logistic regression on each clip's row statistics
-            (:func:`ser_gpu.models.stats_head.clip_statistics` of the rows after ``input_norm``), fitted
-            with :meth:`CNNBiLSTMAttention.fit_stats_head`, not trained by the optimiser; the output is
-            then the log of the average of the network's and the head's softmax.
+            (:func:`ser_gpu.models.stats_head.clip_statistics` of the rows after ``input_norm`` and
+            before ``clip_norm``), fitted with :meth:`CNNBiLSTMAttention.fit_stats_head`, not trained by
+            the optimiser; the output is then the log of the average of the network's and the head's
+            softmax.
     """
 
     input_dim: int = 68
@@ -68,6 +74,7 @@ class ModelConfig:
     classifier_hidden: int = 256
     dropout: float = 0.3
     input_norm: bool = False
+    clip_norm: bool = False
     stats_head: bool = False
 
     def __post_init__(self):
@@ -101,6 +108,10 @@ class ModelConfig:
         _check_dropout(self.dropout, "dropout")
         if not isinstance(self.input_norm, bool):
             raise ParameterError(f"input_norm must be True or False, got {_describe(self.input_norm)}")
+        if not isinstance(self.clip_norm, bool):
+            raise ParameterError(f"clip_norm must be True or False, got {_describe(self.clip_norm)}")
+        if self.clip_norm and self.input_norm:
+            raise ParameterError("clip_norm and input_norm are exclusive (each standardises the rows), got both True")
         if not isinstance(self.stats_head, bool):
             raise ParameterError(f"stats_head must be True or False, got {_describe(self.stats_head)}")
 
@@ -270,11 +281,18 @@ class CNNBiLSTMAttention(nn.Module):
         self.input_mean.copy_(mean)
         self.input_std.copy_(std)
 
-    def _input(self, features: torch.Tensor, lengths: Optional[torch.Tensor]):
-        # the rows the network reads: input_norm applied, padded frames zeroed; and their valid mask
-        x = features
+    def _head_rows(self, features: torch.Tensor) -> torch.Tensor:
+        # the rows the statistics head reads: input_norm applied (clip_norm not yet)
         if self.config.input_norm:
-            x = (x - self.input_mean[:, None].to(x.dtype)) / self.input_std[:, None].to(x.dtype)
+            return (features - self.input_mean[:, None].to(features.dtype)) / self.input_std[:, None].to(features.dtype)
+        return features
+
+    def _input(self, x: torch.Tensor, lengths: Optional[torch.Tensor], standardized: bool = False):
+        # the rows the network reads (from _head_rows' rows): clip_norm applied, padded frames zeroed;
+        # and their valid mask
+        if self.config.clip_norm and not standardized:
+            full = lengths if lengths is not None else torch.full((x.shape[0],), x.shape[-1], device=x.device)
+            x = standardize_clips(x, full)
         mask = None  # (B, 1, frames) bool, True on valid frames
         if lengths is not None:
             mask = self._mask(lengths, x.shape[-1])
@@ -283,11 +301,11 @@ class CNNBiLSTMAttention(nn.Module):
 
     @torch.no_grad()
     def clip_statistics(self, features: torch.Tensor, frame_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """What the statistics head reads: :func:`ser_gpu.models.stats_head.clip_statistics` of the rows as
-        the network reads them (after ``input_norm``), ``[shape=(B, 6 * input_dim)]``; any batch size."""
+        """What the statistics head reads: :func:`ser_gpu.models.stats_head.clip_statistics` of the rows
+        after ``input_norm`` and before ``clip_norm`` (so a ``clip_norm`` model's head sees each clip's
+        level and spread), ``[shape=(B, 6 * input_dim)]``; any batch size."""
         x, lengths = self._check_inputs(features, frame_lengths, training=False)
-        x, _ = self._input(x, lengths)
-        return clip_statistics(x, lengths)
+        return clip_statistics(self._head_rows(x), lengths)
 
     @torch.no_grad()
     def fit_stats_head(self, statistics: torch.Tensor, labels: torch.Tensor, *, c: float = 0.1) -> None:
@@ -361,7 +379,7 @@ class CNNBiLSTMAttention(nn.Module):
         return features, check_frame_lengths(frame_lengths, features)
 
     def forward(self, features: torch.Tensor, frame_lengths: Optional[torch.Tensor] = None, *,
-                fuse: bool = True) -> torch.Tensor:
+                fuse: bool = True, standardized: bool = False) -> torch.Tensor:
         """Logits for a padded batch of feature frames.
 
         Args:
@@ -369,6 +387,9 @@ class CNNBiLSTMAttention(nn.Module):
             frame_lengths: ``[shape=(B,)]`` int valid frames per clip, or ``None`` (all valid).
             fuse: with ``stats_head``, fuse the head's answer in (False: the network's logits alone,
                 what training optimises).
+            standardized: with ``clip_norm``, the rows come standardised per clip already and are read
+                as they are (training: SpecAugment masks the standardised rows, as the original recipe
+                does); the statistics head cannot read such rows, so it needs ``fuse=False``.
 
         Returns:
             ``[shape=(B, n_classes)]`` unnormalised logits; with ``stats_head`` and ``fuse``, the
@@ -376,8 +397,15 @@ class CNNBiLSTMAttention(nn.Module):
             precision, float32 under autocast too).
         """
         x, lengths = self._check_inputs(features, frame_lengths)
-        x, mask = self._input(x, lengths)
-        stats = clip_statistics(x, lengths) if self.config.stats_head and fuse else None
+        if standardized and not self.config.clip_norm:
+            raise ParameterError("standardized=True applies to a model built with clip_norm=True")
+        fused = self.config.stats_head and fuse
+        if standardized and fused:
+            raise ParameterError("standardized=True rows hide each clip's statistics from the statistics head: "
+                                 "pass fuse=False (training) or the raw rows")
+        x = self._head_rows(x)
+        stats = clip_statistics(x, lengths) if fused else None
+        x, mask = self._input(x, lengths, standardized)
         for i, block in enumerate(self.blocks):
             if i > 0:
                 if mask is not None:

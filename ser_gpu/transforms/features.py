@@ -19,6 +19,7 @@ from ..functional.hpss import harmonic
 from ..functional.lengths import frame_mask, num_frames, valid_mask, zero_padding
 from ..functional.spectrum import fft_frequencies
 from ..functional.util import normalize
+from .row_stats import standardize_clips
 
 __all__ = ["FEATURE_ROWS", "FeatureConfig", "FeatureBatch", "FeatureExtractor"]
 
@@ -258,11 +259,7 @@ class FeatureExtractor(nn.Module):
             fl = torch.clamp(fl, max=c.max_frames)
         mask = valid_mask(fl, out.shape[-1])
         if c.normalize == "valid":
-            m = mask.unsqueeze(1).to(out.dtype)
-            count = m.sum(-1, keepdim=True).clamp(min=1)
-            mean = (out * m).sum(-1, keepdim=True) / count
-            var = (((out - mean) * m) ** 2).sum(-1, keepdim=True) / count
-            out = ((out - mean) / (var.sqrt() + 1e-8)) * m
+            out = standardize_clips(out, fl)
         elif c.normalize == "padded":
             mean = out.mean(-1, keepdim=True)
             std = out.std(-1, unbiased=False, keepdim=True)

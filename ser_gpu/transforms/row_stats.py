@@ -1,6 +1,7 @@
 """Per-row statistics of feature batches, pooled by group, and standardisation with them.
 
-Training's ``normalize='train'`` pools every training clip into one group (the model's ``input_norm``
+Training's ``normalize='valid'`` standardises each clip with its own statistics
+(:func:`standardize_clips`, the model's ``clip_norm``); ``normalize='train'`` pools every training clip into one group (the model's ``input_norm``
 buffers); ``normalize='speaker'`` pools each speaker's clips into a group of its own and standardises
 every clip with its speaker's statistics. Only valid frames count (``frame_lengths``); sums are taken in
 float64.
@@ -14,7 +15,7 @@ import torch
 
 from ..functional.lengths import valid_mask
 
-__all__ = ["RowStatistics", "standardize_rows"]
+__all__ = ["RowStatistics", "standardize_clips", "standardize_rows"]
 
 
 class RowStatistics:
@@ -69,3 +70,22 @@ def standardize_rows(x: torch.Tensor, frame_lengths: torch.Tensor, mean: torch.T
     """
     out = (x - mean.unsqueeze(-1).to(x.dtype)) / std.unsqueeze(-1).to(x.dtype)
     return out * valid_mask(frame_lengths, x.shape[-1]).unsqueeze(1).to(x.dtype)
+
+
+def standardize_clips(x: torch.Tensor, frame_lengths: torch.Tensor, *, eps: float = 1e-8) -> torch.Tensor:
+    """Each clip's rows standardised with their own statistics: ``(x - mean) / (std + eps)`` per clip and
+    row, ``mean`` and (population) ``std`` over the clip's valid frames; zero past each clip's frames.
+
+    What ``FeatureConfig(normalize='valid')`` gives (the original system's per-clip standardisation) and
+    what a model built with ``clip_norm`` applies to its input.
+
+    Args:
+        x: ``[shape=(B, rows, frames)]`` float features.
+        frame_lengths: ``[shape=(B,)]`` int64 valid frames per clip, on ``x``'s device.
+        eps: added to the standard deviation (a constant row becomes zeros).
+    """
+    m = valid_mask(frame_lengths, x.shape[-1]).unsqueeze(1).to(x.dtype)
+    count = m.sum(-1, keepdim=True).clamp(min=1)
+    mean = (x * m).sum(-1, keepdim=True) / count
+    var = (((x - mean) * m) ** 2).sum(-1, keepdim=True) / count
+    return ((x - mean) / (var.sqrt() + eps)) * m
