@@ -415,10 +415,41 @@ def test_raw_statistics_fusion_benchmark_reads_a_per_clip_standardised_run(corpu
                             normalize="valid", stats_head=None, only_folds=[0], **CV)
     speakers = {str(c.path): c.speaker for c in clips}
     labels = {str(c.path): c.label for c in clips}
-    got = fusion(out, raw, speakers, labels, cs=(0.1,))
+    got = fusion(out, raw, speakers, labels, cs=(0.1,), in_model=True)
     fold = got["folds"]["seed_0/fold_0"]
     assert fold["network"] == pytest.approx(report["folds"][0]["test"]["uar"])
+    assert fold["model network"] == fold["network"]  # the rebuilt model on raw rows answers as the run did
     train = set(report["folds"][0]["actors"]["train"])
     assert fold["training_clips"] == sum(c.speaker in train for c in clips) < len(clips)
-    assert set(got["summary"]) == {"network", "linear 0.1", "fused 0.1"}
+    assert set(got["summary"]) == {"network", "linear 0.1", "fused 0.1", "model 0.1", "model network"}
     assert all(0.0 <= fold[k] <= 1.0 for k in got["summary"])
+
+
+def test_raw_statistics_fusion_rebuilds_a_checkpoint_written_before_clip_norm(corpus, cache, cv_speaker_head, tmp_path):
+    """A per-clip standardised checkpoint of the old form (the extractor standardised its rows:
+    feature_config normalize 'valid', no clip_norm) becomes the same clip_norm model with a head as one of
+    the new form, so the in-model figures of runs made before clip_norm are those of the recipe now."""
+    from benchmarks.raw_statistics_fusion import _padded, head_on_checkpoint
+    from ser_gpu.checkpoint import load_checkpoint
+
+    _, _, clips, raw = cv_speaker_head
+    out = tmp_path / "cv"
+    cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, normalize="valid",
+                   stats_head=None, only_folds=[0], **CV)
+    new = fold_dir(out, 0, 0) / "best.pt"
+    payload = load_checkpoint(new)
+    assert payload["model_config"]["clip_norm"] and payload["feature_config"]["normalize"] is None
+    payload["model_config"]["clip_norm"] = False
+    payload["feature_config"]["normalize"] = "valid"
+    old = tmp_path / "old.pt"
+    torch.save(payload, old)
+    paths = sorted(raw)
+    rows, y = [raw[p].float() for p in paths], [c.label for c in sorted(clips, key=lambda c: str(c.path))]
+    models = [head_on_checkpoint(path, rows, y, 0.1) for path in (new, old)]
+    with torch.no_grad():
+        a, b = (m(*_padded(rows)) for m in models)
+    torch.testing.assert_close(a, b)
+    with pytest.raises(SystemExit, match="not a run on rows standardised per clip"):
+        payload["feature_config"]["normalize"] = None
+        torch.save(payload, old)
+        head_on_checkpoint(old, rows, y, 0.1)
