@@ -1417,7 +1417,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=recipe_help("normalize", "train: rows standardised with the training split's statistics "
                                                  "(kept in the model); speaker: with each speaker's own statistics "
                                                  "(evaluate and predict then need several recordings of a "
-                                                 "speaker); valid: per clip; none: raw; "))
+                                                 "speaker); valid: per clip, by the model (ModelConfig.clip_norm; "
+                                                 "a statistics head reads the raw rows); none: raw; "))
     p.add_argument("--channels", type=int, nargs="+", help=recipe_help("channels", "conv block widths; "))
     p.add_argument("--lstm-hidden", type=int, help=recipe_help("lstm_hidden", "BiLSTM width per direction; "))
     p.add_argument("--lstm-layers", type=int, help=recipe_help("lstm_layers"))
