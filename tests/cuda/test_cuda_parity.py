@@ -294,14 +294,19 @@ def test_model_logits_match_cpu_float64(device, dtype):
     assert rel_err(out, ref) <= (1e-4 if dtype == torch.float32 else 1e-10)
 
 
+@pytest.mark.parametrize("clip_norm", [False, True])
 @pytest.mark.parametrize("device,dtype", GRID)
-def test_stats_head_fused_output_matches_cpu_float64(device, dtype):
-    """A model with a fitted statistics head (sorting for the quantiles, the fused log-softmax): as the plain
+def test_stats_head_fused_output_matches_cpu_float64(device, dtype, clip_norm):
+    """A model with a fitted statistics head (sorting for the quantiles, the fused log-softmax), alone or
+    on raw rows that the model standardises per clip (``clip_norm``; MFCC-like levels): as the plain
     model's logits, 1e-4 of the output's scale in float32."""
     torch.manual_seed(0)
-    model = CNNBiLSTMAttention(ModelConfig(channels=(32, 64), lstm_hidden=32, lstm_layers=1, stats_head=True))
+    model = CNNBiLSTMAttention(ModelConfig(channels=(32, 64), lstm_hidden=32, lstm_layers=1, stats_head=True,
+                                           clip_norm=clip_norm))
     model = model.double().eval()
     x = torch.randn(6, 68, 40, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    if clip_norm:
+        x = 30.0 * x - 200.0
     lengths = torch.tensor([40, 23, 1, 2, 9, 33])
     model.fit_stats_head(model.clip_statistics(x, lengths), torch.tensor([0, 1, 2, 3, 0, 1]), c=1.0)
     with torch.no_grad():
