@@ -165,6 +165,13 @@ def raw_rows(cache: dict) -> dict:
     return dict(zip(cache["paths"], cache["feats"][0]))
 
 
+def padded_rows(rows) -> tuple:
+    """Clips' feature rows (each ``(rows, frames)``) as one zero-padded float32 batch ``(B, rows, longest)``
+    and their frame counts ``(B,)``: what a model reads."""
+    x = torch.nn.utils.rnn.pad_sequence([r.T for r in rows], batch_first=True).transpose(1, 2).float()
+    return x, torch.tensor([r.shape[-1] for r in rows])
+
+
 def fold_summary(folds: dict, keys) -> dict:
     """``{key: {"mean", "std"}}`` over the folds' values of each key (sample std; None for one fold)."""
     return {k: {"mean": float(np.mean([f[k] for f in folds.values()])),

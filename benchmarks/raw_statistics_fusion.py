@@ -28,36 +28,33 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import (cache_clips, fold_summary, linear_model as logistic, raw_rows,  # noqa: E402
-                                save_report, uar)
+from benchmarks._common import (cache_clips, fold_summary, linear_model as logistic, padded_rows,  # noqa: E402
+                                raw_rows, save_report, uar)
 from ser_gpu.crossval import ensemble_probabilities, fold_dir  # noqa: E402
 from ser_gpu.checkpoint import load_model  # noqa: E402
 from ser_gpu.models import CNNBiLSTMAttention  # noqa: E402
 from ser_gpu.models.stats_head import clip_statistics  # noqa: E402
 
 
-def _padded(rows: list):
-    # raw rows (68, frames) of several clips as one zero-padded batch and its frame lengths
-    lengths = torch.tensor([r.shape[-1] for r in rows])
-    x = torch.zeros(len(rows), rows[0].shape[0], int(lengths.max()))
-    for i, r in enumerate(rows):
-        x[i, :, : r.shape[-1]] = r
-    return x, lengths
-
-
-def head_on_checkpoint(checkpoint, train_rows: list, train_labels: list, c: float) -> CNNBiLSTMAttention:
-    """A per-clip standardised run's checkpoint as a ``clip_norm`` model reading raw rows, with a
-    statistics head of inverse L2 strength ``c`` fitted on the raw rows ``train_rows`` (each ``(68,
-    frames)``) and their labels. The run's rows were standardised by the extractor (``feature_config``
-    normalize 'valid', runs before ``clip_norm``) or by its model (``clip_norm``; a head it has is refitted)."""
+def clip_norm_model(checkpoint) -> CNNBiLSTMAttention:
+    """A per-clip standardised run's checkpoint as a ``clip_norm`` model reading raw rows, with a statistics
+    head still to fit (:meth:`~ser_gpu.models.CNNBiLSTMAttention.fit_stats_head`). The run's rows were
+    standardised by the extractor (``feature_config`` normalize 'valid', runs before ``clip_norm``) or by
+    its model (``clip_norm``; a head it has is refitted)."""
     network, payload = load_model(checkpoint)
     if not network.config.clip_norm and payload["feature_config"].get("normalize") != "valid":
         raise SystemExit(f"{checkpoint}: not a run on rows standardised per clip")
     config = dataclasses.replace(network.config, clip_norm=True, stats_head=True)
     model = CNNBiLSTMAttention(config).eval()
-    model.load_state_dict(network.state_dict(), strict=False)  # the head's weights: fitted below
-    x, lengths = _padded(train_rows)
-    model.fit_stats_head(model.clip_statistics(x, lengths), torch.tensor(train_labels), c=c)
+    model.load_state_dict(network.state_dict(), strict=False)  # the head's weights: fitted by the caller
+    return model
+
+
+def head_on_checkpoint(checkpoint, train_rows: list, train_labels: list, c: float) -> CNNBiLSTMAttention:
+    """:func:`clip_norm_model` with its statistics head of inverse L2 strength ``c`` fitted on the raw rows
+    ``train_rows`` (each ``(68, frames)``) and their labels."""
+    model = clip_norm_model(checkpoint)
+    model.fit_stats_head(model.clip_statistics(*padded_rows(train_rows)), torch.tensor(train_labels), c=c)
     return model
 
 
@@ -74,6 +71,15 @@ def fusion(run, rows: dict, speakers: dict, labels: dict, cs=(0.01,), *, in_mode
         truth, network = np.array(truth), network.numpy()
         train = sorted(p for p in rows if speakers[p] in set(records[seed, fold]["actors"]["train"]))
         scores = {"network": uar(network.argmax(1), truth), "training_clips": len(train)}
+        if in_model:  # the checkpoint rebuilt once; its head refitted for each C below
+            if glob.glob(f"{where}/member_*"):
+                raise SystemExit(f"{where}: --in-model scores one checkpoint per fold, not an ensemble")
+            rebuilt = clip_norm_model(json.loads((where / "result.json").read_text())["best_checkpoint"])
+            train_stats = rebuilt.clip_statistics(*padded_rows([rows[p] for p in train]))
+            test = padded_rows([rows[p] for p in paths])
+            with torch.no_grad():
+                # the rebuilt network alone on raw rows: the run's own answers (a check of clip_norm)
+                scores["model network"] = uar(rebuilt(*test, fuse=False).argmax(1).numpy(), truth)
         for c in cs:
             model = logistic(c).fit(np.stack([stats[p] for p in train]), [labels[p] for p in train])
             linear = np.zeros_like(network)  # a label no training clip has gets probability 0
@@ -81,15 +87,9 @@ def fusion(run, rows: dict, speakers: dict, labels: dict, cs=(0.01,), *, in_mode
             scores[f"linear {c:g}"] = uar(linear.argmax(1), truth)
             scores[f"fused {c:g}"] = uar(((network + linear) / 2).argmax(1), truth)
             if in_model:
-                if glob.glob(f"{where}/member_*"):
-                    raise SystemExit(f"{where}: --in-model scores one checkpoint per fold, not an ensemble")
-                model = head_on_checkpoint(json.loads((where / "result.json").read_text())["best_checkpoint"],
-                                           [rows[p] for p in train], [labels[p] for p in train], c)
-                test = _padded([rows[p] for p in paths])
+                rebuilt.fit_stats_head(train_stats, torch.tensor([labels[p] for p in train]), c=c)
                 with torch.no_grad():
-                    scores[f"model {c:g}"] = uar(model(*test).argmax(1).numpy(), truth)
-                    # the rebuilt network alone on raw rows: the run's own answers (a check of clip_norm)
-                    scores["model network"] = uar(model(*test, fuse=False).argmax(1).numpy(), truth)
+                    scores[f"model {c:g}"] = uar(rebuilt(*test).argmax(1).numpy(), truth)
         out[f"seed_{seed}/fold_{fold}"] = scores
     keys = [k for k in next(iter(out.values())) if k != "training_clips"]
     return {"folds": out, "summary": fold_summary(out, keys)}

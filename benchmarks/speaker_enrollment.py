@@ -19,14 +19,19 @@ import glob
 import json
 import os
 import platform
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from ser_gpu.checkpoint import load_models, speaker_normalized
-from ser_gpu.data import EMOTIONS
-from ser_gpu.evaluate import metrics_from_predictions
-from ser_gpu.transforms.row_stats import RowStatistics, standardize_rows
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import padded_rows  # noqa: E402
+from ser_gpu.checkpoint import load_models, speaker_normalized  # noqa: E402
+from ser_gpu.data import EMOTIONS  # noqa: E402
+from ser_gpu.evaluate import metrics_from_predictions  # noqa: E402
+from ser_gpu.transforms.row_stats import RowStatistics, standardize_rows  # noqa: E402
 
 
 def groups_of(speakers, k: int, generator) -> torch.Tensor:
@@ -48,8 +53,7 @@ def fold_uars(member: str, raw: dict, sizes, draws: int) -> dict:
         raise SystemExit(f"{member}: not a --normalize speaker run")
     tested = json.load(open(f"{member}/test_probabilities.json"))
     rows = [raw[p][0] for p in tested["paths"]]  # (68, frames) each: x zero-pads them to the longest
-    x = torch.nn.utils.rnn.pad_sequence([r.T for r in rows], batch_first=True).transpose(1, 2)
-    lengths = torch.tensor([r.shape[1] for r in rows])
+    x, lengths = padded_rows(rows)
     speakers = [raw[p][1] for p in tested["paths"]]
     truth = torch.tensor(tested["labels"])
     out = {}

@@ -429,7 +429,8 @@ def test_raw_statistics_fusion_rebuilds_a_checkpoint_written_before_clip_norm(co
     """A per-clip standardised checkpoint of the old form (the extractor standardised its rows:
     feature_config normalize 'valid', no clip_norm) becomes the same clip_norm model with a head as one of
     the new form, so the in-model figures of runs made before clip_norm are those of the recipe now."""
-    from benchmarks.raw_statistics_fusion import _padded, head_on_checkpoint
+    from benchmarks._common import padded_rows
+    from benchmarks.raw_statistics_fusion import head_on_checkpoint
     from ser_gpu.checkpoint import load_checkpoint
 
     _, _, clips, raw = cv_speaker_head
@@ -447,7 +448,7 @@ def test_raw_statistics_fusion_rebuilds_a_checkpoint_written_before_clip_norm(co
     rows, y = [raw[p].float() for p in paths], [c.label for c in sorted(clips, key=lambda c: str(c.path))]
     models = [head_on_checkpoint(path, rows, y, 0.1) for path in (new, old)]
     with torch.no_grad():
-        a, b = (m(*_padded(rows)) for m in models)
+        a, b = (m(*padded_rows(rows)) for m in models)
     torch.testing.assert_close(a, b)
     with pytest.raises(SystemExit, match="not a run on rows standardised per clip"):
         payload["feature_config"]["normalize"] = None
