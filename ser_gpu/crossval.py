@@ -221,7 +221,8 @@ def _read_stored(out: Path) -> dict:
         raise ParameterError(f"{path}: cannot resume, the stored settings do not read as JSON ({exc})") from None
     if not isinstance(stored, dict):
         raise ParameterError(f"{path}: cannot resume, the stored settings are not a JSON object")
-    return stored
+    # stored before the recipe was always written: only a named one was, and the default then was 'speech'
+    return {"recipe": "speech", **stored}
 
 
 def _check_stored(out: Path, stored: dict, wanted: dict) -> None:
@@ -349,7 +350,8 @@ def cross_validate(
             softmax (:func:`ensemble_test`), the summary's ``single_model`` those of the members alone.
             1 (default): one run per fold in ``out/seed_S/fold_I``.
         epochs: per fold; None: the stored run's with ``resume``, else the recipe's
-            (``settings['recipe']``, default ``'speech'``: :data:`ser_gpu.train.RECIPES`).
+            (``settings['recipe']``: :data:`ser_gpu.train.RECIPES`; not given: the stored run's with
+            ``resume``, else :data:`ser_gpu.train.DEFAULT_RECIPE`).
         resume: skip finished folds, resume interrupted ones from their ``last.pt``; ``epochs``
             may be raised (the folds train on), the other settings must be the stored ones.
         overwrite: retrain every requested fold, replacing runs already there.
@@ -380,6 +382,10 @@ def cross_validate(
     out = Path(out)
     check_output_dir(out, argument="out")
     stored = _read_stored(out) if resume else None
+    if settings.get("recipe") is None:  # not named: a resumed run keeps its own, a new one takes the default
+        from .train import DEFAULT_RECIPE
+
+        settings["recipe"] = stored["recipe"] if stored is not None else DEFAULT_RECIPE
     if epochs is None:
         kept = stored.get("epochs") if stored is not None else None
         if isinstance(kept, int) and not isinstance(kept, bool):

@@ -13,6 +13,7 @@ import torch
 from ser_gpu.crossval import (cross_validate, ensemble_test, fold_dir, main, member_seed, read_fold_result,
                               speaker_of)
 from ser_gpu.data import EMOTIONS, scan_corpus
+from ser_gpu.checkpoint import load_checkpoint
 from ser_gpu.errors import CheckpointError, ParameterError
 from ser_gpu.evaluate import metrics_from_predictions
 from ser_gpu.transforms.features import FeatureConfig, FeatureExtractor
@@ -147,6 +148,32 @@ def test_resume_refuses_other_settings_and_a_second_run_needs_resume_or_overwrit
     assert main(args + ["--resume", "--lr", "5e-4"]) == 2
     err = capsys.readouterr().err.strip()
     assert "lr: the run has" in err and "\n" not in err
+
+
+def test_a_recipe_not_named_is_the_default_for_a_new_run_and_the_stored_one_on_resume(corpus, cache, tmp_path):
+    """A new cross-validation stores the default recipe (clip); --resume without --recipe continues the
+    stored one, and a stored config without a recipe (written while only named recipes were stored and
+    the default was speech) continues as speech."""
+    small = {k: v for k, v in CV.items() if k != "recipe"}
+    small.update(channels=[16, 32], lstm_hidden=16, lstm_layers=1)
+    new = tmp_path / "new"
+    cross_validate([str(corpus)], n_folds=N_FOLDS, only_folds=[0], out=str(new), cache_dir=cache, **small)
+    assert json.loads((new / "crossval_config.json").read_text())["recipe"] == "clip"
+    assert load_checkpoint(fold_dir(new, 0, 0) / "best.pt")["train_config"]["recipe"] == "clip"
+
+    old = tmp_path / "old"
+    cross_validate([str(corpus)], n_folds=N_FOLDS, only_folds=[0], out=str(old), cache_dir=cache, **CV)
+    stored = json.loads((old / "crossval_config.json").read_text())
+    assert stored.pop("recipe") == "speech"
+    (old / "crossval_config.json").write_text(json.dumps(stored))
+    settings = {k: v for k, v in CV.items() if k != "recipe"}
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, only_folds=[0, 1], out=str(old), cache_dir=cache,
+                            resume=True, **settings)
+    assert report["settings"]["recipe"] == "speech" and report["folds_run"] == [0, 1]
+    assert load_checkpoint(fold_dir(old, 0, 1) / "best.pt")["train_config"]["recipe"] == "speech"
+    with pytest.raises(ParameterError, match="recipe: the run has 'speech', given 'clip'"):
+        cross_validate([str(corpus)], n_folds=N_FOLDS, out=str(old), cache_dir=cache, resume=True,
+                       **settings, recipe="clip")
 
 
 def test_partial_cv_says_so(corpus, cache, tmp_path):

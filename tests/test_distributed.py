@@ -145,7 +145,8 @@ def _torchrun(nproc, out, corpus, cache, *extra, dump=None, device="cpu", timeou
         env["SER_GPU_DUMP_FINAL_STATE"] = str(dump)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "ser_gpu.train", "--data-dir", str(corpus), "--out", str(out), "--cache-dir", str(cache),
-           "--device", device, "--split", "actor", "--batch-size", "6", "--lr", "1e-3", "--seed", "0", *extra]
+           "--device", device, "--split", "actor", "--batch-size", "6", "--lr", "1e-3", "--seed", "0",
+           "--recipe", "speech", *extra]
     # the tiny corpus: 4 actors -> actor split 16 train / 8 validation / 8 test clips; batch 6 makes 3 training
     # batches (6, 6, 4): uneven for 2 ranks (rank 1 pads the last step), and 2 validation/test batches (6, 2)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

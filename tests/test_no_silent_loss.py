@@ -175,7 +175,7 @@ def corpus(tmp_path_factory):
 
 def _train_argv(corpus, out, cache, *extra):
     return ["--data-dir", str(corpus), "--out", str(out), "--cache-dir", str(cache), "--batch-size", "8", "--seed", "0",
-            "--quiet", *extra]
+            "--recipe", "speech", "--quiet", *extra]
 
 
 def test_a_diverged_run_stops_with_a_clear_message_and_valid_json(corpus, tmp_path, capsys):

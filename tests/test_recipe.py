@@ -4,6 +4,7 @@ validation UAR, class weights, and standardisation with the training split's sta
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import json
 import math
@@ -15,7 +16,7 @@ from ser_gpu.checkpoint import load_checkpoint
 from ser_gpu.data import load_waveforms, scan_corpus, split_clips
 from ser_gpu.errors import ParameterError
 from ser_gpu.models import CNNBiLSTMAttention, ModelConfig
-from ser_gpu.train import RECIPES, TrainConfig, build_parser, cosine_factor, main, train_model
+from ser_gpu.train import DEFAULT_RECIPE, RECIPES, TrainConfig, build_parser, cosine_factor, main, train_model
 from ser_gpu.transforms.features import FeatureConfig, FeatureExtractor
 
 from tests.tiny_corpus import FAST, write_corpus
@@ -28,8 +29,18 @@ def corpus(tmp_path_factory):
 
 # ------------------------------------------------------------------------------------------- configs
 
-def test_speech_recipe_is_the_default_and_original_is_one_name_away():
+def test_clip_is_the_default_recipe_and_speech_the_field_defaults():
+    """train_model, the CLI and for_recipe() start from clip (README "Real speech": the most accurate from
+    one recording); TrainConfig()'s own fields are the speech recipe's, which the others change."""
+    assert DEFAULT_RECIPE == "clip" and RECIPES["speech"] == {}
+    assert TrainConfig.for_recipe() == TrainConfig.for_recipe("clip")
+    assert build_parser().parse_args([]).recipe == "clip"
+    assert inspect.signature(train_model).parameters["recipe"].default is None  # None: DEFAULT_RECIPE
+
+
+def test_speech_recipe_and_original_is_one_name_away():
     speech, original = TrainConfig(), TrainConfig.for_recipe("original")
+    assert speech == TrainConfig.for_recipe("speech")
     assert speech.recipe == "speech" and original.recipe == "original"
     assert (speech.epochs, speech.lr, speech.batch_size, speech.schedule, speech.select, speech.normalize) == \
         (30, 1e-3, 32, "cosine", "last", "train")
@@ -127,7 +138,7 @@ def test_cli_passes_only_named_options():
     assert parser.parse_args(["--no-class-weights"]).class_weights is False
     assert parser.parse_args(["--channels", "32", "64"]).channels == [32, 64]
     assert parser.parse_args([]).epochs is None  # the recipe's
-    assert parser.parse_args([]).stats_head is None  # not given: the recipe's (speech: 0.1)
+    assert parser.parse_args([]).stats_head is None  # not given: the recipe's (clip: 0.01)
     assert parser.parse_args(["--stats-head", "none"]).stats_head is None
     assert parser.parse_args(["--stats-head", "0.5"]).stats_head == 0.5
 
@@ -142,9 +153,9 @@ def test_cli_stats_head_none_trains_the_network_alone(monkeypatch):
     for argv in (["--stats-head", "none"], [], ["--recipe", "original"], ["--stats-head", "2"]):
         assert main(argv + ["--quiet"]) == 0
     assert [kw.get("stats_head", "recipe's") for kw in seen] == [None, "recipe's", "recipe's", 2.0]
-    configs = [TrainConfig.for_recipe(kw.get("recipe", "speech"), **{k: v for k, v in kw.items()
-                                                                     if k == "stats_head"}) for kw in seen]
-    assert [c.stats_head for c in configs] == [None, 0.1, None, 2.0]
+    configs = [TrainConfig.for_recipe(kw.get("recipe"), **{k: v for k, v in kw.items() if k == "stats_head"})
+               for kw in seen]
+    assert [c.stats_head for c in configs] == [None, 0.01, None, 2.0]  # not given: the default recipe's
 
 
 def test_cosine_factor():

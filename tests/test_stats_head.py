@@ -362,8 +362,8 @@ def test_the_clip_recipe_fits_its_head_on_raw_rows_and_trains_on_standardised_on
     monkeypatch.setattr(CNNBiLSTMAttention, "forward", spy)
     out = tmp_path / "run"
     train_model(epochs=1, data_dirs=[str(corpus)], out=str(out), cache_dir=str(tmp_path / "c"), split="actor",
-                channels=[16, 32], lstm_hidden=16, lstm_layers=1, recipe="clip", spec_augment=False,
-                augment=False, **{**FAST, "batch_size": 8})
+                channels=[16, 32], lstm_hidden=16, lstm_layers=1, spec_augment=False,
+                augment=False, **{**FAST, "batch_size": 8, "recipe": "clip"})
     payload = load_checkpoint(out / "best.pt")
     assert payload["model_config"]["clip_norm"] and payload["model_config"]["stats_head"]
     assert payload["feature_config"]["normalize"] is None and payload["train_config"]["stats_head"] == 0.01

@@ -113,6 +113,8 @@ def test_cli_runs_and_prints_summary(corpus, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "1 epochs" in out and "best epoch 1" in out and "test (held out" in out
+    stored = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert stored["train_config"]["recipe"] == "clip" and stored["model_config"]["clip_norm"]  # the default recipe
 
 
 # ------------------------------------------------------------------------------------------ bad input
