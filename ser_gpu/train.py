@@ -101,8 +101,8 @@ class TrainConfig:
 
     The field defaults are the ``speech`` recipe (:data:`RECIPES`, whose other recipes are changes to
     them); :meth:`for_recipe` starts from a named recipe, by default :data:`DEFAULT_RECIPE` (``clip``),
-    which is what :func:`train_model` and ``python -m ser_gpu.train`` train; ``out`` holds ``best.pt``, ``last.pt``, ``metrics.csv``,
-    ``metrics.json`` and ``curves.png``.
+    which is what :func:`train_model` and ``python -m ser_gpu.train`` train; ``out`` holds ``best.pt``,
+    ``last.pt``, ``metrics.csv``, ``metrics.json`` and ``curves.png``.
     """
 
     data_dirs: List[str] = field(default_factory=list)  # empty: the built-in synthetic corpus
@@ -259,8 +259,8 @@ class TrainConfig:
 
 
 # The original system's recipe (its train_model defaults, its 6.6 M-parameter model, features
-# standardised per clip, no statistics head); "speech" is TrainConfig's field defaults (the training split's
-# statistics and the statistics head), measured on real RAVDESS speech with held-out actors (README
+# standardised per clip, no statistics head); "speech" is TrainConfig's field defaults (the training
+# split's statistics and the statistics head), measured on real RAVDESS speech with held-out actors (README
 # "Real speech"); "speaker" is the most accurate there, with each speaker's own statistics
 # (transductive: several recordings of a speaker are needed, also by evaluate and predict) and 4
 # augmented copies; "clip" is below.
@@ -1294,8 +1294,9 @@ def train_model(
     :data:`DEFAULT_RECIPE`): ``'clip'`` (the default: the original recipe below with its model fused with
     the statistics head on each clip's raw rows, ``stats_head=0.01``; the most accurate measured on unseen
     RAVDESS actors from one recording), ``'speech'`` (TrainConfig's field defaults: 30 epochs at lr
-    1e-3, batch 32, cosine schedule, the last epoch kept, class-weighted loss, features standardised with the training split's statistics, a 1.1 M-parameter
-    model fused with the statistics head, ``stats_head=0.1``; ``stats_head=None`` for the network alone),
+    1e-3, batch 32, cosine schedule, the last epoch kept, class-weighted loss, features standardised
+    with the training split's statistics, a 1.1 M-parameter model fused with the statistics head,
+    ``stats_head=0.1``; ``stats_head=None`` for the network alone),
     ``'speaker'`` (the same with each speaker's statistics: several recordings of a speaker needed) or
     ``'original'`` (the original system's: 300 epochs at lr 1e-4, batch 16, ReduceLROnPlateau, lowest
     validation loss kept, per-clip standardisation, 6.6 M parameters, no head).

@@ -278,7 +278,8 @@ def test_one_rank_equals_the_plain_run(ddp_run, corpus, tmp_path):
     torch.set_num_threads(1)
     try:
         plain = train_model(epochs=2, lr=1e-3, batch_size=6, data_dirs=[str(corpus)], out=str(tmp_path / "plain"),
-                            split="actor", seed=0, device="cpu", cache_dir=str(ddp_run["cache"]), progress=False)
+                            split="actor", seed=0, device="cpu", cache_dir=str(ddp_run["cache"]), progress=False,
+                            recipe="speech")  # as _torchrun's
     finally:
         torch.set_num_threads(threads)
     a, b = load_checkpoint(tmp_path / "ddp1" / "last.pt"), load_checkpoint(tmp_path / "plain" / "last.pt")
