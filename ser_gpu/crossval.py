@@ -378,7 +378,6 @@ def cross_validate(
     data_dirs = [str(d) for d in ([data_dirs] if isinstance(data_dirs, (str, Path)) else (data_dirs or []))]
     if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
         raise ParameterError(f"ensemble must be a positive integer (models per fold), got {ensemble!r}")
-    clips, seeds, folds = _check_settings(data_dirs, n_folds, seeds, only_folds, dict(settings, epochs=epochs))
     out = Path(out)
     check_output_dir(out, argument="out")
     stored = _read_stored(out) if resume else None
@@ -386,6 +385,8 @@ def cross_validate(
         from .train import DEFAULT_RECIPE
 
         settings["recipe"] = stored["recipe"] if stored is not None else DEFAULT_RECIPE
+    # validated with the recipe the folds will train
+    clips, seeds, folds = _check_settings(data_dirs, n_folds, seeds, only_folds, dict(settings, epochs=epochs))
     if epochs is None:
         kept = stored.get("epochs") if stored is not None else None
         if isinstance(kept, int) and not isinstance(kept, bool):
