@@ -50,14 +50,6 @@ def clip_norm_model(checkpoint) -> CNNBiLSTMAttention:
     return model
 
 
-def head_on_checkpoint(checkpoint, train_rows: list, train_labels: list, c: float) -> CNNBiLSTMAttention:
-    """:func:`clip_norm_model` with its statistics head of inverse L2 strength ``c`` fitted on the raw rows
-    ``train_rows`` (each ``(68, frames)``) and their labels."""
-    model = clip_norm_model(checkpoint)
-    model.fit_stats_head(model.clip_statistics(*padded_rows(train_rows)), torch.tensor(train_labels), c=c)
-    return model
-
-
 def fusion(run, rows: dict, speakers: dict, labels: dict, cs=(0.01,), *, in_model: bool = False) -> dict:
     """Per fold of the crossval directory ``run``: UARs of ``network``, ``linear C`` and ``fused C`` for
     each C in ``cs`` (and ``model C``, ``in_model``: see the module's text). ``rows``: path -> raw rows

@@ -12,8 +12,8 @@ import torch
 
 from ser_gpu.crossval import (cross_validate, ensemble_test, fold_dir, main, member_seed, read_fold_result,
                               speaker_of)
-from ser_gpu.data import EMOTIONS, scan_corpus
 from ser_gpu.checkpoint import load_checkpoint
+from ser_gpu.data import EMOTIONS, scan_corpus
 from ser_gpu.errors import CheckpointError, ParameterError
 from ser_gpu.evaluate import metrics_from_predictions
 from ser_gpu.transforms.features import FeatureConfig, FeatureExtractor
@@ -154,10 +154,10 @@ def test_a_recipe_not_named_is_the_default_for_a_new_run_and_the_stored_one_on_r
     """A new cross-validation stores the default recipe (clip); --resume without --recipe continues the
     stored one, and a stored config without a recipe (written while only named recipes were stored and
     the default was speech) continues as speech."""
-    small = {k: v for k, v in CV.items() if k != "recipe"}
-    small.update(channels=[16, 32], lstm_hidden=16, lstm_layers=1)
+    settings = {k: v for k, v in CV.items() if k != "recipe"}  # no recipe named
     new = tmp_path / "new"
-    cross_validate([str(corpus)], n_folds=N_FOLDS, only_folds=[0], out=str(new), cache_dir=cache, **small)
+    cross_validate([str(corpus)], n_folds=N_FOLDS, only_folds=[0], out=str(new), cache_dir=cache, **settings,
+                   channels=[16, 32], lstm_hidden=16, lstm_layers=1)
     assert json.loads((new / "crossval_config.json").read_text())["recipe"] == "clip"
     assert load_checkpoint(fold_dir(new, 0, 0) / "best.pt")["train_config"]["recipe"] == "clip"
 
@@ -166,7 +166,6 @@ def test_a_recipe_not_named_is_the_default_for_a_new_run_and_the_stored_one_on_r
     stored = json.loads((old / "crossval_config.json").read_text())
     assert stored.pop("recipe") == "speech"
     (old / "crossval_config.json").write_text(json.dumps(stored))
-    settings = {k: v for k, v in CV.items() if k != "recipe"}
     report = cross_validate([str(corpus)], n_folds=N_FOLDS, only_folds=[0, 1], out=str(old), cache_dir=cache,
                             resume=True, **settings)
     assert report["settings"]["recipe"] == "speech" and report["folds_run"] == [0, 1]
@@ -457,8 +456,7 @@ def test_raw_statistics_fusion_rebuilds_a_checkpoint_written_before_clip_norm(co
     feature_config normalize 'valid', no clip_norm) becomes the same clip_norm model with a head as one of
     the new form, so the in-model figures of runs made before clip_norm are those of the recipe now."""
     from benchmarks._common import padded_rows
-    from benchmarks.raw_statistics_fusion import head_on_checkpoint
-    from ser_gpu.checkpoint import load_checkpoint
+    from benchmarks.raw_statistics_fusion import clip_norm_model
 
     _, _, clips, raw = cv_speaker_head
     out = tmp_path / "cv"
@@ -473,11 +471,13 @@ def test_raw_statistics_fusion_rebuilds_a_checkpoint_written_before_clip_norm(co
     torch.save(payload, old)
     paths = sorted(raw)
     rows, y = [raw[p].float() for p in paths], [c.label for c in sorted(clips, key=lambda c: str(c.path))]
-    models = [head_on_checkpoint(path, rows, y, 0.1) for path in (new, old)]
+    models = [clip_norm_model(path) for path in (new, old)]
+    for m in models:  # the head as --in-model fits it
+        m.fit_stats_head(m.clip_statistics(*padded_rows(rows)), torch.tensor(y), c=0.1)
     with torch.no_grad():
         a, b = (m(*padded_rows(rows)) for m in models)
     torch.testing.assert_close(a, b)
     with pytest.raises(SystemExit, match="not a run on rows standardised per clip"):
         payload["feature_config"]["normalize"] = None
         torch.save(payload, old)
-        head_on_checkpoint(old, rows, y, 0.1)
+        clip_norm_model(old)
