@@ -24,8 +24,9 @@ members' own figures. ``OUT`` then holds:
 ``--resume`` skips finished folds (a valid ``result.json`` with test metrics, after ``--epochs``
 epochs or stopped early), continues an interrupted fold from its ``last.pt`` and trains the folds not
 started. On resume ``--epochs`` may be raised (every fold then trains on from its ``last.pt``, as
-``python -m ser_gpu.train --resume --epochs N``), ``--seeds`` and ``--only-folds`` may name other
-folds; every other training setting must be the stored one.
+``python -m ser_gpu.train --resume --epochs N``), an ``--ensemble`` above 1 may be raised (the members
+trained are kept, the new members of every fold train), ``--seeds`` and ``--only-folds`` may name
+other folds; every other training setting must be the stored one.
 """
 
 from __future__ import annotations
@@ -228,15 +229,21 @@ def _read_stored(out: Path) -> dict:
 def _check_stored(out: Path, stored: dict, wanted: dict) -> None:
     """On resume: the ``stored`` settings must equal ``wanted`` (except those that may change)."""
     path = out / CONFIG_NAME
+    stored, wanted = {"ensemble": 1, **stored}, {"ensemble": 1, **wanted}  # absent: one model per fold
     differ = [k for k in sorted(set(stored) | set(wanted))
-              if k not in _MAY_CHANGE + ("epochs",) and stored.get(k) != wanted.get(k)]
+              if k not in _MAY_CHANGE + ("epochs", "ensemble") and stored.get(k) != wanted.get(k)]
     if isinstance(stored.get("epochs"), int) and wanted["epochs"] < stored["epochs"]:
         differ.append("epochs")  # may be raised (the folds train on), not lowered
+    # an ensemble may gain members (those trained are kept, the new ones train); one model per fold lives in
+    # fold_I itself, not in member dirs, so it cannot become an ensemble, and members are never dropped
+    had, given = stored["ensemble"], wanted["ensemble"]
+    if not isinstance(had, int) or isinstance(had, bool) or given < had or (given != had and had == 1):
+        differ.append("ensemble")
     if differ:
         listing = "; ".join(f"{k}: the run has {stored.get(k)!r}, given {wanted.get(k)!r}" for k in differ)
         raise ParameterError(f"{path}: --resume continues the stored cross-validation with its settings, but others "
                              f"were given ({listing}); only --seeds, --only-folds, {', '.join(_MAY_CHANGE)} may "
-                             f"change, and --epochs may be raised. "
+                             f"change, --epochs may be raised, and --ensemble raised when it is above 1. "
                              f"Drop those options, or start anew (another --out, or --overwrite)")
 
 
@@ -329,7 +336,7 @@ def cross_validate(
     only_folds: Optional[Sequence[int]] = None,
     out: str = "runs/cv",
     epochs: Optional[int] = None,
-    ensemble: int = 1,
+    ensemble: Optional[int] = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -348,12 +355,14 @@ def cross_validate(
         ensemble: models trained per fold (each its own training seed, :func:`member_seed`, on the same
             folds, in ``out/seed_S/fold_I/member_M``); a fold's test metrics are those of their averaged
             softmax (:func:`ensemble_test`), the summary's ``single_model`` those of the members alone.
-            1 (default): one run per fold in ``out/seed_S/fold_I``.
+            1: one run per fold in ``out/seed_S/fold_I``; None (default): the stored run's with
+            ``resume``, else 1.
         epochs: per fold; None: the stored run's with ``resume``, else the recipe's
             (``settings['recipe']``: :data:`ser_gpu.train.RECIPES`; not given: the stored run's with
             ``resume``, else :data:`ser_gpu.train.DEFAULT_RECIPE`).
         resume: skip finished folds, resume interrupted ones from their ``last.pt``; ``epochs``
-            may be raised (the folds train on), the other settings must be the stored ones.
+            may be raised (the folds train on), an ``ensemble`` above 1 raised (the members trained are
+            kept, the new ones train), the other settings must be the stored ones.
         overwrite: retrain every requested fold, replacing runs already there.
         progress: a bar over the fold runs (and train's own bar over epochs).
         **settings: any other :class:`ser_gpu.train.TrainConfig` setting (``lr``, ``batch_size``,
@@ -376,11 +385,15 @@ def cross_validate(
     if resume and overwrite:
         raise ParameterError("resume and overwrite exclude each other: pass one of them")
     data_dirs = [str(d) for d in ([data_dirs] if isinstance(data_dirs, (str, Path)) else (data_dirs or []))]
-    if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
-        raise ParameterError(f"ensemble must be a positive integer (models per fold), got {ensemble!r}")
     out = Path(out)
     check_output_dir(out, argument="out")
     stored = _read_stored(out) if resume else None
+    source = ""
+    if ensemble is None:  # not named: a resumed run keeps its own
+        ensemble = stored.get("ensemble", 1) if stored is not None else 1
+        source = f" (stored in {out / CONFIG_NAME})" if stored is not None else ""
+    if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+        raise ParameterError(f"ensemble must be a positive integer (models per fold), got {ensemble!r}{source}")
     if settings.get("recipe") is None:  # not named: a resumed run keeps its own, a new one takes the default
         from .train import DEFAULT_RECIPE
 
@@ -483,8 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one CV per seed (default: 0)")
     p.add_argument("--only-folds", type=int, nargs="+", default=None, metavar="I",
                    help="train and summarise only these folds (a partial CV; default: all)")
-    p.add_argument("--ensemble", type=int, default=1, metavar="K",
-                   help="models per fold, each its own seed, tested by their averaged softmax (default: 1)")
+    p.add_argument("--ensemble", type=int, default=None, metavar="K",
+                   help="models per fold, each its own seed, tested by their averaged softmax (default: 1; "
+                        "with --resume the stored run's, which may be raised)")
     p.add_argument("--epochs", type=int, default=None,
                    help="per fold (default: the recipe's, see --recipe; with --resume the stored run's)")
     p.add_argument("--out", default="runs/cv", help="cross-validation directory (default: %(default)s)")

@@ -280,8 +280,8 @@ def test_ensemble_test_metrics_are_those_of_the_averaged_softmax(cv_ensemble):
     assert json.loads((out / "crossval_config.json").read_text())["ensemble"] == 2
 
 
-def test_ensemble_resume_retrains_only_the_missing_member_and_refuses_another_size(corpus, cache, cv_ensemble,
-                                                                                    tmp_path):
+def test_ensemble_resume_retrains_only_the_missing_member_and_refuses_a_smaller_size(corpus, cache, cv_ensemble,
+                                                                                      tmp_path):
     import shutil
 
     src, before = cv_ensemble
@@ -294,8 +294,46 @@ def test_ensemble_resume_retrains_only_the_missing_member_and_refuses_another_si
     walls = [[m["wall_seconds"] for m in f["members"]] for f in report["folds"]]
     assert walls[0] == [None, None] and walls[1][0] is None and walls[1][1] is not None and walls[2] == [None, None]
     assert [f["test"] for f in report["folds"]] == [f["test"] for f in before["folds"]]  # deterministic on the CPU
-    with pytest.raises(ParameterError, match="ensemble"):
-        cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, ensemble=3,
+    with pytest.raises(ParameterError, match="ensemble: the run has 2, given 1"):  # members are never dropped
+        cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, ensemble=1,
+                       resume=True, **CV)
+    # not named on resume: the stored size (the folds are all there, nothing trains)
+    again = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, resume=True,
+                           **CV)
+    assert [f["test"] for f in again["folds"]] == [f["test"] for f in before["folds"]]
+    assert all(m["wall_seconds"] is None for f in again["folds"] for m in f["members"])
+
+
+def test_ensemble_raised_on_resume_trains_only_the_new_members(corpus, cache, cv_ensemble, tmp_path):
+    import shutil
+
+    src, before = cv_ensemble
+    out = tmp_path / "cv"
+    shutil.copytree(src, out)
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, ensemble=3,
+                            resume=True, **CV)
+    assert json.loads((out / "crossval_config.json").read_text())["ensemble"] == 3
+    for f, old in zip(report["folds"], before["folds"]):
+        assert [m["seed"] for m in f["members"]] == [member_seed(0, m) for m in range(3)]
+        assert [m["wall_seconds"] is None for m in f["members"]] == [True, True, False]  # only member 2 trained
+        kept = [{k: v for k, v in m.items() if k not in ("dir", "wall_seconds")} for m in f["members"][:2]]
+        assert kept == [{k: v for k, v in m.items() if k not in ("dir", "wall_seconds")} for m in old["members"]]
+        runs = [json.loads((fold_dir(out, 0, f["fold"]) / f"member_{m}" / "test_probabilities.json").read_text())
+                for m in range(3)]
+        mean = sum(torch.tensor(r["probabilities"]) for r in runs) / 3
+        expected = metrics_from_predictions(torch.tensor(runs[0]["labels"]), mean.argmax(-1), list(EMOTIONS))
+        assert f["test"]["confusion"] == expected["confusion"]
+    assert json.loads((out / "crossval.json").read_text())["summary"]["single_model"]["uar"]["n"] == 3 * N_FOLDS
+
+
+def test_one_model_per_fold_cannot_become_an_ensemble_on_resume(corpus, cache, cv, tmp_path):
+    import shutil
+
+    src, _ = cv
+    out = tmp_path / "cv"
+    shutil.copytree(src, out)
+    with pytest.raises(ParameterError, match="ensemble: the run has 1, given 2"):
+        cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, ensemble=2,
                        resume=True, **CV)
 
 
