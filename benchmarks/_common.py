@@ -102,8 +102,9 @@ def write_results(name: str, device: torch.device, payload: dict) -> Path:
     path = RESULTS / f"{name}_{tag}.json"
     payload = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                "machine": machine(device), **payload}
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return path
+    from ser_gpu._atomic import save_json
+
+    return save_json(path, payload)  # atomic: a committed result is never left half written
 
 
 def feature_pairs(librosa, sr: int = 22050) -> dict:

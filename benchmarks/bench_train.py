@@ -447,8 +447,9 @@ def _write(path, device, results):
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(device),
                **results}
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return path
+    from ser_gpu._atomic import save_json
+
+    return save_json(path, payload)  # atomic: a committed result is never left half written
 
 
 if __name__ == "__main__":

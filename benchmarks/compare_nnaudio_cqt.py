@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
@@ -196,7 +195,9 @@ def main(argv=None) -> dict:
     for k, v in resampler.items():
         print(f"  {k:<28}{v:.2e}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    from ser_gpu._atomic import save_json
+
+    save_json(args.out, result)
     print(f"wrote {args.out}")
     return result
 

@@ -15,13 +15,13 @@ one draw of it. Prints a line per group and writes the figures as JSON (``--out`
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ser_gpu._atomic import save_json  # noqa: E402
 from ser_gpu.crossval import ensemble_test, summarize  # noqa: E402
 from ser_gpu.errors import ParameterError  # noqa: E402
 
@@ -79,8 +79,7 @@ def main(argv=None) -> int:
         print(f"{name}: UAR {u['mean']:.3f} ± {u['std']:.3f} over {u['n']} fold runs "
               f"({', '.join(f'{v:.3f}' for v in g['per_fold_uar'].values())})")
     if args.out:
-        Path(args.out).write_text(json.dumps({"cv_dir": str(args.cv_dir), "size": args.size, "groups": groups},
-                                             indent=1) + "\n")
+        save_json(args.out, {"cv_dir": str(args.cv_dir), "size": args.size, "groups": groups})
     return 0
 
 

@@ -19,7 +19,7 @@ UAR at the epoch of best validation UAR; also at the last epoch and at the lowes
 writes every run's record with ``--json``. The results of issue 17 are in
 ``benchmarks/results/recipe_search_ravdess_dev_cpu.json``.
 """
-import sys, time, json, math, argparse, torch, numpy as np
+import time, json, math, argparse, torch, numpy as np
 
 from torch import nn
 from ser_gpu.models import CNNBiLSTMAttention, ModelConfig

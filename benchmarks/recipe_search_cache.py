@@ -8,12 +8,12 @@ augmentation and N_AUG versions through ``WaveformAugment`` (its defaults: each 
 seeded 1000 + version). ``benchmarks/recipe_search.py`` trains on these. 720 clips: ~70 s per version on
 2 cores. (The ``folds`` it stores are not used: recipe_search.py takes the folds from ``split_clips``.)
 """
-import sys, time, torch, math
+import sys, time, torch
 
-from ser_gpu.data import load_waveforms, scan_corpus, split_clips, WaveformSet
+from ser_gpu.data import load_waveforms, scan_corpus, split_clips
 from ser_gpu.transforms.features import FeatureExtractor, FeatureConfig
 from ser_gpu.transforms.augment import WaveformAugment
-from ser_gpu.data.chunks import length_groups, ladder
+from ser_gpu.data.chunks import length_groups
 torch.set_num_threads(2)
 if len(sys.argv) not in (4, 5):
     sys.exit(__doc__.strip().split("\n\n")[1])
