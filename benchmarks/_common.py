@@ -96,15 +96,21 @@ def machine(device: torch.device) -> dict:
     return info
 
 
-def write_results(name: str, device: torch.device, payload: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    tag = "cuda" if device.type == "cuda" else "cpu"
-    path = RESULTS / f"{name}_{tag}.json"
-    payload = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "machine": machine(device), **payload}
+def save_results(path, device: torch.device, payload: dict) -> Path:
+    """``payload`` with the date and :func:`machine` first, as JSON at ``path``, written atomically (a
+    committed result is never left half written)."""
     from ser_gpu._atomic import save_json
 
-    return save_json(path, payload)  # atomic: a committed result is never left half written
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_json(path, {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                            "machine": machine(device), **payload})
+
+
+def write_results(name: str, device: torch.device, payload: dict) -> Path:
+    """:func:`save_results` at ``benchmarks/results/<name>_<cpu|cuda>.json``."""
+    tag = "cuda" if device.type == "cuda" else "cpu"
+    return save_results(RESULTS / f"{name}_{tag}.json", device, payload)
 
 
 def feature_pairs(librosa, sr: int = 22050) -> dict:

@@ -48,7 +48,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import librosa_rows, speech_like_clips, write_results  # noqa: E402
+from benchmarks._common import librosa_rows, save_results, speech_like_clips, write_results  # noqa: E402
 
 SR = 22050
 BATCH = 16
@@ -369,7 +369,7 @@ def main(argv=None):
 
     def save():  # after each part: what finished survives a later failure or a timeout
         results["loadavg_after"] = os.getloadavg()
-        return write_results("train", device, results) if args.out is None else _write(args.out, device, results)
+        return write_results("train", device, results) if args.out is None else save_results(args.out, device, results)
 
     if args.memory:  # first: on the CPU the figure is the growth of the process's peak RSS
         results["data_path_bytes_per_sample"] = {
@@ -436,20 +436,6 @@ def main(argv=None):
               f"steady {job['steady_epoch_seconds']:.2f} s/epoch, test UAR {job['test_uar']}")
     path = save()
     print(f"wrote {path}")
-
-
-def _write(path, device, results):
-    import datetime as dt
-
-    from benchmarks._common import machine
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(device),
-               **results}
-    from ser_gpu._atomic import save_json
-
-    return save_json(path, payload)  # atomic: a committed result is never left half written
 
 
 if __name__ == "__main__":

@@ -211,7 +211,8 @@ def _existing_folds(out: Path) -> List[Path]:
 
 
 def _read_stored(out: Path) -> dict:
-    """On resume: the settings stored in ``out`` (ParameterError when there are none to read)."""
+    """On resume: the settings stored in ``out``, with the defaults of keys written only sometimes
+    (ParameterError when there are none to read, or a stored ensemble is not a positive integer)."""
     path = out / CONFIG_NAME
     try:
         stored = json.loads(path.read_text())
@@ -222,14 +223,19 @@ def _read_stored(out: Path) -> dict:
         raise ParameterError(f"{path}: cannot resume, the stored settings do not read as JSON ({exc})") from None
     if not isinstance(stored, dict):
         raise ParameterError(f"{path}: cannot resume, the stored settings are not a JSON object")
-    # stored before the recipe was always written: only a named one was, and the default then was 'speech'
-    return {"recipe": "speech", **stored}
+    # stored before the recipe was always written: only a named one was, and the default then was 'speech';
+    # the ensemble is written only above 1 (absent: one model per fold)
+    stored = {"recipe": "speech", "ensemble": 1, **stored}
+    kept = stored["ensemble"]
+    if isinstance(kept, bool) or not isinstance(kept, int) or kept < 1:
+        raise ParameterError(f"{path}: cannot resume, the stored ensemble is not a positive integer: {kept!r}")
+    return stored
 
 
 def _check_stored(out: Path, stored: dict, wanted: dict) -> None:
     """On resume: the ``stored`` settings must equal ``wanted`` (except those that may change)."""
     path = out / CONFIG_NAME
-    stored, wanted = {"ensemble": 1, **stored}, {"ensemble": 1, **wanted}  # absent: one model per fold
+    wanted = {"ensemble": 1, **wanted}  # absent: one model per fold (read_stored fills the stored side)
     differ = [k for k in sorted(set(stored) | set(wanted))
               if k not in _MAY_CHANGE + ("epochs", "ensemble") and stored.get(k) != wanted.get(k)]
     if isinstance(stored.get("epochs"), int) and wanted["epochs"] < stored["epochs"]:
@@ -237,7 +243,7 @@ def _check_stored(out: Path, stored: dict, wanted: dict) -> None:
     # an ensemble may gain members (those trained are kept, the new ones train); one model per fold lives in
     # fold_I itself, not in member dirs, so it cannot become an ensemble, and members are never dropped
     had, given = stored["ensemble"], wanted["ensemble"]
-    if not isinstance(had, int) or isinstance(had, bool) or given < had or (given != had and had == 1):
+    if given < had or (given != had and had == 1):
         differ.append("ensemble")
     if differ:
         listing = "; ".join(f"{k}: the run has {stored.get(k)!r}, given {wanted.get(k)!r}" for k in differ)
@@ -388,12 +394,10 @@ def cross_validate(
     out = Path(out)
     check_output_dir(out, argument="out")
     stored = _read_stored(out) if resume else None
-    source = ""
     if ensemble is None:  # not named: a resumed run keeps its own
-        ensemble = stored.get("ensemble", 1) if stored is not None else 1
-        source = f" (stored in {out / CONFIG_NAME})" if stored is not None else ""
+        ensemble = stored["ensemble"] if stored is not None else 1
     if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
-        raise ParameterError(f"ensemble must be a positive integer (models per fold), got {ensemble!r}{source}")
+        raise ParameterError(f"ensemble must be a positive integer (models per fold), got {ensemble!r}")
     if settings.get("recipe") is None:  # not named: a resumed run keeps its own, a new one takes the default
         from .train import DEFAULT_RECIPE
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -280,13 +282,19 @@ def test_ensemble_test_metrics_are_those_of_the_averaged_softmax(cv_ensemble):
     assert json.loads((out / "crossval_config.json").read_text())["ensemble"] == 2
 
 
+def _copy(src: Path, tmp_path: Path) -> Path:
+    """A copy of the finished cross-validation ``src`` to resume (the module's fixtures stay as they are)."""
+    import shutil
+
+    return Path(shutil.copytree(src, tmp_path / "cv"))
+
+
 def test_ensemble_resume_retrains_only_the_missing_member_and_refuses_a_smaller_size(corpus, cache, cv_ensemble,
                                                                                       tmp_path):
     import shutil
 
     src, before = cv_ensemble
-    out = tmp_path / "cv"
-    shutil.copytree(src, out)
+    out = _copy(src, tmp_path)
     lost = fold_dir(out, 0, 1) / "member_1"
     shutil.rmtree(lost)
     report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, ensemble=2,
@@ -305,11 +313,8 @@ def test_ensemble_resume_retrains_only_the_missing_member_and_refuses_a_smaller_
 
 
 def test_ensemble_raised_on_resume_trains_only_the_new_members(corpus, cache, cv_ensemble, tmp_path):
-    import shutil
-
     src, before = cv_ensemble
-    out = tmp_path / "cv"
-    shutil.copytree(src, out)
+    out = _copy(src, tmp_path)
     report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, ensemble=3,
                             resume=True, **CV)
     assert json.loads((out / "crossval_config.json").read_text())["ensemble"] == 3
@@ -327,14 +332,23 @@ def test_ensemble_raised_on_resume_trains_only_the_new_members(corpus, cache, cv
 
 
 def test_one_model_per_fold_cannot_become_an_ensemble_on_resume(corpus, cache, cv, tmp_path):
-    import shutil
-
-    src, _ = cv
-    out = tmp_path / "cv"
-    shutil.copytree(src, out)
+    out = _copy(cv[0], tmp_path)
     with pytest.raises(ParameterError, match="ensemble: the run has 1, given 2"):
         cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, ensemble=2,
                        resume=True, **CV)
+
+
+@pytest.mark.parametrize("kept", ["2", 0, True, 1.5])
+def test_a_stored_ensemble_that_is_not_a_positive_integer_is_refused_on_resume(corpus, cache, cv_ensemble,
+                                                                               tmp_path, kept):
+    out = _copy(cv_ensemble[0], tmp_path)
+    config = out / "crossval_config.json"
+    config.write_text(json.dumps(dict(json.loads(config.read_text()), ensemble=kept)))
+    for given in (None, 3):  # resolved from the file or named: the file is checked before either
+        with pytest.raises(ParameterError, match=r"crossval_config.json: cannot resume, the stored ensemble is not "
+                                                 r"a positive integer: " + re.escape(repr(kept))):
+            cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, ensemble=given,
+                           resume=True, **CV)
 
 
 def test_ensemble_subsets_benchmark_reads_a_crossval_ensemble(cv_ensemble, capsys):
