@@ -162,9 +162,14 @@ class TrainConfig:
     lstm_layers: int = 2
     dropout: float = 0.3
     # C > 0: fuse a logistic regression (inverse L2 strength C) on each clip's row statistics, fitted on the
-    # training split without augmentation before the first epoch, with the network (ModelConfig.stats_head);
-    # None: the network alone
+    # training split before the first epoch, with the network (ModelConfig.stats_head); None: the network alone
     stats_head: Optional[float] = 0.1
+    # the statistics head's data: each training clip without augmentation plus K augmented versions of it
+    # (the run's waveform augmentation, no SpecAugment, drawn from a generator of their own: the network's
+    # training draws stay the same for any K). 0: the clean clips alone, the head before 2026-12-06, whose
+    # answer collapses to chance under faint noise (30 dB SNR) on clean-studio training speech (README
+    # "Real speech"). Without augment there is nothing to draw: the clean clips alone
+    stats_head_copies: int = 4
     cache_dir: Optional[str] = None
     synthetic_dir: Optional[str] = None
     progress: bool = True
@@ -214,6 +219,9 @@ class TrainConfig:
                                      f"False (without augmentation the training rows are computed once anyway)")
         if self.stats_head is not None:
             check_positive(self.stats_head, "stats_head")
+        if isinstance(self.stats_head_copies, bool) or not isinstance(self.stats_head_copies, int) \
+                or self.stats_head_copies < 0:
+            raise ParameterError(f"stats_head_copies must be a non-negative integer, got {self.stats_head_copies!r}")
         if self.normalize not in _NORMALIZE:
             raise ParameterError(f"normalize must be one of {_NORMALIZE}, got {self.normalize!r}")
         self.feature_config()  # validates max_frames
@@ -225,11 +233,14 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> "TrainConfig":
         """Inverse of :meth:`to_dict`. A dict without ``recipe`` was written before recipes existed, by a
         run of the original recipe: its missing keys take the original recipe's values; one without
-        ``stats_head`` was written before the statistics head existed (``None``)."""
+        ``stats_head`` was written before the statistics head existed (``None``); one without
+        ``stats_head_copies`` before the head saw augmented clips (``0``)."""
         if isinstance(data, dict) and "recipe" not in data:
             data = {**RECIPES["original"], **data, "recipe": "original"}
         if isinstance(data, dict) and "stats_head" not in data:
             data = {**data, "stats_head": None}  # written before the statistics head existed: a run without it
+        if isinstance(data, dict) and "stats_head_copies" not in data:
+            data = {**data, "stats_head_copies": 0}  # written when the head was fitted on the clean clips alone
         return config_from_dict(cls, data)
 
     @classmethod
@@ -693,22 +704,32 @@ class _Run:
 
     def _stats_head_data(self):
         """The statistics head's training data: ``(statistics, labels)`` of the whole training split
-        without augmentation or SpecAugment, standardised as the model reads it (the same on every rank).
-        With ``normalize`` 'train' or 'speaker' they come from the statistics pass's raw rows, standardised
-        by :func:`~ser_gpu.models.stats_head.standardized_statistics`; otherwise from a pass of their own."""
+        without augmentation or SpecAugment, then (``stats_head_copies`` K, with ``augment``) of K
+        augmented versions of it, standardised as the model reads them (the same on every rank).
+        Without augmentation, with ``normalize`` 'train' or 'speaker', they come from the statistics pass's
+        raw rows, standardised by :func:`~ser_gpu.models.stats_head.standardized_statistics`; otherwise
+        from a pass of their own. The augmented versions are drawn by the training's ``WaveformAugment``
+        from a generator of their own, seeded from the run's seed alone (every rank draws the same),
+        so K never changes the network's training draws."""
         c = self.config
+        stats, labels = [], []
         if self._train_clip_statistics is not None:
-            raw, labels = self._train_clip_statistics
+            raw, clean_labels = self._train_clip_statistics
             self._train_clip_statistics = None
             if c.normalize == "train":
-                return standardized_statistics(raw, self.model.input_mean, self.model.input_std), labels
-            groups = self.train_set.groups.to(self.device)
-            return standardized_statistics(raw, self.speaker_mean[groups], self.speaker_std[groups]), labels
-        stats, labels = [], []
-        for index in epoch_chunks(torch.arange(len(self.train_set)), self.chunk_size, self.config.batch_size):
-            x, fl, y, _ = self._chunk_features(self.train_set, index, train=False)
-            stats.append(self.model.clip_statistics(x, fl))
-            labels.append(y)
+                stats.append(standardized_statistics(raw, self.model.input_mean, self.model.input_std))
+            else:
+                groups = self.train_set.groups.to(self.device)
+                stats.append(standardized_statistics(raw, self.speaker_mean[groups], self.speaker_std[groups]))
+            labels.append(clean_labels)
+        copies = c.stats_head_copies if c.augment else 0
+        generator = torch.Generator(device=self.device).manual_seed(_distributed.derive_seed(c.seed, "stats_head"))
+        for copy in range(0 if stats else -1, copies):  # -1: the clean pass, when the statistics pass gave none
+            for index in epoch_chunks(torch.arange(len(self.train_set)), self.chunk_size, c.batch_size):
+                x, fl, y, _ = self._chunk_features(self.train_set, index, train=False,
+                                                   augment_generator=generator if copy >= 0 else None)
+                stats.append(self.model.clip_statistics(x, fl))
+                labels.append(y)
         return torch.cat(stats), torch.cat(labels)
 
     def _train_rows(self):
@@ -766,32 +787,34 @@ class _Run:
         return min(size, math.ceil(len(self.train_set) / bs) * bs)
 
     def _chunk_features(self, dataset, index: torch.Tensor, *, train: bool, standardize: bool = True,
-                        mask: Optional[bool] = None, copy: int = 0):
+                        mask: Optional[bool] = None, copy: int = 0, augment_generator=None):
         """:meth:`_chunk_features_once`; a chunk that runs out of device memory is redone in two halves
         from the same augmentation draws' starting point (so the run stays reproducible), and later
         chunks are made smaller (the size is saved in the checkpoints, so ``--resume`` keeps it)."""
-        state = self.augment_gen.get_state()
+        generators = [self.augment_gen] + ([augment_generator] if augment_generator is not None else [])
+        states = [g.get_state() for g in generators]
         try:
             return self._chunk_features_once(dataset, index, train=train, standardize=standardize, mask=mask,
-                                             copy=copy)
+                                             copy=copy, augment_generator=augment_generator)
         except torch.OutOfMemoryError:
             if index.numel() < 2:
                 raise
-        self.augment_gen.set_state(state)
+        for g, state in zip(generators, states):
+            g.set_state(state)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         bs = self.config.batch_size
         self.chunk_size = min(self.chunk_size, max(bs, index.numel() // 2 // bs * bs))  # for the next chunks
         self._say(f"a chunk of {index.numel()} clips ran out of device memory: computing it in two halves, "
                   f"and chunks of {self.chunk_size} from now on (pass --chunk-size to choose the size)")
-        parts = [self._chunk_features(dataset, half, train=train, standardize=standardize, mask=mask, copy=copy)
-                 for half in index.tensor_split(2)]
+        parts = [self._chunk_features(dataset, half, train=train, standardize=standardize, mask=mask, copy=copy,
+                                      augment_generator=augment_generator) for half in index.tensor_split(2)]
         frames = max(p[0].shape[-1] for p in parts)
         x = torch.cat([nn.functional.pad(p[0], (0, frames - p[0].shape[-1])) for p in parts])
         return (x,) + tuple(torch.cat([p[k] for p in parts]) for k in (1, 2, 3))
 
     def _chunk_features_once(self, dataset, index: torch.Tensor, *, train: bool, standardize: bool = True,
-                             mask: Optional[bool] = None, copy: int = 0):
+                             mask: Optional[bool] = None, copy: int = 0, augment_generator=None):
         """Features of the clips ``index`` (CPU int64) of ``dataset``, in that order, from a few large calls.
 
         The clips are grouped by the ladder rung of their length (:func:`ser_gpu.data.chunks.length_groups`);
@@ -802,6 +825,8 @@ class _Run:
         training split take their rows from the kept ones (:meth:`_train_rows`) instead of augmenting and
         extracting: training chunks copy ``copy``'s, and without augmentation (where the kept rows are the
         plain ones) any chunk, e.g. the statistics pass. ``mask``: apply SpecAugment (None: for training).
+        ``augment_generator``: augment the waveforms with draws from it (not from ``augment_gen``), never
+        from the kept rows, whatever ``train`` (the statistics head's augmented versions).
 
         Returns:
             ``(x, frame_lengths, labels, host_frame_lengths)``: ``x`` ``[shape=(N, 68, frames)]`` on the
@@ -811,9 +836,11 @@ class _Run:
             (and ``standardize``) each clip's rows are standardised with its speaker's statistics.
         """
         c = self.config
-        aug = train and c.augment
+        aug = train and c.augment or augment_generator is not None
+        augment_generator = self.augment_gen if augment_generator is None else augment_generator
         mask = train and c.spec_augment if mask is None else mask
-        cache = self.train_cache if dataset is self.train_set and (train or not c.augment) else None
+        cache = self.train_cache if dataset is self.train_set and (train or not c.augment) and \
+            augment_generator is self.augment_gen else None
         lengths = dataset.host_lengths[index]  # on the host: the plans never wait on the device
         parts = []
         with torch.no_grad():
@@ -826,7 +853,7 @@ class _Run:
                     # padded to the rung the host-side lengths give: the gather never reads them back
                     y, L, _ = dataset.gather(index[pos].to(self.device), width=rung)
                     if aug:
-                        y, L = self.augment(y, L, generator=self.augment_gen)
+                        y, L = self.augment(y, L, generator=augment_generator)
                         y = nn.functional.pad(y, (0, ladder(y.shape[-1], multiple=SAMPLE_MULTIPLE) - y.shape[-1]))
                     batch = self.extractor(y, L)
                     x, frame_lengths = batch.features, batch.frame_lengths
@@ -1439,6 +1466,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "clip's row statistics (mean, std, 10/50/90 %% quantiles, mean "
                                                   "|change|) with the network, averaging their softmax; none: "
                                                   "the network alone; "))
+    p.add_argument("--stats-head-copies", type=int, default=d.stats_head_copies, metavar="K",
+                   help="fit the statistics head on each training clip and K augmented versions of it (the "
+                        "training's waveform augmentation, drawn apart: the network trains the same for any K); "
+                        "0: the clean clips alone, which leaves the head blind to noise (default: %(default)s)")
     p.add_argument("--split", choices=_SPLITS, default=d.split,
                    help="random: the original 80/20; actor: actor-held-out validation and test (default: %(default)s)")
     p.add_argument("--folds", type=int, default=None, dest="n_folds", help="actor split in K folds")

@@ -260,7 +260,7 @@ def corpus(tmp_path_factory):
     return write_corpus(tmp_path_factory.mktemp("corpus"))
 
 
-def test_training_fits_the_head_on_the_unaugmented_training_split(corpus, tmp_path, monkeypatch):
+def test_training_fits_the_head_on_the_training_split_and_augmented_versions_of_it(corpus, tmp_path, monkeypatch):
     import ser_gpu.train as train_mod
 
     seen = {}
@@ -277,14 +277,21 @@ def test_training_fits_the_head_on_the_unaugmented_training_split(corpus, tmp_pa
               channels=[16, 32], lstm_hidden=16, lstm_layers=1, stats_head=0.5, **FAST)
     result = train_model(epochs=2, **kw)
     state = load_checkpoint(out / "best.pt")["model_state"]
-    assert len(seen["labels"]) == result["split_sizes"]["train"]
-    torch.testing.assert_close(seen["labels"].cpu(), seen["train"].labels.cpu())
+    n = result["split_sizes"]["train"]
+    copies = TrainConfig().stats_head_copies
+    assert copies == 4 and load_checkpoint(out / "best.pt")["train_config"]["stats_head_copies"] == 4
+    assert len(seen["labels"]) == (copies + 1) * n  # the clean split, then 4 augmented versions of it
+    torch.testing.assert_close(seen["labels"].cpu(), seen["train"].labels.cpu().repeat(copies + 1))
+    versions = seen["stats"].reshape(copies + 1, n, -1)
+    for a in range(copies + 1):  # every version its own draws (noise alone moves every statistic)
+        for b in range(a):
+            assert not torch.allclose(versions[a], versions[b], rtol=1e-3, atol=1e-3)
     mean, std, weight, bias = fit_logistic_regression(seen["stats"], seen["labels"], 8, c=0.5)
     torch.testing.assert_close(state["stats_linear.weight"], weight)
     torch.testing.assert_close(state["stats_mean"], mean)
     assert load_checkpoint(out / "best.pt")["model_config"]["stats_head"] is True
-    # the statistics of the training clips without augmentation, standardised with the training split's
-    # statistics as the network reads them: two clips computed here alone, without the training code
+    # the first n: the statistics of the training clips without augmentation, standardised with the training
+    # split's statistics as the network reads them: two clips computed here alone, without the training code
     clips = scan_corpus([str(corpus)])
     waves, clips = load_waveforms(clips, sr=22050, trim=True, top_db=20.0, cache_dir=str(tmp_path / "c"),
                                   progress=False)
@@ -319,7 +326,7 @@ def test_the_head_reads_the_statistics_pass_instead_of_a_pass_of_its_own(corpus,
     chunk, data = train_mod._Run._chunk_features_once, train_mod._Run._stats_head_data
 
     def count(self, dataset, index, *, train, **kw):
-        if dataset is self.train_set and not train:
+        if dataset is self.train_set and not train and kw.get("augment_generator") is None:
             passes.append(index.numel())
         return chunk(self, dataset, index, train=train, **kw)
 
@@ -337,7 +344,7 @@ def test_the_head_reads_the_statistics_pass_instead_of_a_pass_of_its_own(corpus,
     train_model(epochs=1, data_dirs=[str(corpus)], out=str(tmp_path / "run"), cache_dir=str(tmp_path / "c"),
                 split="actor", channels=[16, 32], lstm_hidden=16, lstm_layers=1, stats_head=0.5,
                 normalize=normalize, **FAST)
-    n_train = len(seen["kept"][1])
+    n_train = len(seen["kept"][1]) // (TrainConfig().stats_head_copies + 1)  # + the augmented versions
     assert seen["before"] == n_train  # the statistics pass, once
     assert seen["after_own"] == 2 * n_train  # what a pass of the head's own would add
     torch.testing.assert_close(seen["kept"][0], seen["own"][0], rtol=1e-4, atol=1e-4)
@@ -392,6 +399,56 @@ def test_the_clip_recipe_fits_its_head_on_raw_rows_and_trains_on_standardised_on
     answers = predict_files(tested["paths"][:3], out / "best.pt", device="cpu", window=10.0)
     for answer, want in zip(answers, tested["probabilities"]):
         assert list(answer["probabilities"].values()) == pytest.approx(want, abs=1e-4)
+
+
+def test_head_copies_leave_the_network_as_it_was_and_need_augmentation(corpus, tmp_path, monkeypatch):
+    """``stats_head_copies`` changes the head's data alone: the augmented versions are drawn from a generator
+    of their own, so the network trains bit for bit as with the clean head (K = 0), and its head differs.
+    Without waveform augmentation there are no versions to draw: the clean split alone."""
+    import ser_gpu.train as train_mod
+
+    sizes = []
+    original = train_mod._Run._stats_head_data
+
+    def spy(self):
+        stats, labels = original(self)
+        sizes.append((len(labels), len(self.train_set)))
+        return stats, labels
+
+    monkeypatch.setattr(train_mod._Run, "_stats_head_data", spy)
+    kw = dict(data_dirs=[str(corpus)], cache_dir=str(tmp_path / "c"), split="actor", channels=[16, 32],
+              lstm_hidden=16, lstm_layers=1, stats_head=0.5, **FAST)
+    states = {}
+    for k in (0, 2):
+        train_model(epochs=2, out=str(tmp_path / f"k{k}"), stats_head_copies=k, **kw)
+        states[k] = load_checkpoint(tmp_path / f"k{k}" / "last.pt")["model_state"]
+    assert [s // n for s, n in sizes] == [1, 3]
+    head = {"stats_mean", "stats_std", "stats_linear.weight", "stats_linear.bias"}
+    assert set(states[0]) >= head
+    for name in states[0]:
+        if name in head:
+            assert not torch.equal(states[0][name], states[2][name]), name
+        else:
+            assert torch.equal(states[0][name], states[2][name]), name
+    sizes.clear()
+    train_model(epochs=1, out=str(tmp_path / "noaug"), stats_head_copies=3, augment=False, **kw)
+    assert sizes[0][0] == sizes[0][1]
+
+
+def test_stats_head_copies_bad_values_and_old_configs(capsys):
+    for bad in (-1, 1.5, True, "2", None):
+        with pytest.raises(ParameterError, match=f"stats_head_copies must be a non-negative integer, got {bad!r}"):
+            TrainConfig(stats_head_copies=bad)
+    assert TrainConfig(stats_head_copies=0).stats_head_copies == 0
+    # a config stored before the head saw augmented clips describes a head fitted on the clean clips
+    stored = TrainConfig().to_dict()
+    del stored["stats_head_copies"]
+    assert TrainConfig.from_dict(stored).stats_head_copies == 0
+    assert build_parser().parse_args(["--stats-head-copies", "2"]).stats_head_copies == 2
+    assert build_parser().parse_args([]).stats_head_copies == 4
+    assert main(["--stats-head-copies", "-2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "stats_head_copies must be a non-negative integer, got -2" in err and "Traceback" not in err
 
 
 def test_cli_stats_head_and_bad_values(corpus, tmp_path, capsys):

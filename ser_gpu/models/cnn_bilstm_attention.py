@@ -309,7 +309,7 @@ class CNNBiLSTMAttention(nn.Module):
 
     @torch.no_grad()
     def fit_stats_head(self, statistics: torch.Tensor, labels: torch.Tensor, *, c: float = 0.1) -> None:
-        """Fit the statistics head on labelled clips (e.g. the training split without augmentation).
+        """Fit the statistics head on labelled clips (training: the training split, clean and augmented).
 
         The head's standardisation and weights become those of
         :func:`ser_gpu.models.stats_head.fit_logistic_regression` (inverse L2 strength ``c``); the
