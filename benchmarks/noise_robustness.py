@@ -1,0 +1,166 @@
+"""How a crossval run's fold models answer under added white noise, and what the head's augmented data changes.
+
+    python benchmarks/noise_robustness.py CV_DIR [--snr 30 20 10] [--refit-head K ...] [--seed 0] [--out FILE]
+
+``CV_DIR`` is a finished ``python -m ser_gpu.crossval`` directory whose models have a statistics head
+(``clip``, ``speech``: not ``speaker``, whose rows need each speaker's statistics). For every fold of
+every seed, each test clip is scored clean and with white Gaussian noise at each ``--snr`` (dB, against
+the clip's own RMS over its trimmed samples; one generator, ``--seed``), by the fold's models as stored
+(members' softmax averaged): the **network** alone (``fuse=False``), the statistics **head** alone and
+the **fused** model (what ``evaluate`` and ``predict`` answer). Test UAR, mean over the folds.
+
+``--refit-head K`` also scores each model with its head refitted as ``train --stats-head-copies K``
+fits it: :meth:`~ser_gpu.models.CNNBiLSTMAttention.fit_stats_head` (the run's ``stats_head`` C) on the
+fold's training actors (``crossval.json``) clean plus K augmented versions, drawn by the run's
+``WaveformAugment`` (its ``p_*`` settings, no SpecAugment). The network is the stored one: the head's
+versions are drawn from a generator of their own in training, so a run with ``--stats-head-copies K``
+trains the same network (``tests/test_stats_head.py``). The draws are not training's own (here one
+generator over the whole corpus, shared by the folds), the same distribution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import fold_summary, save_results, uar  # noqa: E402
+from ser_gpu.checkpoint import feature_config, load_models, speaker_normalized  # noqa: E402
+from ser_gpu.data import WaveformSet, load_waveforms, scan_corpus  # noqa: E402
+from ser_gpu.functional.lengths import valid_mask  # noqa: E402
+from ser_gpu.train import TrainConfig  # noqa: E402
+from ser_gpu.transforms.augment import WaveformAugment  # noqa: E402
+from ser_gpu.transforms.features import FeatureExtractor  # noqa: E402
+
+BATCH = 48
+
+
+def noisy(y: torch.Tensor, lengths: torch.Tensor, snr_db, generator: torch.Generator) -> torch.Tensor:
+    """``y`` ``(B, T)`` plus white Gaussian noise at ``snr_db`` dB below each clip's RMS over its valid samples
+    (zero beyond them); ``snr_db`` None: ``y`` itself."""
+    if snr_db is None:
+        return y
+    valid = valid_mask(lengths, y.shape[-1])
+    rms = ((y * y).sum(-1) / lengths.clamp_min(1)).sqrt()
+    noise = torch.randn(y.shape, generator=generator, dtype=y.dtype)
+    return y + (rms * 10 ** (-snr_db / 20))[:, None] * noise * valid
+
+
+def rows(dataset: WaveformSet, extractor, *, snr_db=None, augment=None, generator=None) -> list:
+    """The 68 rows of every clip of ``dataset`` in order, as ``[(features, frame_lengths)]`` per batch of
+    :data:`BATCH`: clean, with noise at ``snr_db`` or augmented by ``augment`` (draws from ``generator``)."""
+    out = []
+    with torch.no_grad():
+        for y, lengths, _ in dataset.batches(BATCH):
+            if augment is not None:
+                y, lengths = augment(y, lengths, generator=generator)
+            y = noisy(y, lengths, snr_db, generator)
+            batch = extractor(y, lengths)
+            out.append((batch.features, batch.frame_lengths))
+    return out
+
+
+def statistics(model, batches, index: torch.Tensor) -> torch.Tensor:
+    """What ``model``'s head reads of the clips ``index`` (``model.clip_statistics``)."""
+    return torch.cat([model.clip_statistics(x, fl) for x, fl in batches])[index]
+
+
+def answers(models, batches, index: torch.Tensor) -> dict:
+    """Softmax of the clips ``index``, members averaged: ``network``, ``head`` and ``fused``."""
+    picked = {"network": [], "head": [], "fused": []}
+    with torch.no_grad():
+        for k, (x, fl) in enumerate(batches):
+            sel = index[(index >= k * BATCH) & (index < (k + 1) * BATCH)] - k * BATCH
+            if sel.numel() == 0:
+                continue
+            x, fl = x[sel], fl[sel]
+            for name, fn in (("network", lambda m: m(x, fl, fuse=False)),
+                             ("head", lambda m: m.stats_linear((m.clip_statistics(x, fl) - m.stats_mean)
+                                                               / m.stats_std)),
+                             ("fused", lambda m: m(x, fl))):
+                picked[name].append(torch.stack([fn(m).float().softmax(-1) for m in models]).mean(0))
+    return {name: torch.cat(p) for name, p in picked.items()}
+
+
+def robustness(cv_dir, snrs, refit=(), *, seed: int = 0) -> dict:
+    """Per fold run of ``cv_dir``: test UAR of the network, head and fused model at each SNR (None: clean),
+    and of the head and fused model with the head refitted with each K of ``refit`` (an int or a list)."""
+    refit = [refit] if isinstance(refit, int) else list(refit)
+    cv_dir = Path(cv_dir)
+    record = json.loads((cv_dir / "crossval.json").read_text())
+    config = json.loads((cv_dir / "crossval_config.json").read_text())
+    clips = scan_corpus(config["data_dirs"])
+    first = None
+    folds = {}
+    for run in record["folds"]:
+        where = cv_dir / f"seed_{run['seed']}" / f"fold_{run['fold']}"
+        members = sorted(p for p in where.glob("member_*") if p.is_dir()) or [where]
+        ensemble, payloads = load_models([m / "best.pt" for m in members], device="cpu")
+        models = list(getattr(ensemble, "members", [ensemble]))
+        if speaker_normalized(payloads[0]) or not models[0].config.stats_head:
+            raise SystemExit(f"{where}: needs models with a statistics head and no speaker statistics")
+        if first is None:  # the corpus, its clean and noisy rows: once, for every fold
+            fc = feature_config(payloads[0])
+            waves, clips = load_waveforms(clips, sr=fc.sr, trim=fc.trim, top_db=fc.top_db, progress=False)
+            speaker = [c.speaker for c in clips]
+            labels = torch.tensor([c.label for c in clips])
+            dataset = WaveformSet(waves, labels.tolist())
+            extractor = FeatureExtractor(fc, trim=False)
+            generator = torch.Generator().manual_seed(seed)
+            test_rows = {snr: rows(dataset, extractor, snr_db=snr, generator=generator) for snr in [None, *snrs]}
+            versions = []
+            if refit:
+                tc = TrainConfig.from_dict(payloads[0]["train_config"])
+                augment = WaveformAugment(sr=fc.sr, p_noise=tc.p_noise, p_stretch=tc.p_stretch, p_pitch=tc.p_pitch,
+                                          p_shift=tc.p_shift)
+                versions = [rows(dataset, extractor, augment=augment, generator=generator) for _ in range(max(refit))]
+            first = fc
+        test = torch.tensor([i for i, s in enumerate(speaker) if s in run["actors"]["test"]])
+        train = torch.tensor([i for i, s in enumerate(speaker) if s in run["actors"]["train"]])
+        scores = {}
+        for snr in [None, *snrs]:
+            for name, p in answers(models, test_rows[snr], test).items():
+                scores[f"{name} snr={snr}"] = uar(p.argmax(-1), labels[test])
+        c = TrainConfig.from_dict(payloads[0]["train_config"]).stats_head
+        for k in refit:  # the versions 1..k, the same draws for every k
+            for m in models:
+                data = [statistics(m, b, train) for b in [test_rows[None], *versions[:k]]]
+                m.fit_stats_head(torch.cat(data), labels[train].repeat(len(data)), c=c)
+            for snr in [None, *snrs]:
+                for name, p in answers(models, test_rows[snr], test).items():
+                    if name != "network":
+                        scores[f"{name} (refit K={k}) snr={snr}"] = uar(p.argmax(-1), labels[test])
+        folds[f"seed_{run['seed']}/fold_{run['fold']}"] = scores
+        print(where.name, {k: round(v, 3) for k, v in scores.items() if k.startswith("fused")}, flush=True)
+    keys = list(next(iter(folds.values())))
+    return {"cv_dir": str(cv_dir), "snr_db": snrs, "refit_head_copies": refit, "seed": seed, "folds": folds,
+            "summary": fold_summary(folds, keys)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("cv_dir")
+    p.add_argument("--snr", type=float, nargs="+", default=[30.0, 20.0, 10.0], help="dB (default: 30 20 10)")
+    p.add_argument("--refit-head", type=int, nargs="+", default=[], metavar="K",
+                   help="also refit each head on the fold's training actors clean + K augmented versions (each K "
+                        "given; the versions are drawn once, K takes the first K)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise and augmentation draws (default: 0)")
+    p.add_argument("--out", help="JSON file for the figures")
+    a = p.parse_args(argv)
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    report = robustness(a.cv_dir, a.snr, a.refit_head, seed=a.seed)
+    report["command"] = " ".join(["python benchmarks/noise_robustness.py", *(sys.argv[1:] if argv is None else argv)])
+    for key, value in report["summary"].items():
+        print(f"{key:40s} {value['mean']:.3f} ± {value['std']:.3f}")
+    if a.out:
+        save_results(a.out, torch.device("cpu"), report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
