@@ -5,7 +5,8 @@
 ``CV_DIR`` is a finished ``python -m ser_gpu.crossval`` directory whose models have a statistics head
 (``clip``, ``speech``: not ``speaker``, whose rows need each speaker's statistics). For every fold of
 every seed, each test clip is scored clean and with white Gaussian noise at each ``--snr`` (dB, against
-the clip's own RMS over its trimmed samples; one generator, ``--seed``), by the fold's models as stored
+the clip's own RMS over its trimmed samples: :func:`ser_gpu.functional.add_noise_snr`, the noise of
+``evaluate --snr``; one generator, ``--seed``), by the fold's models as stored
 (members' softmax averaged): the **network** alone (``fuse=False``), the statistics **head** alone and
 the **fused** model (what ``evaluate`` and ``predict`` answer). Test UAR, mean over the folds.
 
@@ -32,23 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import fold_summary, save_results, uar  # noqa: E402
 from ser_gpu.checkpoint import feature_config, load_models, speaker_normalized  # noqa: E402
 from ser_gpu.data import WaveformSet, load_waveforms, scan_corpus  # noqa: E402
-from ser_gpu.functional.lengths import valid_mask  # noqa: E402
+from ser_gpu.functional import add_noise_snr  # noqa: E402
 from ser_gpu.train import TrainConfig  # noqa: E402
 from ser_gpu.transforms.augment import WaveformAugment  # noqa: E402
 from ser_gpu.transforms.features import FeatureExtractor  # noqa: E402
 
 BATCH = 48
-
-
-def noisy(y: torch.Tensor, lengths: torch.Tensor, snr_db, generator: torch.Generator) -> torch.Tensor:
-    """``y`` ``(B, T)`` plus white Gaussian noise at ``snr_db`` dB below each clip's RMS over its valid samples
-    (zero beyond them); ``snr_db`` None: ``y`` itself."""
-    if snr_db is None:
-        return y
-    valid = valid_mask(lengths, y.shape[-1])
-    rms = ((y * y).sum(-1) / lengths.clamp_min(1)).sqrt()
-    noise = torch.randn(y.shape, generator=generator, dtype=y.dtype)
-    return y + (rms * 10 ** (-snr_db / 20))[:, None] * noise * valid
 
 
 def rows(dataset: WaveformSet, extractor, *, snr_db=None, augment=None, generator=None) -> list:
@@ -59,7 +49,8 @@ def rows(dataset: WaveformSet, extractor, *, snr_db=None, augment=None, generato
         for y, lengths, _ in dataset.batches(BATCH):
             if augment is not None:
                 y, lengths = augment(y, lengths, generator=generator)
-            y = noisy(y, lengths, snr_db, generator)
+            if snr_db is not None:
+                y = add_noise_snr(y, snr_db, lengths=lengths, generator=generator)
             batch = extractor(y, lengths)
             out.append((batch.features, batch.frame_lengths))
     return out

@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from ._atomic import atomic_write, save_json
 from ._cli import check_output_dir, refuse_held, resolve_device
-from ._validation import check_positive_int
+from ._validation import _real, check_nonnegative_int, check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
+from .functional.augment import add_noise_snr
 from .transforms.features import FeatureExtractor
 from .transforms.row_stats import RowStatistics, standardize_rows
 
@@ -79,6 +80,9 @@ def format_report(metrics: dict) -> str:
     for name in names:
         c = metrics["per_class"][name]
         lines.append(f"{name:{width}}{c['precision']:10.3f}{c['recall']:10.3f}{c['f1']:10.3f}{c['support']:10d}")
+    if metrics.get("noise"):
+        lines += ["", f"scored with white Gaussian noise {metrics['noise']['snr_db']:g} dB below each clip "
+                      f"(seed {metrics['noise']['seed']})"]
     lines += ["", f"accuracy (WA) {metrics['accuracy']:.4f}   UAR {metrics['uar']:.4f}   "
                   f"weighted F1 {metrics['weighted_f1']:.4f}   clips {metrics['n_clips']}", "",
               "confusion matrix (rows: true, columns: predicted)"]
@@ -137,6 +141,8 @@ def evaluate_model(
     progress: bool = True,
     overwrite: bool = False,
     corpus=None,
+    snr_db: Optional[float] = None,
+    noise_seed: int = 0,
 ) -> dict:
     """Evaluate a checkpoint on every clip named like a known corpus under ``data_dirs`` (searched recursively).
 
@@ -154,6 +160,10 @@ def evaluate_model(
             with ``overwrite``.
         device, batch_size: where and how many clips per forward pass.
         cache_dir: waveform cache (default as training: ``$SER_GPU_CACHE`` or ``~/.cache/ser_gpu``).
+        snr_db: if given, score the clips with white Gaussian noise this many dB below each clip's RMS
+            (:func:`ser_gpu.functional.add_noise_snr`, after loading and trimming, before the features;
+            any finite number), drawn from a generator on ``device`` seeded with ``noise_seed``: how the
+            model holds up on recordings less clean than its training speech (README "Noise").
 
     A checkpoint trained with ``normalize='speaker'`` gets each clip's rows standardised with its
     speaker's statistics over all of that speaker's clips here (``Clip.speaker``; labels unused), as
@@ -177,6 +187,9 @@ def evaluate_model(
     from .data.corpora import sorted_corpora
 
     batch_size = check_positive_int(batch_size, "batch_size")
+    if snr_db is not None:
+        snr_db = _real(snr_db, "snr_db", "a finite number of decibels")
+    noise_seed = check_nonnegative_int(noise_seed, "noise_seed")
     if isinstance(data_dirs, (str, Path)):
         data_dirs = [data_dirs]
     if not data_dirs:
@@ -200,6 +213,7 @@ def evaluate_model(
     groups = torch.tensor([speakers[c.speaker] for c in clips], dtype=torch.int64, device=dev)
     dataset = WaveformSet(waves, [c.label for c in clips]).to(dev)
     extractor = FeatureExtractor(fc, trim=False).to(dev)  # the loader trimmed already
+    noise = None if snr_db is None else torch.Generator(device=dev).manual_seed(noise_seed)
     preds, truth = [], []
     n_batches = (len(dataset) + batch_size - 1) // batch_size
 
@@ -207,6 +221,8 @@ def evaluate_model(
         bar = tqdm(dataset.batches(batch_size), total=n_batches, desc=desc, unit="batch", disable=not progress,
                    file=sys.stderr)
         for k, (y, lengths, batch_labels) in enumerate(bar):
+            if noise is not None:
+                y = add_noise_snr(y, snr_db, lengths=lengths, generator=noise)
             batch = extractor(y, lengths)
             yield batch.features, batch.frame_lengths, batch_labels, groups[k * batch_size:(k + 1) * batch_size]
 
@@ -229,6 +245,8 @@ def evaluate_model(
     metrics = metrics_from_predictions(truth, preds, labels)
     metrics["checkpoint"] = str(checkpoints[0]) if len(checkpoints) == 1 else [str(c) for c in checkpoints]
     metrics["data_dirs"] = [str(d) for d in data_dirs]
+    if snr_db is not None:
+        metrics["noise"] = {"snr_db": snr_db, "seed": noise_seed}
     # the set keeps the clips' order, so clip i's answer is preds[i]
     of_clip = [c.corpus for c in clips]
     metrics["per_corpus"] = {}
@@ -259,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
     p.add_argument("--batch-size", type=int, default=32, help="clips per forward pass (default: %(default)s)")
     p.add_argument("--cache-dir", default=None, help="waveform cache (default: $SER_GPU_CACHE or ~/.cache/ser_gpu)")
+    p.add_argument("--snr", type=float, default=None, metavar="DB",
+                   help="add white Gaussian noise DB decibels below each clip's RMS before scoring (a robustness "
+                        "check; default: the clips as they are)")
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of the --snr noise (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of the table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -271,7 +293,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         metrics = evaluate_model(args.checkpoint, args.data_dirs, out=args.out, device=args.device,
                                  batch_size=args.batch_size, cache_dir=args.cache_dir, progress=not args.quiet,
-                                 overwrite=args.overwrite, corpus=args.corpus)
+                                 overwrite=args.overwrite, corpus=args.corpus, snr_db=args.snr,
+                                 noise_seed=args.noise_seed)
     except (ParameterError, AudioLoadError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

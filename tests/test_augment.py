@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from ser_gpu.errors import ParameterError
-from ser_gpu.functional import add_noise, mask_along_axis, pitch_shift, resample, shift, time_stretch
+from ser_gpu.functional import add_noise, add_noise_snr, mask_along_axis, pitch_shift, resample, shift, time_stretch
 from ser_gpu.transforms import SpecAugment, SpecAugmentConfig, WaveformAugment, WaveformAugmentConfig
 from tests.conftest import needs_cuda
 
@@ -202,6 +202,52 @@ def test_add_noise_given_noise_is_exact():
     amp = torch.tensor([0.0, 0.5, 2.0], dtype=torch.float64)
     out = add_noise(y, amp, noise=noise)
     torch.testing.assert_close(out, y + amp[:, None] * noise, rtol=0, atol=0)
+
+
+def test_add_noise_snr_is_audiomentations_add_gaussian_snr(dtype):
+    """With the same standard-normal draws, ``add_noise_snr`` is ``AddGaussianSNR(snr, snr, p=1)`` on each clip
+    alone (which measures the RMS over the array it is given: here each clip's valid samples)."""
+    from audiomentations import AddGaussianSNR
+
+    clips = [_speechy(n, s).astype(np.float32) for s, n in enumerate((9000, 6001, 7777))]
+    y, lengths = _batch(clips, dtype, "cpu")
+    snrs = [30.0, 10.0, -3.0]
+    want, draws = [], torch.zeros(y.shape, dtype=torch.float64)
+    for i, (clip, snr) in enumerate(zip(clips, snrs)):
+        np.random.seed(100 + i)
+        want.append(AddGaussianSNR(min_snr_db=snr, max_snr_db=snr, p=1.0)(clip, sample_rate=SR))
+        np.random.seed(100 + i)  # its snr is drawn by Python's random: numpy's next draws are the noise
+        draws[i, : len(clip)] = torch.from_numpy(np.random.standard_normal(len(clip)))
+    out = add_noise_snr(y, torch.tensor(snrs), lengths=lengths, noise=draws.to(dtype))
+    for i, clip in enumerate(clips):
+        # float32: audiomentations rounds its noise to float32 before adding (one rounding)
+        tol = 1e-6 if dtype == torch.float32 else 1e-7
+        np.testing.assert_allclose(out[i, : len(clip)].double().numpy(), want[i], rtol=0, atol=tol)
+        assert not bool(out[i, len(clip):].any())
+
+
+def test_add_noise_snr_level_devices_and_bad_input(device, dtype):
+    B, T = 4, 40000
+    lengths = torch.tensor([T, 30000, 20000, 10], device=device)
+    y = torch.randn(B, T, generator=torch.Generator().manual_seed(3), dtype=torch.float64).to(device, dtype)
+    y = y * (torch.arange(T, device=device)[None] < lengths[:, None])
+    y[3] = 0  # an all-zero clip stays zero
+    gen = torch.Generator(device=device).manual_seed(0)
+    out = add_noise_snr(y, 20.0, lengths=lengths, generator=gen)
+    assert out.dtype == dtype and out.device.type == torch.device(device).type
+    noise = (out - y).double()
+    for i in range(3):
+        L = int(lengths[i])
+        snr = 10 * math.log10(float(y[i, :L].double().pow(2).mean() / noise[i, :L].pow(2).mean()))
+        assert abs(snr - 20.0) < 20 * math.log10(1 + 5 / math.sqrt(2 * (L - 1)))  # 5 standard errors of the std
+        assert not bool(noise[i, L:].any())
+    assert not bool(out[3].any())
+    for bad, match in ((float("nan"), "snr_db must be finite, got nan"), ("20", "snr_db must be a number or a tensor"),
+                       (torch.zeros(3), r"snr_db must be a number or a tensor of shape \(4,\)")):
+        with pytest.raises(ParameterError, match=match):
+            add_noise_snr(y, bad, lengths=lengths)
+    with pytest.raises(ParameterError, match="generator must be a torch.Generator or None, got 0"):
+        add_noise_snr(y, 20.0, generator=0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from sklearn.metrics import classification_report, confusion_matrix, f1_score, r
 from ser_gpu import evaluate, predict
 from ser_gpu.checkpoint import load_checkpoint
 from ser_gpu.data import EMOTIONS
-from ser_gpu.errors import AudioLoadError, CheckpointError
+from ser_gpu.errors import AudioLoadError, CheckpointError, ParameterError
 from ser_gpu.train import train_model
 from tests.ffmpeg_tools import ff
 from tests.tiny_corpus import FAST, SR, clip, write_corpus
@@ -81,6 +81,48 @@ def test_evaluate_api_agrees_with_predict(setup):
     preds = [EMOTIONS.index(r["emotion"]) for r in results]
     ref = evaluate.metrics_from_predictions(torch.tensor(labels), torch.tensor(preds), EMOTIONS)
     assert m["confusion"] == ref["confusion"]
+
+
+def test_evaluate_under_noise_scores_the_noisy_clips(setup, tmp_path, capsys):
+    """``snr_db``: each loaded (trimmed) clip gets white noise that many dB below its RMS before the features,
+    from a generator seeded with ``noise_seed``: the answers are the model's on those noisy clips, computed
+    here from the parts (one batch), and the report says so."""
+    from ser_gpu.checkpoint import feature_config, load_model
+    from ser_gpu.data import WaveformSet, load_waveforms, scan_corpus
+    from ser_gpu.functional import add_noise_snr
+    from ser_gpu.transforms.features import FeatureExtractor
+
+    root, corpus, ckpt = setup
+    clean = evaluate.evaluate_model(ckpt, [corpus], cache_dir=root / "cache", progress=False, device="cpu")
+    assert "noise" not in clean
+    model, payload = load_model(ckpt, device="cpu")
+    fc = feature_config(payload)
+    waves, clips = load_waveforms(scan_corpus([str(corpus)]), sr=fc.sr, trim=fc.trim, top_db=fc.top_db,
+                                  cache_dir=root / "cache", progress=False)
+    (y, lengths, labels), = WaveformSet(waves, [c.label for c in clips]).batches(64)
+    for snr, seed in ((0.0, 3), (-10.0, 0)):
+        m = evaluate.evaluate_model(ckpt, [corpus], cache_dir=root / "cache", progress=False, device="cpu",
+                                    batch_size=64, snr_db=snr, noise_seed=seed)
+        assert m["noise"] == {"snr_db": snr, "seed": seed}
+        noisy = add_noise_snr(y, snr, lengths=lengths, generator=torch.Generator().manual_seed(seed))
+        batch = FeatureExtractor(fc, trim=False)(noisy, lengths)
+        with torch.no_grad():
+            preds = model(batch.features, batch.frame_lengths).argmax(-1)
+        assert m["confusion"] == evaluate.metrics_from_predictions(labels, preds, EMOTIONS)["confusion"]
+        assert "white Gaussian noise" in evaluate.format_report(m)
+    code = evaluate.main(["--checkpoint", str(ckpt), "--data-dir", str(corpus), "--cache-dir", str(root / "cache"),
+                          "--snr", "5", "--noise-seed", "2", "--json", "--quiet"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["noise"] == {"snr_db": 5.0, "seed": 2}
+    for snr, seed, message in ((float("nan"), 0, "snr_db must be a finite number of decibels, got nan"),
+                               ("10", 0, "snr_db must be a finite number of decibels, got '10'"),
+                               (10.0, -1, "noise_seed must be a non-negative integer, got -1")):
+        with pytest.raises(ParameterError, match=message):
+            evaluate.evaluate_model(ckpt, [corpus], cache_dir=root / "cache", progress=False, snr_db=snr,
+                                    noise_seed=seed, out=tmp_path / "never")
+        assert not (tmp_path / "never").exists()
+    code = evaluate.main(["--checkpoint", str(ckpt), "--data-dir", str(corpus), "--snr", "inf", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "snr_db must be a finite number of decibels, got inf" in err and "Traceback" not in err
 
 
 def test_evaluate_bad_inputs(setup, tmp_path, capsys):

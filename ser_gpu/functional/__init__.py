@@ -8,7 +8,7 @@ for zero-padded batches.
 from . import constantq, filters, hpss, lengths, median, pitch
 from .hpss import harmonic, percussive
 from .constantq import chroma_cqt, cqt, tonnetz
-from .augment import add_noise, mask_along_axis, shift
+from .augment import add_noise, add_noise_snr, mask_along_axis, shift
 from .effects import phase_vocoder, pitch_shift, resample, time_stretch, trim
 from .features import (
     chroma_stft,
@@ -53,6 +53,7 @@ __all__ = [
     "pitch_shift",
     "resample",
     "add_noise",
+    "add_noise_snr",
     "shift",
     "mask_along_axis",
     "constantq",

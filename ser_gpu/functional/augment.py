@@ -28,7 +28,7 @@ from .._validation import (
 from ..errors import ParameterError
 from .lengths import valid_mask
 
-__all__ = ["add_noise", "shift", "mask_along_axis", "crossfade_curves"]
+__all__ = ["add_noise", "add_noise_snr", "shift", "mask_along_axis", "crossfade_curves"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,6 +169,43 @@ def add_noise(
 
 # ----------------------------------------------------------------------------------------------
 # shift
+
+
+def add_noise_snr(
+    y: torch.Tensor,
+    snr_db,
+    *,
+    lengths: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+    noise: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Add white Gaussian noise ``snr_db`` decibels below each example's own level.
+
+    :func:`add_noise` with amplitude ``rms[b] * 10 ** (-snr_db[b] / 20)``, ``rms[b]`` the root mean
+    square of example ``b`` over its valid samples: audiomentations' ``AddGaussianSNR`` with
+    ``min_snr_db = max_snr_db = snr_db`` (which takes the RMS of the whole array it is given). An
+    all-zero example stays zero. Samples at or beyond ``lengths`` come out as zero.
+
+    Args:
+        y (Tensor): ``[shape=(..., time)]`` float32/float64 waveform batch, any device.
+        snr_db (float | Tensor): signal-to-noise ratio in dB, a number for all or ``[shape=(...)]`` one per
+            example; finite (negative: noise louder than the signal).
+        lengths (Tensor | None): ``[shape=(...)]`` valid samples per example (default: all).
+        generator (torch.Generator | None): source of the noise, as for :func:`add_noise`.
+        noise (Tensor | None): ``[shape=y.shape]`` standard-normal noise to use instead of drawing.
+
+    Returns:
+        ``[shape=y.shape]`` noisy waveform, ``y``'s dtype and device.
+    """
+    y = valid_audio(y)
+    _check_generator(generator)
+    lengths = check_lengths(lengths, y)
+    snr = _per_example(snr_db, "snr_db", y.shape[:-1], y.device, dtype=y.dtype)
+    flat = y.reshape(-1, y.shape[-1])
+    n = _batch_lengths(y, lengths)
+    power = (flat * flat * valid_mask(n, flat.shape[-1])).sum(-1) / n.clamp_min(1).to(y.dtype)
+    amplitude = power.sqrt() * torch.pow(10.0, -snr / 20)
+    return add_noise(y, amplitude.reshape(y.shape[:-1]), lengths=lengths, generator=generator, noise=noise)
 
 
 def shift(
