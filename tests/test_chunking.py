@@ -219,6 +219,8 @@ def test_validation_features_are_computed_once(corpus, cache, tmp_path, monkeypa
 
     def counting(self, dataset, index, *, train, **kw):
         name = {id(self.train_set): "train", id(self.val_set): "val", id(self.test_set): "test"}[id(dataset)]
+        if kw.get("augment_generator") is not None:  # the statistics head's augmented versions
+            name = "head"
         calls.append((name, train, index.tolist()))
         return real(self, dataset, index, train=train, **kw)
 
@@ -240,7 +242,11 @@ def test_validation_features_are_computed_once(corpus, cache, tmp_path, monkeypa
     # the training split's statistics (normalize='train'): its clips once more, without augmentation
     stats = [i for name, train, idx in calls if name == "train" and not train for i in idx]
     assert sorted(stats) == list(range(sizes["train"]))
-    assert sum(extracted) == 3 * used + sizes["train"] + sizes["val"] + sizes["test"]  # no other computation
+    # the statistics head's augmented versions (stats_head_copies): the whole training split K times
+    copies = TrainConfig().stats_head_copies
+    head = [i for name, train, idx in calls if name == "head" for i in idx]
+    assert sorted(head) == sorted(list(range(sizes["train"])) * copies)
+    assert sum(extracted) == 3 * used + (1 + copies) * sizes["train"] + sizes["val"] + sizes["test"]  # nothing else
 
 
 @pytest.mark.parametrize("normalize", ["train", "speaker", "padded"])
@@ -299,8 +305,9 @@ def test_augment_copies_are_computed_once_and_taken_in_turn(corpus, cache, tmp_p
     run = _run(corpus, cache, tmp_path, **settings)
     n = len(run.train_set)
     built = sum(extracted)
-    # two augmented copies, and the unaugmented rows once for the training split's statistics (normalize='train')
-    assert built == 2 * n + n and run.train_cache[0].shape[:2] == (2, n)
+    # two augmented copies, the unaugmented rows once for the training split's statistics (normalize='train'),
+    # and the statistics head's own augmented versions (stats_head_copies: drawn apart from the copies)
+    assert built == 2 * n + n + TrainConfig().stats_head_copies * n and run.train_cache[0].shape[:2] == (2, n)
     epochs = [_rows_by_clip(_epoch(run)) for _ in range(4)]
     assert sum(extracted) == built  # nothing extracted during the epochs
     for k in epochs[0]:
