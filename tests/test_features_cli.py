@@ -40,8 +40,6 @@ def test_writes_one_npy_per_file_and_skips_unreadable(audio_dir, tmp_path, capsy
 
 
 def test_rows_equal_the_extractor_on_the_loaded_file(audio_dir, tmp_path):
-    import torch
-
     from ser_gpu.io import load
     from ser_gpu.transforms import FeatureExtractor
 
