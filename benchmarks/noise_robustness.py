@@ -3,7 +3,9 @@
     python benchmarks/noise_robustness.py CV_DIR [--snr 30 20 10] [--refit-head K ...] [--seed 0] [--out FILE]
 
 ``CV_DIR`` is a finished ``python -m ser_gpu.crossval`` directory whose models have a statistics head
-(``clip``, ``speech``: not ``speaker``, whose rows need each speaker's statistics). For every fold of
+(``clip``, ``speech``, ``speaker``: rows standardised with each speaker's statistics over all of that
+speaker's clips in the same condition, clean or at the same SNR, as a user's recordings from one noisy
+room would be). For every fold of
 every seed, each test clip is scored clean and with white Gaussian noise at each ``--snr`` (dB, against
 the clip's own RMS over its trimmed samples: :func:`ser_gpu.functional.add_noise_snr`, the noise of
 ``evaluate --snr``; one generator, ``--seed``), by the fold's models as stored
@@ -13,7 +15,8 @@ the **fused** model (what ``evaluate`` and ``predict`` answer). Test UAR, mean o
 ``--refit-head K`` also scores each model with its head refitted as ``train --stats-head-copies K``
 fits it: :meth:`~ser_gpu.models.CNNBiLSTMAttention.fit_stats_head` (the run's ``stats_head`` C) on the
 fold's training actors (``crossval.json``) clean plus K augmented versions, drawn by the run's
-``WaveformAugment`` (its ``p_*`` settings, no SpecAugment). The network is the stored one: the head's
+``WaveformAugment`` (its ``p_*`` settings, no SpecAugment; standardised with the clean clips' speaker
+statistics, as training does). The network is the stored one: the head's
 versions are drawn from a generator of their own in training, so a run with ``--stats-head-copies K``
 trains the same network (``tests/test_stats_head.py``). The draws are not training's own (here one
 generator over the whole corpus, shared by the folds), the same distribution.
@@ -37,6 +40,7 @@ from ser_gpu.functional import add_noise_snr  # noqa: E402
 from ser_gpu.train import TrainConfig  # noqa: E402
 from ser_gpu.transforms.augment import WaveformAugment  # noqa: E402
 from ser_gpu.transforms.features import FeatureExtractor  # noqa: E402
+from ser_gpu.transforms.row_stats import RowStatistics, standardize_rows  # noqa: E402
 
 BATCH = 48
 
@@ -54,6 +58,23 @@ def rows(dataset: WaveformSet, extractor, *, snr_db=None, augment=None, generato
             batch = extractor(y, lengths)
             out.append((batch.features, batch.frame_lengths))
     return out
+
+
+def by_speaker(batches, groups: torch.Tensor, stats=None):
+    """``batches`` (every clip, in order) with each clip's rows standardised by its speaker's ``(mean, std)``
+    (:class:`~ser_gpu.transforms.row_stats.RowStatistics`), from ``stats`` or else from these rows; returns
+    ``(batches, stats)``."""
+    if stats is None:
+        acc = RowStatistics(int(groups.max()) + 1, batches[0][0].shape[1])
+        for k, (x, fl) in enumerate(batches):
+            acc.add(x, fl, groups[k * BATCH:(k + 1) * BATCH])
+        stats = acc.result()
+    mean, std = stats
+    out = []
+    for k, (x, fl) in enumerate(batches):
+        g = groups[k * BATCH:(k + 1) * BATCH]
+        out.append((standardize_rows(x, fl, mean[g], std[g]), fl))
+    return out, stats
 
 
 def statistics(model, batches, index: torch.Tensor) -> torch.Tensor:
@@ -93,8 +114,8 @@ def robustness(cv_dir, snrs, refit=(), *, seed: int = 0) -> dict:
         members = sorted(p for p in where.glob("member_*") if p.is_dir()) or [where]
         ensemble, payloads = load_models([m / "best.pt" for m in members], device="cpu")
         models = list(getattr(ensemble, "members", [ensemble]))
-        if speaker_normalized(payloads[0]) or not models[0].config.stats_head:
-            raise SystemExit(f"{where}: needs models with a statistics head and no speaker statistics")
+        if not models[0].config.stats_head:
+            raise SystemExit(f"{where}: needs models with a statistics head")
         if first is None:  # the corpus, its clean and noisy rows: once, for every fold
             fc = feature_config(payloads[0])
             waves, clips = load_waveforms(clips, sr=fc.sr, trim=fc.trim, top_db=fc.top_db, progress=False)
@@ -110,6 +131,11 @@ def robustness(cv_dir, snrs, refit=(), *, seed: int = 0) -> dict:
                 augment = WaveformAugment(sr=fc.sr, p_noise=tc.p_noise, p_stretch=tc.p_stretch, p_pitch=tc.p_pitch,
                                           p_shift=tc.p_shift)
                 versions = [rows(dataset, extractor, augment=augment, generator=generator) for _ in range(max(refit))]
+            if speaker_normalized(payloads[0]):  # each condition its own speaker statistics; versions the clean ones
+                groups = torch.tensor([sorted(set(speaker)).index(s) for s in speaker])
+                clean = by_speaker(test_rows[None], groups)
+                test_rows = {snr: clean[0] if snr is None else by_speaker(b, groups)[0] for snr, b in test_rows.items()}
+                versions = [by_speaker(v, groups, clean[1])[0] for v in versions]
             first = fc
         test = torch.tensor([i for i, s in enumerate(speaker) if s in run["actors"]["test"]])
         train = torch.tensor([i for i, s in enumerate(speaker) if s in run["actors"]["train"]])

@@ -431,8 +431,9 @@ def cv_speaker_head(corpus, cache, tmp_path_factory):
     from ser_gpu.data import load_waveforms
 
     out = tmp_path_factory.mktemp("cv_speaker_head")
+    # clean-only heads (stats_head_copies=0): the benchmarks that refit them can reproduce them
     report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache,
-                            normalize="speaker", stats_head=1.0, only_folds=[0], **CV)
+                            normalize="speaker", stats_head=1.0, stats_head_copies=0, only_folds=[0], **CV)
     clips = scan_corpus([str(corpus)])
     waves, clips = load_waveforms(clips, sr=22050, trim=True, top_db=20.0, cache_dir=cache, progress=False)
     extractor = FeatureExtractor(FeatureConfig(normalize=None, tonnetz=False, max_frames=None), trim=False)
@@ -492,7 +493,7 @@ def test_noise_robustness_benchmark_scores_the_stored_models_and_refits_their_he
                                                                                   tmp_path):
     """benchmarks/noise_robustness.py: clean, the fused answer is crossval's fold UAR; a head refitted with
     K = 0 on the fold's training actors is the head training fitted with ``stats_head_copies=0`` (same
-    answers); a speaker-normalised run is refused."""
+    answers), for speaker-normalised runs too; a run without a head is refused."""
     from benchmarks.noise_robustness import robustness
 
     out = tmp_path / "cv"
@@ -506,9 +507,17 @@ def test_noise_robustness_benchmark_scores_the_stored_models_and_refits_their_he
     assert set(got["summary"]) == set(fold) and got["refit_head_copies"] == [0]
     with_copies = robustness(out, [20.0], refit=2)["folds"]["seed_0/fold_0"]
     assert with_copies["network snr=20.0"] == fold["network snr=20.0"]  # the network is the stored one
-    speaker_run, _, _, _ = cv_speaker_head
-    with pytest.raises(SystemExit, match="no speaker statistics"):
-        robustness(speaker_run, [20.0])
+    # a speaker-normalised run: each speaker's statistics over its own clips, as crossval tested them
+    speaker_run, speaker_report, _, _ = cv_speaker_head
+    got = robustness(speaker_run, [20.0], refit=0)["folds"]["seed_0/fold_0"]
+    assert got["fused snr=None"] == pytest.approx(speaker_report["folds"][0]["test"]["uar"])
+    assert got["fused (refit K=0) snr=None"] == pytest.approx(got["fused snr=None"])
+    assert got["head (refit K=0) snr=20.0"] == pytest.approx(got["head snr=20.0"])
+    no_head = tmp_path / "no_head"
+    cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(no_head), cache_dir=cache, stats_head=None,
+                   only_folds=[0], **CV)
+    with pytest.raises(SystemExit, match="needs models with a statistics head"):
+        robustness(no_head, [20.0])
 
 
 def test_speaker_enrollment_benchmark_with_every_clip_is_crossval_and_groups_stay_within_a_speaker(cv_speaker_head):
