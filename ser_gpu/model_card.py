@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["DEMO_MODEL_WARNING", "model_card", "trained_on_synthetic"]
+__all__ = ["CLEAN_HEAD_WARNING", "DEMO_MODEL_WARNING", "clean_only_head", "model_card", "trained_on_synthetic"]
 
 #: Shown by the app and printed by ``predict`` for a model trained on the built-in synthetic corpus.
 DEMO_MODEL_WARNING = (
@@ -20,6 +20,29 @@ DEMO_MODEL_WARNING = (
     "voice, and its answers on real speech are not meaningful (train on a real corpus such as RAVDESS "
     "with --data-dir)"
 )
+
+
+#: Shown by the app and printed by ``predict`` for a model whose statistics head saw clean clips only.
+CLEAN_HEAD_WARNING = (
+    "this model's statistics head was fitted on clean training clips only (a run from before 2026-12-06, or "
+    "with --stats-head-copies 0 or --no-augment): on recordings with background noise its answers can fall "
+    "to chance (README 'Noise'); retrain with the default --stats-head-copies 4 for such recordings"
+)
+
+
+def clean_only_head(payload: dict) -> bool:
+    """Whether a checkpoint's model fuses a statistics head fitted on the clean training clips alone.
+
+    True when its ``model_config`` has ``stats_head`` and its ``train_config`` (written by
+    :mod:`ser_gpu.train`) records ``stats_head_copies`` 0, none at all (written before the setting
+    existed) or ``augment`` False (no versions to draw). A checkpoint without a recorded training
+    config gives False: how its head was fitted is unknown.
+    """
+    model = payload.get("model_config") or {}
+    config = payload.get("train_config") or {}
+    if not isinstance(model, dict) or not model.get("stats_head") or not isinstance(config, dict) or not config:
+        return False
+    return config.get("stats_head_copies", 0) == 0 or config.get("augment") is False
 
 
 def _synthetic_dir(path: str) -> bool:
@@ -88,7 +111,8 @@ def model_card(payload: dict, checkpoint: Optional[os.PathLike] = None) -> dict:
         ``split`` (str or None); ``epoch`` (int); ``val`` (``{"loss", "accuracy", "uar"}`` of the
         stored epoch, the keys present); ``test`` (``{"accuracy", "uar", "loss", "source"}`` from
         ``result.json`` when it names this checkpoint, else None); ``warning``
-        (:data:`DEMO_MODEL_WARNING` or None).
+        (:data:`DEMO_MODEL_WARNING` or None); ``noise_warning`` (:data:`CLEAN_HEAD_WARNING` when
+        :func:`clean_only_head`, else None).
     """
     config = payload.get("train_config") or {}
     if not isinstance(config, dict):
@@ -116,4 +140,5 @@ def model_card(payload: dict, checkpoint: Optional[os.PathLike] = None) -> dict:
         "val": val,
         "test": _test_metrics(None if checkpoint is None else Path(checkpoint)),
         "warning": DEMO_MODEL_WARNING if synthetic else None,
+        "noise_warning": CLEAN_HEAD_WARNING if clean_only_head(payload) else None,
     }

@@ -382,8 +382,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             check_output_file(args.plot, argument="--plot")  # before the work, not after it
         predictor = Predictor(args.checkpoint, device=args.device, window=args.window, hop=args.hop,
                               batch_size=args.batch_size)
-        if predictor.card["warning"]:
-            print(f"warning: {args.checkpoint[0]}: {predictor.card['warning']}", file=sys.stderr)
+        for key in ("warning", "noise_warning"):
+            if predictor.card[key]:
+                print(f"warning: {args.checkpoint[0]}: {predictor.card[key]}", file=sys.stderr)
         results = predictor.predict(find_media(args.inputs), top_k=args.top_k, progress=not args.quiet)
     except (ParameterError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -3,6 +3,7 @@ Streamlit's headless AppTest, and one real-browser test (headless Chromium throu
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ from ser_gpu.data import EMOTIONS
 from ser_gpu.data.synthetic import MANIFEST_NAME
 from ser_gpu.errors import AudioLoadError
 from ser_gpu.media import iter_windows
-from ser_gpu.model_card import DEMO_MODEL_WARNING, model_card, trained_on_synthetic
+from ser_gpu.model_card import CLEAN_HEAD_WARNING, DEMO_MODEL_WARNING, clean_only_head, model_card, trained_on_synthetic
 from ser_gpu.train import train_model
 from tests.conftest import HAS_CUDA
 from tests.ffmpeg_tools import ff
@@ -100,6 +101,36 @@ def test_model_card_of_the_synthetic_corpus(run, tmp_path):
     payload["train_config"] = {}  # not written by ser_gpu.train: corpus unknown, no warning
     card = model_card(payload)
     assert card["synthetic"] is False and card["corpus"].startswith("unknown")
+
+
+def test_model_card_warns_of_a_head_fitted_on_clean_clips_only(run, tmp_path, capsys):
+    """A head fitted on the clean clips alone (stats_head_copies 0, a config from before the setting, or no
+    augmentation) gets CLEAN_HEAD_WARNING on the card, and predict prints it once on stderr; a head fitted on
+    augmented versions (the default), a model without a head or an unknown training config get none."""
+    payload = load_checkpoint(run["real"])
+    assert payload["train_config"]["stats_head_copies"] == 4 and payload["model_config"]["stats_head"]
+    assert model_card(payload)["noise_warning"] is None and not clean_only_head(payload)
+    for change in ({"stats_head_copies": 0}, {"augment": False}, None):
+        old = copy.deepcopy(payload)
+        if change is None:
+            del old["train_config"]["stats_head_copies"]
+        else:
+            old["train_config"].update(change)
+        assert clean_only_head(old) and model_card(old)["noise_warning"] == CLEAN_HEAD_WARNING, change
+    old = copy.deepcopy(payload)
+    old["train_config"]["stats_head_copies"] = 0
+    plain = copy.deepcopy(old)
+    plain["model_config"]["stats_head"] = False
+    unknown = copy.deepcopy(old)
+    unknown["train_config"] = {}
+    assert not clean_only_head(plain) and not clean_only_head(unknown)
+    path = tmp_path / "clean_head.pt"
+    torch.save(old, path)
+    assert predict.main([str(run["short"]), "--checkpoint", str(path), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count(CLEAN_HEAD_WARNING) == 1 and "Traceback" not in err
+    assert predict.main([str(run["short"]), "--checkpoint", str(run["real"]), "--quiet"]) == 0
+    assert CLEAN_HEAD_WARNING not in capsys.readouterr().err
 
 
 def test_model_card_ignores_a_result_json_about_another_file(run, tmp_path):
@@ -220,6 +251,16 @@ def _app(monkeypatch, checkpoint):
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+@needs_streamlit
+def test_page_warns_of_a_head_fitted_on_clean_clips_only(run, monkeypatch, tmp_path):
+    payload = load_checkpoint(run["real"])
+    payload["train_config"]["stats_head_copies"] = 0
+    path = tmp_path / "clean_head.pt"
+    torch.save(payload, path)
+    notes = [w.value for w in _app(monkeypatch, path).warning]
+    assert len(notes) == 1 and CLEAN_HEAD_WARNING[1:] in notes[0] and notes[0].startswith("T"), notes
 
 
 def _chart_data(element) -> dict:

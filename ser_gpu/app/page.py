@@ -163,8 +163,9 @@ def run() -> None:
         st.error(f"The model cannot be loaded: {exc}")
         return
     card = analyzer.predictor.card
-    if card["warning"]:
-        st.warning(card["warning"] + ".")
+    for key in ("warning", "noise_warning"):
+        if card[key]:
+            st.warning(card[key][0].upper() + card[key][1:] + ".")
     show_card(card, checkpoints, analyzer.predictor.device)
 
     source = st.radio("Input", ["Upload a file", "Record from the microphone"], horizontal=True,
