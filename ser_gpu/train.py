@@ -168,7 +168,7 @@ class TrainConfig:
     # (the run's waveform augmentation, no SpecAugment, drawn from a generator of their own: the network's
     # training draws stay the same for any K). 0: the clean clips alone, the head before 2026-12-06, whose
     # answer collapses to chance under faint noise (30 dB SNR) on clean-studio training speech (README
-    # "Real speech"). Without augment there is nothing to draw: the clean clips alone
+    # "Noise"). Without augment there is nothing to draw: the clean clips alone
     stats_head_copies: int = 4
     cache_dir: Optional[str] = None
     synthetic_dir: Optional[str] = None
@@ -706,9 +706,9 @@ class _Run:
         """The statistics head's training data: ``(statistics, labels)`` of the whole training split
         without augmentation or SpecAugment, then (``stats_head_copies`` K, with ``augment``) of K
         augmented versions of it, standardised as the model reads them (the same on every rank).
-        Without augmentation, with ``normalize`` 'train' or 'speaker', they come from the statistics pass's
-        raw rows, standardised by :func:`~ser_gpu.models.stats_head.standardized_statistics`; otherwise
-        from a pass of their own. The augmented versions are drawn by the training's ``WaveformAugment``
+        The clean ones come, with ``normalize`` 'train' or 'speaker', from the statistics pass's raw rows,
+        standardised by :func:`~ser_gpu.models.stats_head.standardized_statistics`; otherwise from a pass
+        of their own. The augmented versions are drawn by the training's ``WaveformAugment``
         from a generator of their own, seeded from the run's seed alone (every rank draws the same),
         so K never changes the network's training draws."""
         c = self.config
