@@ -132,7 +132,8 @@ def robustness(cv_dir, snrs, refit=(), *, seed: int = 0) -> dict:
                                           p_shift=tc.p_shift)
                 versions = [rows(dataset, extractor, augment=augment, generator=generator) for _ in range(max(refit))]
             if speaker_normalized(payloads[0]):  # each condition its own speaker statistics; versions the clean ones
-                groups = torch.tensor([sorted(set(speaker)).index(s) for s in speaker])
+                ids = {s: k for k, s in enumerate(sorted(set(speaker)))}
+                groups = torch.tensor([ids[s] for s in speaker])
                 clean = by_speaker(test_rows[None], groups)
                 test_rows = {snr: clean[0] if snr is None else by_speaker(b, groups)[0] for snr, b in test_rows.items()}
                 versions = [by_speaker(v, groups, clean[1])[0] for v in versions]

@@ -154,21 +154,29 @@ def add_noise(
     generator = _check_generator(generator)
     lengths = check_lengths(lengths, y)
     amp = _per_example(amplitude, "amplitude", y.shape[:-1], y.device, dtype=y.dtype, nonnegative=True)
+    return _add_noise(y, amp, lengths, generator, _check_noise(noise, y))
+
+
+def _check_noise(noise, y: torch.Tensor) -> Optional[torch.Tensor]:
+    """The ``noise`` argument of :func:`add_noise` and :func:`add_noise_snr`: None, or ``y``'s shape (moved
+    to ``y``'s device and dtype)."""
+    if noise is None:
+        return None
+    if not isinstance(noise, torch.Tensor) or tuple(noise.shape) != tuple(y.shape):
+        raise ParameterError(f"noise must be a tensor of shape {tuple(y.shape)} (as y), got {_describe(noise)}")
+    return noise.to(device=y.device, dtype=y.dtype)
+
+
+def _add_noise(y: torch.Tensor, amp: torch.Tensor, lengths: Optional[torch.Tensor],
+               generator: Optional[torch.Generator], noise: Optional[torch.Tensor]) -> torch.Tensor:
+    """:func:`add_noise` on checked arguments, ``amp`` flat ``(prod(y.shape[:-1]),)`` in ``y``'s dtype."""
     if noise is None:
         noise = _rand(y.shape, generator, y.device, y.dtype, normal=True)
-    else:
-        if not isinstance(noise, torch.Tensor) or tuple(noise.shape) != tuple(y.shape):
-            raise ParameterError(f"noise must be a tensor of shape {tuple(y.shape)} (as y), got {_describe(noise)}")
-        noise = noise.to(device=y.device, dtype=y.dtype)
     out = y + amp.reshape(y.shape[:-1] + (1,)) * noise
     if lengths is not None:
         keep = valid_mask(lengths.reshape(-1), y.shape[-1]).reshape(y.shape)
         out = out.masked_fill(~keep, 0.0)
     return out
-
-
-# ----------------------------------------------------------------------------------------------
-# shift
 
 
 def add_noise_snr(
@@ -198,14 +206,18 @@ def add_noise_snr(
         ``[shape=y.shape]`` noisy waveform, ``y``'s dtype and device.
     """
     y = valid_audio(y)
-    _check_generator(generator)
+    generator = _check_generator(generator)
     lengths = check_lengths(lengths, y)
     snr = _per_example(snr_db, "snr_db", y.shape[:-1], y.device, dtype=y.dtype)
+    noise = _check_noise(noise, y)
     flat = y.reshape(-1, y.shape[-1])
     n = _batch_lengths(y, lengths)
     power = (flat * flat * valid_mask(n, flat.shape[-1])).sum(-1) / n.clamp_min(1).to(y.dtype)
-    amplitude = power.sqrt() * torch.pow(10.0, -snr / 20)
-    return add_noise(y, amplitude.reshape(y.shape[:-1]), lengths=lengths, generator=generator, noise=noise)
+    return _add_noise(y, power.sqrt() * torch.pow(10.0, -snr / 20), lengths, generator, noise)
+
+
+# ----------------------------------------------------------------------------------------------
+# shift
 
 
 def shift(
