@@ -58,6 +58,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from ser_gpu._atomic import save_json  # noqa: E402  (the JSON files, replaced atomically)
+
 PY = sys.executable
 MIRROR_EVERY = 30.0  # seconds between mirror refreshes while a step runs
 
@@ -128,7 +131,7 @@ class Suite:
         self.extra.update(extra or {})
         payload = {"device": self.device, "steps": self.steps,
                    "headline": headline(self.results, self.device, self.started - 1), **self.extra}
-        _write_json(self.results / f"gpu_suite_{self.device}.json", payload)
+        save_json(self.results / f"gpu_suite_{self.device}.json", payload)  # atomic: a killed run leaves no half file
         self.mirror_now()
 
     def written(self) -> list:
@@ -153,13 +156,6 @@ class Suite:
             tmp = self.mirror / f".{summary.name}.tmp"
             shutil.copyfile(summary, tmp)
             os.replace(tmp, self.mirror / summary.name)
-
-
-def _write_json(path: Path, payload) -> None:
-    """``payload`` as indented JSON at ``path``, replaced atomically (a killed run never leaves half a file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _load_json(path: Path, since: float = 0.0):
@@ -315,7 +311,7 @@ def main(argv=None):
         suite.run(name, cmd, timeout)
         if name == "pytest_cuda":
             counts = _junit_counts(junit) or {"error": "no junit XML: pytest was killed or crashed (see its log)"}
-            _write_json(suite.logs / "pytest_cuda.json", counts)
+            save_json(suite.logs / "pytest_cuda.json", counts)
             suite.save()
     suite.save({"total_seconds": round(time.monotonic() - t0, 1)})
 
