@@ -1,6 +1,7 @@
 """How a crossval run's fold models answer under added white noise, and what the head's augmented data changes.
 
-    python benchmarks/noise_robustness.py CV_DIR [--snr 30 20 10] [--refit-head K ...] [--seed 0] [--out FILE]
+    python benchmarks/noise_robustness.py CV_DIR [--snr 30 20 10] [--refit-head K ... [--C C ...]] [--seed 0]
+                                          [--out FILE]
 
 ``CV_DIR`` is a finished ``python -m ser_gpu.crossval`` directory whose models have a statistics head
 (``clip``, ``speech``, ``speaker``: rows standardised with each speaker's statistics over all of that
@@ -19,7 +20,8 @@ fold's training actors (``crossval.json``) clean plus K augmented versions, draw
 statistics, as training does). The network is the stored one: the head's
 versions are drawn from a generator of their own in training, so a run with ``--stats-head-copies K``
 trains the same network (``tests/test_stats_head.py``). The draws are not training's own (here one
-generator over the whole corpus, shared by the folds), the same distribution.
+generator over the whole corpus, shared by the folds), the same distribution. ``--C`` refits with other
+inverse penalties instead (each one; the same versions), to see whether the run's C suits the K versions.
 """
 
 from __future__ import annotations
@@ -99,9 +101,10 @@ def answers(models, batches, index: torch.Tensor) -> dict:
     return {name: torch.cat(p) for name, p in picked.items()}
 
 
-def robustness(cv_dir, snrs, refit=(), *, seed: int = 0) -> dict:
+def robustness(cv_dir, snrs, refit=(), *, seed: int = 0, cs=None) -> dict:
     """Per fold run of ``cv_dir``: test UAR of the network, head and fused model at each SNR (None: clean),
-    and of the head and fused model with the head refitted with each K of ``refit`` (an int or a list)."""
+    and of the head and fused model with the head refitted with each K of ``refit`` (an int or a list) and,
+    when ``cs`` names any, each of those C (else the run's own, and the keys say no C)."""
     refit = [refit] if isinstance(refit, int) else list(refit)
     cv_dir = Path(cv_dir)
     record = json.loads((cv_dir / "crossval.json").read_text())
@@ -144,19 +147,22 @@ def robustness(cv_dir, snrs, refit=(), *, seed: int = 0) -> dict:
         for snr in [None, *snrs]:
             for name, p in answers(models, test_rows[snr], test).items():
                 scores[f"{name} snr={snr}"] = uar(p.argmax(-1), labels[test])
-        c = TrainConfig.from_dict(payloads[0]["train_config"]).stats_head
+        run_c = TrainConfig.from_dict(payloads[0]["train_config"]).stats_head
         for k in refit:  # the versions 1..k, the same draws for every k
-            for m in models:
-                data = [statistics(m, b, train) for b in [test_rows[None], *versions[:k]]]
-                m.fit_stats_head(torch.cat(data), labels[train].repeat(len(data)), c=c)
-            for snr in [None, *snrs]:
-                for name, p in answers(models, test_rows[snr], test).items():
-                    if name != "network":
-                        scores[f"{name} (refit K={k}) snr={snr}"] = uar(p.argmax(-1), labels[test])
+            data = [[statistics(m, b, train) for b in [test_rows[None], *versions[:k]]] for m in models]
+            for c in cs or [None]:
+                for m, d in zip(models, data):
+                    m.fit_stats_head(torch.cat(d), labels[train].repeat(len(d)), c=run_c if c is None else c)
+                tag = f"refit K={k}" + ("" if c is None else f", C={c:g}")
+                for snr in [None, *snrs]:
+                    for name, p in answers(models, test_rows[snr], test).items():
+                        if name != "network":
+                            scores[f"{name} ({tag}) snr={snr}"] = uar(p.argmax(-1), labels[test])
         folds[f"seed_{run['seed']}/fold_{run['fold']}"] = scores
         print(where.name, {k: round(v, 3) for k, v in scores.items() if k.startswith("fused")}, flush=True)
     keys = list(next(iter(folds.values())))
-    return {"cv_dir": str(cv_dir), "snr_db": snrs, "refit_head_copies": refit, "seed": seed, "folds": folds,
+    return {"cv_dir": str(cv_dir), "snr_db": snrs, "refit_head_copies": refit, "refit_head_c": cs, "seed": seed,
+            "folds": folds,
             "summary": fold_summary(folds, keys)}
 
 
@@ -167,11 +173,17 @@ def main(argv=None) -> int:
     p.add_argument("--refit-head", type=int, nargs="+", default=[], metavar="K",
                    help="also refit each head on the fold's training actors clean + K augmented versions (each K "
                         "given; the versions are drawn once, K takes the first K)")
+    p.add_argument("--C", type=float, nargs="+", default=None, dest="cs",
+                   help="refit the heads with each of these inverse penalties (default: the run's own)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and augmentation draws (default: 0)")
     p.add_argument("--out", help="JSON file for the figures")
     a = p.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    report = robustness(a.cv_dir, a.snr, a.refit_head, seed=a.seed)
+    if a.cs and not a.refit_head:
+        p.error("--C refits the heads: give --refit-head K too")
+    if a.cs and min(a.cs) <= 0:
+        p.error(f"--C must be positive, got {min(a.cs)}")
+    report = robustness(a.cv_dir, a.snr, a.refit_head, seed=a.seed, cs=a.cs)
     report["command"] = " ".join(["python benchmarks/noise_robustness.py", *(sys.argv[1:] if argv is None else argv)])
     for key, value in report["summary"].items():
         print(f"{key:40s} {value['mean']:.3f} ± {value['std']:.3f}")

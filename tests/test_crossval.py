@@ -507,6 +507,14 @@ def test_noise_robustness_benchmark_scores_the_stored_models_and_refits_their_he
     assert set(got["summary"]) == set(fold) and got["refit_head_copies"] == [0]
     with_copies = robustness(out, [20.0], refit=2)["folds"]["seed_0/fold_0"]
     assert with_copies["network snr=20.0"] == fold["network snr=20.0"]  # the network is the stored one
+    # --C: each C refits the same data; the run's own C (1.0) is the plain refit, another C is another head
+    by_c = robustness(out, [20.0], refit=0, cs=[1.0, 1e-4])
+    got_c = by_c["folds"]["seed_0/fold_0"]
+    assert by_c["refit_head_c"] == [1.0, 1e-4]
+    assert got_c["fused (refit K=0, C=1) snr=None"] == pytest.approx(fold["fused snr=None"])
+    assert got_c["head (refit K=0, C=1) snr=20.0"] == pytest.approx(fold["head snr=20.0"])
+    assert {"head (refit K=0, C=0.0001) snr=None", "fused (refit K=0, C=0.0001) snr=20.0"} <= set(got_c)
+    assert not any(k.startswith("fused (refit K=0) ") for k in got_c)  # the keys say which C
     # a speaker-normalised run: each speaker's statistics over its own clips, as crossval tested them
     speaker_run, speaker_report, _, _ = cv_speaker_head
     got = robustness(speaker_run, [20.0], refit=0)["folds"]["seed_0/fold_0"]
