@@ -101,17 +101,39 @@ def answers(models, batches, index: torch.Tensor) -> dict:
     return {name: torch.cat(p) for name, p in picked.items()}
 
 
-def robustness(cv_dir, snrs, refit=(), *, seed: int = 0, cs=None) -> dict:
-    """Per fold run of ``cv_dir``: test UAR of the network, head and fused model at each SNR (None: clean),
-    and of the head and fused model with the head refitted with each K of ``refit`` (an int or a list) and,
-    when ``cs`` names any, each of those C (else the run's own, and the keys say no C)."""
-    refit = [refit] if isinstance(refit, int) else list(refit)
-    cv_dir = Path(cv_dir)
+def corpus_rows(payload: dict, clips, snrs=(), n_versions: int = 0, *, seed: int = 0):
+    """Every clip's rows as the run's models read them: ``(test_rows, versions, speaker, labels)``, where
+    ``test_rows[snr]`` are the batches of :func:`rows` clean (``None``) and at each of ``snrs``, ``versions``
+    ``n_versions`` augmented passes (the run's ``WaveformAugment``), all from one generator seeded ``seed``;
+    for a speaker-normalised run each condition standardised with its own speakers' statistics, the
+    versions with the clean ones."""
+    fc = feature_config(payload)
+    waves, clips = load_waveforms(clips, sr=fc.sr, trim=fc.trim, top_db=fc.top_db, progress=False)
+    speaker = [c.speaker for c in clips]
+    labels = torch.tensor([c.label for c in clips])
+    dataset = WaveformSet(waves, labels.tolist())
+    extractor = FeatureExtractor(fc, trim=False)
+    generator = torch.Generator().manual_seed(seed)
+    test_rows = {snr: rows(dataset, extractor, snr_db=snr, generator=generator) for snr in [None, *snrs]}
+    versions = []
+    if n_versions:
+        tc = TrainConfig.from_dict(payload["train_config"])
+        augment = WaveformAugment(sr=fc.sr, p_noise=tc.p_noise, p_stretch=tc.p_stretch, p_pitch=tc.p_pitch,
+                                  p_shift=tc.p_shift)
+        versions = [rows(dataset, extractor, augment=augment, generator=generator) for _ in range(n_versions)]
+    if speaker_normalized(payload):  # each condition its own speaker statistics; versions the clean ones
+        ids = {s: k for k, s in enumerate(sorted(set(speaker)))}
+        groups = torch.tensor([ids[s] for s in speaker])
+        clean = by_speaker(test_rows[None], groups)
+        test_rows = {snr: clean[0] if snr is None else by_speaker(b, groups)[0] for snr, b in test_rows.items()}
+        versions = [by_speaker(v, groups, clean[1])[0] for v in versions]
+    return test_rows, versions, speaker, labels
+
+
+def fold_models(cv_dir: Path):
+    """``(run, models, payloads)`` for every fold run of the crossval in ``cv_dir`` (``crossval.json``'s
+    record, the members' models on the CPU -- one for a one-model fold -- and their checkpoints)."""
     record = json.loads((cv_dir / "crossval.json").read_text())
-    config = json.loads((cv_dir / "crossval_config.json").read_text())
-    clips = scan_corpus(config["data_dirs"])
-    first = None
-    folds = {}
     for run in record["folds"]:
         where = cv_dir / f"seed_{run['seed']}" / f"fold_{run['fold']}"
         members = sorted(p for p in where.glob("member_*") if p.is_dir()) or [where]
@@ -119,28 +141,23 @@ def robustness(cv_dir, snrs, refit=(), *, seed: int = 0, cs=None) -> dict:
         models = list(getattr(ensemble, "members", [ensemble]))
         if not models[0].config.stats_head:
             raise SystemExit(f"{where}: needs models with a statistics head")
-        if first is None:  # the corpus, its clean and noisy rows: once, for every fold
-            fc = feature_config(payloads[0])
-            waves, clips = load_waveforms(clips, sr=fc.sr, trim=fc.trim, top_db=fc.top_db, progress=False)
-            speaker = [c.speaker for c in clips]
-            labels = torch.tensor([c.label for c in clips])
-            dataset = WaveformSet(waves, labels.tolist())
-            extractor = FeatureExtractor(fc, trim=False)
-            generator = torch.Generator().manual_seed(seed)
-            test_rows = {snr: rows(dataset, extractor, snr_db=snr, generator=generator) for snr in [None, *snrs]}
-            versions = []
-            if refit:
-                tc = TrainConfig.from_dict(payloads[0]["train_config"])
-                augment = WaveformAugment(sr=fc.sr, p_noise=tc.p_noise, p_stretch=tc.p_stretch, p_pitch=tc.p_pitch,
-                                          p_shift=tc.p_shift)
-                versions = [rows(dataset, extractor, augment=augment, generator=generator) for _ in range(max(refit))]
-            if speaker_normalized(payloads[0]):  # each condition its own speaker statistics; versions the clean ones
-                ids = {s: k for k, s in enumerate(sorted(set(speaker)))}
-                groups = torch.tensor([ids[s] for s in speaker])
-                clean = by_speaker(test_rows[None], groups)
-                test_rows = {snr: clean[0] if snr is None else by_speaker(b, groups)[0] for snr, b in test_rows.items()}
-                versions = [by_speaker(v, groups, clean[1])[0] for v in versions]
-            first = fc
+        yield run, models, payloads
+
+
+def robustness(cv_dir, snrs, refit=(), *, seed: int = 0, cs=None) -> dict:
+    """Per fold run of ``cv_dir``: test UAR of the network, head and fused model at each SNR (None: clean),
+    and of the head and fused model with the head refitted with each K of ``refit`` (an int or a list) and,
+    when ``cs`` names any, each of those C (else the run's own, and the keys say no C)."""
+    refit = [refit] if isinstance(refit, int) else list(refit)
+    cv_dir = Path(cv_dir)
+    config = json.loads((cv_dir / "crossval_config.json").read_text())
+    clips = scan_corpus(config["data_dirs"])
+    data = None
+    folds = {}
+    for run, models, payloads in fold_models(cv_dir):
+        if data is None:  # the corpus, its clean and noisy rows: once, for every fold
+            data = corpus_rows(payloads[0], clips, snrs, max(refit, default=0), seed=seed)
+        test_rows, versions, speaker, labels = data
         test = torch.tensor([i for i, s in enumerate(speaker) if s in run["actors"]["test"]])
         train = torch.tensor([i for i, s in enumerate(speaker) if s in run["actors"]["train"]])
         scores = {}
@@ -159,7 +176,7 @@ def robustness(cv_dir, snrs, refit=(), *, seed: int = 0, cs=None) -> dict:
                         if name != "network":
                             scores[f"{name} ({tag}) snr={snr}"] = uar(p.argmax(-1), labels[test])
         folds[f"seed_{run['seed']}/fold_{run['fold']}"] = scores
-        print(where.name, {k: round(v, 3) for k, v in scores.items() if k.startswith("fused")}, flush=True)
+        print(f"fold_{run['fold']}", {k: round(v, 3) for k, v in scores.items() if k.startswith("fused")}, flush=True)
     keys = list(next(iter(folds.values())))
     return {"cv_dir": str(cv_dir), "snr_db": snrs, "refit_head_copies": refit, "refit_head_c": cs, "seed": seed,
             "folds": folds,

@@ -8,7 +8,8 @@ recomputed from ``best.pt`` (``stats_mean``, ``stats_std``, ``stats_linear``) on
 ``recipe_search_cache.py`` (version 0), standardised as the run did: with each actor's statistics over all
 of its clips (``--normalize speaker``) or with the model's ``input_mean``/``input_std`` (``--normalize
 train``, the ``speech`` recipe's; other normalisations are refused); the network's are then ``2 p_fused -
-p_head`` (the fused output is the mean of the two softmaxes).
+p_head`` (the fused output is the mean of the two softmaxes). For a run with ``prior_correction`` both
+halves are the corrected ones the model fused (the head's logits less ``head_log_prior``).
 """
 import argparse
 import glob
@@ -59,7 +60,10 @@ def fold_probabilities(member, rows) -> tuple:
         stats = standardized_statistics(stats.double(), state["input_mean"].double(),
                                         state["input_std"].double()).float()
     z = (stats - state["stats_mean"]) / state["stats_std"]
-    head = torch.softmax(z @ state["stats_linear.weight"].T + state["stats_linear.bias"], -1).numpy()
+    logits = z @ state["stats_linear.weight"].T + state["stats_linear.bias"]
+    if "head_log_prior" in state:  # a prior_correction run fused the corrected head (and network)
+        logits = logits - state["head_log_prior"]
+    head = torch.softmax(logits, -1).numpy()
     return np.array(tested["probabilities"]), head, np.array(tested["labels"])
 
 

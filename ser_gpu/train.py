@@ -170,6 +170,10 @@ class TrainConfig:
     # answer collapses to chance under faint noise (30 dB SNR) on clean-studio training speech (README
     # "Noise"). Without augment there is nothing to draw: the clean clips alone
     stats_head_copies: int = 4
+    # answer under a uniform class prior (ModelConfig.prior_correction): the head's softmax divided by the
+    # training split's class frequencies, the network's too unless class_weights trained it balanced; the
+    # decision that maximises UAR (RAVDESS has half as many neutral clips). Training's loss is untouched
+    prior_correction: bool = True
     cache_dir: Optional[str] = None
     synthetic_dir: Optional[str] = None
     progress: bool = True
@@ -224,6 +228,9 @@ class TrainConfig:
             raise ParameterError(f"stats_head_copies must be a non-negative integer, got {self.stats_head_copies!r}")
         if self.normalize not in _NORMALIZE:
             raise ParameterError(f"normalize must be one of {_NORMALIZE}, got {self.normalize!r}")
+        for name in ("class_weights", "prior_correction"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParameterError(f"{name} must be True or False, got {getattr(self, name)!r}")
         self.feature_config()  # validates max_frames
 
     def to_dict(self) -> dict:
@@ -234,13 +241,16 @@ class TrainConfig:
         """Inverse of :meth:`to_dict`. A dict without ``recipe`` was written before recipes existed, by a
         run of the original recipe: its missing keys take the original recipe's values; one without
         ``stats_head`` was written before the statistics head existed (``None``); one without
-        ``stats_head_copies`` before the head saw augmented clips (``0``)."""
+        ``stats_head_copies`` before the head saw augmented clips (``0``); one without ``prior_correction``
+        before the answer was corrected for the class prior (``False``)."""
         if isinstance(data, dict) and "recipe" not in data:
             data = {**RECIPES["original"], **data, "recipe": "original"}
         if isinstance(data, dict) and "stats_head" not in data:
             data = {**data, "stats_head": None}  # written before the statistics head existed: a run without it
         if isinstance(data, dict) and "stats_head_copies" not in data:
             data = {**data, "stats_head_copies": 0}  # written when the head was fitted on the clean clips alone
+        if isinstance(data, dict) and "prior_correction" not in data:
+            data = {**data, "prior_correction": False}  # written before the answer was corrected for the prior
         return config_from_dict(cls, data)
 
     @classmethod
@@ -266,7 +276,7 @@ class TrainConfig:
                            lstm_hidden=self.lstm_hidden, lstm_layers=self.lstm_layers, dropout=self.dropout,
                            attention_heads=8 if (2 * self.lstm_hidden) % 8 == 0 else 1,
                            input_norm=self.normalize == "train", clip_norm=self.normalize == "valid",
-                           stats_head=self.stats_head is not None)
+                           stats_head=self.stats_head is not None, prior_correction=self.prior_correction)
 
 
 # The original system's recipe (its train_model defaults, its 6.6 M-parameter model, features
@@ -280,12 +290,13 @@ RECIPES = {
     "speaker": dict(normalize="speaker", augment_copies=4, stats_head=0.1),
     "original": dict(epochs=300, lr=1e-4, batch_size=16, weight_decay=1e-3, schedule="plateau", select="loss",
                      class_weights=False, normalize="valid", channels=[128, 256, 512], lstm_hidden=256,
-                     lstm_layers=3, dropout=0.3, stats_head=None),
+                     lstm_layers=3, dropout=0.3, stats_head=None, prior_correction=False),
 }
 # the original recipe fused with a statistics head on each clip's raw rows (its model standardises per clip,
 # ModelConfig.clip_norm, so the head sees each clip's level and spread); C 0.01, chosen on the folds of seeds
-# 0 and 1 (README "Real speech")
-RECIPES["clip"] = {**RECIPES["original"], "stats_head": 0.01}
+# 0 and 1 (README "Real speech"), answering under a uniform class prior (both halves trained under the
+# training split's: no class weights)
+RECIPES["clip"] = {**RECIPES["original"], "stats_head": 0.01, "prior_correction": True}
 # what train_model, python -m ser_gpu.train and crossval train when no recipe is named: the most accurate
 # measured from one recording (README "Real speech"); TrainConfig()'s own field values are "speech"'s
 DEFAULT_RECIPE = "clip"
@@ -534,6 +545,9 @@ class _Run:
             self.speaker_mean, self.speaker_std = self._speaker_statistics()
         if c.stats_head is not None and self.resume_payload is None:  # a resumed run's checkpoint holds it
             self.model.fit_stats_head(*self._stats_head_data(), c=c.stats_head)
+        if c.prior_correction and self.resume_payload is None:  # likewise
+            self.model.set_class_prior(torch.bincount(self.train_set.labels, minlength=len(self.labels)),
+                                       network_balanced=c.class_weights)
         self.history: List[dict] = []
         self.best_score = -math.inf  # the validation score best.pt holds (see score())
         self.bad_epochs = 0
@@ -1451,6 +1465,10 @@ def build_parser() -> argparse.ArgumentParser:
                                               "UAR or lowest validation loss; "))
     p.add_argument("--class-weights", action=argparse.BooleanOptionalAction,
                    help=recipe_help("class_weights", "weight the loss by inverse class frequency; "))
+    p.add_argument("--prior-correction", action=argparse.BooleanOptionalAction,
+                   help=recipe_help("prior_correction", "answer under a uniform class prior (each half of the model "
+                                                        "divided by the class frequencies it was trained under: "
+                                                        "the decision that maximises UAR); "))
     p.add_argument("--normalize", type=_normalize_option, metavar="{train,speaker,valid,padded,none}",
                    help=recipe_help("normalize", "train: rows standardised with the training split's statistics "
                                                  "(kept in the model); speaker: with each speaker's own statistics "

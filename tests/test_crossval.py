@@ -177,29 +177,33 @@ def test_a_recipe_not_named_is_the_default_for_a_new_run_and_the_stored_one_on_r
                        **settings, recipe="clip")
 
 
-def test_the_head_copies_are_stored_and_a_run_stored_before_them_resumes_with_clean_heads(corpus, cache, tmp_path):
-    """stats_head_copies is written to crossval_config.json whether named or not (the default, 4, when not);
-    --resume keeps the stored value, and a stored config without it (written when heads saw the clean
-    clips alone) trains its new folds with 0; naming another value on resume is refused."""
+@pytest.mark.parametrize("name, default, before, other", [("stats_head_copies", 4, 0, 1),
+                                                        ("prior_correction", True, False, False)])
+def test_settings_added_later_are_stored_and_a_run_stored_before_them_resumes_without_them(
+        corpus, cache, tmp_path, name, default, before, other):
+    """stats_head_copies and prior_correction are written to crossval_config.json whether named or not (the
+    default when not); --resume keeps the stored value, and a stored config without it (written before the
+    setting: heads that saw the clean clips alone, answers not corrected for the prior) trains its new folds
+    with the value of then; naming another value on resume is refused."""
     out = tmp_path / "cv"
     cross_validate([str(corpus)], n_folds=N_FOLDS, only_folds=[0], out=str(out), cache_dir=cache, **CV)
     stored = json.loads((out / "crossval_config.json").read_text())
-    assert stored["stats_head_copies"] == 4
-    assert load_checkpoint(fold_dir(out, 0, 0) / "best.pt")["train_config"]["stats_head_copies"] == 4
-    del stored["stats_head_copies"]
+    assert stored[name] == default
+    assert load_checkpoint(fold_dir(out, 0, 0) / "best.pt")["train_config"][name] == default
+    del stored[name]
     (out / "crossval_config.json").write_text(json.dumps(stored))
     report = cross_validate([str(corpus)], n_folds=N_FOLDS, only_folds=[1], out=str(out), cache_dir=cache,
                             resume=True, **CV)
-    assert report["settings"]["stats_head_copies"] == 0
-    assert load_checkpoint(fold_dir(out, 0, 1) / "best.pt")["train_config"]["stats_head_copies"] == 0
-    with pytest.raises(ParameterError, match="stats_head_copies: the run has 0, given 4"):
+    assert report["settings"][name] == before
+    assert load_checkpoint(fold_dir(out, 0, 1) / "best.pt")["train_config"][name] == before
+    with pytest.raises(ParameterError, match=f"{name}: the run has {before!r}, given {default!r}"):
         cross_validate([str(corpus)], n_folds=N_FOLDS, out=str(out), cache_dir=cache, resume=True, **CV,
-                       stats_head_copies=4)
+                       **{name: default})
     named = tmp_path / "named"
     cross_validate([str(corpus)], n_folds=N_FOLDS, only_folds=[0], out=str(named), cache_dir=cache, **CV,
-                   stats_head_copies=1)
-    assert json.loads((named / "crossval_config.json").read_text())["stats_head_copies"] == 1
-    assert load_checkpoint(fold_dir(named, 0, 0) / "best.pt")["train_config"]["stats_head_copies"] == 1
+                   **{name: other})
+    assert json.loads((named / "crossval_config.json").read_text())[name] == other
+    assert load_checkpoint(fold_dir(named, 0, 0) / "best.pt")["train_config"][name] == other
 
 
 def test_partial_cv_says_so(corpus, cache, tmp_path):

@@ -60,6 +60,12 @@ class ModelConfig:
             before ``clip_norm``), fitted with :meth:`CNNBiLSTMAttention.fit_stats_head`, not trained by
             the optimiser; the output is then the log of the average of the network's and the head's
             softmax.
+        prior_correction: answer as if every class were equally frequent: in the answer
+            (``forward(fuse=True)``) the network's logits less ``network_log_prior`` and the head's less
+            ``head_log_prior``, two ``(n_classes,)`` buffers (zeros until
+            :meth:`CNNBiLSTMAttention.set_class_prior`): each half's softmax divided by the class prior
+            it was trained under and renormalised, the decision that maximises the unweighted average
+            recall (UAR). Training's logits (``fuse=False``) are untouched.
     """
 
     input_dim: int = 68
@@ -76,6 +82,7 @@ class ModelConfig:
     input_norm: bool = False
     clip_norm: bool = False
     stats_head: bool = False
+    prior_correction: bool = False
 
     def __post_init__(self):
         check_positive_int(self.input_dim, "input_dim")
@@ -114,6 +121,8 @@ class ModelConfig:
             raise ParameterError("clip_norm and input_norm are exclusive (each standardises the rows), got both True")
         if not isinstance(self.stats_head, bool):
             raise ParameterError(f"stats_head must be True or False, got {_describe(self.stats_head)}")
+        if not isinstance(self.prior_correction, bool):
+            raise ParameterError(f"prior_correction must be True or False, got {_describe(self.prior_correction)}")
 
     def to_dict(self) -> dict:
         """Plain data (lists, not tuples), JSON-able and loadable with ``torch.load(weights_only=True)``."""
@@ -197,6 +206,8 @@ class CNNBiLSTMAttention(nn.Module):
     6. Optional (``stats_head``, off by default): a logistic regression on six statistics of each input
        row over the clip's valid frames, fitted apart (:meth:`fit_stats_head`); the output is then
        ``log((softmax(classifier) + softmax(head)) / 2)``.
+    7. Optional (``prior_correction``): the answer under a uniform class prior, each half's logits less
+       the log of the class prior it was trained under (:meth:`set_class_prior`).
 
     How padding is kept out: the input's padded frames are zeroed, and so are every block's
     outputs there after the next max-pool (batch-norm bias and GELU make them non-zero), so each
@@ -263,6 +274,10 @@ class CNNBiLSTMAttention(nn.Module):
             nn.init.zeros_(self.stats_linear.weight)
             nn.init.zeros_(self.stats_linear.bias)
             self.stats_linear.requires_grad_(False)
+        if c.prior_correction:  # set by set_class_prior; zeros: no correction
+            self.register_buffer("network_log_prior", torch.zeros(c.n_classes))
+            if c.stats_head:
+                self.register_buffer("head_log_prior", torch.zeros(c.n_classes))
 
     @torch.no_grad()
     def set_input_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -331,6 +346,34 @@ class CNNBiLSTMAttention(nn.Module):
         self.stats_linear.weight.copy_(weight)
         self.stats_linear.bias.copy_(bias)
 
+    @torch.no_grad()
+    def set_class_prior(self, counts: torch.Tensor, *, network_balanced: bool = False) -> None:
+        """Set the priors ``prior_correction`` divides out, from the training clips' class counts.
+
+        The head is fitted without class weights, so its prior is the counts' frequencies ``n_k / n``; so
+        is the network's, unless its loss was weighted ``n / (K n_k)`` (``network_balanced``), which trains
+        it under a uniform prior (nothing to divide out). A class without training clips is given the
+        largest prior of the others (its answers are not raised).
+
+        Args:
+            counts: ``[shape=(n_classes,)]`` non-negative class counts of the training clips, not all 0.
+            network_balanced: the network was trained with a class-balanced loss.
+        """
+        if not self.config.prior_correction:
+            raise ParameterError("set_class_prior needs a model built with prior_correction=True")
+        n = self.config.n_classes
+        if not isinstance(counts, torch.Tensor) or counts.shape != (n,):
+            raise ParameterError(f"counts must be a tensor of shape ({n},), got {_describe(counts)}")
+        counts = counts.double().cpu()
+        if not bool(torch.isfinite(counts).all()) or bool((counts < 0).any()) or not bool((counts > 0).any()):
+            raise ParameterError(f"counts must be finite, non-negative and not all 0, got {counts.tolist()}")
+        log_prior = torch.log(counts.clamp_min(1e-300) / counts.sum())
+        log_prior = torch.where(counts > 0, log_prior, log_prior[counts > 0].max())
+        log_prior = log_prior - log_prior.mean()  # a shift common to all classes changes no answer
+        self.network_log_prior.copy_(torch.zeros(n) if network_balanced else log_prior)
+        if self.config.stats_head:
+            self.head_log_prior.copy_(log_prior)
+
     def output_frame_lengths(self, frame_lengths: torch.Tensor) -> torch.Tensor:
         """Valid frames per clip after the max-pools, as seen by the LSTM and attention.
 
@@ -394,7 +437,8 @@ class CNNBiLSTMAttention(nn.Module):
         Returns:
             ``[shape=(B, n_classes)]`` unnormalised logits; with ``stats_head`` and ``fuse``, the
             log-probabilities ``log((softmax(network) + softmax(head)) / 2)`` (in the parameters'
-            precision, float32 under autocast too).
+            precision, float32 under autocast too); with ``prior_correction`` and ``fuse``, each half's
+            logits less its log prior first (:meth:`set_class_prior`).
         """
         x, lengths = self._check_inputs(features, frame_lengths)
         if standardized and not self.config.clip_norm:
@@ -443,12 +487,16 @@ class CNNBiLSTMAttention(nn.Module):
             mean = h.masked_fill(~valid, 0.0).sum(dim=1) / lengths[:, None].to(h.dtype)
             pooled = mean + h.masked_fill(~valid, float("-inf")).amax(dim=1)
         logits = self.classifier(pooled)
+        corrected = self.config.prior_correction and fuse
         if stats is None:
-            return logits
+            return logits - self.network_log_prior.to(logits.dtype) if corrected else logits
         with torch.autocast(device_type=logits.device.type, enabled=False):
             dtype = self.stats_linear.weight.dtype  # float32 (float64 for a model in double)
             head = self.stats_linear(((stats - self.stats_mean) / self.stats_std).to(dtype))
-            both = torch.stack([logits.to(dtype).log_softmax(-1), head.log_softmax(-1)])
+            logits = logits.to(dtype)
+            if corrected:
+                logits, head = logits - self.network_log_prior.to(dtype), head - self.head_log_prior.to(dtype)
+            both = torch.stack([logits.log_softmax(-1), head.log_softmax(-1)])
             return torch.logsumexp(both, dim=0) - math.log(2.0)
 
     @staticmethod

@@ -1,0 +1,111 @@
+"""Does answering under a uniform class prior lift a crossval's UAR? Each half of the fused model divided by
+the class prior it was trained under.
+
+    python benchmarks/prior_correction.py CV_DIR [CV_DIR ...] [--out FILE]
+
+RAVDESS holds half as many neutral clips as clips of any other emotion, and UAR weighs every emotion
+alike. A model trained under the training split's class prior ``pi`` (its frequencies) answers
+``p(c | x)``, whose argmax maximises accuracy under ``pi``; the argmax of ``p(c | x) / pi(c)`` maximises
+it under a uniform prior, which is what UAR scores. The statistics head is fitted without class weights
+(its intercepts learn ``pi``); the network is trained under ``pi`` without class weights (``clip``,
+``original``) and under a uniform prior with them (``speech``, ``speaker``: weights ``n / (K n_k)``).
+
+For every fold run of each ``CV_DIR`` (a finished ``python -m ser_gpu.crossval`` whose models have a
+statistics head), on the clean test clips, members' softmax averaged per half as
+``noise_robustness.answers`` takes them apart, test UAR and accuracy (WA) of:
+
+- ``fused``: the mean of the network's and the head's softmax (the stored answer of a run without
+  ``prior_correction``; the halves are read uncorrected, ``forward(fuse=False)`` and the head's logits, so a
+  run trained with the correction is measured as if without it);
+- ``fused / prior``: that answer divided by ``pi`` and renormalised;
+- ``head / prior``: the head's softmax divided by ``pi`` (renormalised), then fused with the network's;
+- ``each half / its prior``: the head's divided by ``pi``, the network's by ``pi`` when the run had no
+  class weights (else left as it is), each renormalised, then fused;
+- ``network``, ``head``, ``network / prior``, ``head / prior alone``.
+
+``pi``: the class frequencies of the fold's training clips. ``each half / its prior`` is the rule
+``train --prior-correction`` builds into the model (``ModelConfig.prior_correction``; tested equal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import fold_summary, save_results, uar  # noqa: E402
+from benchmarks.noise_robustness import answers, corpus_rows, fold_models  # noqa: E402
+from ser_gpu.data import scan_corpus  # noqa: E402
+from ser_gpu.train import TrainConfig  # noqa: E402
+
+
+def _divided(p: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    q = p / prior
+    return q / q.sum(-1, keepdim=True)
+
+
+def variants(network: torch.Tensor, head: torch.Tensor, prior: torch.Tensor, *, class_weights: bool) -> dict:
+    """The answers compared (each ``(clips, classes)``), from the two halves' softmax and the training prior."""
+    fused = (network + head) / 2
+    net_prior = torch.full_like(prior, 1.0 / prior.numel()) if class_weights else prior
+    return {"fused": fused, "fused / prior": _divided(fused, prior),
+            "head / prior": (network + _divided(head, prior)) / 2,
+            "each half / its prior": (_divided(network, net_prior) + _divided(head, prior)) / 2,
+            "network": network, "head": head, "network / prior": _divided(network, prior),
+            "head / prior alone": _divided(head, prior)}
+
+
+def correction(cv_dir) -> dict:
+    """Per fold run of ``cv_dir``: UAR and WA of every answer of :func:`variants` on the clean test clips."""
+    cv_dir = Path(cv_dir)
+    config = json.loads((cv_dir / "crossval_config.json").read_text())
+    clips = scan_corpus(config["data_dirs"])
+    data, folds = None, {}
+    for run, models, payloads in fold_models(cv_dir):
+        if data is None:
+            data = corpus_rows(payloads[0], clips)
+        test_rows, _, speaker, labels = data
+        test = torch.tensor([i for i, s in enumerate(speaker) if s in run["actors"]["test"]])
+        train = torch.tensor([i for i, s in enumerate(speaker) if s in run["actors"]["train"]])
+        n_classes = models[0].config.n_classes
+        prior = torch.bincount(labels[train], minlength=n_classes).double()
+        prior = (prior / prior.sum()).float()
+        halves = answers(models, test_rows[None], test)
+        weighted = TrainConfig.from_dict(payloads[0]["train_config"]).class_weights
+        scores = {"class_weights": weighted}
+        for name, p in variants(halves["network"], halves["head"], prior, class_weights=weighted).items():
+            pred = p.argmax(-1)
+            scores[f"{name} UAR"] = uar(pred, labels[test])
+            scores[f"{name} WA"] = float((pred == labels[test]).double().mean())
+        folds[f"seed_{run['seed']}/fold_{run['fold']}"] = scores
+        print(f"fold_{run['fold']}", {k: round(v, 3) for k, v in scores.items() if k.endswith("UAR")}, flush=True)
+    keys = [k for k in next(iter(folds.values())) if k != "class_weights"]
+    return {"cv_dir": str(cv_dir), "folds": folds, "summary": fold_summary(folds, keys)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("cv_dir", nargs="+")
+    p.add_argument("--out", help="JSON file for the figures")
+    a = p.parse_args(argv)
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    runs = []
+    for cv_dir in a.cv_dir:
+        report = correction(cv_dir)
+        runs.append(report)
+        print(cv_dir)
+        for key, value in report["summary"].items():
+            print(f"  {key:32s} {value['mean']:.3f} ± {value['std']:.3f}")
+    if a.out:
+        command = " ".join(["python benchmarks/prior_correction.py", *(sys.argv[1:] if argv is None else argv)])
+        save_results(a.out, torch.device("cpu"), {"runs": runs, "command": command})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
