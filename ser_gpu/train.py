@@ -519,11 +519,16 @@ class _Run:
         else:
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="min",
                                                                         factor=c.lr_factor, patience=c.lr_patience)
-        weight = None
-        if c.class_weights:  # n / (K n_k); an emotion absent from the training split weighs 0
-            counts = torch.bincount(self.train_set.labels, minlength=len(self.labels)).double()
-            weight = torch.where(counts > 0, counts.sum() / (len(self.labels) * counts.clamp_min(1)), 0.0).float()
+        # n / (K n_k): the class weights of a balanced loss; an emotion absent from the training split weighs 0
+        counts = torch.bincount(self.train_set.labels, minlength=len(self.labels)).double()
+        balanced = torch.where(counts > 0, counts.sum() / (len(self.labels) * counts.clamp_min(1)), 0.0).float()
+        weight = balanced if c.class_weights else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=c.label_smoothing)
+        # the validation (and test) loss scores the answer under the prior it assumes: with prior_correction,
+        # a uniform one, so the loss is balanced too (an unweighted loss would score the corrected answer
+        # against the split's own prior and favour less confident epochs)
+        self.eval_criterion = nn.CrossEntropyLoss(weight=balanced if c.prior_correction else weight,
+                                                  label_smoothing=c.label_smoothing)
         self.chunk_size = self._resolve_chunk_size()
         # Shuffling draws on the CPU, the same on every rank; augmentation draws on the device where the
         # waveforms are, one stream per rank (rank 0's is the one-process run's).
@@ -1096,7 +1101,7 @@ class _Run:
             for x, fl, labels in batches:
                 with self._autocast():
                     logits = self.eval_forward(x, fl)
-                total_loss += self.criterion(logits.float(), labels).double() * labels.numel()  # read once, below
+                total_loss += self.eval_criterion(logits.float(), labels).double() * labels.numel()  # read once, below
                 preds.append(logits.argmax(-1))
                 truth.append(labels)
                 if probabilities:

@@ -120,7 +120,20 @@ def uneven_corpus(tmp_path_factory):
 
 
 @pytest.mark.parametrize("recipe, balanced_network", [("speech", True), ("clip", False)])
-def test_training_sets_the_prior_of_its_training_split(uneven_corpus, tmp_path, recipe, balanced_network):
+def test_training_sets_the_prior_of_its_training_split(uneven_corpus, tmp_path, monkeypatch, recipe,
+                                                       balanced_network):
+    """The buffers hold the training split's prior; the validation loss is balanced (it scores the answer
+    under the uniform prior the answer assumes) while the training loss keeps the recipe's weighting."""
+    import ser_gpu.train as train_mod
+
+    losses = {}
+    evaluate = train_mod._Run.evaluate
+
+    def spy(self, *args, **kwargs):
+        losses["train"], losses["eval"] = self.criterion.weight, self.eval_criterion.weight
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(train_mod._Run, "evaluate", spy)
     out = tmp_path / "run"
     settings = {**FAST, "recipe": recipe}
     kw = dict(data_dirs=[str(uneven_corpus)], out=str(out), cache_dir=str(tmp_path / "c"), split="actor",
@@ -138,6 +151,13 @@ def test_training_sets_the_prior_of_its_training_split(uneven_corpus, tmp_path, 
     torch.testing.assert_close(state["head_log_prior"], log_prior)
     torch.testing.assert_close(state["network_log_prior"], torch.zeros(8) if balanced_network else log_prior)
     assert load_checkpoint(out / "best.pt")["model_config"]["prior_correction"] is True
+    balanced = torch.where(counts > 0, counts.sum() / (8 * counts.clamp_min(1)), 0.0).float()
+    torch.testing.assert_close(losses["eval"].cpu(), balanced)
+    if balanced_network:
+        torch.testing.assert_close(losses["train"].cpu(), balanced)
+    else:
+        assert losses["train"] is None
+    losses.clear()
     # --no-prior-correction: no buffers, the answer as before the setting
     assert main(["--data-dir", str(uneven_corpus), "--out", str(tmp_path / "off"), "--cache-dir", str(tmp_path / "c"),
                  "--split", "actor", "--epochs", "1", "--recipe", recipe, "--no-prior-correction", "--quiet",
@@ -145,6 +165,8 @@ def test_training_sets_the_prior_of_its_training_split(uneven_corpus, tmp_path, 
                  "--batch-size", "8"]) == 0
     off = load_checkpoint(tmp_path / "off" / "best.pt")
     assert off["model_config"]["prior_correction"] is False
+    if not balanced_network:  # without the correction clip's validation loss is unweighted, as before
+        assert losses["eval"] is None and losses["train"] is None
     assert not any(k.endswith("log_prior") for k in off["model_state"])
 
 
