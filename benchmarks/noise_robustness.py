@@ -144,22 +144,30 @@ def fold_models(cv_dir: Path):
         yield run, models, payloads
 
 
+def fold_runs(cv_dir, snrs=(), n_versions: int = 0, *, seed: int = 0):
+    """:func:`fold_models` with the rows: ``(run, models, payloads, rows, test, train)`` per fold run, where
+    ``rows`` is :func:`corpus_rows` of the run's corpus (computed once, for every fold) and ``test``/``train``
+    index the clips of the fold's test and training actors."""
+    cv_dir = Path(cv_dir)
+    clips = scan_corpus(json.loads((cv_dir / "crossval_config.json").read_text())["data_dirs"])
+    data = None
+    for run, models, payloads in fold_models(cv_dir):
+        if data is None:  # the corpus, its clean and noisy rows: once, for every fold
+            data = corpus_rows(payloads[0], clips, snrs, n_versions, seed=seed)
+        speaker = data[2]
+        test = torch.tensor([i for i, s in enumerate(speaker) if s in run["actors"]["test"]])
+        train = torch.tensor([i for i, s in enumerate(speaker) if s in run["actors"]["train"]])
+        yield run, models, payloads, data, test, train
+
+
 def robustness(cv_dir, snrs, refit=(), *, seed: int = 0, cs=None) -> dict:
     """Per fold run of ``cv_dir``: test UAR of the network, head and fused model at each SNR (None: clean),
     and of the head and fused model with the head refitted with each K of ``refit`` (an int or a list) and,
     when ``cs`` names any, each of those C (else the run's own, and the keys say no C)."""
     refit = [refit] if isinstance(refit, int) else list(refit)
-    cv_dir = Path(cv_dir)
-    config = json.loads((cv_dir / "crossval_config.json").read_text())
-    clips = scan_corpus(config["data_dirs"])
-    data = None
     folds = {}
-    for run, models, payloads in fold_models(cv_dir):
-        if data is None:  # the corpus, its clean and noisy rows: once, for every fold
-            data = corpus_rows(payloads[0], clips, snrs, max(refit, default=0), seed=seed)
-        test_rows, versions, speaker, labels = data
-        test = torch.tensor([i for i, s in enumerate(speaker) if s in run["actors"]["test"]])
-        train = torch.tensor([i for i, s in enumerate(speaker) if s in run["actors"]["train"]])
+    for run, models, payloads, data, test, train in fold_runs(cv_dir, snrs, max(refit, default=0), seed=seed):
+        test_rows, versions, _, labels = data
         scores = {}
         for snr in [None, *snrs]:
             for name, p in answers(models, test_rows[snr], test).items():

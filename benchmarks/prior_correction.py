@@ -30,7 +30,6 @@ statistics head), on the clean test clips, members' softmax averaged per half as
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -39,8 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import fold_summary, save_results, uar  # noqa: E402
-from benchmarks.noise_robustness import answers, corpus_rows, fold_models  # noqa: E402
-from ser_gpu.data import scan_corpus  # noqa: E402
+from benchmarks.noise_robustness import answers, fold_runs  # noqa: E402
 from ser_gpu.train import TrainConfig  # noqa: E402
 
 
@@ -62,16 +60,9 @@ def variants(network: torch.Tensor, head: torch.Tensor, prior: torch.Tensor, *, 
 
 def correction(cv_dir) -> dict:
     """Per fold run of ``cv_dir``: UAR and WA of every answer of :func:`variants` on the clean test clips."""
-    cv_dir = Path(cv_dir)
-    config = json.loads((cv_dir / "crossval_config.json").read_text())
-    clips = scan_corpus(config["data_dirs"])
-    data, folds = None, {}
-    for run, models, payloads in fold_models(cv_dir):
-        if data is None:
-            data = corpus_rows(payloads[0], clips)
-        test_rows, _, speaker, labels = data
-        test = torch.tensor([i for i, s in enumerate(speaker) if s in run["actors"]["test"]])
-        train = torch.tensor([i for i, s in enumerate(speaker) if s in run["actors"]["train"]])
+    folds = {}
+    for run, models, payloads, data, test, train in fold_runs(cv_dir):
+        test_rows, _, _, labels = data
         n_classes = models[0].config.n_classes
         prior = torch.bincount(labels[train], minlength=n_classes).double()
         prior = (prior / prior.sum()).float()

@@ -408,10 +408,10 @@ def cross_validate(
         from .train import DEFAULT_RECIPE
 
         settings["recipe"] = stored["recipe"] if stored is not None else DEFAULT_RECIPE
+    from .train import TrainConfig
+
     for name in ("stats_head_copies", "prior_correction"):  # not named: the same rule; stored always, so a run
         if settings.get(name) is None:  # keeps it
-            from .train import TrainConfig
-
             settings[name] = stored[name] if stored is not None else \
                 getattr(TrainConfig.for_recipe(settings["recipe"]), name)
     # validated with the recipe the folds will train

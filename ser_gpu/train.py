@@ -520,13 +520,13 @@ class _Run:
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="min",
                                                                         factor=c.lr_factor, patience=c.lr_patience)
         # n / (K n_k): the class weights of a balanced loss; an emotion absent from the training split weighs 0
-        counts = torch.bincount(self.train_set.labels, minlength=len(self.labels)).double()
+        counts = torch.bincount(self.train_set.labels, minlength=len(self.labels)).double()  # also the prior, below
         balanced = torch.where(counts > 0, counts.sum() / (len(self.labels) * counts.clamp_min(1)), 0.0).float()
         weight = balanced if c.class_weights else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=c.label_smoothing)
         # the validation (and test) loss scores the answer under the prior it assumes: with prior_correction,
-        # a uniform one, so the loss is balanced too (an unweighted loss would score the corrected answer
-        # against the split's own prior and favour less confident epochs)
+        # a uniform one, so the loss is balanced too (as the unweighted loss scores an uncorrected answer under
+        # the split's own prior)
         self.eval_criterion = nn.CrossEntropyLoss(weight=balanced if c.prior_correction else weight,
                                                   label_smoothing=c.label_smoothing)
         self.chunk_size = self._resolve_chunk_size()
@@ -551,8 +551,7 @@ class _Run:
         if c.stats_head is not None and self.resume_payload is None:  # a resumed run's checkpoint holds it
             self.model.fit_stats_head(*self._stats_head_data(), c=c.stats_head)
         if c.prior_correction and self.resume_payload is None:  # likewise
-            self.model.set_class_prior(torch.bincount(self.train_set.labels, minlength=len(self.labels)),
-                                       network_balanced=c.class_weights)
+            self.model.set_class_prior(counts, network_balanced=c.class_weights)
         self.history: List[dict] = []
         self.best_score = -math.inf  # the validation score best.pt holds (see score())
         self.bad_epochs = 0
