@@ -23,7 +23,8 @@ statistics head), on the clean test clips, members' softmax averaged per half as
   class weights (else left as it is), each renormalised, then fused;
 - ``network``, ``head``, ``network / prior``, ``head / prior alone``.
 
-``pi``: the class frequencies of the fold's training clips. ``each half / its prior`` is the rule
+``pi``: the class frequencies of the fold's training clips (a class without any: the largest of the others,
+as the model takes it). ``each half / its prior`` is the rule
 ``train --prior-correction`` builds into the model (``ModelConfig.prior_correction``; tested equal).
 """
 
@@ -39,12 +40,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import fold_summary, save_results, uar  # noqa: E402
 from benchmarks.noise_robustness import answers, fold_runs  # noqa: E402
+from ser_gpu.models.cnn_bilstm_attention import class_log_prior  # noqa: E402
 from ser_gpu.train import TrainConfig  # noqa: E402
 
 
 def _divided(p: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
     q = p / prior
     return q / q.sum(-1, keepdim=True)
+
+
+def training_prior(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """``pi``: the class frequencies of the training clips ``labels``, as the model takes them
+    (:func:`~ser_gpu.models.cnn_bilstm_attention.class_log_prior`: an absent class gets the largest of the
+    others), up to a common factor (every variant renormalises)."""
+    return class_log_prior(torch.bincount(labels, minlength=n_classes), n_classes).exp().float()
 
 
 def variants(network: torch.Tensor, head: torch.Tensor, prior: torch.Tensor, *, class_weights: bool) -> dict:
@@ -63,9 +72,7 @@ def correction(cv_dir) -> dict:
     folds = {}
     for run, models, payloads, data, test, train in fold_runs(cv_dir):
         test_rows, _, _, labels = data
-        n_classes = models[0].config.n_classes
-        prior = torch.bincount(labels[train], minlength=n_classes).double()
-        prior = (prior / prior.sum()).float()
+        prior = training_prior(labels[train], models[0].config.n_classes)
         halves = answers(models, test_rows[None], test)
         weighted = TrainConfig.from_dict(payloads[0]["train_config"]).class_weights
         scores = {"class_weights": weighted}

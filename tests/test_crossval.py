@@ -532,6 +532,31 @@ def test_noise_robustness_benchmark_scores_the_stored_models_and_refits_their_he
         robustness(no_head, [20.0])
 
 
+def test_test_time_augmentation_benchmark_without_versions_is_the_corrected_answer(cv_speaker_head):
+    """benchmarks/test_time_augmentation.py: with no augmented versions (N = 0) its fused answer is
+    prior_correction.py's 'each half / its prior' (the answer of a corrected model: crossval's UAR when the
+    run was trained with the correction) and its halves are that benchmark's; the versions are drawn from
+    the seed (the same figures twice); a negative --versions is refused."""
+    from benchmarks.prior_correction import correction
+    from benchmarks.test_time_augmentation import main, tta
+    from ser_gpu.checkpoint import load_checkpoint
+
+    out, report, _, _ = cv_speaker_head
+    got = tta(out, [0, 1], seed=3)
+    fold = got["folds"]["seed_0/fold_0"]
+    reference = correction(out)["folds"]["seed_0/fold_0"]
+    assert fold["fused N=0 UAR"] == pytest.approx(reference["each half / its prior UAR"])
+    assert fold["fused, network TTA only N=0 UAR"] == fold["fused N=0 UAR"]
+    assert fold["network N=0 UAR"] == pytest.approx(reference["network UAR"])
+    assert fold["head N=0 UAR"] == pytest.approx(reference["head UAR"])
+    if load_checkpoint(out / "seed_0" / "fold_0" / "best.pt")["model_config"].get("prior_correction"):
+        assert fold["fused N=0 UAR"] == pytest.approx(report["folds"][0]["test"]["uar"])
+    assert {f"{name} N=1 {m}" for name in ("fused", "network", "head") for m in ("UAR", "WA")} <= set(fold)
+    assert tta(out, [0, 1], seed=3)["folds"] == got["folds"]
+    with pytest.raises(SystemExit):
+        main([str(out), "--versions", "-1"])
+
+
 def test_speaker_enrollment_benchmark_with_every_clip_is_crossval_and_groups_stay_within_a_speaker(cv_speaker_head):
     """benchmarks/speaker_enrollment.py: with all of a speaker's clips (k = 0) it reproduces crossval's test
     UAR; a group of k clips never mixes speakers and holds k clips (the last of a speaker the remainder)."""

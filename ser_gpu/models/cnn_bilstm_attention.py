@@ -19,7 +19,7 @@ from ..functional.lengths import valid_mask
 from ..transforms.row_stats import standardize_clips
 from .stats_head import STATISTICS, clip_statistics, fit_logistic_regression
 
-__all__ = ["ModelConfig", "CNNBiLSTMAttention"]
+__all__ = ["ModelConfig", "CNNBiLSTMAttention", "class_log_prior"]
 
 
 def _check_dropout(value, name: str) -> float:
@@ -27,6 +27,29 @@ def _check_dropout(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < 1.0:
         raise ParameterError(f"{name} must be a probability in [0, 1), got {_describe(value)}")
     return float(value)
+
+
+def class_log_prior(counts: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """The log class prior :meth:`CNNBiLSTMAttention.set_class_prior` divides out, from class counts.
+
+    ``log(n_k / n)`` shifted to mean 0 (a shift common to all classes changes no answer); a class without
+    clips is given the largest prior of the others, so that dividing by it never raises its answers.
+
+    Args:
+        counts: ``[shape=(n_classes,)]`` non-negative class counts, not all 0.
+        n_classes: how many classes.
+
+    Returns:
+        ``[shape=(n_classes,)]`` float64 on the CPU.
+    """
+    if not isinstance(counts, torch.Tensor) or counts.shape != (n_classes,):
+        raise ParameterError(f"counts must be a tensor of shape ({n_classes},), got {_describe(counts)}")
+    counts = counts.double().cpu()
+    if not bool(torch.isfinite(counts).all()) or bool((counts < 0).any()) or not bool((counts > 0).any()):
+        raise ParameterError(f"counts must be finite, non-negative and not all 0, got {counts.tolist()}")
+    log_prior = torch.log(counts.clamp_min(1e-300) / counts.sum())
+    log_prior = torch.where(counts > 0, log_prior, log_prior[counts > 0].max())
+    return log_prior - log_prior.mean()
 
 
 @dataclass
@@ -361,16 +384,8 @@ class CNNBiLSTMAttention(nn.Module):
         """
         if not self.config.prior_correction:
             raise ParameterError("set_class_prior needs a model built with prior_correction=True")
-        n = self.config.n_classes
-        if not isinstance(counts, torch.Tensor) or counts.shape != (n,):
-            raise ParameterError(f"counts must be a tensor of shape ({n},), got {_describe(counts)}")
-        counts = counts.double().cpu()
-        if not bool(torch.isfinite(counts).all()) or bool((counts < 0).any()) or not bool((counts > 0).any()):
-            raise ParameterError(f"counts must be finite, non-negative and not all 0, got {counts.tolist()}")
-        log_prior = torch.log(counts.clamp_min(1e-300) / counts.sum())
-        log_prior = torch.where(counts > 0, log_prior, log_prior[counts > 0].max())
-        log_prior = log_prior - log_prior.mean()  # a shift common to all classes changes no answer
-        self.network_log_prior.copy_(torch.zeros(n) if network_balanced else log_prior)
+        log_prior = class_log_prior(counts, self.config.n_classes)
+        self.network_log_prior.copy_(torch.zeros_like(log_prior) if network_balanced else log_prior)
         if self.config.stats_head:
             self.head_log_prior.copy_(log_prior)
 
