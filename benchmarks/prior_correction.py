@@ -56,13 +56,18 @@ def training_prior(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     return class_log_prior(torch.bincount(labels, minlength=n_classes), n_classes).exp().float()
 
 
+def corrected_halves(network: torch.Tensor, head: torch.Tensor, prior: torch.Tensor, *, class_weights: bool):
+    """``(network, head)`` softmax, each divided by the prior it was trained under and renormalised: the
+    head by ``prior``, the network by it too unless ``class_weights`` trained it balanced."""
+    return _divided(network, prior) if not class_weights else network, _divided(head, prior)
+
+
 def variants(network: torch.Tensor, head: torch.Tensor, prior: torch.Tensor, *, class_weights: bool) -> dict:
     """The answers compared (each ``(clips, classes)``), from the two halves' softmax and the training prior."""
     fused = (network + head) / 2
-    net_prior = torch.full_like(prior, 1.0 / prior.numel()) if class_weights else prior
     return {"fused": fused, "fused / prior": _divided(fused, prior),
             "head / prior": (network + _divided(head, prior)) / 2,
-            "each half / its prior": (_divided(network, net_prior) + _divided(head, prior)) / 2,
+            "each half / its prior": sum(corrected_halves(network, head, prior, class_weights=class_weights)) / 2,
             "network": network, "head": head, "network / prior": _divided(network, prior),
             "head / prior alone": _divided(head, prior)}
 

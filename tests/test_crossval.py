@@ -539,7 +539,6 @@ def test_test_time_augmentation_benchmark_without_versions_is_the_corrected_answ
     the seed (the same figures twice); a negative --versions is refused."""
     from benchmarks.prior_correction import correction
     from benchmarks.test_time_augmentation import main, tta
-    from ser_gpu.checkpoint import load_checkpoint
 
     out, report, _, _ = cv_speaker_head
     got = tta(out, [0, 1], seed=3)
@@ -555,6 +554,31 @@ def test_test_time_augmentation_benchmark_without_versions_is_the_corrected_answ
     assert tta(out, [0, 1], seed=3)["folds"] == got["folds"]
     with pytest.raises(SystemExit):
         main([str(out), "--versions", "-1"])
+
+
+def test_fusion_weight_benchmark_at_an_even_mix_is_the_corrected_answer(cv_speaker_head):
+    """benchmarks/fusion_weight.py: w = 0.5 is prior_correction.py's 'each half / its prior', w = 1 the
+    network (class-weighted here, so uncorrected) and w = 0 the head divided by its prior; the chosen w
+    are grid points whose test UAR is the one reported; the balanced loss weighs every class alike."""
+    from benchmarks.fusion_weight import WEIGHTS, balanced_log_loss, mixes
+    from benchmarks.prior_correction import correction
+
+    out, _, _, _ = cv_speaker_head
+    fold = mixes(out)["folds"]["seed_0/fold_0"]
+    reference = correction(out)["folds"]["seed_0/fold_0"]
+    assert fold["w=0.5"] == pytest.approx(reference["each half / its prior UAR"])
+    assert fold["w=0"] == pytest.approx(reference["head / prior alone UAR"])
+    if reference["class_weights"]:
+        assert fold["w=1"] == pytest.approx(reference["network UAR"])
+    else:
+        assert fold["w=1"] == pytest.approx(reference["network / prior UAR"])
+    for how in ("val loss", "val UAR"):
+        assert fold[f"chosen w ({how})"] in WEIGHTS
+        assert fold[f"w by {how}"] == fold[f"w={fold[f'chosen w ({how})']:g}"]
+    # one clip of class 0 right, three of class 1 at 0.5: the rare class counts as much as the frequent one
+    p = torch.tensor([[0.9, 0.1], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5]])
+    labels = torch.tensor([0, 1, 1, 1])
+    assert balanced_log_loss(p, labels, 2) == pytest.approx(-(math.log(0.9) + math.log(0.5)) / 2)
 
 
 def test_speaker_enrollment_benchmark_with_every_clip_is_crossval_and_groups_stay_within_a_speaker(cv_speaker_head):

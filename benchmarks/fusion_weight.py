@@ -1,0 +1,94 @@
+"""Is the even mix of the network and the statistics head the right one? The fused answer ``w * network +
+(1 - w) * head`` for a sweep of ``w``, and ``w`` chosen per fold on the validation actors.
+
+    python benchmarks/fusion_weight.py CV_DIR [CV_DIR ...] [--out FILE]
+
+The model answers with ``w = 0.5`` (the mean of the two softmaxes, each divided by the class prior it was
+trained under: ``prior_correction.corrected_halves``, whose mean is that benchmark's "each half / its
+prior"). For every fold run of each
+``CV_DIR`` (a finished ``python -m ser_gpu.crossval`` whose models have a statistics head; members'
+softmax averaged per half, clean clips), test UAR of:
+
+- ``w=...``: each ``w`` of 0, 0.1, ..., 1 (0: the head alone, 1: the network alone; an oracle sweep,
+  read on the test actors: it shows the shape, not a choice);
+- ``w by val loss``: the ``w`` of that grid with the lowest class-balanced log loss on the fold's
+  validation actors (the loss that selects ``best.pt`` under the prior correction), ties to the first;
+- ``w by val UAR``: the ``w`` with the highest validation UAR, ties to the nearest 0.5.
+
+Runs trained without the correction are scored with it, as ``prior_correction.py`` does after the fact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import fold_summary, save_results, uar  # noqa: E402
+from benchmarks.noise_robustness import answers, fold_runs  # noqa: E402
+from benchmarks.prior_correction import corrected_halves, training_prior  # noqa: E402
+from ser_gpu.train import TrainConfig  # noqa: E402
+
+WEIGHTS = tuple(k / 10 for k in range(11))
+
+
+def balanced_log_loss(p: torch.Tensor, labels: torch.Tensor, n_classes: int) -> float:
+    """Mean negative log probability of the true class, each clip weighted ``n / (K n_k)`` by its class."""
+    counts = torch.bincount(labels, minlength=n_classes).double()
+    weight = (counts.sum() / (n_classes * counts.clamp_min(1)))[labels]
+    picked = p.double().clamp_min(1e-12).log()[torch.arange(labels.numel()), labels]
+    return float(-(weight * picked).sum() / weight.sum())
+
+
+def mixes(cv_dir) -> dict:
+    """Per fold run of ``cv_dir``: test UAR for each of :data:`WEIGHTS` and for ``w`` chosen on the
+    validation actors (the module docstring), and the chosen ``w``."""
+    folds = {}
+    for run, models, payloads, data, test, train in fold_runs(cv_dir):
+        test_rows, _, speaker, labels = data
+        val = torch.tensor([i for i, s in enumerate(speaker) if s in run["actors"]["val"]])
+        n_classes = models[0].config.n_classes
+        prior = training_prior(labels[train], n_classes)
+        weighted = TrainConfig.from_dict(payloads[0]["train_config"]).class_weights
+
+        def halves(index):  # each half divided by the prior it was trained under
+            h = answers(models, test_rows[None], index)
+            return corrected_halves(h["network"], h["head"], prior, class_weights=weighted)
+
+        (net_val, head_val), (net_test, head_test) = halves(val), halves(test)
+        y_val, y_test = labels[val], labels[test]
+        w_loss = min(WEIGHTS, key=lambda w: balanced_log_loss(w * net_val + (1 - w) * head_val, y_val, n_classes))
+        w_uar = max(WEIGHTS, key=lambda w: (uar((w * net_val + (1 - w) * head_val).argmax(-1), y_val), -abs(w - 0.5)))
+        scores = {f"w={w:g}": uar((w * net_test + (1 - w) * head_test).argmax(-1), y_test) for w in WEIGHTS}
+        scores.update({"w by val loss": scores[f"w={w_loss:g}"], "w by val UAR": scores[f"w={w_uar:g}"],
+                       "chosen w (val loss)": w_loss, "chosen w (val UAR)": w_uar})
+        folds[f"seed_{run['seed']}/fold_{run['fold']}"] = scores
+        print(f"fold_{run['fold']}", {k: round(v, 3) for k, v in scores.items() if not k.startswith("w=")}, flush=True)
+    return {"cv_dir": str(cv_dir), "folds": folds, "summary": fold_summary(folds, list(next(iter(folds.values()))))}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("cv_dir", nargs="+")
+    p.add_argument("--out", help="JSON file for the figures")
+    a = p.parse_args(argv)
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    runs = []
+    for cv_dir in a.cv_dir:
+        report = mixes(cv_dir)
+        runs.append(report)
+        print(cv_dir)
+        for key, value in report["summary"].items():
+            print(f"  {key:24s} {value['mean']:.3f} ± {value['std']:.3f}")
+    if a.out:
+        command = " ".join(["python benchmarks/fusion_weight.py", *(sys.argv[1:] if argv is None else argv)])
+        save_results(a.out, torch.device("cpu"), {"runs": runs, "command": command})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
