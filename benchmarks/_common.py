@@ -6,6 +6,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -105,6 +106,28 @@ def save_results(path, device: torch.device, payload: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_json(path, {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                             "machine": machine(device), **payload})
+
+
+def report_cv_runs(script: str, measure: Callable, cv_dirs, out, argv, *, width: int = 32,
+                   shown: Callable = lambda key: True) -> list:
+    """The loop of the after-the-fact crossval benchmarks: ``measure(cv_dir)`` (a report with a ``summary``
+    of ``{key: {"mean", "std"}}``) for each of ``cv_dirs``, each summary printed (the keys ``shown``
+    accepts), and the reports saved at ``out`` (when given) as ``{"runs", "command"}``, the command being
+    ``python benchmarks/<script>`` with ``argv`` (None: the process's). Returns the reports."""
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    runs = []
+    for cv_dir in cv_dirs:
+        report = measure(cv_dir)
+        runs.append(report)
+        print(cv_dir)
+        for key, value in report["summary"].items():
+            if shown(key):
+                spread = "" if value["std"] is None else f" ± {value['std']:.3f}"  # one fold: no spread
+                print(f"  {key:{width}s} {value['mean']:.3f}{spread}")
+    if out:
+        command = " ".join([f"python benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)])
+        save_results(out, torch.device("cpu"), {"runs": runs, "command": command})
+    return runs
 
 
 def write_results(name: str, device: torch.device, payload: dict) -> Path:

@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import fold_summary, save_results, uar  # noqa: E402
+from benchmarks._common import fold_summary, report_cv_runs, uar  # noqa: E402
 from benchmarks.noise_robustness import answers, fold_runs  # noqa: E402
 from ser_gpu.models.cnn_bilstm_attention import class_log_prior  # noqa: E402
 from ser_gpu.train import TrainConfig  # noqa: E402
@@ -96,17 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("cv_dir", nargs="+")
     p.add_argument("--out", help="JSON file for the figures")
     a = p.parse_args(argv)
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
-    runs = []
-    for cv_dir in a.cv_dir:
-        report = correction(cv_dir)
-        runs.append(report)
-        print(cv_dir)
-        for key, value in report["summary"].items():
-            print(f"  {key:32s} {value['mean']:.3f} ± {value['std']:.3f}")
-    if a.out:
-        command = " ".join(["python benchmarks/prior_correction.py", *(sys.argv[1:] if argv is None else argv)])
-        save_results(a.out, torch.device("cpu"), {"runs": runs, "command": command})
+    report_cv_runs("prior_correction.py", correction, a.cv_dir, a.out, argv, width=32)
     return 0
 
 

@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import fold_summary, save_results, uar  # noqa: E402
+from benchmarks._common import fold_summary, report_cv_runs, uar  # noqa: E402
 from benchmarks.noise_robustness import answers, fold_runs  # noqa: E402
 from benchmarks.prior_correction import training_prior, variants  # noqa: E402
 from ser_gpu.train import TrainConfig  # noqa: E402
@@ -77,19 +77,8 @@ def main(argv=None) -> int:
     if min(a.versions) < 0:
         p.error(f"--versions must be non-negative, got {min(a.versions)}")
     n_versions = sorted({0, *a.versions})
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
-    runs = []
-    for cv_dir in a.cv_dir:
-        report = tta(cv_dir, n_versions, seed=a.seed)
-        runs.append(report)
-        print(cv_dir)
-        for key, value in report["summary"].items():
-            if key.endswith("UAR"):
-                print(f"  {key:36s} {value['mean']:.3f} ± {value['std']:.3f}")
-    if a.out:
-        command = " ".join(["python benchmarks/test_time_augmentation.py",
-                            *(sys.argv[1:] if argv is None else argv)])
-        save_results(a.out, torch.device("cpu"), {"runs": runs, "command": command})
+    report_cv_runs("test_time_augmentation.py", lambda cv_dir: tta(cv_dir, n_versions, seed=a.seed), a.cv_dir,
+                   a.out, argv, width=36, shown=lambda key: key.endswith("UAR"))
     return 0
 
 

@@ -556,11 +556,11 @@ def test_test_time_augmentation_benchmark_without_versions_is_the_corrected_answ
         main([str(out), "--versions", "-1"])
 
 
-def test_fusion_weight_benchmark_at_an_even_mix_is_the_corrected_answer(cv_speaker_head):
+def test_fusion_weight_benchmark_at_an_even_mix_is_the_corrected_answer(cv_speaker_head, tmp_path, capsys):
     """benchmarks/fusion_weight.py: w = 0.5 is prior_correction.py's 'each half / its prior', w = 1 the
     network (class-weighted here, so uncorrected) and w = 0 the head divided by its prior; the chosen w
     are grid points whose test UAR is the one reported; the balanced loss weighs every class alike."""
-    from benchmarks.fusion_weight import WEIGHTS, balanced_log_loss, mixes
+    from benchmarks.fusion_weight import WEIGHTS, balanced_log_loss, main, mixes
     from benchmarks.prior_correction import correction
 
     out, _, _, _ = cv_speaker_head
@@ -579,6 +579,12 @@ def test_fusion_weight_benchmark_at_an_even_mix_is_the_corrected_answer(cv_speak
     p = torch.tensor([[0.9, 0.1], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5]])
     labels = torch.tensor([0, 1, 1, 1])
     assert balanced_log_loss(p, labels, 2) == pytest.approx(-(math.log(0.9) + math.log(0.5)) / 2)
+    # the command line: the summary printed, the figures saved with the command that made them
+    assert main([str(out), "--out", str(tmp_path / "fw.json")]) == 0
+    assert "w by val loss" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "fw.json").read_text())
+    assert saved["command"] == f"python benchmarks/fusion_weight.py {out} --out {tmp_path / 'fw.json'}"
+    assert saved["runs"][0]["folds"]["seed_0/fold_0"] == fold and "machine" in saved
 
 
 def test_speaker_enrollment_benchmark_with_every_clip_is_crossval_and_groups_stay_within_a_speaker(cv_speaker_head):
