@@ -760,42 +760,21 @@ class _Run:
         waveform augmentation over the training split (drawn from ``augment_gen`` before the first
         epoch, so a resumed run rebuilds the same copies). :meth:`_chunk_features_once` then takes a
         chunk's rows from here instead of the extractor: an epoch costs SpecAugment and the model only.
-        Memory: ``K x N x 68 x frames`` float32 on the device, filled chunk by chunk (one buffer sized
-        for the longest clip after the slowest stretch, grown only if a chunk came out wider, then cut to
-        the widest chunk), so setting it up holds the buffer and one chunk, not every chunk twice."""
+        Memory: ``K x N x 68 x frames`` float32 on the device."""
         c = self.config
         copies = c.augment_copies if c.augment else 1
         n = len(self.train_set)
-        x_all = fl_all = None
-        width = 0  # the widest chunk so far
-        for k in range(copies):
-            for index in epoch_chunks(torch.arange(n), self.chunk_size, c.batch_size):
-                x, fl = self._chunk_features(self.train_set, index, train=c.augment, standardize=False,
-                                             mask=False)[:2]
-                if x_all is None:
-                    x_all = x.new_zeros((copies, n, x.shape[1], max(x.shape[-1], self._kept_frames_bound())))
-                    fl_all = torch.zeros((copies, n), dtype=torch.int64, device=self.device)
-                elif x.shape[-1] > x_all.shape[-1]:  # wider than the bound: grow (not met so far)
-                    x_all = nn.functional.pad(x_all, (0, x.shape[-1] - x_all.shape[-1]))
-                on_device = index.to(self.device)
-                x_all[k, on_device, :, : x.shape[-1]] = x  # zeros beyond the chunk's rung
-                fl_all[k, on_device] = fl
-                width = max(width, x.shape[-1])
-                del x, fl
-        return x_all[..., :width], fl_all
-
-    def _kept_frames_bound(self) -> int:
-        """An upper bound on the frames of a training chunk's rows (:meth:`_train_rows`): the rung of the
-        longest clip, stretched by the slowest rate when the waveforms are augmented."""
-        c = self.config
-        if c.max_frames is not None:
-            return c.max_frames
-        longest = int(self.train_set.host_lengths.max())
-        rung = ladder(longest, multiple=SAMPLE_MULTIPLE)
-        if c.augment and c.p_stretch > 0:
-            slowest = min(self.augment.config.stretch_rate)
-            rung = max(rung, ladder(math.ceil(longest / slowest) + 1, multiple=SAMPLE_MULTIPLE))
-        return ladder(self._rung_frames(rung), multiple=FRAME_MULTIPLE)
+        kept = [(k, index) + self._chunk_features(self.train_set, index, train=c.augment, standardize=False,
+                                                  mask=False)[:2]
+                for k in range(copies) for index in epoch_chunks(torch.arange(n), self.chunk_size, c.batch_size)]
+        width = max(x.shape[-1] for _, _, x, _ in kept)  # each chunk padded to a rung: zeros beyond its clips
+        x_all = kept[0][2].new_zeros((copies, n, kept[0][2].shape[1], width))
+        fl_all = torch.zeros((copies, n), dtype=torch.int64, device=self.device)
+        for k, index, x, fl in kept:
+            on_device = index.to(self.device)
+            x_all[k, on_device, :, : x.shape[-1]] = x
+            fl_all[k, on_device] = fl
+        return x_all, fl_all
 
     def _rung_frames(self, rung: int) -> int:
         """Frames the extractor gives for a batch zero-padded to ``rung`` samples: ``max_frames`` when set,

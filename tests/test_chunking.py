@@ -322,40 +322,6 @@ def test_augment_copies_are_computed_once_and_taken_in_turn(corpus, cache, tmp_p
         assert all(rows[k].shape != plain[k].shape or not torch.equal(rows[k], plain[k]) for k in plain)
 
 
-def test_kept_rows_are_filled_chunk_by_chunk_within_the_bound(corpus, cache, tmp_path, monkeypatch):
-    """The kept copies are one buffer as wide as the widest chunk, each chunk's rows in its clips' places
-    and zeros beyond: the same whether the buffer was sized by the bound (every chunk within it, the
-    slowest stretch on every clip) or had to grow from a bound too small."""
-    settings = dict(chunk_size=8, epochs=1, augment_copies=2, p_stretch=1.0, p_noise=0.0, p_pitch=0.0,
-                    p_shift=0.0, spec_augment=False)
-    run = _run(corpus, cache, tmp_path, **settings)
-    x, fl = run.train_cache
-    bound = run._kept_frames_bound()
-    widths, inside = [], []
-    real_rows, real_features = _Run._train_rows, _Run._chunk_features
-
-    def train_rows(self):
-        inside.append(True)
-        try:
-            return real_rows(self)
-        finally:
-            inside.clear()
-
-    def features(self, *args, **kwargs):
-        out = real_features(self, *args, **kwargs)
-        if inside:
-            widths.append(out[0].shape[-1])
-        return out
-
-    monkeypatch.setattr(_Run, "_train_rows", train_rows)
-    monkeypatch.setattr(_Run, "_chunk_features", features)
-    monkeypatch.setattr(_Run, "_kept_frames_bound", lambda self: 1)  # too small: the buffer grows
-    grown = _run(corpus, cache, tmp_path, **settings)
-    assert len(widths) == 2 * -(-len(run.train_set) // 8)  # the two copies' chunks
-    assert x.shape[-1] == max(widths) <= bound
-    assert torch.equal(grown.train_cache[0], x) and torch.equal(grown.train_cache[1], fl)
-
-
 @pytest.mark.parametrize("normalize", ["train", "speaker"])
 def test_statistics_are_of_the_unaugmented_rows_whatever_is_kept(corpus, cache, tmp_path, normalize):
     """The training split's (or each speaker's) statistics come from the clips without augmentation,
