@@ -186,3 +186,19 @@ def test_the_benchmarks_each_half_variant_is_the_models_answer(class_weights):
     model.set_class_prior(COUNTS, network_balanced=class_weights)
     got = variants(network, head, COUNTS / COUNTS.sum(), class_weights=class_weights)
     torch.testing.assert_close(got["each half / its prior"], model(x, lengths).exp(), rtol=1e-5, atol=1e-6)
+
+
+def test_class_log_prior_is_the_centred_log_frequency_with_absent_classes_at_the_largest():
+    """The rule set_class_prior and the benchmarks share: log(n_k / n) centred; an absent class takes the
+    largest of the others; bad counts refused naming the value."""
+    from ser_gpu.models.cnn_bilstm_attention import class_log_prior
+
+    got = class_log_prior(torch.tensor([1.0, 3.0, 0.0]), 3)
+    frequency = torch.tensor([0.25, 0.75, 0.75], dtype=torch.float64).log()  # the absent one as the largest
+    torch.testing.assert_close(got, frequency - frequency.mean())
+    assert got.dtype == torch.float64 and abs(float(got.sum())) < 1e-12
+    for bad in (torch.tensor([1.0, -1.0, 2.0]), torch.zeros(3), torch.tensor([1.0, float("nan"), 1.0])):
+        with pytest.raises(ParameterError, match="counts must be finite"):
+            class_log_prior(bad, 3)
+    with pytest.raises(ParameterError, match=r"shape \(3,\)"):
+        class_log_prior(torch.ones(4), 3)
