@@ -25,23 +25,23 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import fold_summary, report_cv_runs, uar  # noqa: E402
 from benchmarks.noise_robustness import answers, fold_runs  # noqa: E402
 from benchmarks.prior_correction import corrected_halves, training_prior  # noqa: E402
-from ser_gpu.train import TrainConfig  # noqa: E402
+from ser_gpu.train import TrainConfig, balanced_class_weights  # noqa: E402
 
 WEIGHTS = tuple(k / 10 for k in range(11))
 
 
 def balanced_log_loss(p: torch.Tensor, labels: torch.Tensor, n_classes: int) -> float:
-    """Mean negative log probability of the true class, each clip weighted ``n / (K n_k)`` by its class."""
-    counts = torch.bincount(labels, minlength=n_classes).double()
-    weight = (counts.sum() / (n_classes * counts.clamp_min(1)))[labels]
-    picked = p.double().clamp_min(1e-12).log()[torch.arange(labels.numel()), labels]
-    return float(-(weight * picked).sum() / weight.sum())
+    """Mean negative log probability of the true class, each clip weighted ``n / (K n_k)`` by its class
+    (``train.balanced_class_weights``, the weights of training's balanced validation loss)."""
+    weight = balanced_class_weights(torch.bincount(labels, minlength=n_classes)).double()
+    return float(F.nll_loss(p.double().clamp_min(1e-12).log(), labels, weight=weight))
 
 
 def mixes(cv_dir) -> dict:
@@ -56,7 +56,7 @@ def mixes(cv_dir) -> dict:
         weighted = TrainConfig.from_dict(payloads[0]["train_config"]).class_weights
 
         def halves(index):  # each half divided by the prior it was trained under
-            h = answers(models, test_rows[None], index)
+            h = answers(models, test_rows[None], index, fused=False)
             return corrected_halves(h["network"], h["head"], prior, class_weights=weighted)
 
         (net_val, head_val), (net_test, head_test) = halves(val), halves(test)

@@ -84,9 +84,10 @@ def statistics(model, batches, index: torch.Tensor) -> torch.Tensor:
     return torch.cat([model.clip_statistics(x, fl) for x, fl in batches])[index]
 
 
-def answers(models, batches, index: torch.Tensor) -> dict:
-    """Softmax of the clips ``index``, members averaged: ``network``, ``head`` and ``fused``."""
-    picked = {"network": [], "head": [], "fused": []}
+def answers(models, batches, index: torch.Tensor, *, fused: bool = True) -> dict:
+    """Softmax of the clips ``index``, members averaged: ``network``, ``head`` and (unless ``fused=False``,
+    which saves the model's second network pass) ``fused``."""
+    picked = {"network": [], "head": [], **({"fused": []} if fused else {})}
     with torch.no_grad():
         for k, (x, fl) in enumerate(batches):
             sel = index[(index >= k * BATCH) & (index < (k + 1) * BATCH)] - k * BATCH
@@ -97,6 +98,8 @@ def answers(models, batches, index: torch.Tensor) -> dict:
                              ("head", lambda m: m.stats_linear((m.clip_statistics(x, fl) - m.stats_mean)
                                                                / m.stats_std)),
                              ("fused", lambda m: m(x, fl))):
+                if name not in picked:
+                    continue
                 picked[name].append(torch.stack([fn(m).float().softmax(-1) for m in models]).mean(0))
     return {name: torch.cat(p) for name, p in picked.items()}
 

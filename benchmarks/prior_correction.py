@@ -78,7 +78,7 @@ def correction(cv_dir) -> dict:
     for run, models, payloads, data, test, train in fold_runs(cv_dir):
         test_rows, _, _, labels = data
         prior = training_prior(labels[train], models[0].config.n_classes)
-        halves = answers(models, test_rows[None], test)
+        halves = answers(models, test_rows[None], test, fused=False)
         weighted = TrainConfig.from_dict(payloads[0]["train_config"]).class_weights
         scores = {"class_weights": weighted}
         for name, p in variants(halves["network"], halves["head"], prior, class_weights=weighted).items():

@@ -11,8 +11,8 @@ with its own draw per version; no SpecAugment; one generator seeded ``--seed``, 
 then each half's softmax is averaged over the clean clip and its first ``N`` versions, for each ``N`` of
 ``--versions`` (``N = 0``: the clip alone). Test UAR and accuracy (WA) of:
 
-- ``fused``: each half divided by the prior it was trained under (``prior_correction.variants``' "each half /
-  its prior", the answer of ``train --prior-correction``), then averaged;
+- ``fused``: each half divided by the prior it was trained under (``prior_correction.corrected_halves``, whose
+  mean is that benchmark's "each half / its prior", the answer of ``train --prior-correction``), then averaged;
 - ``fused, network TTA only``: the same with the head reading the clean clip only;
 - ``network`` and ``head`` alone (uncorrected).
 
@@ -31,11 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import fold_summary, report_cv_runs, uar  # noqa: E402
 from benchmarks.noise_robustness import answers, fold_runs  # noqa: E402
-from benchmarks.prior_correction import training_prior, variants  # noqa: E402
+from benchmarks.prior_correction import corrected_halves, training_prior  # noqa: E402
 from ser_gpu.train import TrainConfig  # noqa: E402
-
-CORRECTED = "each half / its prior"
-
 
 def tta(cv_dir, n_versions, *, seed: int = 0) -> dict:
     """Per fold run of ``cv_dir``: UAR and WA of the answers of the module docstring for each ``N`` of
@@ -45,15 +42,15 @@ def tta(cv_dir, n_versions, *, seed: int = 0) -> dict:
         test_rows, versions, _, labels = data
         prior = training_prior(labels[train], models[0].config.n_classes)
         weighted = TrainConfig.from_dict(payloads[0]["train_config"]).class_weights
-        halves = [answers(models, rows, test) for rows in [test_rows[None], *versions]]
+        halves = [answers(models, rows, test, fused=False) for rows in [test_rows[None], *versions]]
         scores = {}
         for n in n_versions:
             network = torch.stack([h["network"] for h in halves[:n + 1]]).mean(0)
             head = torch.stack([h["head"] for h in halves[:n + 1]]).mean(0)
             picked = {
-                "fused": variants(network, head, prior, class_weights=weighted)[CORRECTED],
-                "fused, network TTA only": variants(network, halves[0]["head"], prior,
-                                                    class_weights=weighted)[CORRECTED],
+                "fused": sum(corrected_halves(network, head, prior, class_weights=weighted)) / 2,
+                "fused, network TTA only": sum(corrected_halves(network, halves[0]["head"], prior,
+                                                                class_weights=weighted)) / 2,
                 "network": network, "head": head}
             for name, p in picked.items():
                 pred = p.argmax(-1)

@@ -302,6 +302,13 @@ RECIPES["clip"] = {**RECIPES["original"], "stats_head": 0.01, "prior_correction"
 DEFAULT_RECIPE = "clip"
 
 
+def balanced_class_weights(counts: torch.Tensor) -> torch.Tensor:
+    """The class weights ``n / (K n_k)`` of a class-balanced loss from ``[shape=(K,)]`` class counts (float32,
+    on the counts' device); a class without clips weighs 0."""
+    counts = counts.double()
+    return torch.where(counts > 0, counts.sum() / (counts.numel() * counts.clamp_min(1)), 0.0).float()
+
+
 def cosine_factor(step: int, *, warmup: int, total: int) -> float:
     """The learning-rate factor of ``schedule='cosine'`` before optimizer step ``step`` (0-based): linear
     warm-up ``(step + 1) / warmup`` over the first ``warmup`` steps, then ``(1 + cos(pi t)) / 2`` with
@@ -519,9 +526,8 @@ class _Run:
         else:
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="min",
                                                                         factor=c.lr_factor, patience=c.lr_patience)
-        # n / (K n_k): the class weights of a balanced loss; an emotion absent from the training split weighs 0
         counts = torch.bincount(self.train_set.labels, minlength=len(self.labels)).double()  # also the prior, below
-        balanced = torch.where(counts > 0, counts.sum() / (len(self.labels) * counts.clamp_min(1)), 0.0).float()
+        balanced = balanced_class_weights(counts)
         weight = balanced if c.class_weights else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=c.label_smoothing)
         # the validation (and test) loss scores the answer under the prior it assumes: with prior_correction,
