@@ -226,8 +226,10 @@ def _read_stored(out: Path) -> dict:
     # stored before the recipe was always written: only a named one was, and the default then was 'speech';
     # the ensemble is written only above 1 (absent: one model per fold); stats_head_copies is written
     # always since 2026-12-06 (absent: stored before, when the statistics head saw the clean clips alone),
-    # and so is prior_correction (absent: stored before the answer was corrected for the class prior)
-    stored = {"recipe": "speech", "ensemble": 1, "stats_head_copies": 0, "prior_correction": False, **stored}
+    # and so are prior_correction (absent: stored before the answer was corrected for the class prior) and
+    # average_weights (absent: stored before best.pt could hold averaged weights)
+    stored = {"recipe": "speech", "ensemble": 1, "stats_head_copies": 0, "prior_correction": False,
+              "average_weights": False, **stored}
     kept = stored["ensemble"]
     if isinstance(kept, bool) or not isinstance(kept, int) or kept < 1:
         raise ParameterError(f"{path}: cannot resume, the stored ensemble is not a positive integer: {kept!r}")
@@ -368,7 +370,8 @@ def cross_validate(
         settings['stats_head_copies']: not given (or None): the stored run's with ``resume`` (0 for a run
             stored before the setting existed: its heads saw the clean clips alone), else
             :class:`~ser_gpu.train.TrainConfig`'s; always stored, so the folds of a run agree.
-        settings['prior_correction']: the same rule (``False`` for a run stored before the setting).
+        settings['prior_correction'], settings['average_weights']: the same rule (``False`` for a run
+            stored before the setting).
         epochs: per fold; None: the stored run's with ``resume``, else the recipe's
             (``settings['recipe']``: :data:`ser_gpu.train.RECIPES`; not given: the stored run's with
             ``resume``, else :data:`ser_gpu.train.DEFAULT_RECIPE`).
@@ -410,8 +413,9 @@ def cross_validate(
         settings["recipe"] = stored["recipe"] if stored is not None else DEFAULT_RECIPE
     from .train import TrainConfig
 
-    for name in ("stats_head_copies", "prior_correction"):  # not named: the same rule; stored always, so a run
-        if settings.get(name) is None:  # keeps it
+    # not named: the same rule; stored always, so a run keeps it
+    for name in ("stats_head_copies", "prior_correction", "average_weights"):
+        if settings.get(name) is None:
             settings[name] = stored[name] if stored is not None else \
                 getattr(TrainConfig.for_recipe(settings["recipe"]), name)
     # validated with the recipe the folds will train

@@ -72,6 +72,13 @@ def trained_on_synthetic(payload: dict) -> bool:
     return all(isinstance(d, str) and _synthetic_dir(d) for d in dirs)
 
 
+def _averaged_epochs(value) -> Optional[list]:
+    """``[first, last]`` of a checkpoint whose weights are a mean over those epochs, else None."""
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value)
+    return [int(v) for v in value] if ok else None
+
+
 def _test_metrics(checkpoint: Optional[Path]) -> Optional[dict]:
     """The held-out test metrics from ``result.json`` beside ``checkpoint``, when it names this file."""
     if checkpoint is None:
@@ -108,8 +115,9 @@ def model_card(payload: dict, checkpoint: Optional[os.PathLike] = None) -> dict:
         ``labels`` (list of str, logit order); ``synthetic`` (bool, :func:`trained_on_synthetic`);
         ``corpus`` (str: "built-in synthetic corpus", the data directories joined by ", ", or
         "unknown (not recorded in the checkpoint)"); ``data_dirs`` (list of str or None);
-        ``split`` (str or None); ``epoch`` (int); ``val`` (``{"loss", "accuracy", "uar"}`` of the
-        stored epoch, the keys present); ``test`` (``{"accuracy", "uar", "loss", "source"}`` from
+        ``split`` (str or None); ``epoch`` (int); ``averaged_epochs`` (``[first, last]`` when the weights
+        are the mean of those epochs', ``train --average-weights``, else None); ``val`` (``{"loss",
+        "accuracy", "uar"}`` of the stored weights, the keys present); ``test`` (``{"accuracy", "uar", "loss", "source"}`` from
         ``result.json`` when it names this checkpoint, else None); ``warning``
         (:data:`DEMO_MODEL_WARNING` or None); ``noise_warning`` (:data:`CLEAN_HEAD_WARNING` when
         :func:`clean_only_head`, else None).
@@ -137,6 +145,7 @@ def model_card(payload: dict, checkpoint: Optional[os.PathLike] = None) -> dict:
         "data_dirs": None if data_dirs is None else list(data_dirs),
         "split": config.get("split"),
         "epoch": int(payload.get("epoch") or 0),
+        "averaged_epochs": _averaged_epochs(metrics.get("averaged_epochs")),
         "val": val,
         "test": _test_metrics(None if checkpoint is None else Path(checkpoint)),
         "warning": DEMO_MODEL_WARNING if synthetic else None,

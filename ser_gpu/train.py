@@ -61,6 +61,7 @@ from .functional.lengths import num_frames
 from .models.stats_head import clip_statistics, standardized_statistics
 from .transforms.row_stats import RowStatistics, standardize_clips, standardize_rows
 from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
+from .weight_average import WeightAverage
 
 __all__ = ["TrainConfig", "train_model", "plot_curves", "main"]
 
@@ -122,6 +123,10 @@ class TrainConfig:
     # or of lowest validation loss ("loss")
     select: str = "last"
     early_stopping: int = 20  # epochs without a better validation score (see select; never with "last"); 0 disables
+    # best.pt once the run ends: the mean of the weights of the selected epoch and of every epoch after it
+    # (with early stopping, the early_stopping epochs that ended the run; ser_gpu.weight_average), one model;
+    # while the run goes on, and with select="last", the selected epoch's own, which selected.pt keeps
+    average_weights: bool = False
     class_weights: bool = True  # cross-entropy weighted n / (K n_k) by the training split's class counts
     grad_clip: float = 1.0
     split: str = "random"
@@ -228,7 +233,7 @@ class TrainConfig:
             raise ParameterError(f"stats_head_copies must be a non-negative integer, got {self.stats_head_copies!r}")
         if self.normalize not in _NORMALIZE:
             raise ParameterError(f"normalize must be one of {_NORMALIZE}, got {self.normalize!r}")
-        for name in ("class_weights", "prior_correction"):
+        for name in ("class_weights", "prior_correction", "average_weights"):
             if not isinstance(getattr(self, name), bool):
                 raise ParameterError(f"{name} must be True or False, got {getattr(self, name)!r}")
         self.feature_config()  # validates max_frames
@@ -242,7 +247,8 @@ class TrainConfig:
         run of the original recipe: its missing keys take the original recipe's values; one without
         ``stats_head`` was written before the statistics head existed (``None``); one without
         ``stats_head_copies`` before the head saw augmented clips (``0``); one without ``prior_correction``
-        before the answer was corrected for the class prior (``False``)."""
+        before the answer was corrected for the class prior (``False``); one without ``average_weights``
+        before best.pt could hold averaged weights (``False``)."""
         if isinstance(data, dict) and "recipe" not in data:
             data = {**RECIPES["original"], **data, "recipe": "original"}
         if isinstance(data, dict) and "stats_head" not in data:
@@ -251,6 +257,8 @@ class TrainConfig:
             data = {**data, "stats_head_copies": 0}  # written when the head was fitted on the clean clips alone
         if isinstance(data, dict) and "prior_correction" not in data:
             data = {**data, "prior_correction": False}  # written before the answer was corrected for the prior
+        if isinstance(data, dict) and "average_weights" not in data:
+            data = {**data, "average_weights": False}  # written before best.pt could hold averaged weights
         return config_from_dict(cls, data)
 
     @classmethod
@@ -431,9 +439,11 @@ class _Run:
         self._lock = RunLock(self.out)
         self._lock.acquire()
         # temporary files an interrupted save left (kill -9 between write and rename); ours: we hold the lock
-        for name in ("last.pt", "best.pt") + _RUN_OUTPUTS:
+        for name in ("last.pt", "best.pt", "selected.pt") + _RUN_OUTPUTS:
             for tmp in self.out.glob(f".{name}.*.tmp"):
                 tmp.unlink(missing_ok=True)
+        if overwrite and not resume:  # the replaced run's selected epoch is not this run's
+            (self.out / "selected.pt").unlink(missing_ok=True)
 
     def _load_resume(self) -> dict:
         from .checkpoint import load_checkpoint
@@ -560,6 +570,9 @@ class _Run:
             self.model.set_class_prior(counts, network_balanced=c.class_weights)
         self.history: List[dict] = []
         self.best_score = -math.inf  # the validation score best.pt holds (see score())
+        # the weights from the selected epoch on (every rank alike: DDP keeps the weights and, from rank 0,
+        # the batch-norm statistics the same everywhere)
+        self.weight_average = WeightAverage() if c.average_weights else None
         self.bad_epochs = 0
         self.start_epoch = 0
         if self.resume_payload is not None:
@@ -648,6 +661,9 @@ class _Run:
             # runs saved before select existed kept the lowest validation loss
             self.best_score = float(state["best_score"]) if "best_score" in state else -float(state["best_val_loss"])
             self.bad_epochs = int(state["bad_epochs"])
+            if self.weight_average is not None:
+                self.weight_average.load_state_dict(state["weight_average"])
+                self.weight_average.to(self.device)
             self.shuffle_gen.set_state(state["shuffle_gen"])
             ranks = state.get("ranks") or [state]  # a one-process run stores rank 0's streams only
             if len(ranks) == self.dist.world_size:
@@ -1255,9 +1271,15 @@ def _fit(run: _Run) -> dict:
         else:
             run.bad_epochs += 1
         metrics = {k: v for k, v in row.items()}
+        if run.weight_average is not None:
+            run.weight_average.update(run.model, epoch + 1, restart=improved)
         state = run._state()  # a collective under torchrun; rank 0 alone writes
         if improved:
             run._save("best.pt", epoch + 1, metrics, state)
+            if run.weight_average is not None:  # best.pt becomes the mean when the run ends; this one stays
+                run._save("selected.pt", epoch + 1, metrics, state)
+        if run.weight_average is not None:  # last.pt alone: what a resumed run goes on averaging
+            state = {**state, "weight_average": run.weight_average.state_dict()}
         run._save("last.pt", epoch + 1, metrics, state)
         if run.is_main:
             run.write_metrics()
@@ -1268,12 +1290,30 @@ def _fit(run: _Run) -> dict:
     return {"stopped_early": bool(stopped_early)}
 
 
+def _save_average(run: _Run) -> Optional[dict]:
+    """With ``average_weights``: ``best.pt`` rewritten with the mean of the weights from the selected epoch to
+    the last (a collective under torchrun: every rank holds the same mean and evaluates it). Returns the
+    window's epochs and the averaged model's validation metrics, or None when the window holds the selected
+    epoch alone (``best.pt`` is its mean already)."""
+    average = run.weight_average
+    if average is None or average.count < 2:
+        return None
+    run.model.load_state_dict(average.weights)
+    val = run.evaluate(run.feature_batches(run.val_set))
+    metrics = {"epoch": average.last_epoch, "val_loss": val["loss"], "val_acc": val["accuracy"],
+               "val_uar": val["uar"], "averaged_epochs": [average.first_epoch, average.last_epoch]}
+    run._save("best.pt", average.last_epoch, metrics, run._state())
+    return {"epochs": [average.first_epoch, average.last_epoch], "count": average.count,
+            "val": {"loss": val["loss"], "accuracy": val["accuracy"], "uar": val["uar"]}}
+
+
 def _final_report(run: _Run, fit: dict) -> dict:
     from .checkpoint import load_checkpoint
 
     best_path, last_path = run.out / "best.pt", run.out / "last.pt"
     # rank 0's view of the run directory, on every rank
     best_exists, last_exists = run.dist.broadcast_object((best_path.exists(), last_path.exists()))
+    averaged = _save_average(run) if best_exists else None
     result = {
         "out": str(run.out),
         "best_checkpoint": str(best_path) if best_exists else None,
@@ -1286,9 +1326,11 @@ def _final_report(run: _Run, fit: dict) -> dict:
     }
     finite = [h for h in run.history if math.isfinite(h["val_loss"])]
     if finite:
-        best = max(finite, key=run.score)  # the first of equals: the epoch best.pt holds
+        best = max(finite, key=run.score)  # the first of equals: the epoch best.pt holds (or opens its average)
         result["best_epoch"] = best["epoch"]
         result["best_val"] = {"loss": best["val_loss"], "accuracy": best["val_acc"], "uar": best["val_uar"]}
+    if averaged is not None:
+        result["averaged"] = averaged
     if run.test_set is None:
         result["test_skipped"] = f"the {run.config.split} split has no test clips"
     elif not best_exists:
@@ -1473,6 +1515,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", choices=_SELECT,
                    help=recipe_help("select", "best.pt and early stopping: the last epoch, highest validation "
                                               "UAR or lowest validation loss; "))
+    p.add_argument("--average-weights", action=argparse.BooleanOptionalAction,
+                   help=recipe_help("average_weights", "best.pt holds the mean of the weights of the selected epoch "
+                                                       "and every epoch after it (the early-stopping window): one "
+                                                       "model; "))
     p.add_argument("--class-weights", action=argparse.BooleanOptionalAction,
                    help=recipe_help("class_weights", "weight the loss by inverse class frequency; "))
     p.add_argument("--prior-correction", action=argparse.BooleanOptionalAction,
@@ -1590,6 +1636,11 @@ def _print_summary(result: dict) -> None:
         b = result["best_val"]
         print(f"best epoch {result['best_epoch']}: validation loss {b['loss']:.4f}, accuracy {b['accuracy']:.3f}, "
               f"UAR {b['uar']:.3f}")
+    if result.get("averaged"):
+        a = result["averaged"]
+        first, last = a["epochs"]
+        print(f"best.pt: the weights of epochs {first}-{last} averaged ({a['count']} epochs): validation loss "
+              f"{a['val']['loss']:.4f}, accuracy {a['val']['accuracy']:.3f}, UAR {a['val']['uar']:.3f}")
     if "test" in result:
         t = result["test"]
         print(f"test (held out, best checkpoint): accuracy {t['accuracy']:.3f}, UAR {t['uar']:.3f}")

@@ -84,6 +84,16 @@ def test_model_card_of_a_real_corpus_run(run):
     assert card["corpus"] == str(run["corpus"]) and card["split"] == "actor"
     assert card["test"]["uar"] == result["test"]["uar"] and card["test"]["accuracy"] == result["test"]["accuracy"]
     assert card["val"]["uar"] == result["best_val"]["uar"] and card["epoch"] == 1
+    assert card["averaged_epochs"] is None  # the selected epoch's own weights
+
+
+def test_model_card_says_when_the_weights_are_a_mean_over_epochs(run):
+    payload = load_checkpoint(run["real"])
+    payload["metrics"]["averaged_epochs"] = [3, 23]  # as train --average-weights stores it
+    assert model_card(payload)["averaged_epochs"] == [3, 23]
+    for bad in ([3], "3-23", [3.0, 23], None):  # anything else: not a mean the card can state
+        payload["metrics"]["averaged_epochs"] = bad
+        assert model_card(payload)["averaged_epochs"] is None
 
 
 def test_model_card_of_the_synthetic_corpus(run, tmp_path):

@@ -206,6 +206,27 @@ def test_settings_added_later_are_stored_and_a_run_stored_before_them_resumes_wi
     assert load_checkpoint(fold_dir(named, 0, 0) / "best.pt")["train_config"][name] == other
 
 
+def test_average_weights_is_stored_kept_on_resume_and_false_for_a_run_stored_before_it(corpus, cache, tmp_path):
+    out = tmp_path / "cv"
+    cross_validate([str(corpus)], n_folds=N_FOLDS, only_folds=[0], out=str(out), cache_dir=cache, **CV,
+                   average_weights=True)
+    assert json.loads((out / "crossval_config.json").read_text())["average_weights"] is True
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, only_folds=[1], out=str(out), cache_dir=cache,
+                            resume=True, **CV)  # not named: the stored run's
+    assert report["settings"]["average_weights"] is True
+    assert load_checkpoint(fold_dir(out, 0, 1) / "best.pt")["train_config"]["average_weights"] is True
+    with pytest.raises(ParameterError, match="average_weights: the run has True, given False"):
+        cross_validate([str(corpus)], n_folds=N_FOLDS, out=str(out), cache_dir=cache, resume=True, **CV,
+                       average_weights=False)
+    stored = json.loads((out / "crossval_config.json").read_text())
+    del stored["average_weights"]  # written before the setting: best.pt held the selected epoch
+    (out / "crossval_config.json").write_text(json.dumps(stored))
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, only_folds=[2], out=str(out), cache_dir=cache,
+                            resume=True, **CV)
+    assert report["settings"]["average_weights"] is False
+    assert load_checkpoint(fold_dir(out, 0, 2) / "best.pt")["train_config"]["average_weights"] is False
+
+
 def test_partial_cv_says_so(corpus, cache, tmp_path):
     report = cross_validate([str(corpus)], n_folds=N_FOLDS, only_folds=[0], out=str(tmp_path / "cv"),
                             cache_dir=cache, **CV)

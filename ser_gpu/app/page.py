@@ -48,7 +48,9 @@ def show_card(card: dict, checkpoints: tuple, device) -> None:
         st.sidebar.markdown(f"**Ensemble** of {len(checkpoints)} checkpoints (their softmax averaged) on "
                             f"`{device}`: {members}; below, the first one's training")
     st.sidebar.markdown(f"**Trained on** {card['corpus']}" + (f" (split: {card['split']})" if card["split"] else ""))
-    st.sidebar.markdown(f"**Epoch** {card['epoch']}")
+    averaged = card.get("averaged_epochs")
+    st.sidebar.markdown(f"**Epoch** {card['epoch']}" + (f" (the mean of the weights of epochs {averaged[0]}–"
+                                                         f"{averaged[1]})" if averaged else ""))
     val, test = card["val"], card["test"]
     if "uar" in val:
         st.sidebar.markdown(f"**Validation UAR** {val['uar']:.3f} (accuracy {val.get('accuracy', float('nan')):.3f})")
