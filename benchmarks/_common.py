@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
@@ -128,6 +129,18 @@ def report_cv_runs(script: str, measure: Callable, cv_dirs, out, argv, *, width:
         command = " ".join([f"python benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)])
         save_results(out, torch.device("cpu"), {"runs": runs, "command": command})
     return runs
+
+
+def cv_runs_main(script: str, measure: Callable, doc: str, argv=None, *, width: int = 32,
+                 shown: Callable = lambda key: True) -> int:
+    """``main`` of an after-the-fact crossval benchmark whose command line is ``CV_DIR [CV_DIR ...] [--out FILE]``
+    (``doc``: its module docstring, whose first paragraph is the description): :func:`report_cv_runs`."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("cv_dir", nargs="+")
+    p.add_argument("--out", help="JSON file for the figures")
+    a = p.parse_args(argv)
+    report_cv_runs(script, measure, a.cv_dir, a.out, argv, width=width, shown=shown)
+    return 0
 
 
 def write_results(name: str, device: torch.device, payload: dict) -> Path:

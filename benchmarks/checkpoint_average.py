@@ -21,7 +21,6 @@ The heads of all of them are the same (fitted once, before the first epoch): onl
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import fold_summary, report_cv_runs, uar  # noqa: E402
+from benchmarks._common import cv_runs_main, fold_summary, uar  # noqa: E402
 from benchmarks.noise_robustness import answers, corpus_rows  # noqa: E402
 from ser_gpu.checkpoint import load_checkpoint, load_models  # noqa: E402
 from ser_gpu.data import scan_corpus  # noqa: E402
@@ -89,13 +88,8 @@ def checkpoint_average(cv_dir) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("cv_dir", nargs="+")
-    p.add_argument("--out", help="JSON file for the figures")
-    a = p.parse_args(argv)
-    report_cv_runs("checkpoint_average.py", checkpoint_average, a.cv_dir, a.out, argv, width=34,
-                   shown=lambda key: not key.endswith("epoch"))
-    return 0
+    return cv_runs_main("checkpoint_average.py", checkpoint_average, __doc__, argv, width=34,
+                        shown=lambda key: not key.endswith("epoch"))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Runs trained without the correction are scored with it, as ``prior_correction.py
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import fold_summary, report_cv_runs, uar  # noqa: E402
+from benchmarks._common import cv_runs_main, fold_summary, uar  # noqa: E402
 from benchmarks.noise_robustness import answers, fold_runs  # noqa: E402
 from benchmarks.prior_correction import corrected_halves, training_prior  # noqa: E402
 from ser_gpu.train import TrainConfig, balanced_class_weights  # noqa: E402
@@ -72,12 +71,7 @@ def mixes(cv_dir) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("cv_dir", nargs="+")
-    p.add_argument("--out", help="JSON file for the figures")
-    a = p.parse_args(argv)
-    report_cv_runs("fusion_weight.py", mixes, a.cv_dir, a.out, argv, width=24)
-    return 0
+    return cv_runs_main("fusion_weight.py", mixes, __doc__, argv, width=24)
 
 
 if __name__ == "__main__":

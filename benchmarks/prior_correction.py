@@ -30,7 +30,6 @@ as the model takes it). ``each half / its prior`` is the rule
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -38,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import fold_summary, report_cv_runs, uar  # noqa: E402
+from benchmarks._common import cv_runs_main, fold_summary, uar  # noqa: E402
 from benchmarks.noise_robustness import answers, fold_runs  # noqa: E402
 from ser_gpu.models.cnn_bilstm_attention import class_log_prior  # noqa: E402
 from ser_gpu.train import TrainConfig  # noqa: E402
@@ -92,12 +91,7 @@ def correction(cv_dir) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("cv_dir", nargs="+")
-    p.add_argument("--out", help="JSON file for the figures")
-    a = p.parse_args(argv)
-    report_cv_runs("prior_correction.py", correction, a.cv_dir, a.out, argv, width=32)
-    return 0
+    return cv_runs_main("prior_correction.py", correction, __doc__, argv, width=32)
 
 
 if __name__ == "__main__":

@@ -678,3 +678,32 @@ def test_raw_statistics_fusion_rebuilds_a_checkpoint_written_before_clip_norm(co
         payload["feature_config"]["normalize"] = None
         torch.save(payload, old)
         clip_norm_model(old)
+
+
+def test_checkpoint_average_benchmark_scores_the_runs_own_answer_as_its_window(corpus, cache, tmp_path, capsys):
+    """benchmarks/checkpoint_average.py on a run trained with --average-weights: 'window' (best.pt, the mean from
+    the selected epoch to the last) is the fold's crossval UAR, 'selected' reads selected.pt; a softmax mean of
+    one checkpoint with itself is that checkpoint; ensemble folds are refused."""
+    from benchmarks.checkpoint_average import checkpoint_average, main, mean_weights
+
+    out = tmp_path / "cv"
+    # the plateau schedule at a high learning rate: the validation loss jumps, so the window holds several epochs
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, only_folds=[0],
+                            **dict(CV, epochs=5, lr=1e-2), select="loss", schedule="plateau", average_weights=True)
+    best = load_checkpoint(fold_dir(out, 0, 0) / "best.pt")
+    first, last = best["metrics"]["averaged_epochs"]
+    assert last == 5 and first < last  # a window of several epochs, else the test shows nothing
+    fold = checkpoint_average(out)["folds"]["seed_0/fold_0"]
+    assert fold["window UAR"] == pytest.approx(report["folds"][0]["test"]["uar"])
+    assert (fold["selected epoch"], fold["last epoch"]) == (first, last)
+    selected = load_checkpoint(fold_dir(out, 0, 0) / "selected.pt")
+    same = mean_weights(selected, selected)["model_state"]
+    assert all(torch.equal(v, selected["model_state"][k]) for k, v in same.items())
+    assert main([str(out), "--out", str(tmp_path / "r.json")]) == 0
+    assert "window UAR" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r.json").read_text())["runs"][0]["folds"]["seed_0/fold_0"] == fold
+    members = tmp_path / "members"
+    cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(members), cache_dir=cache, only_folds=[0],
+                   ensemble=2, **CV)
+    with pytest.raises(SystemExit, match="one model per fold only"):
+        checkpoint_average(members)
