@@ -64,8 +64,9 @@ def test_speech_recipe_and_original_is_one_name_away():
 
 def test_clip_recipe_is_the_original_with_a_head_on_the_raw_rows():
     clip, original = TrainConfig.for_recipe("clip"), TrainConfig.for_recipe("original")
-    assert clip.recipe == "clip" and clip.stats_head == 0.01 and clip.prior_correction
-    assert dataclasses.replace(clip, recipe="original", stats_head=None, prior_correction=False) == original
+    assert clip.recipe == "clip" and clip.stats_head == 0.01 and clip.prior_correction and clip.average_weights
+    assert dataclasses.replace(clip, recipe="original", stats_head=None, prior_correction=False,
+                               average_weights=False) == original
     model = clip.model_config(8)
     assert model.clip_norm and model.stats_head and not model.input_norm and model.prior_correction
     assert TrainConfig.for_recipe("clip", stats_head=None).stats_head is None  # given settings win

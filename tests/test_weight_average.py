@@ -83,6 +83,7 @@ def test_config_checks_and_recipes():
     del config["average_weights"]  # a run stored before the setting
     assert TrainConfig.from_dict(config).average_weights is False
     assert RECIPES["original"].get("average_weights", False) is False  # the original system's recipe, as it was
+    assert TrainConfig.for_recipe("clip").average_weights and not TrainConfig.for_recipe("speech").average_weights
 
 
 @pytest.fixture(scope="module")
