@@ -462,6 +462,8 @@ def cross_validate(
                 "seed": run_seed, "dir": str(md),
                 "test": {k: result["test"][k] for k in ("n_clips", "accuracy", "uar", "weighted_f1", "confusion")},
                 "best_epoch": result.get("best_epoch"), "epochs_run": result.get("epochs_run", len(history)),
+                # the epochs whose mean weights best.pt holds (average_weights), else None
+                "averaged_epochs": (result.get("averaged") or {}).get("epochs"),
                 "stopped_early": result.get("stopped_early"), "split_sizes": result.get("split_sizes"),
                 "train_seconds": sum(h.get("epoch_seconds", 0.0) for h in history),  # the epochs' own time
                 "wall_seconds": seconds,  # this call's time for the run (data loading, test); None: skipped
@@ -472,7 +474,7 @@ def cross_validate(
                   "wall_seconds": (None if all(r["wall_seconds"] is None for r in runs)
                                    else sum(r["wall_seconds"] or 0.0 for r in runs))}
         if ensemble == 1:
-            record.update({k: runs[0][k] for k in ("best_epoch", "epochs_run", "stopped_early")})
+            record.update({k: runs[0][k] for k in ("best_epoch", "averaged_epochs", "epochs_run", "stopped_early")})
         else:
             record["epochs_run"] = max(r["epochs_run"] for r in runs)
             record["members"] = runs

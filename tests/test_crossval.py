@@ -695,6 +695,7 @@ def test_checkpoint_average_benchmark_scores_the_runs_own_answer_as_its_window(c
     assert last == 5 and first < last  # a window of several epochs, else the test shows nothing
     fold = checkpoint_average(out)["folds"]["seed_0/fold_0"]
     assert fold["window UAR"] == pytest.approx(report["folds"][0]["test"]["uar"])
+    assert report["folds"][0]["averaged_epochs"] == [first, last]  # the fold record says what was tested
     assert (fold["selected epoch"], fold["last epoch"]) == (first, last)
     selected = load_checkpoint(fold_dir(out, 0, 0) / "selected.pt")
     same = mean_weights(selected, selected)["model_state"]
