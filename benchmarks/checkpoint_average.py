@@ -2,9 +2,10 @@
 
     python benchmarks/checkpoint_average.py CV_DIR [CV_DIR ...] [--out FILE]
 
-For every fold run of each ``CV_DIR`` (a finished ``python -m ser_gpu.crossval``, one model per fold, trained
-with early stopping: ``clip``, ``original``), on the clean test clips, test UAR and accuracy (WA) of the model's
-own answer (fused with its statistics head and corrected for the class prior as the run was trained) with:
+For every fold run of each ``CV_DIR`` (a finished ``python -m ser_gpu.crossval`` trained with early stopping:
+``clip``, ``original``), on the clean test clips, test UAR and accuracy (WA) of the model's own answer (fused
+with its statistics head and corrected for the class prior as the run was trained) with the weights below; a
+fold of ``--ensemble`` members answers with their mean softmax, each member's weights taken the same way:
 
 - ``selected``: the weights of the epoch the validation score picked (``selected.pt`` of a run trained with
   ``--average-weights``, else ``best.pt``);
@@ -44,9 +45,17 @@ def mean_weights(a: dict, b: dict) -> dict:
 
 
 def fold_checkpoints(where: Path) -> dict:
-    """``{variant: [payload, ...]}`` of the module docstring for the fold directory ``where``."""
-    if any(where.glob("member_*")):
-        raise SystemExit(f"{where}: one model per fold only (this run has ensemble members)")
+    """``{variant: [payload, ...]}`` of the module docstring for the fold directory ``where`` (its members'
+    payloads in turn when it holds ``member_*`` runs; ``window`` only when every member has one)."""
+    members = sorted(p for p in where.glob("member_*") if p.is_dir())
+    if members:
+        each = [member_checkpoints(m) for m in members]
+        return {name: [p for e in each for p in e[name]] for name in each[0] if all(name in e for e in each)}
+    return member_checkpoints(where)
+
+
+def member_checkpoints(where: Path) -> dict:
+    """:func:`fold_checkpoints` of one training run's directory."""
     best = load_checkpoint(where / "best.pt")
     averaged = best["metrics"].get("averaged_epochs") is not None
     selected = load_checkpoint(where / "selected.pt") if averaged else best
