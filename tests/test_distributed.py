@@ -341,3 +341,17 @@ def test_nccl_single_process_on_cuda(corpus, tmp_path):
     assert result["test"]["n_clips"] == 8 and result["epochs_run"] == 2
     r0 = torch.load(dump / "rank0.pt", weights_only=True, map_location="cpu")
     _same_tensors(r0["model"], load_checkpoint(out / "last.pt")["model_state"], "rank0 vs last.pt")
+
+
+def test_weight_averaging_under_torchrun(ddp_run, corpus, tmp_path):
+    """--average-weights under torchrun: every rank holds the same running mean and evaluates it (collectives in
+    step, no rank waits), rank 0 writes the mean to best.pt and the selected epoch to selected.pt."""
+    out = tmp_path / "run"
+    _torchrun(2, out, corpus, ddp_run["cache"], "--epochs", "5", "--quiet", "--lr", "1e-2", "--select", "loss",
+              "--schedule", "plateau", "--average-weights", timeout=200)
+    result = json.loads((out / "result.json").read_text())
+    first, last = result["averaged"]["epochs"]
+    assert last == 5 and first == result["best_epoch"] < last, result["averaged"]  # a window of several epochs
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert best["metrics"]["averaged_epochs"] == [first, last] and "test" in result
+    assert torch.load(out / "selected.pt", weights_only=True)["epoch"] == first
