@@ -445,7 +445,7 @@ class _Run:
         for name in ("last.pt", "best.pt", "selected.pt") + _RUN_OUTPUTS:
             for tmp in self.out.glob(f".{name}.*.tmp"):
                 tmp.unlink(missing_ok=True)
-        if overwrite and not resume:  # the replaced run's selected epoch is not this run's
+        if overwrite:  # the replaced run's selected epoch is not this run's (overwrite excludes resume)
             (self.out / "selected.pt").unlink(missing_ok=True)
 
     def _load_resume(self) -> dict:
@@ -1261,8 +1261,9 @@ def _fit(run: _Run) -> dict:
         # everywhere), so every rank stops at the same epoch; so do early stopping and the scheduler below.
         if not (math.isfinite(row["train_loss"]) and math.isfinite(val["loss"])):
             bar.close()
-            return {"stopped_early": False, "diverged": {"epoch": epoch + 1, "lr": row["lr"],
-                                                         "train_loss": row["train_loss"], "val_loss": val["loss"]}}
+            return {"stopped_early": False, "val_batches": val_batches,
+                    "diverged": {"epoch": epoch + 1, "lr": row["lr"], "train_loss": row["train_loss"],
+                                 "val_loss": val["loss"]}}
         if c.schedule == "plateau":
             run.scheduler.step(val["loss"])
         row["epoch_seconds"] = time.perf_counter() - t0
@@ -1290,19 +1291,20 @@ def _fit(run: _Run) -> dict:
         stopped_early = bool(c.early_stopping) and run.bad_epochs >= c.early_stopping
     bar.close()
     run.close_data()
-    return {"stopped_early": bool(stopped_early)}
+    return {"stopped_early": bool(stopped_early), "val_batches": val_batches}  # val_batches: _save_average's
 
 
-def _save_average(run: _Run) -> Optional[dict]:
+def _save_average(run: _Run, val_batches) -> Optional[dict]:
     """With ``average_weights``: ``best.pt`` rewritten with the mean of the weights from the selected epoch to
-    the last (a collective under torchrun: every rank holds the same mean and evaluates it). Returns the
+    the last, scored on ``val_batches`` (:func:`_fit`'s validation rows, computed once per run; a collective
+    under torchrun: every rank holds the same mean and evaluates it). Returns the
     window's epochs and the averaged model's validation metrics, or None when the window holds the selected
     epoch alone (``best.pt`` is its mean already)."""
     average = run.weight_average
     if average is None or average.count < 2:
         return None
     run.model.load_state_dict(average.weights)
-    val = run.evaluate(run.feature_batches(run.val_set))
+    val = run.evaluate(val_batches)
     metrics = {"epoch": average.last_epoch, "val_loss": val["loss"], "val_acc": val["accuracy"],
                "val_uar": val["uar"], "averaged_epochs": [average.first_epoch, average.last_epoch]}
     run._save("best.pt", average.last_epoch, metrics, run._state())
@@ -1316,7 +1318,7 @@ def _final_report(run: _Run, fit: dict) -> dict:
     best_path, last_path = run.out / "best.pt", run.out / "last.pt"
     # rank 0's view of the run directory, on every rank
     best_exists, last_exists = run.dist.broadcast_object((best_path.exists(), last_path.exists()))
-    averaged = _save_average(run) if best_exists else None
+    averaged = _save_average(run, fit["val_batches"]) if best_exists else None
     result = {
         "out": str(run.out),
         "best_checkpoint": str(best_path) if best_exists else None,
