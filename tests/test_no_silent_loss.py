@@ -358,7 +358,8 @@ def test_train_out_does_not_overwrite_a_users_result_json(corpus, tmp_path, caps
 
 def test_constant_q_caches_stay_bounded_over_many_tunings():
     """Every cache keyed by tuning is bounded, and what one tuning keeps is small (the whole 0.01 grid
-    of estimated tunings, 100 values, then fits in ~23 MB); no cache is keyed by a batch's set of tunings."""
+    of estimated tunings, 100 values, then fits in ~23 MB); no cache is keyed by a batch's set of tunings
+    (the stack of the whole grid's banks is one entry per configuration, device and dtype)."""
     import functools
 
     import ser_gpu.functional.constantq as cq
@@ -375,6 +376,7 @@ def test_constant_q_caches_stay_bounded_over_many_tunings():
         info = fn.cache_info()
         assert info.maxsize is not None and info.maxsize <= 128, (fn.__name__, info)
     assert not hasattr(cq._band_tensors, "cache_info") or cq._band_tensors.cache_info().maxsize <= 4
+    assert cq._grid_tensors.cache_info().maxsize <= 4  # whole-grid stacks (~23 MB each): a few configurations
     assert not hasattr(cq._plan, "cache_info")  # the float64 numpy banks are not kept next to the tensors
     assert len(filters._DEVICE_CACHE) <= filters._DEVICE_CACHE_SIZE <= 128
     plan_args = (22050.0, 512, float(cq._C1), 7 * 36, 36, 0.1, 1.0, 1, 0.01, "hann", True)

@@ -22,8 +22,12 @@ FIR fitted to soxr's response.
 Per-example tuning (one estimate per clip) changes the filters per example.  The distinct
 tuning values of a batch (``estimate_tuning`` quantises them to a 0.01 grid) each get a cached
 filter bank; per octave the banks are stacked and gathered per example so one batched complex
-matmul applies each example's own bank.  The STFTs and the decimations do not depend on tuning
-and are shared.  No Python loop runs over the examples.
+matmul applies each example's own bank.  A batch with many distinct tunings, all on that grid (a
+training batch of clips with estimated tunings), takes its banks from one cached stack of the
+whole grid instead of stacking its own: a handful of operations per octave, however many tunings
+(stacking per batch cost three small operations per tuning and octave, ~2,000 kernel launches at
+batch 256 on a GPU).  The STFTs and the decimations do not depend on tuning and are shared.  No
+Python loop runs over the examples.
 """
 
 from __future__ import annotations
@@ -132,9 +136,10 @@ def _sparsify_rows(x: np.ndarray, quantile: float) -> np.ndarray:
 # octave) in the compute dtype on the compute device, plus a few numbers -- ~0.23 MB in complex64 for
 # chroma_cqt's 7 octaves, so ~23 MB for the whole grid and at most ~30 MB for the 128 entries. The
 # float64 numpy banks a plan is built from are dropped once they are converted (keeping them too
-# tripled the cache, ~78 MB over a 40-minute file). Banks of several tunings are stacked per batch
-# (not cached: a batch's set of tunings rarely repeats); the per-octave FFT banks are only needed
-# while a plan is built.
+# tripled the cache, ~78 MB over a 40-minute file). Banks of a few tunings are stacked per batch
+# (not cached: a batch's set of tunings rarely repeats); a batch of many grid tunings takes one cached
+# stack of the whole grid instead (_grid_tensors); the per-octave FFT banks are only needed while a
+# plan is built.
 _PLAN_CACHE = 128
 
 
@@ -298,6 +303,63 @@ def _band_tensors(plan_args: Tuple[tuple, ...], device: str, dtype: torch.dtype)
     return tuple(banks), tuple(columns), torch.stack([t[2] for t in tensors])
 
 
+# A batch with at least this many distinct tunings, all on one estimate_tuning grid, uses the cached
+# banks of the whole grid (_grid_tensors); fewer are stacked per batch (_band_tensors), which is cheap
+# for a few and spares a small batch (one clip, a test) the one-time build of the whole grid (~2-5 s of
+# numpy for chroma_cqt's 100 tunings).
+_GRID_MIN_TUNINGS = 8
+
+
+@functools.lru_cache(maxsize=1)
+def _tuning_grids() -> Tuple[dict, ...]:
+    """The tunings :func:`.pitch.estimate_tuning` returns at its default resolution (0.01): the left
+    edges of a 100-bin histogram of ``[-0.5, 0.5)``, as the float64 numbers :func:`_check_tuning`
+    gives, once as computed in float64 and once rounded to float32 (estimates made in float32);
+    each as ``{value: position}``."""
+    edges = np.linspace(-0.5, 0.5, 101)[:-1]
+    return tuple({float(v): i for i, v in enumerate(e.tolist())}
+                 for e in (edges, edges.astype(np.float32).astype(np.float64)))
+
+
+def _grid_positions(values: List[float]) -> Optional[Tuple[Tuple[float, ...], List[int]]]:
+    """``(grid, positions)`` when every value lies on one grid of :func:`_tuning_grids` (``grid`` its
+    values in order, ``positions`` each value's index in it), else ``None``."""
+    for grid in _tuning_grids():
+        positions = [grid.get(v) for v in values]
+        if None not in positions:
+            return tuple(grid), positions
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def _grid_tensors(fixed: tuple, rest: tuple, grid: Tuple[float, ...], device: str, dtype: torch.dtype):
+    """``(plan, banks, columns, gain)`` of every tuning of ``grid`` at once, as :func:`_band_tensors`
+    returns them for several plans (``banks`` per octave ``(len(grid), rows, K')``, zero outside each
+    tuning's band; ``gain`` ``(len(grid), n_bins)``), built straight from :func:`_plan` so the
+    per-tuning cache is not flooded; ``None`` when the grid's plans differ in signature or one of
+    them is invalid (a batch then stacks its own banks). ~23 MB in complex64 for chroma_cqt's 7
+    octaves of 36 bins; a few entries are kept (one per configuration, device and dtype in use)."""
+    try:
+        built = [_plan(*(fixed + (t,) + rest)) for t in grid]
+    except ParameterError:
+        return None
+    plan = built[0][0]
+    if any(p.signature() != plan.signature() for p, _, _ in built):
+        return None
+    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    banks, columns = [], []
+    for i in range(len(plan.octaves)):
+        first = min(p.octaves[i].first for p, _, _ in built)
+        last = max(p.octaves[i].last for p, _, _ in built)
+        stacked = np.zeros((len(grid), plan.octaves[i].rows, last - first), dtype=np.complex128)
+        for g, (p, b, _) in enumerate(built):
+            stacked[g, :, p.octaves[i].first - first:p.octaves[i].last - first] = b[i]
+        banks.append(torch.from_numpy(stacked).to(device=device, dtype=cdtype))
+        columns.append((first, last))
+    gain = torch.from_numpy(np.stack([g for _, _, g in built])).to(device=device, dtype=dtype)
+    return plan, tuple(banks), tuple(columns), gain
+
+
 def cqt_frequencies(n_bins: int, *, fmin: float, bins_per_octave: int = 12, tuning: float = 0.0) -> np.ndarray:
     """Centre frequency of each constant-Q bin; equals ``librosa.cqt_frequencies``.
 
@@ -361,11 +423,12 @@ def _frame_counts(plan: _Plan, n: torch.Tensor) -> torch.Tensor:
     return frames
 
 
-def _cqt_group(x: torch.Tensor, n_valid: torch.Tensor, plan_args: List[tuple],
+def _cqt_group(x: torch.Tensor, n_valid: torch.Tensor, plan: _Plan, bands: tuple,
                gidx: Optional[torch.Tensor], pad_mode: str) -> torch.Tensor:
-    """CQT of ``x`` ``(B, N)`` for plans sharing one signature; ``gidx`` picks each example's plan."""
-    plan = _plan_tensors(plan_args[0], str(x.device), x.dtype).plan
-    banks, columns, gain = _band_tensors(tuple(plan_args), str(x.device), x.dtype)
+    """CQT of ``x`` ``(B, N)`` for plans sharing ``plan``'s signature, with their ``bands``
+    (``(banks, columns, gain)`` of :func:`_band_tensors` or :func:`_grid_tensors`); ``gidx`` picks
+    each example's plan."""
+    banks, columns, gain = bands
     if gidx is not None:
         gain = gain[gidx]  # (B, n_bins)
     if plan.early > 1:
@@ -484,8 +547,16 @@ def _cqt(y, *, sr, hop_length, fmin, n_bins, bins_per_octave, tuning, filter_sca
 
     fixed = (float(sr), hop_length, float(fmin), n_bins, bins_per_octave)
     rest = (float(filter_scale), norm, float(sparsity), window, scale)
+    grid = _grid_positions(values) if len(values) >= _GRID_MIN_TUNINGS else None
+    if grid is not None:
+        tensors = _grid_tensors(fixed, rest, grid[0], str(y.device), y.dtype)
+        if tensors is not None:  # the whole grid's banks, each example's picked by its grid position
+            inverse = torch.tensor(grid[1], device=y.device)[inverse]
+            values, grid_plan, grid_bands = grid[0], tensors[0], tensors[1:]
+        else:
+            grid = None
     plan_args = [fixed + (t,) + rest for t in values]
-    plans = [_plan_tensors(a, str(y.device), y.dtype).plan for a in plan_args]
+    plans = [grid_plan] if grid is not None else [_plan_tensors(a, str(y.device), y.dtype).plan for a in plan_args]
 
     x = y.reshape(-1, N)
     B = x.shape[0]
@@ -516,7 +587,8 @@ def _cqt(y, *, sr, hop_length, fmin, n_bins, bins_per_octave, tuning, filter_sca
                 f"transform (it decimates by {early} before the first octave)"
             )
     if len(signatures) == 1:
-        C = _cqt_group(x, n, plan_args, gidx, pad_mode)
+        bands = grid_bands if grid is not None else _band_tensors(tuple(plan_args), str(x.device), x.dtype)
+        C = _cqt_group(x, n, plans[0], bands, gidx, pad_mode)
     else:
         T = max(int(_frame_counts(plans[ks[0]], torch.tensor([N]))) for ks in signatures.values())
         cdtype = torch.complex128 if y.dtype == torch.float64 else torch.complex64
@@ -526,7 +598,8 @@ def _cqt(y, *, sr, hop_length, fmin, n_bins, bins_per_octave, tuning, filter_sca
             remap = torch.full((len(plans),), -1, dtype=torch.int64, device=y.device)
             remap[torch.tensor(ks, device=y.device)] = torch.arange(len(ks), device=y.device)
             sub_g = remap[per_example_plan[sel]] if len(ks) > 1 else None
-            Cg = _cqt_group(x[sel], n[sel], [plan_args[k] for k in ks], sub_g, pad_mode)
+            Cg = _cqt_group(x[sel], n[sel], plans[ks[0]],
+                            _band_tensors(tuple(plan_args[k] for k in ks), str(x.device), x.dtype), sub_g, pad_mode)
             C[sel, :, : Cg.shape[-1]] = Cg
     C = C.reshape(batch_shape + C.shape[-2:])
     if lengths is None:

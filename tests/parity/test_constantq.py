@@ -173,6 +173,98 @@ def test_batched_estimated_tuning_equals_librosa(dtype):
         assert rel_err(chroma[i], ref_chroma(n)) <= CQT_TOL[dtype], n
 
 
+def _grid_tunings(count: int, dtype) -> torch.Tensor:
+    """``count`` distinct tunings as estimate_tuning returns them in ``dtype`` (0.01-grid edges)."""
+    edges = torch.from_numpy(np.linspace(-0.5, 0.5, 101)[:-1]).to(dtype)
+    return edges[torch.arange(count) * 97 % 100]  # spread over the grid, all distinct
+
+
+def _grid_batch(count: int, dtype) -> torch.Tensor:
+    names = ["speech_like", "two_tones", "chirp", "noise", "sine440", "odd_12345"]
+    return torch.stack([_t(names[i % len(names)], dtype, "cpu")[:6000] * (1 + 0.1 * i) for i in range(count)])
+
+
+def test_estimated_tunings_lie_on_the_grid(dtype):
+    """The grid banks are keyed by the values estimate_tuning returns: if its grid drifted, batches
+    would silently fall back to stacking their own banks."""
+    from ser_gpu.functional import estimate_tuning
+    from ser_gpu.functional.constantq import _grid_positions
+
+    y = torch.stack([_t(n, dtype, "cpu")[:8000] for n in ("speech_like", "two_tones", "chirp", "noise", "sine440")])
+    tuning = estimate_tuning(y, sr=SR, bins_per_octave=36)
+    assert _grid_positions(tuning.double().tolist()) is not None, tuning
+
+
+def test_many_grid_tunings_use_the_grid_banks(dtype, monkeypatch):
+    """A batch with many distinct estimated tunings takes its banks from the cached stack of the whole
+    grid: each example still equals its own one-clip run (which stacks nothing) and librosa."""
+    from ser_gpu.functional import constantq as cq
+
+    n = cq._GRID_MIN_TUNINGS + 4
+    y, tunings = _grid_batch(n, dtype), _grid_tunings(n, dtype)
+    before = cq._grid_tensors.cache_info()
+    C = cqt(y, sr=SR, tuning=tunings, **CHROMA_CFG)
+    after = cq._grid_tensors.cache_info()
+    assert after.hits + after.misses == before.hits + before.misses + 1  # the grid path was taken
+    atol = 1e-12 if dtype == torch.float64 else 2e-6
+    for i in range(n):
+        single = cqt(y[i], sr=SR, tuning=float(tunings[i]), **CHROMA_CFG)
+        assert float((C[i] - single).abs().max()) <= atol * float(single.abs().max()), i
+    for i in (0, 5):  # and librosa, with the tuning as a float64 number
+        ref = _quiet(librosa.cqt, y[i].double().numpy(), sr=SR, tuning=float(tunings[i]), **CHROMA_CFG)
+        assert rel_err(C[i].abs(), np.abs(ref)) <= CQT_TOL[dtype], i
+    # the same batch stacking its own banks (the path of fewer tunings) gives the same result
+    monkeypatch.setattr(cq, "_GRID_MIN_TUNINGS", 10 ** 6)
+    torch.testing.assert_close(cqt(y, sr=SR, tuning=tunings, **CHROMA_CFG), C, rtol=0,
+                               atol=atol * float(C.abs().max()))
+
+
+def test_off_grid_tunings_stack_their_own_banks(monkeypatch):
+    """Tunings a user gives off the estimator's grid never reach the grid banks, however many."""
+    from ser_gpu.functional import constantq as cq
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the grid banks were used for off-grid tunings")
+
+    monkeypatch.setattr(cq, "_grid_tensors", refuse)
+    n = cq._GRID_MIN_TUNINGS + 2
+    y, tunings = _grid_batch(n, torch.float64), _grid_tunings(n, torch.float64) + 0.003
+    C = cqt(y, sr=SR, tuning=tunings, **CHROMA_CFG)
+    for i in (0, n - 1):
+        single = cqt(y[i], sr=SR, tuning=float(tunings[i]), **CHROMA_CFG)
+        assert float((C[i] - single).abs().max()) <= 1e-12 * float(single.abs().max())
+
+
+def test_grid_banks_dispatch_the_same_operations_for_any_number_of_tunings(monkeypatch):
+    """Launch count: with the grid banks a batch of 40 clips runs the same operations whether it holds 8
+    or 40 distinct tunings (stacking per batch costs operations per tuning, which the count sees)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from ser_gpu.functional import constantq as cq
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    y = _grid_batch(40, torch.float32)
+    few = _grid_tunings(8, torch.float32).repeat(5)
+    many = _grid_tunings(40, torch.float32)
+
+    def ops(tunings):
+        cqt(y, sr=SR, tuning=tunings, **CHROMA_CFG)  # builds what is cached first
+        Count.calls = 0
+        with Count():
+            cqt(y, sr=SR, tuning=tunings, **CHROMA_CFG)
+        return Count.calls
+
+    assert ops(few) == ops(many)
+    monkeypatch.setattr(cq, "_GRID_MIN_TUNINGS", 10 ** 6)
+    assert ops(many) > ops(few) + 100  # stacking: ~3 operations per tuning and octave
+
+
 @pytest.mark.parametrize("kw", [dict(), dict(n_bins=48, fmin=65.0), dict(hop_length=100, n_bins=40)],
                          ids=["default", "early_downsampling", "odd_hop"])
 def test_mixed_length_batch_equals_single_runs(kw, dtype):
