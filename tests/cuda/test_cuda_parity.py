@@ -245,6 +245,23 @@ def test_feature_extractor_matches_cpu_float64(device, dtype):
         assert not ours[i, :, n:].any()
 
 
+@pytest.mark.parametrize("device,dtype", GRID)
+def test_cqt_of_many_grid_tunings_matches_cpu_float64(device, dtype):
+    """12 clips with 12 distinct estimate_tuning values (in the run's dtype): the constant-Q banks
+    gathered from the cached stack of the whole tuning grid on the device, against the same call in
+    CPU float64 (which takes the same path)."""
+    n = 12
+    tunings = torch.from_numpy(np.linspace(-0.5, 0.5, 101)[:-1]).to(dtype)[torch.arange(n) * 97 % 100]
+    long = [name for name in SIGNAL_NAMES if len(SIGNALS[name]) >= 6000]
+    y = torch.stack([_y(long[i % len(long)])[:6000] * (1 + 0.1 * i) for i in range(n)])
+    ours = F.cqt(y.to(device=device, dtype=dtype), sr=SR, tuning=tunings.to(device), n_bins=252,
+                 bins_per_octave=36).abs()
+    ref = F.cqt(y, sr=SR, tuning=tunings.double(), n_bins=252, bins_per_octave=36).abs()
+    assert ours.device.type == device
+    for i in range(n):
+        assert rel_err(ours[i], _np(ref[i])) <= CQT_TOL[dtype], i
+
+
 # ------------------------------------------------------------------ augmentation and model
 
 
