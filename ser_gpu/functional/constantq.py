@@ -331,6 +331,22 @@ def _grid_positions(values: List[float]) -> Optional[Tuple[Tuple[float, ...], Li
     return None
 
 
+def _grid_bands(values: List[float], fixed: tuple, rest: tuple, device: str, dtype: torch.dtype):
+    """``(plan, bands, positions)`` when a batch's distinct tunings ``values`` are many
+    (``>= _GRID_MIN_TUNINGS``) and all on one estimate_tuning grid, whose cached banks
+    (:func:`_grid_tensors`) then serve it: ``bands`` as :func:`_cqt_group` takes them, ``positions``
+    each value's index on the grid. ``None`` otherwise (the batch stacks its own banks)."""
+    if len(values) < _GRID_MIN_TUNINGS:
+        return None
+    on_grid = _grid_positions(values)
+    if on_grid is None:
+        return None
+    tensors = _grid_tensors(fixed, rest, on_grid[0], device, dtype)
+    if tensors is None:
+        return None
+    return tensors[0], tensors[1:], on_grid[1]
+
+
 @functools.lru_cache(maxsize=4)
 def _grid_tensors(fixed: tuple, rest: tuple, grid: Tuple[float, ...], device: str, dtype: torch.dtype):
     """``(plan, banks, columns, gain)`` of every tuning of ``grid`` at once, as :func:`_band_tensors`
@@ -547,16 +563,14 @@ def _cqt(y, *, sr, hop_length, fmin, n_bins, bins_per_octave, tuning, filter_sca
 
     fixed = (float(sr), hop_length, float(fmin), n_bins, bins_per_octave)
     rest = (float(filter_scale), norm, float(sparsity), window, scale)
-    grid = _grid_positions(values) if len(values) >= _GRID_MIN_TUNINGS else None
-    if grid is not None:
-        tensors = _grid_tensors(fixed, rest, grid[0], str(y.device), y.dtype)
-        if tensors is not None:  # the whole grid's banks, each example's picked by its grid position
-            inverse = torch.tensor(grid[1], device=y.device)[inverse]
-            values, grid_plan, grid_bands = grid[0], tensors[0], tensors[1:]
-        else:
-            grid = None
-    plan_args = [fixed + (t,) + rest for t in values]
-    plans = [grid_plan] if grid is not None else [_plan_tensors(a, str(y.device), y.dtype).plan for a in plan_args]
+    grid = _grid_bands(values, fixed, rest, str(y.device), y.dtype)
+    if grid is not None:  # the whole grid's banks, each example's picked by its position on the grid
+        plans, bands = [grid[0]], grid[1]
+        gidx = torch.tensor(grid[2], device=y.device)[inverse]
+    else:  # the batch's own tunings, their banks stacked below
+        plan_args = [fixed + (t,) + rest for t in values]
+        plans = [_plan_tensors(a, str(y.device), y.dtype).plan for a in plan_args]
+        gidx = inverse
 
     x = y.reshape(-1, N)
     B = x.shape[0]
@@ -564,7 +578,6 @@ def _cqt(y, *, sr, hop_length, fmin, n_bins, bins_per_octave, tuning, filter_sca
          else torch.full((B,), N, dtype=torch.int64, device=y.device))
     if lengths is not None:
         x = zero_padding(x, n)
-    gidx = inverse
     per_example_plan = gidx if gidx is not None else torch.zeros(B, dtype=torch.int64, device=y.device)
     # examples whose plans share a signature run together (normally all of them)
     signatures = {}
@@ -587,7 +600,8 @@ def _cqt(y, *, sr, hop_length, fmin, n_bins, bins_per_octave, tuning, filter_sca
                 f"transform (it decimates by {early} before the first octave)"
             )
     if len(signatures) == 1:
-        bands = grid_bands if grid is not None else _band_tensors(tuple(plan_args), str(x.device), x.dtype)
+        if grid is None:
+            bands = _band_tensors(tuple(plan_args), str(x.device), x.dtype)
         C = _cqt_group(x, n, plans[0], bands, gidx, pad_mode)
     else:
         T = max(int(_frame_counts(plans[ks[0]], torch.tensor([N]))) for ks in signatures.values())
