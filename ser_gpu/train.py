@@ -306,7 +306,8 @@ RECIPES = {
 # ModelConfig.clip_norm, so the head sees each clip's level and spread); C 0.01, chosen on the folds of seeds
 # 0 and 1 (README "Real speech"), answering under a uniform class prior (both halves trained under the
 # training split's: no class weights), with the mean of the weights of the selected epoch and the 20 after it
-# (average_weights: +0.012 to +0.025 UAR over the selected epoch on each of the three RAVDESS fold sets)
+# (average_weights: +0.012 to +0.025 UAR over the selected epoch on each of the three RAVDESS fold sets it was
+# chosen on, -0.004 on a fourth held out from the choice; +0.013 over the four)
 RECIPES["clip"] = {**RECIPES["original"], "stats_head": 0.01, "prior_correction": True, "average_weights": True}
 # what train_model, python -m ser_gpu.train and crossval train when no recipe is named: the most accurate
 # measured from one recording (README "Real speech"); TrainConfig()'s own field values are "speech"'s
