@@ -288,19 +288,25 @@ def _band_tensors(plan_args: Tuple[tuple, ...], device: str, dtype: torch.dtype)
     """
     if len(plan_args) == 1:
         return _plan_tensors(plan_args[0], device, dtype)[1:]
-    tensors = [_plan_tensors(a, device, dtype)[1:] for a in plan_args]
+    return _stack_bands([_plan_tensors(a, device, dtype)[1:] for a in plan_args])
+
+
+def _stack_bands(parts) -> tuple:
+    """``(banks, columns, gain)`` of several plans stacked, as :func:`_band_tensors` returns them, from
+    each plan's own ``(banks, columns, gain)`` (tensors on one device): per octave the union of the
+    plans' column bands, each plan's bank zero outside its own."""
     banks, columns = [], []
-    for i in range(len(tensors[0][0])):
-        first = min(t[1][i][0] for t in tensors)
-        last = max(t[1][i][1] for t in tensors)
-        ref = tensors[0][0][i]
-        stacked = torch.zeros((len(tensors), ref.shape[0], last - first), dtype=ref.dtype, device=ref.device)
-        for g, t in enumerate(tensors):
-            a, b = t[1][i]
-            stacked[g, :, a - first:b - first] = t[0][i]
+    for i in range(len(parts[0][0])):
+        first = min(p[1][i][0] for p in parts)
+        last = max(p[1][i][1] for p in parts)
+        ref = parts[0][0][i]
+        stacked = torch.zeros((len(parts), ref.shape[0], last - first), dtype=ref.dtype, device=ref.device)
+        for g, p in enumerate(parts):
+            a, b = p[1][i]
+            stacked[g, :, a - first:b - first] = p[0][i]
         banks.append(stacked)
         columns.append((first, last))
-    return tuple(banks), tuple(columns), torch.stack([t[2] for t in tensors])
+    return tuple(banks), tuple(columns), torch.stack([p[2] for p in parts])
 
 
 # A batch with at least this many distinct tunings, all on one estimate_tuning grid, uses the cached
@@ -311,23 +317,23 @@ _GRID_MIN_TUNINGS = 8
 
 
 @functools.lru_cache(maxsize=1)
-def _tuning_grids() -> Tuple[dict, ...]:
+def _tuning_grids() -> Tuple[Tuple[Tuple[float, ...], dict], ...]:
     """The tunings :func:`.pitch.estimate_tuning` returns at its default resolution (0.01): the left
     edges of a 100-bin histogram of ``[-0.5, 0.5)``, as the float64 numbers :func:`_check_tuning`
     gives, once as computed in float64 and once rounded to float32 (estimates made in float32);
-    each as ``{value: position}``."""
+    each as ``(values, {value: position})``."""
     edges = np.linspace(-0.5, 0.5, 101)[:-1]
-    return tuple({float(v): i for i, v in enumerate(e.tolist())}
-                 for e in (edges, edges.astype(np.float32).astype(np.float64)))
+    grids = (edges.tolist(), edges.astype(np.float32).astype(np.float64).tolist())
+    return tuple((tuple(g), {v: i for i, v in enumerate(g)}) for g in grids)
 
 
 def _grid_positions(values: List[float]) -> Optional[Tuple[Tuple[float, ...], List[int]]]:
     """``(grid, positions)`` when every value lies on one grid of :func:`_tuning_grids` (``grid`` its
     values in order, ``positions`` each value's index in it), else ``None``."""
-    for grid in _tuning_grids():
-        positions = [grid.get(v) for v in values]
+    for grid, index in _tuning_grids():
+        positions = [index.get(v) for v in values]
         if None not in positions:
-            return tuple(grid), positions
+            return grid, positions
     return None
 
 
@@ -362,18 +368,13 @@ def _grid_tensors(fixed: tuple, rest: tuple, grid: Tuple[float, ...], device: st
     plan = built[0][0]
     if any(p.signature() != plan.signature() for p, _, _ in built):
         return None
+    # stacked on the CPU in float64 (the numpy banks as they are), then moved and cast once
+    banks, columns, gain = _stack_bands([(tuple(torch.from_numpy(b) for b in bases),
+                                          tuple((o.first, o.last) for o in p.octaves), torch.from_numpy(g))
+                                         for p, bases, g in built])
     cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-    banks, columns = [], []
-    for i in range(len(plan.octaves)):
-        first = min(p.octaves[i].first for p, _, _ in built)
-        last = max(p.octaves[i].last for p, _, _ in built)
-        stacked = np.zeros((len(grid), plan.octaves[i].rows, last - first), dtype=np.complex128)
-        for g, (p, b, _) in enumerate(built):
-            stacked[g, :, p.octaves[i].first - first:p.octaves[i].last - first] = b[i]
-        banks.append(torch.from_numpy(stacked).to(device=device, dtype=cdtype))
-        columns.append((first, last))
-    gain = torch.from_numpy(np.stack([g for _, _, g in built])).to(device=device, dtype=dtype)
-    return plan, tuple(banks), tuple(columns), gain
+    return (plan, tuple(b.to(device=device, dtype=cdtype) for b in banks), columns,
+            gain.to(device=device, dtype=dtype))
 
 
 def cqt_frequencies(n_bins: int, *, fmin: float, bins_per_octave: int = 12, tuning: float = 0.0) -> np.ndarray:
