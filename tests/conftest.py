@@ -106,3 +106,10 @@ def rel_err(ours, ref) -> float:
     if scale == 0:
         return float(diff)
     return float(diff / scale)
+
+
+def grid_tunings(count: int, dtype) -> torch.Tensor:
+    """``count`` distinct tunings as ``estimate_tuning`` returns them in ``dtype`` (its 0.01-grid edges),
+    spread over the grid."""
+    edges = torch.from_numpy(np.linspace(-0.5, 0.5, 101)[:-1]).to(dtype)
+    return edges[torch.arange(count) * 97 % 100]

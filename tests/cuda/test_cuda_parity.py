@@ -25,7 +25,7 @@ from ser_gpu.functional import median as M
 from ser_gpu.models import CNNBiLSTMAttention, ModelConfig
 from ser_gpu.transforms import FeatureExtractor, SpecAugment, WaveformAugment
 from ser_gpu.transforms.features import _ROW_SLICES
-from tests.conftest import CQT_TOL, HAS_CUDA, STFT_TOL, rel_err
+from tests.conftest import CQT_TOL, HAS_CUDA, STFT_TOL, grid_tunings, rel_err
 from tests.signals import SIGNAL_NAMES, SIGNALS
 
 SR = 22050
@@ -251,7 +251,7 @@ def test_cqt_of_many_grid_tunings_matches_cpu_float64(device, dtype):
     gathered from the cached stack of the whole tuning grid on the device, against the same call in
     CPU float64 (which takes the same path)."""
     n = 12
-    tunings = torch.from_numpy(np.linspace(-0.5, 0.5, 101)[:-1]).to(dtype)[torch.arange(n) * 97 % 100]
+    tunings = grid_tunings(n, dtype)
     long = [name for name in SIGNAL_NAMES if len(SIGNALS[name]) >= 6000]
     y = torch.stack([_y(long[i % len(long)])[:6000] * (1 + 0.1 * i) for i in range(n)])
     ours = F.cqt(y.to(device=device, dtype=dtype), sr=SR, tuning=tunings.to(device), n_bins=252,

@@ -16,7 +16,7 @@ import torch
 
 from ser_gpu.errors import ParameterError
 from ser_gpu.functional.constantq import chroma_cqt, cqt, tonnetz
-from tests.conftest import rel_err
+from tests.conftest import grid_tunings, rel_err
 from tests.signals import SIGNALS, SR
 
 CQT_TOL = {torch.float64: 1e-3, torch.float32: 1e-2}
@@ -173,12 +173,6 @@ def test_batched_estimated_tuning_equals_librosa(dtype):
         assert rel_err(chroma[i], ref_chroma(n)) <= CQT_TOL[dtype], n
 
 
-def _grid_tunings(count: int, dtype) -> torch.Tensor:
-    """``count`` distinct tunings as estimate_tuning returns them in ``dtype`` (0.01-grid edges)."""
-    edges = torch.from_numpy(np.linspace(-0.5, 0.5, 101)[:-1]).to(dtype)
-    return edges[torch.arange(count) * 97 % 100]  # spread over the grid, all distinct
-
-
 def _grid_batch(count: int, dtype) -> torch.Tensor:
     names = ["speech_like", "two_tones", "chirp", "noise", "sine440", "odd_12345"]
     return torch.stack([_t(names[i % len(names)], dtype, "cpu")[:6000] * (1 + 0.1 * i) for i in range(count)])
@@ -201,7 +195,7 @@ def test_many_grid_tunings_use_the_grid_banks(dtype, monkeypatch):
     from ser_gpu.functional import constantq as cq
 
     n = cq._GRID_MIN_TUNINGS + 4
-    y, tunings = _grid_batch(n, dtype), _grid_tunings(n, dtype)
+    y, tunings = _grid_batch(n, dtype), grid_tunings(n, dtype)
     before = cq._grid_tensors.cache_info()
     C = cqt(y, sr=SR, tuning=tunings, **CHROMA_CFG)
     after = cq._grid_tensors.cache_info()
@@ -228,7 +222,7 @@ def test_off_grid_tunings_stack_their_own_banks(monkeypatch):
 
     monkeypatch.setattr(cq, "_grid_tensors", refuse)
     n = cq._GRID_MIN_TUNINGS + 2
-    y, tunings = _grid_batch(n, torch.float64), _grid_tunings(n, torch.float64) + 0.003
+    y, tunings = _grid_batch(n, torch.float64), grid_tunings(n, torch.float64) + 0.003
     C = cqt(y, sr=SR, tuning=tunings, **CHROMA_CFG)
     for i in (0, n - 1):
         single = cqt(y[i], sr=SR, tuning=float(tunings[i]), **CHROMA_CFG)
@@ -250,8 +244,8 @@ def test_grid_banks_dispatch_the_same_operations_for_any_number_of_tunings(monke
             return func(*args, **(kwargs or {}))
 
     y = _grid_batch(40, torch.float32)
-    few = _grid_tunings(8, torch.float32).repeat(5)
-    many = _grid_tunings(40, torch.float32)
+    few = grid_tunings(8, torch.float32).repeat(5)
+    many = grid_tunings(40, torch.float32)
 
     def ops(tunings):
         cqt(y, sr=SR, tuning=tunings, **CHROMA_CFG)  # builds what is cached first
