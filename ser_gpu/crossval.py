@@ -530,7 +530,20 @@ def build_parser() -> argparse.ArgumentParser:
     for action in train_parser()._actions:  # the training options, shared with python -m ser_gpu.train
         if action.dest not in _TRAIN_OWN_OPTIONS:
             p._add_action(action)
+    # train's split options are set per fold here: named, they are refused with what to use instead (left
+    # undefined, argparse would read the prefix --fold as --folds and --seed as --seeds without a word)
+    for flag in _SET_PER_FOLD:
+        p.add_argument(flag, dest="_per_fold_" + flag[2:].replace("-", "_"), default=None, help=argparse.SUPPRESS)
     return p
+
+
+# train's options that crossval sets for each fold, and what to use instead
+_SET_PER_FOLD = {
+    "--split": "every fold is an actor split",
+    "--fold": "every fold is trained; use --only-folds I [I ...] for some of them",
+    "--seed": "each fold trains with its --seeds value (ensemble members with their own, member_seed)",
+    "--split-seed": "the folds of each --seeds value are split with that seed",
+}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -539,6 +552,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     parser = build_parser()
     args = vars(parser.parse_args(argv))
+    for flag, instead in _SET_PER_FOLD.items():
+        value = args.pop("_per_fold_" + flag[2:].replace("-", "_"))
+        if value is not None:
+            print(f"error: {flag} {value} is not a crossval option: {instead}", file=sys.stderr)
+            return 2
     quiet = args.pop("quiet")
     core = {k: args.pop(k) for k in ("data_dirs", "n_folds", "seeds", "only_folds", "epochs", "ensemble", "out",
                                      "resume", "overwrite")}

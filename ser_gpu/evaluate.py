@@ -159,7 +159,7 @@ def evaluate_model(
             checked before the evaluation starts. Existing files of those names are replaced only
             with ``overwrite``.
         device, batch_size: where and how many clips per forward pass.
-        cache_dir: waveform cache (default as training: ``$SER_GPU_CACHE`` or ``~/.cache/ser_gpu``).
+        cache_dir: waveform cache (default as training: :func:`ser_gpu.data.cache.default_cache_dir`).
         snr_db: if given, score the clips with white Gaussian noise this many dB below each clip's RMS
             (:func:`ser_gpu.functional.add_noise_snr`, after loading and trimming, before the features;
             any finite number), drawn from a generator on ``device`` seeded with ``noise_seed``: how the
@@ -276,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace those files if --out holds them already")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
     p.add_argument("--batch-size", type=int, default=32, help="clips per forward pass (default: %(default)s)")
-    p.add_argument("--cache-dir", default=None, help="waveform cache (default: $SER_GPU_CACHE or ~/.cache/ser_gpu)")
+    p.add_argument("--cache-dir", default=None,
+                   help="waveform cache (default: $SER_GPU_CACHE/waveforms, else $XDG_CACHE_HOME/ser_gpu/waveforms "
+                        "or ~/.cache/ser_gpu/waveforms)")
     p.add_argument("--snr", type=float, default=None, metavar="DB",
                    help="add white Gaussian noise DB decibels below each clip's RMS before scoring (a robustness "
                         "check; default: the clips as they are)")

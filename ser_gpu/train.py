@@ -1582,7 +1582,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-prefetch", dest="prefetch", action="store_false",
                    help="compute each chunk's features only when the model needs them (default: the next chunk is "
                         "computed on a second thread while the model trains; the same draws either way)")
-    p.add_argument("--cache-dir", default=None, help="waveform cache (default: $SER_GPU_CACHE or ~/.cache/ser_gpu)")
+    p.add_argument("--cache-dir", default=None,
+                   help="waveform cache (default: $SER_GPU_CACHE/waveforms, else $XDG_CACHE_HOME/ser_gpu/waveforms "
+                        "or ~/.cache/ser_gpu/waveforms)")
     p.add_argument("--synthetic-dir", default=None, help="where the synthetic corpus is generated")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")

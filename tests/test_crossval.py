@@ -243,6 +243,11 @@ def test_partial_cv_says_so(corpus, cache, tmp_path):
     (["--only-folds", "3"], "only_folds must be distinct integers in [0, 3)"),
     (["--lr", "-1"], "lr"),
     (["--ensemble", "0"], "ensemble must be a positive integer"),
+    # train's split options are set per fold; unrefused, argparse would read --fold 2 as --folds 2
+    (["--fold", "2"], "--fold 2 is not a crossval option: every fold is trained; use --only-folds"),
+    (["--seed", "1"], "--seed 1 is not a crossval option"),
+    (["--split", "random"], "--split random is not a crossval option: every fold is an actor split"),
+    (["--split-seed", "3"], "--split-seed 3 is not a crossval option"),
 ])
 def test_bad_inputs_exit_2_with_one_line(corpus, tmp_path, capsys, args, message):
     out = tmp_path / "cv"
