@@ -39,8 +39,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -165,11 +167,15 @@ class _BenchRun:
                 self.n_train_batches = -(-len(waves) // BATCH)
 
         # the original recipe: the same model, batch and optimiser as run_original, so the two pipelines compare
-        config = TrainConfig.for_recipe("original", out=out or tempfile.mkdtemp(prefix="bench_train_"),
+        scratch = None if out else tempfile.mkdtemp(prefix="bench_train_")
+        config = TrainConfig.for_recipe("original", out=out or scratch,
                                         batch_size=BATCH, lr=1e-4, epochs=epochs, device=str(device),
                                         chunk_size=chunk_size, compile_model=compile_model, prefetch=prefetch,
                                         augment=augment, augment_copies=augment_copies, progress=False)
-        return Run(config, resume=False, overwrite=True)
+        run = Run(config, resume=False, overwrite=True)
+        if scratch is not None:  # a directory of its own: removed with the run (each benchmark run made one)
+            weakref.finalize(run, shutil.rmtree, scratch, ignore_errors=True)
+        return run
 
 
 def run_ser_gpu(clips, labels, device, epochs, *, chunk_size=None, compile_model=False, prefetch=True,
