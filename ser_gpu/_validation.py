@@ -156,15 +156,21 @@ def check_lengths(
             f"{name} must have shape {tuple(y.shape[:-1])} (the batch shape of the signal), "
             f"got {tuple(lengths.shape)}"
         )
-    lengths = lengths.to(device=y.device, dtype=torch.int64)
+    lengths = lengths.to(dtype=torch.int64)
     if lengths.numel():
         low = 0 if allow_zero else 1
-        lo, hi = torch.stack(torch.aminmax(lengths)).tolist()  # one host sync for both bounds
+        # one read of both bounds: a host sync when the lengths live on a GPU, none when they come on the
+        # CPU (the training step passes its host copy, so the check never waits for the device)
+        lo, hi = torch.stack(torch.aminmax(lengths)).tolist()
         if lo < low or hi > y.shape[-1]:
             bad = lo if lo < low else hi
             raise ParameterError(
                 f"{name} must lie in [{low}, {y.shape[-1]}] (the padded time axis), got {bad}"
             )
+    if lengths.device != y.device:
+        # from pageable host memory the copy is staged at once and waits for no device work (a pinned
+        # tensor's copy would be truly asynchronous: a caller could change it before the copy ran)
+        lengths = lengths.to(y.device, non_blocking=lengths.device.type == "cpu" and not lengths.is_pinned())
     return lengths
 
 

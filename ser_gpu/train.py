@@ -920,14 +920,16 @@ class _Run:
                 out = standardize_rows(out, fl, self.speaker_mean[g], self.speaker_std[g])
         return out, fl, dataset.labels[index.to(self.device)], fl.cpu()
 
-    def _batches(self, x, fl, labels, host_fl, index):
+    def _batches(self, x, labels, host_fl, index):
         """The model's ``batch_size`` batches of one chunk, in order, each cut to the rung of its longest clip
-        (all ``max_frames`` frames when that is set): ``(x, frame_lengths, labels, clip_index)``."""
+        (all ``max_frames`` frames when that is set): ``(x, frame_lengths, labels, clip_index)``, the frame
+        lengths the chunk's host copy (the model checks them and packs its LSTM without waiting for the
+        device; it moves its own copy there)."""
         c = self.config
         for s in chunk_batches(index.numel(), c.batch_size):
             frames = x.shape[-1] if c.max_frames is not None else \
                 min(x.shape[-1], ladder(int(host_fl[s].max()), multiple=FRAME_MULTIPLE))
-            yield x[s, :, :frames], fl[s], labels[s], index[s]
+            yield x[s, :, :frames], host_fl[s], labels[s], index[s]
 
     def _chunk_job(self, epoch: int, k: int, after=None):
         """Chunk ``k`` of ``epoch``'s training data: the epoch's order is drawn (``shuffle_gen``) at its
@@ -1002,7 +1004,7 @@ class _Run:
         while True:
             job = self._pending.pop((epoch, k), None) or self._submit(epoch, k)
             t0 = time.perf_counter()
-            (x, fl, labels, host_fl), index, n_chunks, timer, ready = job.result()
+            (x, _, labels, host_fl), index, n_chunks, timer, ready = job.result()
             waited = time.perf_counter() - t0
             nxt = (epoch, k + 1) if k + 1 < n_chunks else (epoch + 1, 0)
             if self._executor is not None and nxt[0] < self.config.epochs:
@@ -1013,7 +1015,7 @@ class _Run:
                 before.record(current)
                 current.wait_event(ready)
                 after.record(current)
-                for t in (x, fl, labels):  # made on the data stream, used on this one: not reused before that
+                for t in (x, labels):  # made on the data stream, used on this one: not reused before that
                     t.record_stream(current)
                 gpu_compute.append(timer)
                 gpu_stalls.append((before, after))
@@ -1021,7 +1023,7 @@ class _Run:
             if timing is not None:
                 timing["data_seconds"] = timing.get("data_seconds", 0.0) + (waited if self._executor else timer)
                 timing["data_compute_seconds"] = timing.get("data_compute_seconds", 0.0) + timer
-            yield from self._batches(x, fl, labels, host_fl, index)
+            yield from self._batches(x, labels, host_fl, index)
             if nxt[0] != epoch:
                 break
             k += 1
@@ -1065,8 +1067,11 @@ class _Run:
     def train_epoch(self) -> dict:
         """Train one epoch; the loss and accuracy are over all ranks' batches (the same on every rank).
 
-        The step never waits for the device: the loss sum and the correct count stay in device tensors
-        and are read once, at the end of the epoch (a non-finite loss shows there; :func:`_fit` stops).
+        The step is built not to wait for the device: the loss sum and the correct count stay in device
+        tensors and are read once, at the end of the epoch (a non-finite loss shows there; :func:`_fit`
+        stops), and the model reads the batches' host frame lengths (its check and LSTM packing make no
+        host sync; a CUDA test checks forward and backward, ``bench_train.py --sync-report`` counts an
+        epoch's syncs by source line).
         """
         c = self.config
         self.model.train()
@@ -1109,8 +1114,8 @@ class _Run:
         if self.dist.enabled:
             order = _distributed.shard_batches(order, self.config.batch_size, self.dist.rank, self.dist.world_size)
         for index in epoch_chunks(order, self.chunk_size, self.config.batch_size):
-            x, fl, labels, host_fl = self._chunk_features(dataset, index, train=False)
-            out.extend(b[:3] for b in self._batches(x, fl, labels, host_fl, index))
+            x, _, labels, host_fl = self._chunk_features(dataset, index, train=False)
+            out.extend(b[:3] for b in self._batches(x, labels, host_fl, index))
         return out
 
     def evaluate(self, batches, *, probabilities: bool = False) -> dict:

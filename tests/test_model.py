@@ -13,6 +13,7 @@ from torch import nn
 from ser_gpu.errors import ParameterError
 from ser_gpu.models import CNNBiLSTMAttention, ModelConfig
 from ser_gpu.models.cnn_bilstm_attention import _MaskedBatchNorm1d
+from tests.conftest import needs_cuda
 
 # small enough to run in milliseconds; same structure as the default (3 blocks, 2 pools, BiLSTM, MHA)
 SMALL = ModelConfig(channels=(16, 24, 32), lstm_hidden=8, lstm_layers=2, attention_heads=4, classifier_hidden=12)
@@ -201,6 +202,70 @@ def test_gradients_flow(device):
     mask = torch.arange(14, device=device) < lengths[:, None]
     assert (x.grad.abs().sum(1)[mask] > 0).all()  # every valid frame matters
     assert torch.equal(x.grad.abs().sum(1)[~mask], torch.zeros_like(x.grad.abs().sum(1)[~mask]))  # padding not
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_packed_lstm_equals_torch_unsorted_packing(dtype):
+    """The LSTM packed with host-made sort orders gives exactly what pack_padded_sequence(enforce_sorted=
+    False) and pad_packed_sequence give (the same sort), values and gradients, ties and a full length too."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    model = _model(SMALL_NO_DROPOUT, dtype=dtype, train=True)
+    lengths = torch.tensor([5, 3, 5, 1, 7, 7, 2])
+    h = torch.randn(7, 7, SMALL.channels[-1], dtype=dtype, generator=torch.Generator().manual_seed(3))
+    grads = []
+    for path in ("ours", "torch"):
+        model.zero_grad()
+        x = h.clone().requires_grad_()
+        if path == "ours":
+            out = model._packed_lstm(x, lengths)
+        else:
+            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            out, _ = pad_packed_sequence(model.lstm(packed)[0], batch_first=True, total_length=7)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape)).sum().backward()
+        grads.append((out.detach(), x.grad, [p.grad.clone() for p in model.lstm.parameters()]))
+    (ours, gx, gw), (ref, rx, rw) = grads
+    assert torch.equal(ours, ref) and torch.equal(gx, rx)
+    assert all(torch.equal(a, b) for a, b in zip(gw, rw))
+    assert torch.equal(ours[3, 1:], torch.zeros_like(ours[3, 1:]))  # past a clip's frames: zeros, as torch's
+
+
+def test_frame_lengths_on_the_host_give_the_device_lengths_logits(device):
+    """The training step passes its host copy of the frame lengths (no device read for the check or the
+    packing): the logits equal those of the same lengths on the device, in training mode too."""
+    x = _features(4, 13, device=device)
+    host = torch.tensor([13, 6, 1, 9])
+    for train in (False, True):
+        outs = []
+        for lengths in (host, host.to(device)):
+            model = _model(SMALL_NO_DROPOUT, device=device, train=train)
+            outs.append(model(x, lengths))
+        torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_a_training_step_with_host_frame_lengths_does_not_wait_for_the_gpu():
+    """Forward and backward under bf16 autocast, as ser_gpu.train's step, with the frame lengths on the
+    host: no host sync (the check reads the host copy; the LSTM's sort orders are made on the host).
+    With the lengths on the device the check must read them back: the sync mode catches that."""
+    model = _model(SMALL, device="cuda", train=True)
+    x = _features(4, 21, device="cuda")
+    labels = torch.tensor([0, 3, 7, 1], device="cuda")
+    host = torch.tensor([21, 9, 1, 14])
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(x, host, fuse=False)
+        nn.functional.cross_entropy(logits.float(), labels).backward()
+        with pytest.raises(RuntimeError, match="synchroniz"):
+            model(x, host.to("cuda"))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    with pytest.raises(ParameterError, match=r"frame_lengths must lie in \[1, 21\].*got 22"):
+        model(x, torch.tensor([22, 9, 1, 14]))
 
 
 def test_one_training_step_lowers_the_loss():

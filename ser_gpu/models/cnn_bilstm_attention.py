@@ -442,7 +442,9 @@ class CNNBiLSTMAttention(nn.Module):
 
         Args:
             features: ``[shape=(B, input_dim, frames)]`` float features (e.g. ``FeatureBatch.features``).
-            frame_lengths: ``[shape=(B,)]`` int valid frames per clip, or ``None`` (all valid).
+            frame_lengths: ``[shape=(B,)]`` int valid frames per clip, or ``None`` (all valid). On the
+                device or on the CPU: given on the CPU (e.g. a host copy), they are checked and the LSTM
+                packed without waiting for the device; on the device, both read them back (host syncs).
             fuse: with ``stats_head``, fuse the head's answer in (False: the network's logits alone,
                 what training optimises).
             standardized: with ``clip_norm``, the rows come standardised per clip already and are read
@@ -456,6 +458,10 @@ class CNNBiLSTMAttention(nn.Module):
             logits less its log prior first (:meth:`set_class_prior`).
         """
         x, lengths = self._check_inputs(features, frame_lengths)
+        # the LSTM's packing needs the lengths on the host: given there (the training step's host copy),
+        # they are read without waiting for the device; given on the device, read back once
+        host_lengths = (frame_lengths.to(torch.int64) if isinstance(frame_lengths, torch.Tensor)
+                        and frame_lengths.device.type == "cpu" else None)
         if standardized and not self.config.clip_norm:
             raise ParameterError("standardized=True applies to a model built with clip_norm=True")
         fused = self.config.stats_head and fuse
@@ -487,9 +493,8 @@ class CNNBiLSTMAttention(nn.Module):
             if lengths is None:
                 h, _ = self.lstm(h)
             else:
-                packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
-                h, _ = self.lstm(packed)
-                h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[-1])
+                host = self.output_frame_lengths(host_lengths) if host_lengths is not None else lengths.cpu()
+                h = self._packed_lstm(h, host)
 
         key_padding_mask = None if mask is None else ~mask[:, 0, :]
         a, _ = self.attention(h, h, h, key_padding_mask=key_padding_mask, need_weights=False)
@@ -513,6 +518,22 @@ class CNNBiLSTMAttention(nn.Module):
                 logits, head = logits - self.network_log_prior.to(dtype), head - self.head_log_prior.to(dtype)
             both = torch.stack([logits.log_softmax(-1), head.log_softmax(-1)])
             return torch.logsumexp(both, dim=0) - math.log(2.0)
+
+    def _packed_lstm(self, h: torch.Tensor, host_lengths: torch.Tensor) -> torch.Tensor:
+        """The BiLSTM over the valid frames of ``h`` ``(B, frames, channels)`` (``host_lengths`` on the CPU),
+        padded back to ``frames``: what ``pack_padded_sequence(..., enforce_sorted=False)`` and
+        ``pad_packed_sequence`` give (the same sort, so the same values), without their two host syncs
+        (moving the sort order to the device, reading the unsort order back): both orders are made on
+        the host and copied to the device without waiting for it."""
+        sorted_lengths, order = torch.sort(host_lengths, descending=True)
+        unsort = torch.empty_like(order)
+        unsort[order] = torch.arange(order.numel())
+        if h.device.type != "cpu":  # fresh pageable tensors: staged at once, no device wait
+            order, unsort = order.to(h.device, non_blocking=True), unsort.to(h.device, non_blocking=True)
+        packed = pack_padded_sequence(h.index_select(0, order), sorted_lengths, batch_first=True, enforce_sorted=True)
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])
+        return out.index_select(0, unsort)
 
     @staticmethod
     def _mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
