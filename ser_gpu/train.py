@@ -890,12 +890,12 @@ class _Run:
         with torch.no_grad():
             for pos, rung in length_groups(lengths, multiple=SAMPLE_MULTIPLE):
                 if cache is not None:  # the kept rows (augment=False: what this group's extractor call gives)
-                    on_device = index[pos].to(self.device)
+                    on_device = self._to_device(index[pos])
                     width = self._rung_frames(rung) if not aug else cache[0].shape[-1]
                     x, frame_lengths = cache[0][copy, on_device, :, :width], cache[1][copy, on_device]
                 else:
                     # padded to the rung the host-side lengths give: the gather never reads them back
-                    y, L, _ = dataset.gather(index[pos].to(self.device), width=rung)
+                    y, L, _ = dataset.gather(self._to_device(index[pos]), width=rung)
                     if aug:
                         y, L = self.augment(y, L, generator=augment_generator)
                         y = nn.functional.pad(y, (0, ladder(y.shape[-1], multiple=SAMPLE_MULTIPLE) - y.shape[-1]))
@@ -907,7 +907,7 @@ class _Run:
                     x = standardize_clips(x, frame_lengths)
                 if mask:
                     x = self.spec_augment(x, frame_lengths, generator=self.augment_gen)
-                parts.append((pos.to(self.device), x, frame_lengths))
+                parts.append((self._to_device(pos), x, frame_lengths))
             widest = max(x.shape[-1] for _, x, _ in parts)
             frames = widest if c.max_frames is not None else ladder(widest, multiple=FRAME_MULTIPLE)
             out = parts[0][1].new_zeros((index.numel(), parts[0][1].shape[1], frames))
@@ -916,9 +916,15 @@ class _Run:
                 out[pos, :, : x.shape[-1]] = x
                 fl[pos] = f
             if c.normalize == "speaker" and standardize:
-                g = dataset.groups[index].to(self.device)
+                g = self._to_device(dataset.groups[index])
                 out = standardize_rows(out, fl, self.speaker_mean[g], self.speaker_std[g])
-        return out, fl, dataset.labels[index.to(self.device)], fl.cpu()
+        return out, fl, dataset.labels[self._to_device(index)], fl.cpu()
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """A fresh host tensor (an index, a group id) on the device without a host sync: from pageable
+        memory CUDA stages the bytes before returning, so nothing waits for the device (a plain
+        ``.to(device)`` synchronises the stream, once per group and chunk on the data path)."""
+        return t.to(self.device, non_blocking=True)
 
     def _batches(self, x, labels, host_fl, index):
         """The model's ``batch_size`` batches of one chunk, in order, each cut to the rung of its longest clip

@@ -51,6 +51,7 @@ from .._validation import (
 )
 from ..errors import ParameterError
 from ._resample import decimate
+from ._transfer import to_device
 from .lengths import mask_frames, zero_padding
 from .spectrum import _stft
 from .util import normalize
@@ -420,7 +421,7 @@ def _check_tuning(tuning, batch_shape, device):
         values, inverse = torch.unique(t.reshape(-1), return_inverse=True)
         if len(values) == 1:
             return [float(values[0])], None
-        return values.tolist(), inverse.to(device)
+        return values.tolist(), to_device(inverse, device)
     if isinstance(tuning, bool) or not isinstance(tuning, numbers.Real) or not math.isfinite(tuning):
         raise ParameterError(f"tuning must be a finite number, a tensor or None, got {_describe(tuning)}")
     return [float(tuning)], None
@@ -567,7 +568,7 @@ def _cqt(y, *, sr, hop_length, fmin, n_bins, bins_per_octave, tuning, filter_sca
     grid = _grid_bands(values, fixed, rest, str(y.device), y.dtype)
     if grid is not None:  # the whole grid's banks, each example's picked by its position on the grid
         plans, bands = [grid[0]], grid[1]
-        gidx = torch.tensor(grid[2], device=y.device)[inverse]
+        gidx = to_device(torch.tensor(grid[2]), y.device)[inverse]
     else:  # the batch's own tunings, their banks stacked below
         plan_args = [fixed + (t,) + rest for t in values]
         plans = [_plan_tensors(a, str(y.device), y.dtype).plan for a in plan_args]
@@ -658,7 +659,7 @@ def cq_to_chroma(n_input: int, *, bins_per_octave: int = 12, n_chroma: int = 12,
             f"bins_per_octave={bins_per_octave} must be an integer multiple of n_chroma={n_chroma}"
         )
     m = _cq_to_chroma_numpy(n_input, bins_per_octave, n_chroma, float(fmin))
-    return torch.from_numpy(m.copy()).to(device=device, dtype=dtype)
+    return to_device(torch.from_numpy(m.copy()), device, dtype)
 
 
 def chroma_cqt(
@@ -815,6 +816,6 @@ def tonnetz(
 def _tonnetz_from_chroma(chroma, frame_lengths):
     """:func:`tonnetz` of a checked chroma (no validation, no host sync); frames past
     ``frame_lengths`` (if given) are zeroed."""
-    phi = torch.from_numpy(_tonnetz_matrix(chroma.shape[-2]).copy()).to(device=chroma.device, dtype=chroma.dtype)
+    phi = to_device(torch.from_numpy(_tonnetz_matrix(chroma.shape[-2]).copy()), chroma.device, chroma.dtype)
     ton = torch.matmul(phi, normalize(chroma, norm=1, axis=-2))
     return ton if frame_lengths is None else mask_frames(ton, frame_lengths)

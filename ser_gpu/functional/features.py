@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .._validation import check_in_range, check_lengths, check_positive, check_positive_int, valid_audio
 from ..errors import ParameterError
+from ._transfer import to_device
 from . import filters
 from .util import normalize
 from .lengths import mask_frames, num_frames, zero_padding
@@ -369,7 +370,7 @@ def _delta(data: torch.Tensor, width: int, order: int, frame_lengths_checked: Op
     batch_shape = data.shape[:-2]
     n = frame_lengths_checked if frame_lengths_checked is not None else torch.full(
         batch_shape, T, dtype=torch.int64, device=data.device)
-    table = _savgol_table(width, order).to(device=data.device, dtype=data.dtype)  # (width + 1, width, width)
+    table = to_device(_savgol_table(width, order), data.device, data.dtype)  # (width + 1, width, width)
     half = width // 2
     m = torch.clamp(n, max=width)  # points in the fitting window
     t = torch.arange(T, device=data.device)
@@ -550,7 +551,7 @@ def _spectral_contrast(S, fl, *, sr, n_fft, fmin, n_bands, quantile, linear) -> 
 
 
 def _frequency_column(sr: float, n_fft: int, S: torch.Tensor) -> torch.Tensor:
-    freq = torch.from_numpy(np.fft.rfftfreq(n=n_fft, d=1.0 / sr)).to(device=S.device, dtype=S.dtype)
+    freq = to_device(torch.from_numpy(np.fft.rfftfreq(n=n_fft, d=1.0 / sr)), S.device, S.dtype)
     if freq.shape[0] != S.shape[-2]:
         raise ParameterError(f"S.shape[-2] must be {freq.shape[0]} for n_fft={n_fft}, got {S.shape[-2]}")
     return freq.unsqueeze(-1)

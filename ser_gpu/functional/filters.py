@@ -19,6 +19,7 @@ import torch
 
 from .._validation import check_nonnegative, check_positive, check_positive_int
 from ..errors import ParameterError
+from ._transfer import to_device
 
 __all__ = ["mel_frequencies", "mel", "chroma", "dct"]
 
@@ -154,19 +155,23 @@ def chroma(
     n_fft = check_positive_int(n_fft, "n_fft")
     n_chroma = check_positive_int(n_chroma, "n_chroma")
     if isinstance(tuning, torch.Tensor):
-        if tuning.is_complex() or not torch.isfinite(tuning).all():
+        if tuning.is_complex():
             raise ParameterError(f"tuning must be finite real values, got {tuning}")
         device = tuning.device if device is None else device
+        # one read of the tunings (checked on the host copy), the index moved back without a wait
+        host = tuning.detach().to("cpu", torch.float64)
+        if not torch.isfinite(host).all():
+            raise ParameterError(f"tuning must be finite real values, got {tuning}")
         if tuning.ndim > 0 and tuning.numel() > 0:
             # estimated tunings sit on a 0.01 grid, so a batch holds few distinct values (and the
             # same ones again and again over an epoch): one cached bank per distinct value
-            values, inverse = torch.unique(tuning.detach().to("cpu", torch.float64), return_inverse=True)
+            values, inverse = torch.unique(host, return_inverse=True)
             banks = torch.stack([
                 chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=float(v), ctroct=ctroct, octwidth=octwidth,
                        norm=norm, base_c=base_c, device=device, dtype=dtype)
                 for v in values.tolist()])
-            return banks[inverse.to(banks.device)]
-        tuning = tuning.to(device=device, dtype=torch.float64)
+            return banks[to_device(inverse, banks.device)]
+        tuning = to_device(host, device)
     else:
         if isinstance(tuning, bool) or not isinstance(tuning, (int, float)) or not math.isfinite(tuning):
             raise ParameterError(f"tuning must be a finite number or a tensor, got {tuning!r}")

@@ -24,6 +24,7 @@ from .._validation import (
     valid_spectrogram,
 )
 from ..errors import ParameterError
+from ._transfer import to_device
 from .lengths import frame_mask, mask_frames, num_frames, valid_mask, zero_padding
 
 __all__ = [
@@ -66,7 +67,7 @@ def get_window(
             raise ParameterError(
                 f"window tensor must have shape ({win_length},), got {tuple(window.shape)}"
             )
-        return window.to(device=device, dtype=dtype)
+        return to_device(window, device, dtype)
     if isinstance(window, tuple) or not isinstance(window, str) or window not in _WINDOWS:
         raise ParameterError(f"window must be one of {_WINDOWS} or a 1-d tensor, got {window!r}")
     # built in float64 like scipy, then cast
@@ -78,7 +79,7 @@ def get_window(
         w = torch.blackman_window(win_length, periodic=True, dtype=torch.float64)
     else:
         w = torch.ones(win_length, dtype=torch.float64)
-    return w.to(device=device, dtype=dtype)
+    return to_device(w, device, dtype)
 
 
 def _stft(
@@ -514,13 +515,15 @@ def power_to_db(
     else:
         if isinstance(ref, bool) or not isinstance(ref, (int, float)):
             raise ParameterError(f"ref must be a number or a callable such as max, got {ref!r}")
-        ref_value = torch.tensor(abs(float(ref)), dtype=S.dtype, device=S.device)
+        ref_value = abs(float(ref))
     return _power_to_db(S, ref_value, amin, top_db, frame_lengths)
 
 
 def _power_to_db(S, ref_value, amin: float, top_db: Optional[float], frame_lengths) -> torch.Tensor:
     log_spec = 10.0 * torch.log10(torch.clamp(S, min=amin))
-    log_spec = log_spec - 10.0 * torch.log10(torch.clamp(torch.as_tensor(ref_value, dtype=S.dtype, device=S.device), min=amin))
+    if not isinstance(ref_value, torch.Tensor):  # a number: filled on the device (no host-to-device copy)
+        ref_value = torch.full((), ref_value, dtype=S.dtype, device=S.device)
+    log_spec = log_spec - 10.0 * torch.log10(torch.clamp(ref_value.to(S.dtype), min=amin))
     if top_db is not None:
         log_spec = torch.maximum(log_spec, _masked_amax(log_spec, frame_lengths) - top_db)
     return mask_frames(log_spec, frame_lengths)
