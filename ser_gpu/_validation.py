@@ -13,6 +13,7 @@ from typing import Optional
 
 import torch
 
+from ._transfer import to_device
 from .errors import ParameterError
 
 __all__ = [
@@ -167,11 +168,8 @@ def check_lengths(
             raise ParameterError(
                 f"{name} must lie in [{low}, {y.shape[-1]}] (the padded time axis), got {bad}"
             )
-    if lengths.device != y.device:
-        # from pageable host memory the copy is staged at once and waits for no device work (a pinned
-        # tensor's copy would be truly asynchronous: a caller could change it before the copy ran)
-        lengths = lengths.to(y.device, non_blocking=lengths.device.type == "cpu" and not lengths.is_pinned())
-    return lengths
+    # to y's device; from pageable host memory to CUDA without waiting for the device (_transfer)
+    return to_device(lengths, y.device)
 
 
 def check_frame_lengths(frame_lengths, S: torch.Tensor, *, name: str = "frame_lengths") -> Optional[torch.Tensor]:

@@ -56,6 +56,7 @@ from ._cli import check_output_dir, refuse_held, resolve_device
 from ._validation import (check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability,
                           config_from_dict, config_to_dict)
 from ._lock import RunLock
+from ._transfer import to_device
 from .data.chunks import chunk_batches, epoch_chunks, epoch_clips, ladder, length_groups
 from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
 from .evaluate import metrics_from_predictions
@@ -588,8 +589,10 @@ class _Run:
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.forward_model = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            # device_ids=None (allowed for a module on one device): DDP then leaves the inputs where they
+            # are; with device_ids it would move the batch's host frame lengths to the GPU with a
+            # blocking copy (a host sync per step) before the model reads them on the host anyway
+            self.forward_model = DistributedDataParallel(self.model, device_ids=None)
         self.eval_forward = self.model
         if c.compile_model:
             self.forward_model = torch.compile(self.forward_model)
@@ -921,10 +924,10 @@ class _Run:
         return out, fl, dataset.labels[self._to_device(index)], fl.cpu()
 
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
-        """A fresh host tensor (an index, a group id) on the device without a host sync: from pageable
-        memory CUDA stages the bytes before returning, so nothing waits for the device (a plain
-        ``.to(device)`` synchronises the stream, once per group and chunk on the data path)."""
-        return t.to(self.device, non_blocking=True)
+        """A host tensor (an index, a group id) on the device; to CUDA without a host sync (a plain
+        ``.to(device)`` synchronises the stream, once per group and chunk on the data path): see
+        :func:`ser_gpu._transfer.to_device`."""
+        return to_device(t, self.device)
 
     def _batches(self, x, labels, host_fl, index):
         """The model's ``batch_size`` batches of one chunk, in order, each cut to the rung of its longest clip

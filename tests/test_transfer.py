@@ -1,4 +1,7 @@
-"""Host → device copies without a host sync (functional._transfer.to_device) and the kernels that use it."""
+"""Host → device copies without a host sync (ser_gpu._transfer.to_device) and the kernels that use it.
+
+The CUDA tests see the syncs torch makes (torch.cuda.set_sync_debug_mode); whether CUDA itself waits
+inside a copy is for the H200's timings (bench_train, profile_features)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import pytest
 import torch
 
 from ser_gpu.functional import unchecked
-from ser_gpu.functional._transfer import to_device
+from ser_gpu._transfer import to_device
 from tests.conftest import needs_cuda
 
 
@@ -17,6 +20,24 @@ def test_to_device_is_tensor_to_on_the_cpu():
     out = to_device(t, "cpu", torch.float32)
     assert out.dtype == torch.float32 and out.device.type == "cpu" and torch.equal(out, t.float())
     assert to_device(t, torch.device("cpu")).dtype == torch.float64  # dtype None keeps t's
+
+
+def test_to_device_copies_asynchronously_only_to_cuda(monkeypatch):
+    """non_blocking only from pageable host memory to CUDA: elsewhere (MPS reads a pageable source after
+    the call returns, pytorch#139550) and from pinned memory the copy blocks."""
+    seen = []
+    real_to = torch.Tensor.to
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("non_blocking"))
+        return real_to(self, *args, **{**kwargs, "device": "cpu"})  # no such device here: copy on the CPU
+
+    monkeypatch.setattr(torch.Tensor, "to", spy)
+    t = torch.arange(4.0)
+    to_device(t, "cuda")
+    to_device(t, "mps")
+    to_device(t, "cpu")
+    assert seen == [True, False, False]
 
 
 @pytest.mark.cuda

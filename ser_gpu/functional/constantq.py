@@ -51,7 +51,7 @@ from .._validation import (
 )
 from ..errors import ParameterError
 from ._resample import decimate
-from ._transfer import to_device
+from .._transfer import to_device
 from .lengths import mask_frames, zero_padding
 from .spectrum import _stft
 from .util import normalize

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .._validation import check_in_range, check_lengths, check_positive, check_positive_int, valid_audio
 from ..errors import ParameterError
-from ._transfer import to_device
+from .._transfer import to_device
 from . import filters
 from .util import normalize
 from .lengths import mask_frames, num_frames, zero_padding

@@ -19,7 +19,7 @@ import torch
 
 from .._validation import check_nonnegative, check_positive, check_positive_int
 from ..errors import ParameterError
-from ._transfer import to_device
+from .._transfer import to_device
 
 __all__ = ["mel_frequencies", "mel", "chroma", "dct"]
 
@@ -171,7 +171,7 @@ def chroma(
                        norm=norm, base_c=base_c, device=device, dtype=dtype)
                 for v in values.tolist()])
             return banks[to_device(inverse, banks.device)]
-        tuning = to_device(host, device)
+        tuning = tuning.to(device=device, dtype=torch.float64)  # one value: differentiable, as before
     else:
         if isinstance(tuning, bool) or not isinstance(tuning, (int, float)) or not math.isfinite(tuning):
             raise ParameterError(f"tuning must be a finite number or a tensor, got {tuning!r}")

@@ -28,7 +28,7 @@ from .._validation import (
     check_positive_int,
 )
 from ..errors import ParameterError
-from ._transfer import to_device
+from .._transfer import to_device
 from .spectrum import _is_max, fft_frequencies, frame_mask, spectrogram
 
 __all__ = ["piptrack", "pitch_tuning", "estimate_tuning"]

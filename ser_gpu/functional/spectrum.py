@@ -24,7 +24,7 @@ from .._validation import (
     valid_spectrogram,
 )
 from ..errors import ParameterError
-from ._transfer import to_device
+from .._transfer import to_device
 from .lengths import frame_mask, mask_frames, num_frames, valid_mask, zero_padding
 
 __all__ = [
@@ -521,9 +521,11 @@ def power_to_db(
 
 def _power_to_db(S, ref_value, amin: float, top_db: Optional[float], frame_lengths) -> torch.Tensor:
     log_spec = 10.0 * torch.log10(torch.clamp(S, min=amin))
-    if not isinstance(ref_value, torch.Tensor):  # a number: filled on the device (no host-to-device copy)
-        ref_value = torch.full((), ref_value, dtype=S.dtype, device=S.device)
-    log_spec = log_spec - 10.0 * torch.log10(torch.clamp(ref_value.to(S.dtype), min=amin))
+    if isinstance(ref_value, torch.Tensor):
+        ref_value = torch.as_tensor(ref_value, dtype=S.dtype, device=S.device)
+    else:  # a number: rounded to S's dtype on the host (beyond its range: inf), filled on the device
+        ref_value = torch.full((), float(torch.tensor(ref_value, dtype=S.dtype)), dtype=S.dtype, device=S.device)
+    log_spec = log_spec - 10.0 * torch.log10(torch.clamp(ref_value, min=amin))
     if top_db is not None:
         log_spec = torch.maximum(log_spec, _masked_amax(log_spec, frame_lengths) - top_db)
     return mask_frames(log_spec, frame_lengths)

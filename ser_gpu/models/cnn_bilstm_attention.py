@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .._transfer import to_device
 from .._validation import _describe, check_frame_lengths, check_positive_int, config_from_dict, config_to_dict
 from ..errors import ParameterError
 from ..functional.lengths import valid_mask
@@ -528,8 +529,7 @@ class CNNBiLSTMAttention(nn.Module):
         sorted_lengths, order = torch.sort(host_lengths, descending=True)
         unsort = torch.empty_like(order)
         unsort[order] = torch.arange(order.numel())
-        if h.device.type != "cpu":  # fresh pageable tensors: staged at once, no device wait
-            order, unsort = order.to(h.device, non_blocking=True), unsort.to(h.device, non_blocking=True)
+        order, unsort = to_device(order, h.device), to_device(unsort, h.device)  # to CUDA: no device wait
         packed = pack_padded_sequence(h.index_select(0, order), sorted_lengths, batch_first=True, enforce_sorted=True)
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])

@@ -5,7 +5,9 @@
 a kernel that moves a small host-built table (a window, a filter table, histogram edges, an index).
 From pageable host memory, ``non_blocking=True`` instead has CUDA stage the bytes before the call
 returns, with no wait for the device, so the source may be freed or changed at once. A pinned
-source would be read later, asynchronously: it is copied the blocking way.
+source would be read later, asynchronously: it is copied the blocking way. Only CUDA stages pageable
+memory so: on other devices (MPS reads the source after the call returns, pytorch#139550) every copy
+is the blocking one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ __all__ = ["to_device"]
 
 def to_device(t: torch.Tensor, device=None, dtype=None) -> torch.Tensor:
     """``t.to(device=device, dtype=dtype)`` (``None``: keep ``t``'s), without a host sync when ``t`` is in
-    pageable host memory and ``device`` a GPU."""
+    pageable host memory and ``device`` a CUDA device."""
     device = t.device if device is None else torch.device(device)
-    non_blocking = t.device.type == "cpu" and device.type != "cpu" and not t.is_pinned()
+    non_blocking = t.device.type == "cpu" and device.type == "cuda" and not t.is_pinned()
     return t.to(device=device, dtype=t.dtype if dtype is None else dtype, non_blocking=non_blocking)
