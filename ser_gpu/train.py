@@ -897,8 +897,10 @@ class _Run:
                     width = self._rung_frames(rung) if not aug else cache[0].shape[-1]
                     x, frame_lengths = cache[0][copy, on_device, :, :width], cache[1][copy, on_device]
                 else:
-                    # padded to the rung the host-side lengths give: the gather never reads them back
-                    y, L, _ = dataset.gather(self._to_device(index[pos]), width=rung)
+                    # padded to the rung the host-side lengths give: the gather never reads them back;
+                    # the transforms get the host lengths too (their gates then check them without a sync)
+                    y, _, _ = dataset.gather(self._to_device(index[pos]), width=rung)
+                    L = lengths[pos]
                     if aug:
                         y, L = self.augment(y, L, generator=augment_generator)
                         y = nn.functional.pad(y, (0, ladder(y.shape[-1], multiple=SAMPLE_MULTIPLE) - y.shape[-1]))
