@@ -532,8 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
             p._add_action(action)
     # train's split options are set per fold here: named, they are refused with what to use instead (left
     # undefined, argparse would read the prefix --fold as --folds and --seed as --seeds without a word)
-    for flag in _SET_PER_FOLD:
-        p.add_argument(flag, dest="_per_fold_" + flag[2:].replace("-", "_"), default=None, help=argparse.SUPPRESS)
+    for flag in _SET_PER_FOLD:  # argparse's own dest (split, fold, seed, split_seed): train's are left out above
+        p.add_argument(flag, default=None, help=argparse.SUPPRESS)
     return p
 
 
@@ -553,7 +553,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     for flag, instead in _SET_PER_FOLD.items():
-        value = args.pop("_per_fold_" + flag[2:].replace("-", "_"))
+        value = args.pop(flag[2:].replace("-", "_"))
         if value is not None:
             print(f"error: {flag} {value} is not a crossval option: {instead}", file=sys.stderr)
             return 2
