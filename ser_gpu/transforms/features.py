@@ -154,6 +154,10 @@ class FeatureExtractor(nn.Module):
     def n_rows(self) -> int:
         return len(FEATURE_ROWS)
 
+    def extra_repr(self) -> str:
+        """Every setting, so a printed model shows which rows it computes (as WaveformAugment and SpecAugment)."""
+        return ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in dataclasses.fields(self.config))
+
     def forward(self, y: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> FeatureBatch:
         c = self.config
         y = valid_audio(y)

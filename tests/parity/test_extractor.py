@@ -72,6 +72,12 @@ def test_row_names():
     assert FEATURE_ROWS[64:] == ("zcr", "rms", "rolloff", "centroid")
 
 
+def test_repr_shows_every_setting():
+    text = repr(FeatureExtractor(FeatureConfig(sr=16000, trim=False), max_frames=None))
+    assert text.startswith("FeatureExtractor(sr=16000, n_fft=2048, hop_length=512, trim=False,")
+    assert "max_frames=None" in text and "normalize='valid'" in text and text.endswith("fast_stft=False)")
+
+
 def test_batch_rows_equal_librosa_stack_clip_by_clip(device, dtype):
     """A padded batch of differently long clips: each clip's raw rows equal librosa's stack."""
     clips = [SIGNALS[n] for n in CLIPS]
