@@ -10,11 +10,17 @@ and summarised over the folds (:func:`ser_gpu.crossval.summarize`: mean ± sampl
 weighted F1, pooled confusion). So a run of ``K = 6`` gives two ensembles of 3 trained independently
 (their members' seeds differ) on the same folds: the spread of an ensemble's cross-validated score, not
 one draw of it. Prints a line per group and writes the figures as JSON (``--out``).
+
+``--combinations`` takes every combination of ``--size`` of the K members instead (C(K, size) groups,
+which share members, so they are not independent): their mean UAR is the expected score of an ensemble
+of that size drawn from these members on these folds, with less draw noise than any one group (e.g.
+``K = 5``: ten ensembles of 3); printed last, and stored as ``"over_groups"``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import sys
 from pathlib import Path
@@ -36,8 +42,11 @@ def _numbered(folder: Path, prefix: str) -> dict:
     return dict(sorted(found.items()))
 
 
-def subsets(cv_dir, size: int) -> dict:
-    """Per group of ``size`` members: its members, per-fold test metrics and :func:`summarize` over them."""
+def subsets(cv_dir, size: int, *, combinations: bool = False) -> dict:
+    """Per group of ``size`` members: its members, per-fold test metrics and :func:`summarize` over them.
+
+    The groups are consecutive and disjoint, or with ``combinations`` every combination of ``size``
+    members (named by their numbers, e.g. ``members_0,2,3``)."""
     cv_dir = Path(cv_dir)
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ParameterError(f"size must be a positive integer, got {size!r}")
@@ -49,28 +58,43 @@ def subsets(cv_dir, size: int) -> dict:
     k = min(counts.values())
     if k < size:
         raise ParameterError(f"{cv_dir}: a fold has {k} member(s), fewer than size={size} (counts {counts})")
+    if combinations:
+        cut = [list(c) for c in itertools.combinations(range(k), size)]
+    else:
+        cut = [list(range(g * size, (g + 1) * size)) for g in range(k // size)]
     groups = {}
-    for g in range(k // size):
-        members = list(range(g * size, (g + 1) * size))
+    for members in cut:
         records = []
         for (s, f), d in folds.items():
             test = ensemble_test([d / f"member_{m}" for m in members])
             records.append({"seed": s, "fold": f, "test": test})
-        groups[f"members_{members[0]}-{members[-1]}"] = {
+        name = ",".join(map(str, members)) if combinations else f"{members[0]}-{members[-1]}"
+        groups[f"members_{name}"] = {
             "members": members,
             "per_fold_uar": {f"seed_{r['seed']}/fold_{r['fold']}": r["test"]["uar"] for r in records},
             "summary": summarize(records)}
     return groups
 
 
+def over_groups(groups: dict) -> dict:
+    """Mean, min and max over the groups of their mean test UAR and accuracy (WA)."""
+    out = {"n_groups": len(groups)}
+    for metric in ("uar", "accuracy"):
+        means = [g["summary"][metric]["mean"] for g in groups.values()]
+        out[metric] = {"mean": sum(means) / len(means), "min": min(means), "max": max(means)}
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("cv_dir")
     p.add_argument("--size", type=int, default=3, help="members per ensemble (default: %(default)s)")
+    p.add_argument("--combinations", action="store_true",
+                   help="every combination of --size members, not disjoint groups (their mean: the expected score)")
     p.add_argument("--out", default=None, help="write the figures here as JSON")
     args = p.parse_args(argv)
     try:
-        groups = subsets(args.cv_dir, args.size)
+        groups = subsets(args.cv_dir, args.size, combinations=args.combinations)
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -78,8 +102,12 @@ def main(argv=None) -> int:
         u = g["summary"]["uar"]
         print(f"{name}: UAR {u['mean']:.3f} ± {u['std']:.3f} over {u['n']} fold runs "
               f"({', '.join(f'{v:.3f}' for v in g['per_fold_uar'].values())})")
+    summary = over_groups(groups)
+    u = summary["uar"]
+    print(f"over the {summary['n_groups']} group(s): mean UAR {u['mean']:.3f} (range {u['min']:.3f}-{u['max']:.3f})")
     if args.out:
-        save_json(args.out, {"cv_dir": str(args.cv_dir), "size": args.size, "groups": groups})
+        save_json(args.out, {"cv_dir": str(args.cv_dir), "size": args.size, "combinations": args.combinations,
+                             "groups": groups, "over_groups": summary})
     return 0
 
 

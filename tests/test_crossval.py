@@ -421,6 +421,19 @@ def test_ensemble_subsets_benchmark_reads_a_crossval_ensemble(cv_ensemble, capsy
     for m, group in enumerate(alone.values()):
         expected = {f"seed_0/fold_{f['fold']}": f["members"][m]["test"]["uar"] for f in report["folds"]}
         assert group["per_fold_uar"] == pytest.approx(expected)
+    # every combination: of 2 members by 1, the members alone again; by 2, the whole ensemble
+    combos = subsets(out, 1, combinations=True)
+    assert list(combos) == ["members_0", "members_1"]
+    assert [g["per_fold_uar"] for g in combos.values()] == [g["per_fold_uar"] for g in alone.values()]
+    (pair,) = subsets(out, 2, combinations=True).values()
+    assert pair["summary"]["uar"] == whole["summary"]["uar"]
+    json_out = out.parent / "subsets.json"
+    assert subsets_main([str(out), "--size", "1", "--combinations", "--out", str(json_out)]) == 0
+    stored = json.loads(json_out.read_text())
+    member_means = [statistics.mean(g["per_fold_uar"].values()) for g in alone.values()]
+    assert stored["over_groups"]["uar"]["mean"] == pytest.approx(statistics.mean(member_means))
+    assert stored["over_groups"]["uar"]["min"] == pytest.approx(min(member_means))
+    assert "over the 2 group(s): mean UAR" in capsys.readouterr().out
     assert subsets_main([str(out), "--size", "3"]) == 2
     assert "fewer than size=3" in capsys.readouterr().err
     assert subsets_main([str(out / "seed_0"), "--size", "1"]) == 2
