@@ -1,6 +1,6 @@
 """Independent ensembles from one ``crossval --ensemble K`` run: its members cut into disjoint groups.
 
-    python benchmarks/ensemble_subsets.py CV_DIR [--size 3] [--out FILE]
+    python benchmarks/ensemble_subsets.py CV_DIR [--size 3 [SIZE ...]] [--combinations] [--out FILE]
 
 ``CV_DIR`` is a finished ``python -m ser_gpu.crossval --ensemble K`` directory
 (``seed_S/fold_I/member_M``). The members of every fold are cut into consecutive groups of ``--size``
@@ -14,7 +14,9 @@ one draw of it. Prints a line per group and writes the figures as JSON (``--out`
 ``--combinations`` takes every combination of ``--size`` of the K members instead (C(K, size) groups,
 which share members, so they are not independent): their mean UAR is the expected score of an ensemble
 of that size drawn from these members on these folds, with less draw noise than any one group (e.g.
-``K = 5``: ten ensembles of 3); printed last, and stored as ``"over_groups"``.
+``K = 5``: ten ensembles of 3); printed last, and stored as ``"over_groups"``. Several ``--size``: each in
+turn, so ``--size 1 2 3 4 5 --combinations`` is the curve of the expected score over the ensemble's size;
+the JSON holds ``{"sizes": {size: {"groups", "over_groups"}}}``.
 """
 
 from __future__ import annotations
@@ -88,28 +90,33 @@ def over_groups(groups: dict) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("cv_dir")
-    p.add_argument("--size", type=int, default=3, help="members per ensemble (default: %(default)s)")
+    p.add_argument("--size", type=int, nargs="+", default=[3],
+                   help="members per ensemble; several sizes: each in turn (default: %(default)s)")
     p.add_argument("--combinations", action="store_true",
                    help="every combination of --size members, not disjoint groups (their mean: the expected score)")
     p.add_argument("--out", default=None, help="write the figures here as JSON")
     args = p.parse_args(argv)
+    sizes = {}
     try:
-        groups = subsets(args.cv_dir, args.size, combinations=args.combinations)
+        for size in args.size:
+            sizes[size] = subsets(args.cv_dir, size, combinations=args.combinations)
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for name, g in groups.items():
-        u = g["summary"]["uar"]
-        print(f"{name}: UAR {u['mean']:.3f} ± {u['std']:.3f} over {u['n']} fold runs "
-              f"({', '.join(f'{v:.3f}' for v in g['per_fold_uar'].values())})")
-    summary = over_groups(groups)
-    u = summary["uar"]
-    print(f"over the {summary['n_groups']} group(s): mean UAR {u['mean']:.3f} (range {u['min']:.3f}-{u['max']:.3f})")
+    stored = {}
+    for size, groups in sizes.items():
+        for name, g in groups.items():
+            u = g["summary"]["uar"]
+            print(f"{name}: UAR {u['mean']:.3f} ± {u['std']:.3f} over {u['n']} fold runs "
+                  f"({', '.join(f'{v:.3f}' for v in g['per_fold_uar'].values())})")
+        summary = over_groups(groups)
+        u = summary["uar"]
+        print(f"size {size}, over the {summary['n_groups']} group(s): mean UAR {u['mean']:.3f} "
+              f"(range {u['min']:.3f}-{u['max']:.3f})")
+        stored[str(size)] = {"groups": groups, "over_groups": summary}
     if args.out:
-        save_json(args.out, {"cv_dir": str(args.cv_dir), "size": args.size, "combinations": args.combinations,
-                             "groups": groups, "over_groups": summary})
+        save_json(args.out, {"cv_dir": str(args.cv_dir), "combinations": args.combinations, "sizes": stored})
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

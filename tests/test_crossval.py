@@ -428,12 +428,14 @@ def test_ensemble_subsets_benchmark_reads_a_crossval_ensemble(cv_ensemble, capsy
     (pair,) = subsets(out, 2, combinations=True).values()
     assert pair["summary"]["uar"] == whole["summary"]["uar"]
     json_out = out.parent / "subsets.json"
-    assert subsets_main([str(out), "--size", "1", "--combinations", "--out", str(json_out)]) == 0
-    stored = json.loads(json_out.read_text())
+    assert subsets_main([str(out), "--size", "1", "2", "--combinations", "--out", str(json_out)]) == 0
+    stored = json.loads(json_out.read_text())["sizes"]
     member_means = [statistics.mean(g["per_fold_uar"].values()) for g in alone.values()]
-    assert stored["over_groups"]["uar"]["mean"] == pytest.approx(statistics.mean(member_means))
-    assert stored["over_groups"]["uar"]["min"] == pytest.approx(min(member_means))
-    assert "over the 2 group(s): mean UAR" in capsys.readouterr().out
+    assert stored["1"]["over_groups"]["uar"]["mean"] == pytest.approx(statistics.mean(member_means))
+    assert stored["1"]["over_groups"]["uar"]["min"] == pytest.approx(min(member_means))
+    assert stored["2"]["over_groups"]["uar"]["mean"] == pytest.approx(whole["summary"]["uar"]["mean"])
+    printed = capsys.readouterr().out
+    assert "size 1, over the 2 group(s): mean UAR" in printed and "size 2, over the 1 group(s)" in printed
     assert subsets_main([str(out), "--size", "3"]) == 2
     assert "fewer than size=3" in capsys.readouterr().err
     assert subsets_main([str(out / "seed_0"), "--size", "1"]) == 2
