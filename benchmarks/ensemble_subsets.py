@@ -118,5 +118,6 @@ def main(argv=None) -> int:
         save_json(args.out, {"cv_dir": str(args.cv_dir), "combinations": args.combinations, "sizes": stored})
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

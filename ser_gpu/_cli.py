@@ -30,7 +30,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Union
 
 from .errors import ParameterError
 
-__all__ = ["AUDIO_EXTENSIONS", "VIDEO_EXTENSIONS", "NoMatchingFiles", "resolve_device", "has_extension", "is_audio",
+__all__ = ["AUDIO_EXTENSIONS", "VIDEO_EXTENSIONS", "CACHE_DIR_HELP", "NoMatchingFiles", "resolve_device", "has_extension", "is_audio",
            "is_video", "is_media", "find_files", "check_output_file", "check_output_dir"]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -40,6 +40,11 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3", ".
                     ".aac", ".wma", ".opus", ".weba", ".mka", ".caf", ".au", ".amr", ".ac3", ".mp2", ".aifc")
 #: Video containers whose first audio track ``predict`` (and ``ser_gpu.video``) reads through ffmpeg.
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+
+#: ``--cache-dir``'s help in every command that loads a corpus (train, crossval, evaluate): the default is
+#: :func:`ser_gpu.data.cache.default_cache_dir`'s.
+CACHE_DIR_HELP = ("waveform cache (default: $SER_GPU_CACHE/waveforms, else $XDG_CACHE_HOME/ser_gpu/waveforms "
+                  "or ~/.cache/ser_gpu/waveforms)")
 
 
 class NoMatchingFiles(ParameterError):

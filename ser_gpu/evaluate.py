@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ._atomic import atomic_write, save_json
-from ._cli import check_output_dir, refuse_held, resolve_device
+from ._cli import CACHE_DIR_HELP, check_output_dir, refuse_held, resolve_device
 from ._validation import _real, check_nonnegative_int, check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
 from .functional.augment import add_noise_snr
@@ -276,9 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace those files if --out holds them already")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
     p.add_argument("--batch-size", type=int, default=32, help="clips per forward pass (default: %(default)s)")
-    p.add_argument("--cache-dir", default=None,
-                   help="waveform cache (default: $SER_GPU_CACHE/waveforms, else $XDG_CACHE_HOME/ser_gpu/waveforms "
-                        "or ~/.cache/ser_gpu/waveforms)")
+    p.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP)
     p.add_argument("--snr", type=float, default=None, metavar="DB",
                    help="add white Gaussian noise DB decibels below each clip's RMS before scoring (a robustness "
                         "check; default: the clips as they are)")

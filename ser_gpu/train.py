@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from . import distributed as _distributed
 from ._atomic import atomic_write, save_json
-from ._cli import check_output_dir, refuse_held, resolve_device
+from ._cli import CACHE_DIR_HELP, check_output_dir, refuse_held, resolve_device
 from ._validation import (check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability,
                           config_from_dict, config_to_dict)
 from ._lock import RunLock
@@ -1598,9 +1598,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-prefetch", dest="prefetch", action="store_false",
                    help="compute each chunk's features only when the model needs them (default: the next chunk is "
                         "computed on a second thread while the model trains; the same draws either way)")
-    p.add_argument("--cache-dir", default=None,
-                   help="waveform cache (default: $SER_GPU_CACHE/waveforms, else $XDG_CACHE_HOME/ser_gpu/waveforms "
-                        "or ~/.cache/ser_gpu/waveforms)")
+    p.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP)
     p.add_argument("--synthetic-dir", default=None, help="where the synthetic corpus is generated")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
