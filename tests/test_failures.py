@@ -143,6 +143,9 @@ def test_feature_specific_arguments():
         F.spectral_rolloff(Y, roll_percent=0)
     with pytest.raises(ParameterError, match="tuning must be a finite number or a tensor, got nan"):
         F.chroma_stft(Y, tuning=float("nan"))
+    for bad in (torch.tensor([0.0, float("nan")]), torch.tensor(float("inf")), torch.tensor([0.1j])):  # per example
+        with pytest.raises(ParameterError, match="tuning must be finite real values, got (tensor|inf)"):
+            F.filters.chroma(sr=22050, n_fft=2048, tuning=bad)
     with pytest.raises(ParameterError, match="pad_mode must be one of"):
         F.stft(Y, pad_mode="mirror")
 

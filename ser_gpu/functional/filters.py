@@ -155,12 +155,10 @@ def chroma(
     n_fft = check_positive_int(n_fft, "n_fft")
     n_chroma = check_positive_int(n_chroma, "n_chroma")
     if isinstance(tuning, torch.Tensor):
-        if tuning.is_complex():
-            raise ParameterError(f"tuning must be finite real values, got {tuning}")
         device = tuning.device if device is None else device
         # one read of the tunings (checked on the host copy), the index moved back without a wait
-        host = tuning.detach().to("cpu", torch.float64)
-        if not torch.isfinite(host).all():
+        host = None if tuning.is_complex() else tuning.detach().to("cpu", torch.float64)
+        if host is None or not torch.isfinite(host).all():
             raise ParameterError(f"tuning must be finite real values, got {tuning}")
         if tuning.ndim > 0 and tuning.numel() > 0:
             # estimated tunings sit on a 0.01 grid, so a batch holds few distinct values (and the
