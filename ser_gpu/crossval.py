@@ -11,7 +11,10 @@ metrics are those of each run's best checkpoint (its ``--select`` score on valid
 (:func:`member_seed`: member 0 with the seed itself, so it is the one-model run), in
 ``OUT/seed_S/fold_I/member_M``; the fold is tested by their averaged softmax (each run's
 ``test_probabilities.json``, :func:`ensemble_test`), and the summary adds ``single_model``, the
-members' own figures. ``OUT`` then holds:
+members' own figures. With ``--rotate-validation`` the members also validate on different folds
+(:func:`member_val_fold`: member ``m`` on fold ``i + 1 + m`` mod K, skipping the test fold), so they
+train on different actors and the ensemble as a whole learns from every actor outside the test fold;
+member 0 is still the one-model run. ``OUT`` then holds:
 
 - ``crossval.json``: mean ± std (sample std, ddof=1) over all fold runs of UAR, WA (accuracy) and
   weighted F1, the same per seed, the pooled metrics, the settings, and one record per fold run
@@ -49,14 +52,14 @@ from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiv
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["cross_validate", "fold_dir", "speaker_of", "read_fold_result", "summarize", "member_seed", "ensemble_test",
-           "ensemble_probabilities", "main"]
+__all__ = ["cross_validate", "fold_dir", "speaker_of", "read_fold_result", "summarize", "member_seed",
+           "member_val_fold", "ensemble_test", "ensemble_probabilities", "main"]
 
 CONFIG_NAME = "crossval_config.json"
 _OUTPUTS = ("crossval.json", "folds.txt", "confusion.json", "confusion.png", CONFIG_NAME)
 _METRICS = ("uar", "accuracy", "weighted_f1")
 # TrainConfig fields crossval sets itself, or that do not change what is trained
-_OWN = ("data_dirs", "out", "split", "n_folds", "fold", "seed", "split_seed", "epochs")
+_OWN = ("data_dirs", "out", "split", "n_folds", "fold", "val_fold", "seed", "split_seed", "epochs")
 _MAY_CHANGE = ("device", "progress", "cache_dir")
 
 
@@ -229,7 +232,7 @@ def _read_stored(out: Path) -> dict:
     # and so are prior_correction (absent: stored before the answer was corrected for the class prior) and
     # average_weights (absent: stored before best.pt could hold averaged weights)
     stored = {"recipe": "speech", "ensemble": 1, "stats_head_copies": 0, "prior_correction": False,
-              "average_weights": False, **stored}
+              "average_weights": False, "rotate_validation": False, **stored}
     kept = stored["ensemble"]
     if isinstance(kept, bool) or not isinstance(kept, int) or kept < 1:
         raise ParameterError(f"{path}: cannot resume, the stored ensemble is not a positive integer: {kept!r}")
@@ -239,7 +242,8 @@ def _read_stored(out: Path) -> dict:
 def _check_stored(out: Path, stored: dict, wanted: dict) -> None:
     """On resume: the ``stored`` settings must equal ``wanted`` (except those that may change)."""
     path = out / CONFIG_NAME
-    wanted = {"ensemble": 1, **wanted}  # absent: one model per fold (read_stored fills the stored side)
+    # absent: one model per fold, no rotation (read_stored fills the stored side)
+    wanted = {"ensemble": 1, "rotate_validation": False, **wanted}
     differ = [k for k in sorted(set(stored) | set(wanted))
               if k not in _MAY_CHANGE + ("epochs", "ensemble") and stored.get(k) != wanted.get(k)]
     if isinstance(stored.get("epochs"), int) and wanted["epochs"] < stored["epochs"]:
@@ -263,6 +267,14 @@ def member_seed(seed: int, member: int) -> int:
     from .distributed import derive_seed
 
     return int(seed) if member == 0 else derive_seed(int(seed), "ensemble member", int(member)) % 2**31
+
+
+def member_val_fold(fold: int, member: int, n_folds: int) -> int:
+    """The validation fold of ensemble member ``member`` of test fold ``fold`` with rotated validation:
+    ``fold + 1 + member`` mod ``n_folds``, skipping the test fold (so with ``n_folds - 1`` members or more
+    every fold but the test fold validates one of them, and each of those actors trains the others).
+    Member 0 gets ``fold + 1``, the fold every run without rotation validates on."""
+    return (fold + 1 + member % (n_folds - 1)) % n_folds
 
 
 def _fold_run(d: Path, epochs: int, *, resume: bool, overwrite: bool, data_dirs, n_folds: int, fold: int,
@@ -347,6 +359,7 @@ def cross_validate(
     out: str = "runs/cv",
     epochs: Optional[int] = None,
     ensemble: Optional[int] = None,
+    rotate_validation: Optional[bool] = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -367,6 +380,9 @@ def cross_validate(
             softmax (:func:`ensemble_test`), the summary's ``single_model`` those of the members alone.
             1: one run per fold in ``out/seed_S/fold_I``; None (default): the stored run's with
             ``resume``, else 1.
+        rotate_validation: ensemble member ``m`` validates on fold :func:`member_val_fold` instead of
+            the fold after the test fold (member 0 keeps that one), so the members train on different
+            actors; None (default): the stored run's with ``resume``, else False.
         settings['stats_head_copies']: not given (or None): the stored run's with ``resume`` (0 for a run
             stored before the setting existed: its heads saw the clean clips alone), else
             :class:`~ser_gpu.train.TrainConfig`'s; always stored, so the folds of a run agree.
@@ -407,6 +423,13 @@ def cross_validate(
         ensemble = stored["ensemble"] if stored is not None else 1
     if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
         raise ParameterError(f"ensemble must be a positive integer (models per fold), got {ensemble!r}")
+    if rotate_validation is None:
+        rotate_validation = stored["rotate_validation"] if stored is not None else False
+    if not isinstance(rotate_validation, bool):
+        raise ParameterError(f"rotate_validation must be True or False, got {rotate_validation!r}")
+    if rotate_validation and ensemble == 1:
+        raise ParameterError("rotate_validation gives ensemble members other validation folds: it needs an ensemble "
+                             "above 1, got ensemble=1")
     if settings.get("recipe") is None:  # not named: a resumed run keeps its own, a new one takes the default
         from .train import DEFAULT_RECIPE
 
@@ -432,6 +455,8 @@ def cross_validate(
               "epochs": int(epochs), **{k: v for k, v in sorted(settings.items())}}
     if ensemble > 1:  # absent for one model per fold: runs stored before ensembles existed resume as they were
         wanted["ensemble"] = ensemble
+    if rotate_validation:  # absent when off: runs stored before the option resume as they were
+        wanted["rotate_validation"] = True
     if resume:
         _check_stored(out, stored, wanted)
     elif not overwrite:
@@ -453,9 +478,11 @@ def cross_validate(
         runs = []
         for m, md in enumerate(member_dirs):
             run_seed = member_seed(seed, m)
+            # None: train's own default, the fold after the test fold (member 0 always: the one-model run)
+            val_fold = member_val_fold(fold, m, n_folds) if rotate_validation and m > 0 else None
             result, seconds = _fold_run(md, epochs, resume=resume, overwrite=overwrite, data_dirs=data_dirs,
                                         n_folds=n_folds, fold=fold, seed=run_seed, split_seed=seed,
-                                        progress=progress, settings=settings)
+                                        progress=progress, settings=dict(settings, val_fold=val_fold))
             history = (json.loads((md / "metrics.json").read_text()).get("epochs", [])
                        if (md / "metrics.json").exists() else [])
             runs.append({
@@ -465,6 +492,9 @@ def cross_validate(
                 # the epochs whose mean weights best.pt holds (average_weights), else None
                 "averaged_epochs": (result.get("averaged") or {}).get("epochs"),
                 "stopped_early": result.get("stopped_early"), "split_sizes": result.get("split_sizes"),
+                "val_actors": (actors["val"] if val_fold is None else sorted(
+                    {speaker_of(clips[k]) for k in split_clips(clips, method="actor", seed=seed, n_folds=n_folds,
+                                                               fold=fold, val_fold=val_fold).val})),
                 "train_seconds": sum(h.get("epoch_seconds", 0.0) for h in history),  # the epochs' own time
                 "wall_seconds": seconds,  # this call's time for the run (data loading, test); None: skipped
             })
@@ -503,8 +533,8 @@ def _write_outputs(out: Path, records: List[dict], settings: dict, *, complete: 
 
 # ------------------------------------------------------------------------------------------------ CLI
 
-_TRAIN_OWN_OPTIONS = ("help", "out", "split", "n_folds", "fold", "seed", "split_seed", "resume", "overwrite", "quiet",
-                      "data_dirs", "epochs")
+_TRAIN_OWN_OPTIONS = ("help", "out", "split", "n_folds", "fold", "val_fold", "seed", "split_seed", "resume",
+                      "overwrite", "quiet", "data_dirs", "epochs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -521,6 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", type=int, default=None, metavar="K",
                    help="models per fold, each its own seed, tested by their averaged softmax (default: 1; "
                         "with --resume the stored run's, which may be raised)")
+    p.add_argument("--rotate-validation", action="store_true", default=None,
+                   help="with --ensemble: member M validates on the fold M after the usual one (skipping the test "
+                        "fold), so the members train on different actors (default: off; with --resume the stored "
+                        "run's)")
     p.add_argument("--epochs", type=int, default=None,
                    help="per fold (default: the recipe's, see --recipe; with --resume the stored run's)")
     p.add_argument("--out", default="runs/cv", help="cross-validation directory (default: %(default)s)")
@@ -541,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
 _SET_PER_FOLD = {
     "--split": "every fold is an actor split",
     "--fold": "every fold is trained; use --only-folds I [I ...] for some of them",
+    "--val-fold": "the validation fold follows the test fold; --rotate-validation gives ensemble members others",
     "--seed": "each fold trains with its --seeds value (ensemble members with their own, member_seed)",
     "--split-seed": "the folds of each --seeds value are split with that seed",
 }
@@ -558,8 +593,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"error: {flag} {value} is not a crossval option: {instead}", file=sys.stderr)
             return 2
     quiet = args.pop("quiet")
-    core = {k: args.pop(k) for k in ("data_dirs", "n_folds", "seeds", "only_folds", "epochs", "ensemble", "out",
-                                     "resume", "overwrite")}
+    core = {k: args.pop(k) for k in ("data_dirs", "n_folds", "seeds", "only_folds", "epochs", "ensemble",
+                                     "rotate_validation", "out", "resume", "overwrite")}
     # pass on only the training options the command line names: the others are the recipe's, and the
     # stored settings stay short
     given = _given_options(parser, argv)

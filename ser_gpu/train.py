@@ -137,6 +137,9 @@ class TrainConfig:
     test_fraction: float = 0.2
     n_folds: Optional[int] = None
     fold: int = 0
+    # the validation fold of split="actor" with n_folds; None: (fold + 1) % n_folds (crossval
+    # --rotate-validation gives each ensemble member another, so the members train on different actors)
+    val_fold: Optional[int] = None
     seed: int = 0
     # the seed of the split (the actor shuffle of split="actor", the clip shuffle of "random"); None: seed.
     # Several runs with one split_seed and their own seeds train on the same folds (crossval --ensemble)
@@ -222,6 +225,12 @@ class TrainConfig:
         if self.n_folds is not None and (self.n_folds < 2 or self.fold >= self.n_folds):
             raise ParameterError(f"n_folds must be >= 2 and fold in [0, n_folds), got n_folds={self.n_folds!r}, "
                                  f"fold={self.fold!r}")
+        if self.val_fold is not None and (self.split != "actor" or self.n_folds is None
+                                          or isinstance(self.val_fold, bool) or not isinstance(self.val_fold, int)
+                                          or not 0 <= self.val_fold < self.n_folds or self.val_fold == self.fold):
+            raise ParameterError(f"val_fold must be None or, with split='actor' and n_folds, a fold in [0, n_folds) "
+                                 f"other than fold; got val_fold={self.val_fold!r} (split={self.split!r}, "
+                                 f"n_folds={self.n_folds!r}, fold={self.fold!r})")
         if self.chunk_size is not None:
             check_positive_int(self.chunk_size, "chunk_size")
         if self.augment_copies is not None:
@@ -484,7 +493,7 @@ class _Run:
                                       progress=c.progress)
         split = split_clips(clips, method=c.split, seed=c.seed if c.split_seed is None else c.split_seed,
                             val_fraction=c.val_fraction,
-                            test_fraction=c.test_fraction, n_folds=c.n_folds, fold=c.fold)
+                            test_fraction=c.test_fraction, n_folds=c.n_folds, fold=c.fold, val_fold=c.val_fold)
         self.clips = clips
         self.test_paths = [str(clips[i].path) for i in split.test]  # the test set's stored order
         self._say(f"clips per corpus and emotion:\n{corpus_table(clips)}")
@@ -1570,6 +1579,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random: the original 80/20; actor: actor-held-out validation and test (default: %(default)s)")
     p.add_argument("--folds", type=int, default=None, dest="n_folds", help="actor split in K folds")
     p.add_argument("--fold", type=int, default=0, help="which fold is the test set (default: 0)")
+    p.add_argument("--val-fold", type=int, default=None,
+                   help="which fold is the validation set (default: the one after --fold)")
     p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
     p.add_argument("--split-seed", type=int, default=None,
                    help="seed of the split alone (default: --seed); runs with one --split-seed and their own "

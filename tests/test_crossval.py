@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from ser_gpu.crossval import (cross_validate, ensemble_test, fold_dir, main, member_seed, read_fold_result,
-                              speaker_of)
+from ser_gpu.crossval import (cross_validate, ensemble_test, fold_dir, main, member_seed, member_val_fold,
+                              read_fold_result, speaker_of)
 from ser_gpu.checkpoint import load_checkpoint
 from ser_gpu.data import EMOTIONS, scan_corpus
 from ser_gpu.errors import CheckpointError, ParameterError
@@ -384,6 +384,63 @@ def test_ensemble_raised_on_resume_trains_only_the_new_members(corpus, cache, cv
         expected = metrics_from_predictions(torch.tensor(runs[0]["labels"]), mean.argmax(-1), list(EMOTIONS))
         assert f["test"]["confusion"] == expected["confusion"]
     assert json.loads((out / "crossval.json").read_text())["summary"]["single_model"]["uar"]["n"] == 3 * N_FOLDS
+
+
+@pytest.mark.parametrize("n_folds", [3, 6])
+def test_rotated_validation_folds_cover_every_fold_but_the_test_fold(n_folds):
+    for fold in range(n_folds):
+        first = [member_val_fold(fold, m, n_folds) for m in range(n_folds - 1)]
+        assert first[0] == (fold + 1) % n_folds  # member 0: the one-model run's validation fold
+        assert sorted(first) == sorted(set(range(n_folds)) - {fold})
+        # more members than folds to rotate through start over
+        assert [member_val_fold(fold, m, n_folds) for m in range(n_folds - 1, 2 * (n_folds - 1))] == first
+
+
+def test_rotate_validation_trains_the_members_on_other_actors(corpus, cache, cv_ensemble, tmp_path):
+    """Member 1 of each fold validates on the fold member 0 trains on (3 folds: they swap): the test
+    actors stay, member 0 stays the one-model run; the setting is stored and must match on resume."""
+    import shutil
+
+    src, before = cv_ensemble
+    with pytest.raises(ParameterError, match="rotate_validation: the run has False, given True"):
+        cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(_copy(src, tmp_path)), cache_dir=cache,
+                       rotate_validation=True, resume=True, **CV)
+    out = tmp_path / "rotated"
+    shutil.copytree(src, out)  # member 0 is kept: rotation leaves its validation fold as it is
+    for fold in range(N_FOLDS):
+        shutil.rmtree(fold_dir(out, 0, fold) / "member_1")
+    config = out / "crossval_config.json"
+    config.write_text(json.dumps(dict(json.loads(config.read_text()), rotate_validation=True)))
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, resume=True,
+                            **CV)  # not named on resume: the stored setting
+    clips = scan_corpus([str(corpus)])
+    for f, old in zip(report["folds"], before["folds"]):
+        first, second = f["members"]
+        assert f["actors"] == old["actors"] and first["test"] == old["members"][0]["test"]
+        assert first["val_actors"] == f["actors"]["val"]
+        assert second["val_actors"] == f["actors"]["train"]  # with 3 folds the two others swap roles
+        stored = torch.load(fold_dir(out, 0, f["fold"]) / "member_1" / "last.pt", weights_only=True)["train_config"]
+        assert stored["val_fold"] == member_val_fold(f["fold"], 1, N_FOLDS) != (f["fold"] + 1) % N_FOLDS
+        probs = json.loads((fold_dir(out, 0, f["fold"]) / "member_1" / "test_probabilities.json").read_text())
+        by_path = {str(c.path): c for c in clips}
+        assert {speaker_of(by_path[p]) for p in probs["paths"]} == set(f["actors"]["test"])
+        assert second["seed"] == member_seed(0, 1) and second["wall_seconds"] is not None
+    assert json.loads(config.read_text())["rotate_validation"] is True
+    with pytest.raises(ParameterError, match="rotate_validation: the run has True, given False"):
+        cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache,
+                       rotate_validation=False, resume=True, **CV)
+
+
+def test_rotate_validation_needs_an_ensemble(corpus, tmp_path, capsys):
+    with pytest.raises(ParameterError, match="rotate_validation .* needs an ensemble above 1, got ensemble=1"):
+        cross_validate([str(corpus)], n_folds=N_FOLDS, out=str(tmp_path / "cv"), rotate_validation=True,
+                       progress=False)
+    assert main(["--data-dir", str(corpus), "--folds", str(N_FOLDS), "--out", str(tmp_path / "cv"),
+                 "--rotate-validation"]) == 2
+    assert "needs an ensemble above 1" in capsys.readouterr().err
+    assert main(["--data-dir", str(corpus), "--out", str(tmp_path / "cv"), "--val-fold", "1"]) == 2
+    assert "--val-fold 1 is not a crossval option" in capsys.readouterr().err
+    assert not (tmp_path / "cv").exists()
 
 
 def test_one_model_per_fold_cannot_become_an_ensemble_on_resume(corpus, cache, cv, tmp_path):

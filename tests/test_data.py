@@ -387,6 +387,21 @@ def test_actor_folds_test_every_actor_once():
         assert {clips[i].actor for i in split.val} == tested[(fold + 1) % 5]
 
 
+def test_a_named_validation_fold_holds_out_that_fold_and_the_default_is_the_next_one():
+    clips = _clips(n_actors=10, per_emotion=1)
+    folds = [{clips[i].actor for i in split_clips(clips, method="actor", seed=7, n_folds=5, fold=k).test}
+             for k in range(5)]
+    for fold in range(5):
+        assert split_clips(clips, method="actor", seed=7, n_folds=5, fold=fold, val_fold=(fold + 1) % 5) == \
+            split_clips(clips, method="actor", seed=7, n_folds=5, fold=fold)
+        for val_fold in set(range(5)) - {fold}:
+            split = split_clips(clips, method="actor", seed=7, n_folds=5, fold=fold, val_fold=val_fold)
+            _check_partition(split, len(clips))
+            assert {clips[i].actor for i in split.test} == folds[fold]  # the test set does not move
+            assert {clips[i].actor for i in split.val} == folds[val_fold]
+            assert {clips[i].actor for i in split.train} == set().union(*folds) - folds[fold] - folds[val_fold]
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(method="speaker"), "method must be one of .* got 'speaker'"),
     (dict(val_fraction=0.0), "val_fraction must lie in \\(0.0, 1.0\\), got 0.0"),
@@ -400,6 +415,14 @@ def test_actor_folds_test_every_actor_once():
     (dict(method="actor", n_folds=0), "n_folds must be a positive integer, got 0"),
     (dict(method="random", n_folds=5), "n_folds applies to method='actor' only"),
     (dict(seed=1.5), "seed must be an integer, got 1.5"),
+    (dict(method="actor", n_folds=5, fold=2, val_fold=2), "val_fold must be an integer in \\[0, 5\\) other than the "
+                                                           "test fold 2, got 2"),
+    (dict(method="actor", n_folds=5, val_fold=5), "val_fold must be .* got 5"),
+    (dict(method="actor", n_folds=5, val_fold=-1), "val_fold must be .* got -1"),
+    (dict(method="actor", n_folds=5, val_fold=True), "val_fold must be .* got True"),
+    (dict(method="actor", val_fold=1), "val_fold applies to method='actor' with n_folds only, got val_fold=1 "
+                                       "with method='actor', n_folds=None"),
+    (dict(method="random", val_fold=1), "val_fold applies to .* with method='random'"),
 ])
 def test_split_bad_arguments(kwargs, match):
     with pytest.raises(ParameterError, match=match):

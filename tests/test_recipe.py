@@ -120,6 +120,11 @@ def test_configs_written_before_the_statistics_head_read_without_it():
     (dict(augment_copies=1.5), "augment_copies must be a positive integer, got 1.5"),
     (dict(augment_copies=True), "augment_copies must be a positive integer, got True"),
     (dict(augment_copies=2, augment=False), "augment_copies=2 needs waveform augmentation, but augment is False"),
+    (dict(val_fold=1), r"val_fold must be None or, with split='actor' and n_folds, .* got val_fold=1 \(split='random'"),
+    (dict(split="actor", val_fold=1), r"got val_fold=1 \(split='actor', n_folds=None"),
+    (dict(split="actor", n_folds=4, fold=2, val_fold=2), r"other than fold; got val_fold=2 .*fold=2\)"),
+    (dict(split="actor", n_folds=4, val_fold=4), r"got val_fold=4 \(split='actor', n_folds=4, fold=0\)"),
+    (dict(split="actor", n_folds=4, val_fold=True), "got val_fold=True"),
 ])
 def test_bad_recipe_settings(kwargs, match):
     with pytest.raises(ParameterError, match=match):

@@ -116,6 +116,7 @@ def split_clips(
     test_fraction: float = 0.2,
     n_folds: Optional[int] = None,
     fold: int = 0,
+    val_fold: Optional[int] = None,
 ) -> Split:
     """Split clips into train, validation and test sets, reproducibly from ``seed``.
 
@@ -132,8 +133,8 @@ def split_clips(
     ``round(n_actors * val_fraction)`` (at least one) the validation set. With ``n_folds=k`` the
     shuffled actors are cut into ``k`` consecutive runs instead (sizes differing by at most one, so
     each fold mixes the sexes and corpora): fold ``fold`` is the test set, fold
-    ``(fold + 1) % k`` the validation set and the rest is for training, so the ``k`` values of
-    ``fold`` test every actor exactly once.
+    ``(fold + 1) % k`` (or ``val_fold``) the validation set and the rest is for training, so the ``k``
+    values of ``fold`` test every actor exactly once.
 
     Args:
         clips (sequence of Clip): objects with ``.label`` and ``.actor`` (and ``.corpus``,
@@ -146,6 +147,9 @@ def split_clips(
             ``val_fraction + test_fraction`` must be below 1.
         n_folds (int | None, default None): 'actor' only: number of actor folds (>= 3).
         fold (int, default 0): 'actor' with ``n_folds``: the test fold, in ``[0, n_folds)``.
+        val_fold (int | None, default None): 'actor' with ``n_folds``: the validation fold, in
+            ``[0, n_folds)`` and not ``fold``; None: ``(fold + 1) % n_folds``. Runs that test one fold
+            and validate on different ones train on different actors (``crossval --rotate-validation``).
 
     Returns:
         :class:`Split` of sorted index lists into ``clips``.
@@ -158,6 +162,9 @@ def split_clips(
         raise ParameterError(f"method must be one of {_METHODS}, got {method!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ParameterError(f"seed must be an integer, got {_describe(seed)}")
+    if val_fold is not None and (method != "actor" or n_folds is None):
+        raise ParameterError(f"val_fold applies to method='actor' with n_folds only, got val_fold={val_fold!r} "
+                             f"with method={method!r}, n_folds={n_folds!r}")
     if isinstance(clips, (str, bytes)) or not isinstance(clips, Sequence):
         raise ParameterError(f"clips must be a list of Clip, got {type(clips).__name__}: {_describe(clips)}")
     if len(clips) == 0:
@@ -196,13 +203,19 @@ def split_clips(
                                  f"corpus ({names})")
         if isinstance(fold, bool) or not isinstance(fold, numbers.Integral) or not 0 <= fold < n_folds:
             raise ParameterError(f"fold must be an integer in [0, {n_folds}), got {_describe(fold)}")
+        if val_fold is None:
+            val_fold = (fold + 1) % n_folds
+        elif isinstance(val_fold, bool) or not isinstance(val_fold, numbers.Integral) \
+                or not 0 <= val_fold < n_folds or val_fold == fold:
+            raise ParameterError(f"val_fold must be an integer in [0, {n_folds}) other than the test fold "
+                                 f"{fold}, got {_describe(val_fold)}")
         # contiguous runs of the dealt order (sizes differing by at most one): the order alternates
         # sexes and deals corpora in proportion, so each run mixes them (dealing round-robin, item k
         # to fold k mod n_folds, gave folds of one sex whenever n_folds was even)
         bounds = [len(order) * k // n_folds for k in range(n_folds + 1)]
         folds = [order[bounds[k]:bounds[k + 1]] for k in range(n_folds)]
         test_actors = folds[fold]
-        val_actors = folds[(fold + 1) % n_folds]
+        val_actors = folds[val_fold]
     else:
         test_fraction = check_in_range(test_fraction, "test_fraction", 0.0, 1.0, inclusive=True)
         if val_fraction + test_fraction >= 1.0:
