@@ -11,10 +11,11 @@ metrics are those of each run's best checkpoint (its ``--select`` score on valid
 (:func:`member_seed`: member 0 with the seed itself, so it is the one-model run), in
 ``OUT/seed_S/fold_I/member_M``; the fold is tested by their averaged softmax (each run's
 ``test_probabilities.json``, :func:`ensemble_test`), and the summary adds ``single_model``, the
-members' own figures. With ``--rotate-validation`` the members also validate on different folds
-(:func:`member_val_fold`: member ``m`` on fold ``i + 1 + m`` mod K, skipping the test fold), so they
-train on different actors and the ensemble as a whole learns from every actor outside the test fold;
-member 0 is still the one-model run. ``OUT`` then holds:
+members' own figures. The members also validate on different folds (rotated validation, the default
+for a new ensemble; ``--no-rotate-validation``: all on fold ``i + 1``): :func:`member_val_fold` gives
+member ``m`` fold ``i + 1 + m`` mod K, skipping the test fold, so they train on different actors and the
+ensemble as a whole learns from every actor outside the test fold; member 0 is still the one-model run.
+``OUT`` then holds:
 
 - ``crossval.json``: mean ± std (sample std, ddof=1) over all fold runs of UAR, WA (accuracy) and
   weighted F1, the same per seed, the pooled metrics, the settings, and one record per fold run
@@ -382,7 +383,8 @@ def cross_validate(
             ``resume``, else 1.
         rotate_validation: ensemble member ``m`` validates on fold :func:`member_val_fold` instead of
             the fold after the test fold (member 0 keeps that one), so the members train on different
-            actors; None (default): the stored run's with ``resume``, else False.
+            actors; None (default): the stored run's with ``resume`` (False for a run stored before the
+            option), else True for an ensemble and False for one model per fold.
         settings['stats_head_copies']: not given (or None): the stored run's with ``resume`` (0 for a run
             stored before the setting existed: its heads saw the clean clips alone), else
             :class:`~ser_gpu.train.TrainConfig`'s; always stored, so the folds of a run agree.
@@ -424,7 +426,7 @@ def cross_validate(
     if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
         raise ParameterError(f"ensemble must be a positive integer (models per fold), got {ensemble!r}")
     if rotate_validation is None:
-        rotate_validation = stored["rotate_validation"] if stored is not None else False
+        rotate_validation = stored["rotate_validation"] if stored is not None else ensemble > 1
     if not isinstance(rotate_validation, bool):
         raise ParameterError(f"rotate_validation must be True or False, got {rotate_validation!r}")
     if rotate_validation and ensemble == 1:
@@ -551,10 +553,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", type=int, default=None, metavar="K",
                    help="models per fold, each its own seed, tested by their averaged softmax (default: 1; "
                         "with --resume the stored run's, which may be raised)")
-    p.add_argument("--rotate-validation", action="store_true", default=None,
+    p.add_argument("--rotate-validation", action=argparse.BooleanOptionalAction, default=None,
                    help="with --ensemble: member M validates on the fold M after the usual one (skipping the test "
-                        "fold), so the members train on different actors (default: off; with --resume the stored "
-                        "run's)")
+                        "fold), so the members train on different actors (default: on for an ensemble; with "
+                        "--resume the stored run's)")
     p.add_argument("--epochs", type=int, default=None,
                    help="per fold (default: the recipe's, see --recipe; with --resume the stored run's)")
     p.add_argument("--out", default="runs/cv", help="cross-validation directory (default: %(default)s)")

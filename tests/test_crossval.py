@@ -286,9 +286,9 @@ def test_resume_needs_readable_stored_settings(corpus, tmp_path, text, match):
 
 @pytest.fixture(scope="module")
 def cv_ensemble(corpus, cache, tmp_path_factory):
-    out = tmp_path_factory.mktemp("cv_ensemble")
+    out = tmp_path_factory.mktemp("cv_ensemble")  # every member on the same folds (rotation: below)
     report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, ensemble=2,
-                            **CV)
+                            rotate_validation=False, **CV)
     return out, report
 
 
@@ -429,6 +429,23 @@ def test_rotate_validation_trains_the_members_on_other_actors(corpus, cache, cv_
     with pytest.raises(ParameterError, match="rotate_validation: the run has True, given False"):
         cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache,
                        rotate_validation=False, resume=True, **CV)
+
+
+def test_a_new_ensemble_rotates_validation_unless_told_not_to(corpus, cache, tmp_path):
+    from ser_gpu.crossval import build_parser
+
+    run = dict(n_folds=N_FOLDS, seeds=[0], only_folds=[0], cache_dir=cache, ensemble=2, **CV)
+    on = cross_validate([str(corpus)], out=str(tmp_path / "on"), **run)  # not named: rotated
+    off = cross_validate([str(corpus)], out=str(tmp_path / "off"), rotate_validation=False, **run)
+    assert on["settings"]["rotate_validation"] is True and "rotate_validation" not in off["settings"]
+    (first_on, second_on), (first_off, second_off) = on["folds"][0]["members"], off["folds"][0]["members"]
+    assert first_on["val_actors"] == first_off["val_actors"] == second_off["val_actors"] == \
+        on["folds"][0]["actors"]["val"]
+    assert second_on["val_actors"] == on["folds"][0]["actors"]["train"]
+    assert first_on["test"] == first_off["test"]  # member 0 is the same run either way
+    parse = build_parser().parse_args
+    assert [parse(["--data-dir", "d", *flag]).rotate_validation
+            for flag in ([], ["--rotate-validation"], ["--no-rotate-validation"])] == [None, True, False]
 
 
 def test_rotate_validation_needs_an_ensemble(corpus, tmp_path, capsys):
