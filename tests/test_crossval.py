@@ -452,6 +452,9 @@ def test_rotate_validation_needs_an_ensemble(corpus, tmp_path, capsys):
     with pytest.raises(ParameterError, match="rotate_validation .* needs an ensemble above 1, got ensemble=1"):
         cross_validate([str(corpus)], n_folds=N_FOLDS, out=str(tmp_path / "cv"), rotate_validation=True,
                        progress=False)
+    with pytest.raises(ParameterError, match="rotate_validation must be True or False, got 'yes'"):
+        cross_validate([str(corpus)], n_folds=N_FOLDS, out=str(tmp_path / "cv"), ensemble=2, rotate_validation="yes",
+                       progress=False)
     assert main(["--data-dir", str(corpus), "--folds", str(N_FOLDS), "--out", str(tmp_path / "cv"),
                  "--rotate-validation"]) == 2
     assert "needs an ensemble above 1" in capsys.readouterr().err
