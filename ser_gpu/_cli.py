@@ -30,8 +30,8 @@ from typing import Callable, Iterable, List, Optional, Sequence, Union
 
 from .errors import ParameterError
 
-__all__ = ["AUDIO_EXTENSIONS", "VIDEO_EXTENSIONS", "CACHE_DIR_HELP", "NoMatchingFiles", "resolve_device", "has_extension", "is_audio",
-           "is_video", "is_media", "find_files", "check_output_file", "check_output_dir"]
+__all__ = ["AUDIO_EXTENSIONS", "VIDEO_EXTENSIONS", "CACHE_DIR_HELP", "NoMatchingFiles", "resolve_device",
+           "has_extension", "is_audio", "is_video", "is_media", "find_files", "check_output_file", "check_output_dir"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -70,6 +70,11 @@ def speaker_of(clip):
     return getattr(clip, "speaker", None) or clip.actor
 
 
+def _speakers(clips, indices) -> List:
+    """The sorted speakers (:func:`speaker_of`) of ``clips[k]`` for ``k`` in ``indices``."""
+    return sorted({speaker_of(clips[k]) for k in indices})
+
+
 def fold_dir(out, seed: int, fold: int) -> Path:
     """The run directory of one fold: ``out/seed_{seed}/fold_{fold}``."""
     return Path(out) / f"seed_{seed}" / f"fold_{fold}"
@@ -474,7 +479,7 @@ def cross_validate(
         bar.set_postfix(seed=seed, fold=fold)
         d = fold_dir(out, seed, fold)
         split = split_clips(clips, method="actor", seed=seed, n_folds=n_folds, fold=fold)
-        actors = {role: sorted({speaker_of(clips[k]) for k in idx}) for role, idx in
+        actors = {role: _speakers(clips, idx) for role, idx in
                   (("train", split.train), ("val", split.val), ("test", split.test))}
         member_dirs = [d] if ensemble == 1 else [d / f"member_{m}" for m in range(ensemble)]
         runs = []
@@ -494,9 +499,9 @@ def cross_validate(
                 # the epochs whose mean weights best.pt holds (average_weights), else None
                 "averaged_epochs": (result.get("averaged") or {}).get("epochs"),
                 "stopped_early": result.get("stopped_early"), "split_sizes": result.get("split_sizes"),
-                "val_actors": (actors["val"] if val_fold is None else sorted(
-                    {speaker_of(clips[k]) for k in split_clips(clips, method="actor", seed=seed, n_folds=n_folds,
-                                                               fold=fold, val_fold=val_fold).val})),
+                "val_actors": actors["val"] if val_fold is None else _speakers(
+                    clips, split_clips(clips, method="actor", seed=seed, n_folds=n_folds, fold=fold,
+                                       val_fold=val_fold).val),
                 "train_seconds": sum(h.get("epoch_seconds", 0.0) for h in history),  # the epochs' own time
                 "wall_seconds": seconds,  # this call's time for the run (data loading, test); None: skipped
             })
