@@ -27,7 +27,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from .lengths import valid_mask
+from .lengths import padding_mask
 
 __all__ = ["decimate", "lowpass_taps", "soxr_output_length"]
 
@@ -120,4 +120,4 @@ def decimate(
     full = torch.fft.irfft(X * H, n=n_fft).to(x.dtype)
     y = full[..., half: half + factor * (n_out - 1) + 1: factor]
     out_lengths = soxr_output_length(lengths, factor)
-    return y.masked_fill(~valid_mask(out_lengths, n_out), 0.0), out_lengths
+    return y.masked_fill(padding_mask(out_lengths, n_out), 0.0), out_lengths

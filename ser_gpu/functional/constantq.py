@@ -427,18 +427,26 @@ def _check_tuning(tuning, batch_shape, device):
     return [float(tuning)], None
 
 
-def _frame_counts(plan: _Plan, n: torch.Tensor) -> torch.Tensor:
-    """Frames librosa returns for signals of ``n`` samples: min over octaves of 1 + len // hop."""
-    length = n
-    if plan.early > 1:
-        length = -torch.div(-length, plan.early, rounding_mode="floor")
-    frames = None
+@functools.lru_cache(maxsize=64)
+def _octave_steps(plan: _Plan) -> torch.Tensor:
+    """``(3, octaves)`` int64 host table: each octave's total decimation ``d`` of the input (early
+    decimation included), ``d - 1`` and its hop."""
+    d, steps = plan.early, []
     for o in plan.octaves:
-        f = 1 + torch.div(length, o.hop, rounding_mode="floor")
-        frames = f if frames is None else torch.minimum(frames, f)
+        steps.append((d, d - 1, o.hop))
         if o.decimate_after:
-            length = -torch.div(-length, 2, rounding_mode="floor")
-    return frames
+            d *= 2
+    return torch.tensor(steps, dtype=torch.int64).T.contiguous()
+
+
+def _frame_counts(plan: _Plan, n: torch.Tensor) -> torch.Tensor:
+    """Frames librosa returns for signals of ``n`` samples: min over octaves of 1 + len // hop, where
+    an octave's length is the input's after each 2x decimation rounded up (``ceil(len / 2)``, soxr's
+    output length) and so ``ceil(n / d)`` for its total decimation ``d`` (``ceil(ceil(n / a) / b) =
+    ceil(n / ab)``): all octaves at once, a few kernels instead of a few per octave."""
+    d, d_minus_1, hop = to_device(_octave_steps(plan), n.device).unbind(0)
+    length = torch.div(n.unsqueeze(-1) + d_minus_1, d, rounding_mode="floor")
+    return 1 + torch.div(length, hop, rounding_mode="floor").amin(dim=-1)
 
 
 def _cqt_group(x: torch.Tensor, n_valid: torch.Tensor, plan: _Plan, bands: tuple,

@@ -21,7 +21,7 @@ from ..errors import ParameterError
 from ._resample import _good_size
 from .augment import _batch_lengths, _per_example
 from .features import _rms_waveform
-from .lengths import num_frames, valid_mask, zero_padding
+from .lengths import num_frames, padding_mask, valid_mask, zero_padding
 from .spectrum import _check_stft_args, _is_max, _istft, _stft
 
 __all__ = ["trim", "phase_vocoder", "time_stretch", "resample", "pitch_shift"]
@@ -453,14 +453,14 @@ def _resample(x: torch.Tensor, ratio: torch.Tensor, in_lengths: torch.Tensor, ou
         out[b0:b1] = (w0 * v[..., 0] + w1 * v[..., 1] + w2 * v[..., 2] + u3 * v[..., 3]) / 6.0
     # soxr returns floor(length * ratio + 0.5) samples; librosa zero-pads that to its own length
     soxr_lengths = torch.floor(in_lengths.to(torch.float64) * ratio + 0.5).to(torch.int64)
-    out = out.masked_fill(~valid_mask(torch.minimum(soxr_lengths, out_lengths), T_out), 0.0)
+    out = out.masked_fill(padding_mask(torch.minimum(soxr_lengths, out_lengths), T_out), 0.0)
     same = (ratio == 1.0).unsqueeze(-1)
     # examples at ratio 1 are copied exactly; on a GPU blending always costs less than asking whether any
     # is (a host sync), on the CPU the question is free and usually spares the blend
     if x.device.type != "cpu" or bool(same.any()):
         n = min(T, T_out)
         copy = torch.nn.functional.pad(x[:, :n], (0, T_out - n))
-        out = torch.where(same, copy.masked_fill(~valid_mask(out_lengths, T_out), 0.0), out)
+        out = torch.where(same, copy.masked_fill(padding_mask(out_lengths, T_out), 0.0), out)
     return out
 
 

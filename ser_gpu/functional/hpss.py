@@ -24,9 +24,9 @@ from .._validation import (
     valid_audio,
 )
 from ..errors import ParameterError
-from .lengths import num_frames, valid_mask
+from .lengths import num_frames, padding_mask
 from .median import DEFAULT_CHUNK_SIZE, _check_chunk_size, _median_freq, _median_time, median_filter
-from .spectrum import _frame_args, _istft, _stft, _valid_complex_or_real_spectrogram, frame_mask, istft
+from .spectrum import _frame_args, _istft, _stft, _valid_complex_or_real_spectrogram, istft
 
 __all__ = [
     "istft",
@@ -148,7 +148,7 @@ def _zero_padded_frames_(x: torch.Tensor, frame_lengths: Optional[torch.Tensor])
     """In-place :func:`~ser_gpu.functional.lengths.mask_frames` for a temporary this module owns."""
     if frame_lengths is None:
         return x
-    return x.masked_fill_(~frame_mask(frame_lengths, x.shape[-1]).unsqueeze(-2), 0.0)
+    return x.masked_fill_(padding_mask(frame_lengths, x.shape[-1]).unsqueeze(-2), 0.0)
 
 
 def _magnitude_of(D: torch.Tensor) -> torch.Tensor:
@@ -249,7 +249,7 @@ def _waveform_stft(y, lengths, *, n_fft, hop_length, win_length, window, center,
     flat = y.reshape(-1, y.shape[-1])
     n = (lengths.reshape(-1) if lengths is not None
          else torch.full((flat.shape[0],), flat.shape[-1], dtype=torch.int64, device=y.device))
-    flat = flat.masked_fill(~valid_mask(n, flat.shape[-1]), 0.0)
+    flat = flat.masked_fill(padding_mask(n, flat.shape[-1]), 0.0)
     if center and pad_mode != "constant":
         flat = _pad_per_example(flat, n, n_fft // 2, pad_mode)
         D = _stft(flat, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,

@@ -13,13 +13,20 @@ from typing import Optional
 
 import torch
 
-__all__ = ["valid_mask", "num_frames", "frame_mask", "zero_padding", "mask_frames"]
+__all__ = ["valid_mask", "padding_mask", "num_frames", "frame_mask", "zero_padding", "mask_frames"]
 
 
 def valid_mask(lengths: torch.Tensor, size: int, *, device=None) -> torch.Tensor:
     """``[shape=(..., size)]`` bool: True at positions ``< lengths`` (samples or frames) of each example."""
     idx = torch.arange(size, device=lengths.device if device is None else device)
     return idx < lengths.unsqueeze(-1)
+
+
+def padding_mask(lengths: torch.Tensor, size: int, *, device=None) -> torch.Tensor:
+    """``~valid_mask(lengths, size)`` in one comparison (one kernel fewer on a GPU): True at positions
+    ``>= lengths``, the padding that ``masked_fill`` zeroes."""
+    idx = torch.arange(size, device=lengths.device if device is None else device)
+    return idx >= lengths.unsqueeze(-1)
 
 
 def num_frames(
@@ -46,11 +53,11 @@ def zero_padding(y: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tens
     """Zero every sample at or beyond each example's length (so padding cannot leak into frames)."""
     if lengths is None:
         return y
-    return y.masked_fill(~valid_mask(lengths, y.shape[-1]), 0.0)
+    return y.masked_fill(padding_mask(lengths, y.shape[-1]), 0.0)
 
 
 def mask_frames(x: torch.Tensor, frame_lengths: Optional[torch.Tensor], value: float = 0.0) -> torch.Tensor:
     """Set every frame at or beyond each example's frame length to ``value``; ``x`` is ``(..., F, frames)``."""
     if frame_lengths is None:
         return x
-    return x.masked_fill(~valid_mask(frame_lengths, x.shape[-1]).unsqueeze(-2), value)
+    return x.masked_fill(padding_mask(frame_lengths, x.shape[-1]).unsqueeze(-2), value)

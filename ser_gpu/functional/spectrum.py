@@ -25,7 +25,7 @@ from .._validation import (
 )
 from ..errors import ParameterError
 from .._transfer import to_device
-from .lengths import frame_mask, mask_frames, num_frames, valid_mask, zero_padding
+from .lengths import frame_mask, mask_frames, num_frames, padding_mask, valid_mask, zero_padding
 
 __all__ = [
     "get_window",
@@ -309,7 +309,7 @@ def _istft(D, *, n_fft, hop_length, win_length, window, center, length, lengths,
         _istft_fold(X, y, win, n_fft=n_fft, hop_length=hop_length, half=half, frame_lengths=frame_lengths,
                     per_chunk=per_chunk)
     if lengths is not None:
-        y = y.masked_fill(~valid_mask(lengths.reshape(-1), out_len), 0.0)
+        y = y.masked_fill(padding_mask(lengths.reshape(-1), out_len), 0.0)
     return y.reshape(batch_shape + (out_len,))
 
 
@@ -363,7 +363,7 @@ def _istft_blocks(X, y, win, *, n_fft, hop_length, half, frame_lengths, per_chun
     def overlap_add(blocks, b):  # blocks(q) -> (b, frames, hop) block q of every frame
         out = torch.zeros((b, n_blocks, hop_length), dtype=y.dtype, device=y.device)
         for q in reversed(range(R)):  # block m gets frame m - R + 1 first, as librosa's frame loop
-            out[:, q:q + n_frames] += blocks(q)
+            out[:, q:q + n_frames].add_(blocks(q))  # in place on the view (`+=` adds a copy_ back)
         return _fix_length(out.reshape(b, ola_len)[..., half:], out_len)
 
     if frame_lengths is None:

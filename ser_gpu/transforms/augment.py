@@ -37,7 +37,7 @@ from .._validation import (
 )
 from ..errors import ParameterError
 from ..functional import unchecked
-from ..functional.lengths import valid_mask, zero_padding
+from ..functional.lengths import padding_mask, zero_padding
 
 __all__ = ["WaveformAugmentConfig", "WaveformAugment", "SpecAugmentConfig", "SpecAugment"]
 
@@ -242,7 +242,7 @@ class WaveformAugment(nn.Module):
         if c.p_noise > 0:
             apply, amp = choice["noise"]
             noise = unchecked.rand((B, T), generator, y.device, y.dtype, normal=True)
-            noisy = (out + amp.to(y.dtype).unsqueeze(-1) * noise).masked_fill(~valid_mask(L, T), 0.0)
+            noisy = (out + amp.to(y.dtype).unsqueeze(-1) * noise).masked_fill(padding_mask(L, T), 0.0)
             out = torch.where(apply.unsqueeze(-1), noisy, out)
 
         if c.p_stretch > 0:
@@ -260,7 +260,7 @@ class WaveformAugment(nn.Module):
                 new_L[idx] = new_sub
                 T2 = int(new_L.max())
                 resized = _fit(out, T2)
-                resized[idx] = _fit(stretched, T2).masked_fill(~valid_mask(new_sub, T2), 0.0)
+                resized[idx] = _fit(stretched, T2).masked_fill(padding_mask(new_sub, T2), 0.0)
                 out, L, T = resized, new_L, T2
 
         if c.p_pitch > 0:

@@ -16,7 +16,7 @@ from ..errors import ParameterError
 from ..functional import filters, unchecked
 from ..functional.constantq import tonnetz
 from ..functional.hpss import harmonic
-from ..functional.lengths import frame_mask, num_frames, valid_mask, zero_padding
+from ..functional.lengths import num_frames, padding_mask, valid_mask, zero_padding
 from ..functional.spectrum import fft_frequencies
 from ..functional.util import normalize
 from .row_stats import standardize_clips
@@ -187,7 +187,7 @@ class FeatureExtractor(nn.Module):
                            pad_mode="constant", precise=not c.fast_stft)
         fl = num_frames(lengths, hop_length=hop, n_fft=n_fft)
         mag = unchecked.magnitude(D, 1.0)
-        mag.masked_fill_(~frame_mask(fl, mag.shape[-1]).unsqueeze(-2), 0.0)
+        mag.masked_fill_(padding_mask(fl, mag.shape[-1]).unsqueeze(-2), 0.0)
         power = mag * mag
         B, n_frames = y.shape[0], mag.shape[-1]
         out = y.new_zeros((B, len(FEATURE_ROWS), n_frames))
@@ -220,7 +220,7 @@ class FeatureExtractor(nn.Module):
                                                                   threshold=1e-10, lengths=lengths)[0]
         out[:, _ROW_SLICES["rms"]] = unchecked.rms_waveform(y, frame_length=2048, hop_length=hop, center=True,
                                                             pad_mode="constant", lengths=lengths)[0]
-        out.masked_fill_(~frame_mask(fl, n_frames).unsqueeze(-2), 0.0)
+        out.masked_fill_(padding_mask(fl, n_frames).unsqueeze(-2), 0.0)
         return self._finish(out, fl)
 
     def _tonnetz(self, y: torch.Tensor, lengths: torch.Tensor, D: torch.Tensor, mag: torch.Tensor,
