@@ -97,3 +97,41 @@ def test_frame_counts_match_librosa_for_odd_and_even_n_fft(n_fft):
         ref = librosa.feature.rms(y=y[i, :L].numpy(), frame_length=n_fft, hop_length=512)
         assert int(fl[i]) == ref.shape[-1] == int(fl_stft[i])
         assert np.allclose(out[i, 0, : int(fl[i])].numpy(), ref[0], rtol=1e-5)
+
+
+def test_padding_mask_is_the_inverse_of_valid_mask():
+    from ser_gpu.functional.lengths import padding_mask, valid_mask
+
+    lengths = torch.tensor([[0, 1, 5], [7, 3, 6]])
+    assert torch.equal(padding_mask(lengths, 7), ~valid_mask(lengths, 7))
+    assert padding_mask(lengths, 7).shape == (2, 3, 7)
+
+
+@pytest.mark.parametrize("fmin, n_bins, bins_per_octave", [(None, 252, 36), (500.0, 12, 12)],
+                         ids=["chroma_cqt", "early_decimation"])
+def test_constant_q_frame_counts_follow_each_octave_and_librosa(fmin, n_bins, bins_per_octave):
+    """All octaves at once (ceil(n / d) for an octave's total decimation d) equal the octave-by-octave
+    recurrence (ceil(n / 2) per 2x decimation) for every length up to 3000, and librosa's frame count."""
+    import librosa
+
+    from ser_gpu.functional import constantq
+
+    fmin = constantq._C1 if fmin is None else fmin
+    plan = constantq._plan(22050.0, 512, fmin, n_bins, bins_per_octave, 0.0, 1.0, 1.0, 0.01, "hann", True)[0]
+    n = torch.arange(1, 3001)
+    expected = []
+    for length in n.tolist():
+        length = -(-length // plan.early)
+        frames = []
+        for o in plan.octaves:
+            frames.append(1 + length // o.hop)
+            if o.decimate_after:
+                length = -(-length // 2)
+        expected.append(min(frames))
+    assert (plan.early > 1) == (fmin == 500.0)  # both code paths: with and without early decimation
+    assert constantq._frame_counts(plan, n).tolist() == expected
+    rng = np.random.default_rng(0)
+    for length in (1537, 2048, 2561, 4095):
+        C = librosa.cqt(rng.standard_normal(length), sr=22050, hop_length=512, fmin=fmin, n_bins=n_bins,
+                        bins_per_octave=bins_per_octave)
+        assert int(constantq._frame_counts(plan, torch.tensor([length]))) == C.shape[-1]
