@@ -5,7 +5,7 @@ reference packages' wheels in ``./.whl``)::
 
     run(command='python3 benchmarks/gpu_suite.py --mirror "$OUT"', timeout_s=480, carry=['.whl'])
 
-Here, before spending GPU time, the same steps at tiny sizes on the CPU (about 4-6 minutes on 2 busy cores)::
+Here, before spending GPU time, the same steps at tiny sizes on the CPU (about 5-7 minutes on 2 cores)::
 
     python benchmarks/gpu_suite.py --device cpu --quick
 
@@ -25,6 +25,9 @@ train                 180   ``bench_train.py --device cuda --clips 1440 --second
                             each of its parts)
 features_b256 ...           the extractor benchmarks of issue 11 (batch 256, profile, median, batch 64 and
                             1024, augmentation, median with torch.compile), as long as the budget lasts
+train_compile         120   the training benchmark again with ``--compile`` (torch.compile of the model),
+                            2 epochs, no README job -> ``train_compile_cuda.json``: issue 10 asks whether
+                            compiling the model step pays (last: it compiles for a minute or more)
 ====================  ====  ==========================================================================
 
 A step is killed (with its children: xdist workers, torchrun, the README job) at its cap or when the budget
@@ -189,6 +192,11 @@ def headline(results: Path, device: str, since: float = 0.0) -> dict:
         if job:
             out["readme_job"] = {k: job.get(k) for k in ("wall_seconds", "epochs", "first_epoch_seconds",
                                                          "steady_epoch_seconds", "test_uar", "error") if k in job}
+    compiled = _load(results / f"train_compile_{device}.json")
+    if compiled:  # the same benchmark with torch.compile of the model: does it pay? (issue 10)
+        sg = compiled.get("ser_gpu") or {}
+        out["train_compile"] = {k: sg.get(k) for k in ("first_epoch_seconds", "steady_epoch_seconds",
+                                                       "model_step_seconds_per_epoch", "compile")}
     for tag in ("", "_b64", "_b1024"):
         data = _load(results / f"features{tag}_{device}.json")
         if not data:
@@ -304,6 +312,10 @@ def main(argv=None):
                      *(["--batch", "4", "--seconds", "1"] if quick else [])], 45),
         ("median_compile", [PY, "benchmarks/bench_median.py", "--device", dev, "--compile",
                             *(["--quick"] if quick else [])], 90),
+        ("train_compile", [PY, "benchmarks/bench_train.py", "--device", dev, "--skip-original", "--compile",
+                           "--out", str(results / f"train_compile_{dev}.json"),
+                           *(["--clips", "16", "--seconds", "1", "--epochs", "2"] if quick
+                             else ["--clips", "1440", "--seconds", "3.5", "--epochs", "2"])], 120),
     ]
     for name, cmd, timeout in steps:
         if name in skip:
