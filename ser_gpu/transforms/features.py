@@ -188,6 +188,12 @@ class FeatureExtractor(nn.Module):
         fl = num_frames(lengths, hop_length=hop, n_fft=n_fft)
         mag = unchecked.magnitude(D, 1.0)
         mag.masked_fill_(padding_mask(fl, mag.shape[-1]).unsqueeze(-2), 0.0)
+        # Order for a GPU: the work that needs no host read comes first and the two tuning estimates
+        # (each reads its peak count back: a host sync) last, so the device runs the heavy HPSS while
+        # the host queues the STFT-family rows instead of idling after a sync. Each row is the same
+        # computation in any order.
+        y_harm = self._harmonic(y, lengths, D, mag, fl) if c.tonnetz else None
+        del D
         power = mag * mag
         B, n_frames = y.shape[0], mag.shape[-1]
         out = y.new_zeros((B, len(FEATURE_ROWS), n_frames))
@@ -198,6 +204,17 @@ class FeatureExtractor(nn.Module):
         # delta(mfcc, order=1/2, frame_lengths=fl); padded frames are zeroed with the rest below
         out[:, _ROW_SLICES["mfcc_delta"]] = unchecked.delta(mfcc, 9, 1, fl)
         out[:, _ROW_SLICES["mfcc_delta2"]] = unchecked.delta(mfcc, 9, 2, fl)
+        out[:, _ROW_SLICES["contrast"]] = unchecked.spectral_contrast(mag, fl, sr=c.sr, n_fft=n_fft, fmin=200.0,
+                                                                      n_bands=6, quantile=0.02, linear=False)
+        freq = self.freq.to(dtype)
+        out[:, _ROW_SLICES["rolloff"]] = unchecked.spectral_rolloff(mag, freq, 0.85)
+        out[:, _ROW_SLICES["centroid"]] = unchecked.spectral_centroid(mag, freq)
+        del mag
+        # y is already zero beyond each length; padded frames are zeroed below with the rest
+        out[:, _ROW_SLICES["zcr"]] = unchecked.zero_crossing_rate(y, frame_length=2048, hop_length=hop, center=True,
+                                                                  threshold=1e-10, lengths=lengths)[0]
+        out[:, _ROW_SLICES["rms"]] = unchecked.rms_waveform(y, frame_length=2048, hop_length=hop, center=True,
+                                                            pad_mode="constant", lengths=lengths)[0]
 
         # librosa's chroma_stft -> estimate_tuning(S=S) -> piptrack keeps its default n_fft=2048 when
         # it matches S's bins and otherwise infers 2 * (bins - 1) (odd n_fft)
@@ -207,38 +224,32 @@ class FeatureExtractor(nn.Module):
         chroma_fb = filters.chroma(sr=c.sr, n_fft=n_fft, tuning=tuning, device=y.device, dtype=dtype)
         out[:, _ROW_SLICES["chroma"]] = normalize(torch.matmul(chroma_fb, power), norm=math.inf, axis=-2)
         del power
-        out[:, _ROW_SLICES["contrast"]] = unchecked.spectral_contrast(mag, fl, sr=c.sr, n_fft=n_fft, fmin=200.0,
-                                                                      n_bands=6, quantile=0.02, linear=False)
-        freq = self.freq.to(dtype)
-        out[:, _ROW_SLICES["rolloff"]] = unchecked.spectral_rolloff(mag, freq, 0.85)
-        out[:, _ROW_SLICES["centroid"]] = unchecked.spectral_centroid(mag, freq)
         if c.tonnetz:
-            out[:, _ROW_SLICES["tonnetz"]] = self._tonnetz(y, lengths, D, mag, fl)
-        del D, mag
-        # y is already zero beyond each length; padded frames are zeroed below with the rest
-        out[:, _ROW_SLICES["zcr"]] = unchecked.zero_crossing_rate(y, frame_length=2048, hop_length=hop, center=True,
-                                                                  threshold=1e-10, lengths=lengths)[0]
-        out[:, _ROW_SLICES["rms"]] = unchecked.rms_waveform(y, frame_length=2048, hop_length=hop, center=True,
-                                                            pad_mode="constant", lengths=lengths)[0]
+            out[:, _ROW_SLICES["tonnetz"]] = self._tonnetz(y_harm, lengths, fl)
         out.masked_fill_(padding_mask(fl, n_frames).unsqueeze(-2), 0.0)
         return self._finish(out, fl)
 
-    def _tonnetz(self, y: torch.Tensor, lengths: torch.Tensor, D: torch.Tensor, mag: torch.Tensor,
-                 fl: torch.Tensor) -> torch.Tensor:
-        """``feature.tonnetz(y=effects.harmonic(y))`` per clip: the HPSS reuses the shared STFT ``D``
-        and the chain runs on the internal, already-checked entry points."""
-        sr, n_fft, hop = self.config.sr, self.config.n_fft, self.config.hop_length
+    def _harmonic(self, y: torch.Tensor, lengths: torch.Tensor, D: torch.Tensor, mag: torch.Tensor,
+                  fl: torch.Tensor) -> torch.Tensor:
+        """``effects.harmonic(y)`` per clip (zero beyond each length): the HPSS reuses the shared STFT
+        ``D`` (overwritten: the caller needs it no more) on the internal, already-checked entry points."""
+        n_fft, hop = self.config.n_fft, self.config.hop_length
         if (n_fft, hop) != (2048, 512):  # effects.harmonic's own STFT settings differ from the rows'
             y_harm, _ = harmonic(y, lengths=lengths)
-            ton, _ = tonnetz(y_harm, sr=sr, lengths=lengths)
-            return ton
-        # overwrite: D is not needed after
+            return y_harm
         (y_harm,) = unchecked.hpss_from_stft(D, mag, (True, False), kernels=(31, 31), margins=(1.0, 1.0),
                                              power=2.0, n_fft=n_fft, hop_length=hop, win_length=n_fft,
                                              window="hann", center=True, length=y.shape[-1], lengths=lengths,
                                              frame_lengths=fl, chunk_size=unchecked.DEFAULT_CHUNK_SIZE,
                                              overwrite=True)
-        del D, mag
+        return y_harm
+
+    def _tonnetz(self, y_harm: torch.Tensor, lengths: torch.Tensor, fl: torch.Tensor) -> torch.Tensor:
+        """``feature.tonnetz(y=y_harm)`` per clip, on the internal, already-checked entry points."""
+        sr, n_fft, hop = self.config.sr, self.config.n_fft, self.config.hop_length
+        if (n_fft, hop) != (2048, 512):
+            ton, _ = tonnetz(y_harm, sr=sr, lengths=lengths)
+            return ton
         # chroma_cqt's tuning: estimate_tuning(y=y_harm, bins_per_octave=36), i.e. piptrack on |STFT|
         # (the same framing as the rows, so the same frame counts; y_harm is zero beyond each length)
         D_harm = unchecked.stft(y_harm, n_fft=2048, hop_length=512, win_length=2048, window="hann", center=True,
