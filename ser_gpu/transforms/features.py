@@ -247,8 +247,8 @@ class FeatureExtractor(nn.Module):
     def _tonnetz(self, y_harm: torch.Tensor, lengths: torch.Tensor, fl: torch.Tensor) -> torch.Tensor:
         """``feature.tonnetz(y=y_harm)`` per clip, on the internal, already-checked entry points."""
         sr, n_fft, hop = self.config.sr, self.config.n_fft, self.config.hop_length
-        if (n_fft, hop) != (2048, 512):
-            ton, _ = tonnetz(y_harm, sr=sr, lengths=lengths)
+        if (n_fft, hop) != (2048, 512):  # the rows' hop, so the frames line up with theirs
+            ton, _ = tonnetz(y_harm, sr=sr, lengths=lengths, hop_length=hop)
             return ton
         # chroma_cqt's tuning: estimate_tuning(y=y_harm, bins_per_octave=36), i.e. piptrack on |STFT|
         # (the same framing as the rows, so the same frame counts; y_harm is zero beyond each length)

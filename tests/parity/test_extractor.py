@@ -21,28 +21,32 @@ CLIPS = ["speech_like", "noise", "silence_burst", "odd_12345"] + SPEECH
 STFT_FAMILIES = ["mfcc", "mfcc_delta", "mfcc_delta2", "chroma", "contrast", "zcr", "rms", "rolloff", "centroid"]
 
 
-def librosa_stack(y: np.ndarray, *, tonnetz: bool) -> np.ndarray:
-    """The original system's 68 rows for one clip (after its trim), straight from librosa."""
+def librosa_stack(y: np.ndarray, *, tonnetz: bool, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
+    """The original system's 68 rows for one clip (after its trim), straight from librosa (other STFT
+    settings: every row takes ``hop_length``, the STFT rows ``n_fft``; trim, ZCR and RMS keep their
+    2048-sample frames and ``effects.harmonic`` its own STFT, as docs/design.md says)."""
     y, _ = librosa.effects.trim(y, top_db=20)
-    mfcc = librosa.feature.mfcc(y=y, sr=SR, n_mfcc=13, n_fft=2048, hop_length=512)
+    stft = dict(n_fft=n_fft, hop_length=hop_length)
+    mfcc = librosa.feature.mfcc(y=y, sr=SR, n_mfcc=13, **stft)
     rows = [
         mfcc,
         librosa.feature.delta(mfcc),
         librosa.feature.delta(mfcc, order=2),
-        librosa.feature.chroma_stft(y=y, sr=SR, hop_length=512),
-        librosa.feature.spectral_contrast(y=y, sr=SR, hop_length=512),
-        librosa.feature.tonnetz(y=librosa.effects.harmonic(y), sr=SR) if tonnetz else np.zeros((6, mfcc.shape[1])),
-        librosa.feature.zero_crossing_rate(y=y, hop_length=512),
-        librosa.feature.rms(y=y, hop_length=512),
-        librosa.feature.spectral_rolloff(y=y, sr=SR, hop_length=512),
-        librosa.feature.spectral_centroid(y=y, sr=SR, hop_length=512),
+        librosa.feature.chroma_stft(y=y, sr=SR, **stft),
+        librosa.feature.spectral_contrast(y=y, sr=SR, **stft),
+        (librosa.feature.tonnetz(y=librosa.effects.harmonic(y), sr=SR, hop_length=hop_length) if tonnetz
+         else np.zeros((6, mfcc.shape[1]))),
+        librosa.feature.zero_crossing_rate(y=y, hop_length=hop_length),
+        librosa.feature.rms(y=y, hop_length=hop_length),
+        librosa.feature.spectral_rolloff(y=y, sr=SR, **stft),
+        librosa.feature.spectral_centroid(y=y, sr=SR, **stft),
     ]
     return np.concatenate(rows, axis=0)
 
 
 @functools.lru_cache(maxsize=None)
-def reference(name: str, tonnetz: bool) -> np.ndarray:
-    return librosa_stack(SIGNALS[name], tonnetz=tonnetz)
+def reference(name: str, tonnetz: bool, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
+    return librosa_stack(SIGNALS[name], tonnetz=tonnetz, n_fft=n_fft, hop_length=hop_length)
 
 
 def _family_errors(ours: np.ndarray, ref: np.ndarray) -> dict:
@@ -97,6 +101,21 @@ def test_batch_rows_equal_librosa_stack_clip_by_clip(device, dtype):
         assert _rolloff_flips(ours, ref) <= (0 if dtype == torch.float64 else max(1, n // 50))
         assert torch.all(out.features[i, :, n:] == 0)
         assert out.mask[i].sum() == n
+
+
+@pytest.mark.parametrize("n_fft, hop_length", [(1024, 512), (2048, 256), (1024, 256)])
+def test_other_stft_settings_give_librosa_rows_with_those_settings(n_fft, hop_length, dtype):
+    """``n_fft``/``hop_length`` other than 2048/512: all 68 rows (tonnetz included, computed apart from the
+    shared STFT then) equal librosa's stack with the same settings, frame for frame (hop 256 with tonnetz
+    raised a shape error before 2026-12-07)."""
+    for name in ("speech_like", "odd_12345"):
+        ref = reference(name, True, n_fft, hop_length)
+        fe = FeatureExtractor(n_fft=n_fft, hop_length=hop_length, normalize=None, max_frames=None)
+        out = fe(torch.from_numpy(SIGNALS[name]).to(dtype))
+        assert out.features.shape[-1] == ref.shape[1] == int(out.frame_lengths[0]), name
+        ours = out.features[0].double().numpy()
+        _check(_family_errors(ours, ref), dtype, STFT_FAMILIES + ["tonnetz"])
+        assert _rolloff_flips(ours, ref) <= (0 if dtype == torch.float64 else max(1, ref.shape[1] // 50))
 
 
 def test_max_frames_and_normalisation():
