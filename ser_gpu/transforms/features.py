@@ -39,6 +39,10 @@ _ROW_SLICES = {"mfcc": slice(0, 13), "mfcc_delta": slice(13, 26), "mfcc_delta2":
 _NORMALIZE = (None, "valid", "padded")
 
 
+#: The spectral contrast rows' top band starts at ``200 * 2**5`` Hz (librosa's fmin=200, 6 bands), which
+#: librosa requires below the Nyquist frequency: the 68 rows need ``sr`` above twice that.
+_CONTRAST_TOP_EDGE = 200.0 * 2 ** 5
+
 #: Largest ``max_frames`` a FeatureConfig accepts: 100000 frames is ~39 min at 22050 Hz, hop 512;
 #: more would pad each clip of a batch to gigabytes of features.
 MAX_FRAMES_LIMIT = 100_000
@@ -49,7 +53,8 @@ class FeatureConfig:
     """Settings of :class:`FeatureExtractor` (plain data: stored in checkpoints as a dict).
 
     Attributes:
-        sr: sampling rate of the input (Hz).
+        sr: sampling rate of the input (Hz), above 12800 (the contrast rows' top band, 6400 Hz and
+            up, must lie below Nyquist, as librosa requires).
         n_fft, hop_length: STFT size and hop shared by every row.
         trim: trim leading/trailing silence first (``librosa.effects.trim(y, top_db=top_db)``).
         top_db: trim threshold in dB below each clip's loudest frame (20 as the original system).
@@ -82,6 +87,12 @@ class FeatureConfig:
     def __post_init__(self):
         check_bool(self.fast_stft, "fast_stft")
         check_positive(self.sr, "sr")
+        if self.sr / 2 <= _CONTRAST_TOP_EDGE:  # here, not at the first batch, and naming what the user set
+            raise ParameterError(
+                f"sr={self.sr} is too low for the 68 rows: the spectral contrast rows' top band starts at "
+                f"{_CONTRAST_TOP_EDGE:g} Hz (librosa's fmin=200 Hz, 6 bands), which must lie below the Nyquist "
+                f"frequency sr / 2; use sr > {2 * _CONTRAST_TOP_EDGE:g} (e.g. ser_gpu.io.load(path, sr=22050) "
+                f"resamples a file)")
         check_positive_int(self.n_fft, "n_fft")
         check_positive_int(self.hop_length, "hop_length")
         check_nonnegative(self.top_db, "top_db")

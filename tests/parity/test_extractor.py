@@ -204,6 +204,20 @@ def test_fast_stft_setting():
         FeatureConfig(fast_stft="yes")
 
 
+@pytest.mark.parametrize("sr", [8000, 12800, 11025.0])
+def test_a_rate_too_low_for_the_contrast_rows_is_refused_when_configured(sr):
+    """librosa's spectral_contrast refuses a band above Nyquist at the first clip; the extractor says so
+    when it is built, naming sr (12800: the top band's edge 6400 Hz is exactly Nyquist)."""
+    with pytest.raises(ParameterError, match=f"sr={sr} is too low"):
+        FeatureExtractor(sr=sr)
+    with pytest.raises(ParameterError, match=f"sr={sr} is too low"):
+        FeatureConfig(sr=sr)
+    y = np.random.default_rng(0).standard_normal(int(sr)).astype(np.float32)
+    with pytest.raises(librosa.ParameterError):
+        librosa.feature.spectral_contrast(y=y, sr=sr)
+    FeatureExtractor(sr=12801)  # just above: accepted
+
+
 def test_tonnetz_rows_float32_on_chirp_follow_librosa_float32():
     """The chirp's harmonic part is faint, so the float32 signal itself moves its tonnetz: librosa's
     own float32 chain is 2.0e-2 off its float64 one. float32 rows are held to librosa's float32 stack
