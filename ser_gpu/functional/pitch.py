@@ -187,7 +187,8 @@ def _sparse_peaks(
     S: torch.Tensor, *, sr: float, n_fft: int, fmin: float, fmax: float, threshold: float, ref,
     frame_lengths: Optional[torch.Tensor],
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """piptrack's pitches and magnitudes at its peaks only, packed per example.
+    """piptrack's pitches and magnitudes at its peaks only, packed per example, for a non-negative ``S``
+    (piptrack's ``|S|``).
 
     Returns ``(pitches, mags)``, each ``[shape=(B, K)]`` in the working dtype for the ``B`` examples
     of ``S`` (leading axes flattened), ``K`` the largest peak count of an example; an example's
@@ -200,7 +201,7 @@ def _sparse_peaks(
     """
     work = _work_dtype(S.device)
     F, T = S.shape[-2:]
-    S = S.abs().reshape(-1, F, T)
+    S = S.reshape(-1, F, T)  # non-negative (the callers' |S|)
     B = S.shape[0]
     freqs = fft_frequencies(sr=sr, n_fft=n_fft, dtype=torch.float64)
     band = torch.nonzero((fmin <= freqs) & (freqs < fmax)).squeeze(-1)
@@ -447,7 +448,8 @@ def estimate_tuning(
     S, n_fft, frame_lengths, fmin, fmax, threshold, ref = _piptrack_input(
         y, sr=sr, S=S, n_fft=n_fft, lengths=lengths, frame_lengths=frame_lengths, **options
     )
-    return _estimate_tuning(S, sr=sr, n_fft=n_fft, frame_lengths=frame_lengths, resolution=resolution,
+    # piptrack reads |S| (librosa: np.abs(S)); the kernel below takes it non-negative
+    return _estimate_tuning(S.abs(), sr=sr, n_fft=n_fft, frame_lengths=frame_lengths, resolution=resolution,
                             bins_per_octave=bins_per_octave, fmin=fmin, fmax=fmax, threshold=threshold,
                             ref=ref)
 
@@ -457,8 +459,9 @@ def _estimate_tuning(
     resolution: float = 0.01, bins_per_octave: int = 12, fmin: float = 150.0, fmax: float = 4000.0,
     threshold: float = 0.1, ref=None,
 ) -> torch.Tensor:
-    """:func:`estimate_tuning` of a checked spectrogram ``S`` ``(..., 1 + n_fft // 2, frames)`` with
-    checked settings (``fmax`` at most ``sr / 2``): no validation pass over ``S``."""
+    """:func:`estimate_tuning` of a checked, non-negative spectrogram ``S`` ``(..., 1 + n_fft // 2, frames)``
+    (a magnitude or power: no pass takes its absolute value) with checked settings (``fmax`` at most
+    ``sr / 2``): no validation pass over ``S``."""
     # padded frames have no peaks, so each example's packed peaks come from its valid frames only
     pitches, mags = _sparse_peaks(S, sr=sr, n_fft=n_fft, fmin=fmin, fmax=fmax, threshold=threshold,
                                   ref=ref, frame_lengths=frame_lengths)

@@ -111,6 +111,16 @@ def test_estimate_tuning_matches_librosa(device, dtype):
     assert len(off) <= 1 and all(abs(s) == 1 for *_, s in off), off
 
 
+def test_estimate_tuning_of_a_signed_spectrogram_reads_its_magnitude():
+    """piptrack reads |S|: a signed S (an STFT's real part) gives librosa's estimate, that of -S and of |S|."""
+    for name in ("speech_like", "chirp", "noise"):
+        S = _quiet(librosa.stft, ALL[name]).real
+        assert (S < 0).any()
+        ref = float(_quiet(librosa.estimate_tuning, S=S, sr=SR))
+        for signed in (S, -S, np.abs(S)):
+            assert float(estimate_tuning(S=torch.from_numpy(signed), sr=SR)) == ref, name
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
