@@ -378,7 +378,7 @@ def test_constant_q_caches_stay_bounded_over_many_tunings():
     assert not hasattr(cq._band_tensors, "cache_info") or cq._band_tensors.cache_info().maxsize <= 4
     assert cq._grid_tensors.cache_info().maxsize <= 4  # whole-grid stacks (~23 MB each): a few configurations
     assert not hasattr(cq._plan, "cache_info")  # the float64 numpy banks are not kept next to the tensors
-    assert len(filters._DEVICE_CACHE) <= filters._DEVICE_CACHE_SIZE <= 128
+    assert len(filters._DEVICE_CACHE) <= filters._DEVICE_CACHE.size <= 128
     plan_args = (22050.0, 512, float(cq._C1), 7 * 36, 36, 0.1, 1.0, 1, 0.01, "hann", True)
     kept = cq._plan_tensors(plan_args, "cpu", torch.float32)
     held = sum(b.numel() * b.element_size() for b in kept.banks) + kept.gain.numel() * kept.gain.element_size()
@@ -389,8 +389,7 @@ def test_device_filter_bank_cache_drops_the_least_recently_used(monkeypatch):
     """The device cache of filter banks is an LRU: full, it drops the bank unused longest, not all of them."""
     from ser_gpu.functional import filters
 
-    monkeypatch.setattr(filters, "_DEVICE_CACHE", type(filters._DEVICE_CACHE)())
-    monkeypatch.setattr(filters, "_DEVICE_CACHE_SIZE", 3)
+    monkeypatch.setattr(filters, "_DEVICE_CACHE", type(filters._DEVICE_CACHE)(3))
     banks = {t: filters.chroma(sr=22050, n_fft=512, tuning=t) for t in (0.0, 0.1, 0.2)}
     assert filters.chroma(sr=22050, n_fft=512, tuning=0.0) is banks[0.0]  # a hit; 0.1 is now the oldest
     filters.chroma(sr=22050, n_fft=512, tuning=0.3)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ser_gpu.functional import unchecked
-from ser_gpu._transfer import to_device
+from ser_gpu._transfer import DeviceCache, to_device
 from tests.conftest import needs_cuda
 
 
@@ -38,6 +38,54 @@ def test_to_device_copies_asynchronously_only_to_cuda(monkeypatch):
     to_device(t, "mps")
     to_device(t, "cpu")
     assert seen == [True, False, False]
+
+
+def test_device_cache_builds_once_keeps_the_recent_and_hands_out_one_tensor():
+    import numpy as np
+
+    cache, built = DeviceCache(2), []
+
+    def table(k):
+        built.append(k)
+        return np.full(3, float(k))
+
+    first = cache.get(("t", 1), lambda: table(1), None, torch.float32)
+    assert cache.get(("t", 1), lambda: table(1), "cpu", torch.float32) is first  # None and "cpu": one key
+    assert first.dtype == torch.float32 and torch.equal(first, torch.ones(3))
+    assert cache.get(("t", 1), lambda: table(1), "cpu", torch.float64).dtype == torch.float64  # per dtype
+    assert cache.get(("t", 1), lambda: table(1), "cpu", torch.float32) is first  # float64 is now the oldest
+    cache.get(("t", 2), lambda: table(2), "cpu", torch.float32)  # evicts the least recently used (float64)
+    assert len(cache) == 2 and cache.get(("t", 1), lambda: table(1), "cpu", torch.float32) is first
+    assert built == [1, 1, 2]
+
+
+def test_device_cache_tables_made_in_inference_mode_serve_autograd_later():
+    """The first use may come from predict (inference mode); training's autograd must still be able to use it."""
+    cache = DeviceCache(4)
+    with torch.inference_mode():
+        w = cache.get("w", lambda: torch.hann_window(8, dtype=torch.float64), None, torch.float32)
+    assert not w.is_inference()
+    x = torch.randn(8, requires_grad=True)
+    (x * w).sum().backward()
+    assert torch.equal(x.grad, w)
+
+
+def test_device_cache_from_many_threads_gives_every_caller_the_same_tensor():
+    import threading
+
+    cache, out = DeviceCache(4), []
+    barrier = threading.Barrier(8)
+
+    def work():
+        barrier.wait()
+        out.append(cache.get("k", lambda: torch.arange(1000.0), None, torch.float32))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(out) == 8 and all(o is out[0] for o in out) and len(cache) == 1
 
 
 @pytest.mark.cuda

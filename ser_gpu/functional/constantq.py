@@ -51,7 +51,7 @@ from .._validation import (
 )
 from ..errors import ParameterError
 from ._resample import decimate
-from .._transfer import to_device
+from .._transfer import CONSTANTS, to_device
 from .lengths import mask_frames, zero_padding
 from .spectrum import _stft
 from .util import normalize
@@ -427,16 +427,15 @@ def _check_tuning(tuning, batch_shape, device):
     return [float(tuning)], None
 
 
-@functools.lru_cache(maxsize=64)
-def _octave_steps(plan: _Plan) -> torch.Tensor:
-    """``(3, octaves)`` int64 host table: each octave's total decimation ``d`` of the input (early
+def _octave_steps(plan: _Plan) -> np.ndarray:
+    """``(3, octaves)`` int64 table: each octave's total decimation ``d`` of the input (early
     decimation included), ``d - 1`` and its hop."""
     d, steps = plan.early, []
     for o in plan.octaves:
         steps.append((d, d - 1, o.hop))
         if o.decimate_after:
             d *= 2
-    return torch.tensor(steps, dtype=torch.int64).T.contiguous()
+    return np.ascontiguousarray(np.array(steps, dtype=np.int64).T)
 
 
 def _frame_counts(plan: _Plan, n: torch.Tensor) -> torch.Tensor:
@@ -444,7 +443,8 @@ def _frame_counts(plan: _Plan, n: torch.Tensor) -> torch.Tensor:
     an octave's length is the input's after each 2x decimation rounded up (``ceil(len / 2)``, soxr's
     output length) and so ``ceil(n / d)`` for its total decimation ``d`` (``ceil(ceil(n / a) / b) =
     ceil(n / ab)``): all octaves at once, a few kernels instead of a few per octave."""
-    d, d_minus_1, hop = to_device(_octave_steps(plan), n.device).unbind(0)
+    d, d_minus_1, hop = CONSTANTS.get(("octave_steps", plan), lambda: _octave_steps(plan), n.device,
+                                      torch.int64).unbind(0)
     length = torch.div(n.unsqueeze(-1) + d_minus_1, d, rounding_mode="floor")
     return 1 + torch.div(length, hop, rounding_mode="floor").amin(dim=-1)
 
@@ -717,6 +717,7 @@ def chroma_cqt(
         raise ParameterError(
             f"bins_per_octave={bins_per_octave} must be an integer multiple of n_chroma={n_chroma}"
         )
+    fmin = _C1 if fmin is None else check_positive(fmin, "fmin")
     norm = _check_norm(norm)
     if threshold is not None:
         if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
@@ -746,8 +747,9 @@ def _chroma_from_cqt(C, frame_lengths, *, bins_per_octave=36, n_chroma=12, fmin=
                      threshold=0.0):
     """:func:`chroma_cqt` of a checked constant-Q magnitude ``C`` (no validation, no host sync):
     frames past ``frame_lengths`` (if given) are zeroed."""
-    M = cq_to_chroma(C.shape[-2], bins_per_octave=bins_per_octave, n_chroma=n_chroma, fmin=fmin,
-                     device=C.device, dtype=C.dtype)
+    n_input, fmin = C.shape[-2], float(_C1 if fmin is None else fmin)
+    M = CONSTANTS.get(("cq_to_chroma", n_input, bins_per_octave, n_chroma, fmin),
+                      lambda: _cq_to_chroma_numpy(n_input, bins_per_octave, n_chroma, fmin), C.device, C.dtype)
     chroma = torch.matmul(M, C)
     if threshold is not None:
         chroma = chroma.masked_fill(chroma < threshold, 0.0)
@@ -824,6 +826,7 @@ def tonnetz(
 def _tonnetz_from_chroma(chroma, frame_lengths):
     """:func:`tonnetz` of a checked chroma (no validation, no host sync); frames past
     ``frame_lengths`` (if given) are zeroed."""
-    phi = to_device(torch.from_numpy(_tonnetz_matrix(chroma.shape[-2]).copy()), chroma.device, chroma.dtype)
+    n_chroma = chroma.shape[-2]
+    phi = CONSTANTS.get(("tonnetz", n_chroma), lambda: _tonnetz_matrix(n_chroma), chroma.device, chroma.dtype)
     ton = torch.matmul(phi, normalize(chroma, norm=1, axis=-2))
     return ton if frame_lengths is None else mask_frames(ton, frame_lengths)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .._validation import check_in_range, check_lengths, check_positive, check_positive_int, valid_audio
 from ..errors import ParameterError
-from .._transfer import to_device
+from .._transfer import CONSTANTS, to_device
 from . import filters
 from .util import normalize
 from .lengths import mask_frames, num_frames, zero_padding
@@ -370,7 +370,8 @@ def _delta(data: torch.Tensor, width: int, order: int, frame_lengths_checked: Op
     batch_shape = data.shape[:-2]
     n = frame_lengths_checked if frame_lengths_checked is not None else torch.full(
         batch_shape, T, dtype=torch.int64, device=data.device)
-    table = to_device(_savgol_table(width, order), data.device, data.dtype)  # (width + 1, width, width)
+    table = CONSTANTS.get(("savgol", width, order), lambda: _savgol_table(width, order), data.device,
+                          data.dtype)  # (width + 1, width, width)
     half = width // 2
     m = torch.clamp(n, max=width)  # points in the fitting window
     t = torch.arange(T, device=data.device)

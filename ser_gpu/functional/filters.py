@@ -4,14 +4,13 @@ librosa returns its mel and chroma filterbanks as float32 arrays (their default 
 float64 features use float32-rounded weights. To equal librosa to 1e-6 in float64 we round the same
 way, then cast to the caller's dtype. Banks are built once per parameter set (``lru_cache``) and
 then cached per device/dtype; both caches are least-recently-used and bounded (see
-``_DEVICE_CACHE_SIZE``), so the ~100 estimated tuning values a long file meets keep a few MB.
+``_DEVICE_CACHE``), so the ~100 estimated tuning values a long file meets keep a few MB.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections import OrderedDict
 from typing import Optional
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 
 from .._validation import check_nonnegative, check_positive, check_positive_int
 from ..errors import ParameterError
-from .._transfer import to_device
+from .._transfer import DeviceCache, to_device
 
 __all__ = ["mel_frequencies", "mel", "chroma", "dct"]
 
@@ -81,22 +80,12 @@ def _mel_numpy(sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float, htk
 
 #: Banks kept on devices (least recently used first out): the 100 chroma banks of the estimated-tuning
 #: grid (49 KB each at n_fft=2048 in float32) plus the mel and DCT banks of a few configurations.
-_DEVICE_CACHE_SIZE = 128
-_DEVICE_CACHE: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+_DEVICE_CACHE = DeviceCache(128)
 
 
 def _to_device(key, build, device, dtype) -> torch.Tensor:
     """The bank ``build()`` (a numpy array) on ``device`` in ``dtype``, cached: built only on a miss."""
-    full_key = (key, str(torch.device(device) if device is not None else "cpu"), dtype)
-    hit = _DEVICE_CACHE.get(full_key)
-    if hit is None:
-        hit = torch.from_numpy(np.array(build())).to(device=device, dtype=dtype)
-        _DEVICE_CACHE[full_key] = hit
-        while len(_DEVICE_CACHE) > _DEVICE_CACHE_SIZE:
-            _DEVICE_CACHE.popitem(last=False)
-    else:
-        _DEVICE_CACHE.move_to_end(full_key)
-    return hit
+    return _DEVICE_CACHE.get(key, build, device, dtype)
 
 
 def mel(

@@ -28,7 +28,7 @@ from .._validation import (
     check_positive_int,
 )
 from ..errors import ParameterError
-from .._transfer import to_device
+from .._transfer import CONSTANTS
 from .spectrum import _is_max, fft_frequencies, frame_mask, spectrogram
 
 __all__ = ["piptrack", "pitch_tuning", "estimate_tuning"]
@@ -325,7 +325,8 @@ def _tuning_from_frequencies(
 
     n_bins = int(np.ceil(1.0 / resolution))
     # the exact edges np.histogram sees; bins are [e_i, e_i+1), the last one closed
-    edges = to_device(torch.from_numpy(np.linspace(-0.5, 0.5, n_bins + 1)), frequencies.device, work)
+    edges = CONSTANTS.get(("histogram_edges", n_bins), lambda: np.linspace(-0.5, 0.5, n_bins + 1),
+                          frequencies.device, work)
     index = (torch.bucketize(residual, edges, right=True) - 1).clamp_(0, n_bins - 1)
     index = torch.where(keep, index, torch.full_like(index, n_bins))  # spill bin, dropped below
     counts = torch.zeros(keep.shape[:-1] + (n_bins + 1,), dtype=torch.int64, device=frequencies.device)

@@ -24,7 +24,7 @@ from .._validation import (
     valid_spectrogram,
 )
 from ..errors import ParameterError
-from .._transfer import to_device
+from .._transfer import CONSTANTS, to_device
 from .lengths import frame_mask, mask_frames, num_frames, padding_mask, valid_mask, zero_padding
 
 __all__ = [
@@ -70,16 +70,27 @@ def get_window(
         return to_device(window, device, dtype)
     if isinstance(window, tuple) or not isinstance(window, str) or window not in _WINDOWS:
         raise ParameterError(f"window must be one of {_WINDOWS} or a 1-d tensor, got {window!r}")
-    # built in float64 like scipy, then cast
+    return to_device(_window_float64(window, win_length), device, dtype)
+
+
+def _window_float64(window: str, win_length: int) -> torch.Tensor:
+    """A named window built in float64 like scipy (on the host)."""
     if window == "hann":
-        w = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
-    elif window == "hamming":
-        w = torch.hamming_window(win_length, periodic=True, dtype=torch.float64)
-    elif window == "blackman":
-        w = torch.blackman_window(win_length, periodic=True, dtype=torch.float64)
-    else:
-        w = torch.ones(win_length, dtype=torch.float64)
-    return to_device(w, device, dtype)
+        return torch.hann_window(win_length, periodic=True, dtype=torch.float64)
+    if window == "hamming":
+        return torch.hamming_window(win_length, periodic=True, dtype=torch.float64)
+    if window == "blackman":
+        return torch.blackman_window(win_length, periodic=True, dtype=torch.float64)
+    return torch.ones(win_length, dtype=torch.float64)
+
+
+def _kernel_window(window: Union[str, torch.Tensor], win_length: int, *, device, dtype) -> torch.Tensor:
+    """:func:`get_window` of checked arguments for the kernels: a named window comes from the device's
+    constant cache (not copied to a GPU on every call) and must not be modified."""
+    if isinstance(window, torch.Tensor):
+        return to_device(window, device, dtype)
+    return CONSTANTS.get(("window", window, win_length), lambda: _window_float64(window, win_length),
+                         device, dtype)
 
 
 def _stft(
@@ -101,7 +112,7 @@ def _stft(
     if precise and y.dtype == torch.float32:
         out_dtype, y = torch.complex64, y.to(torch.float64)
     flat = y.reshape(-1, y.shape[-1])
-    win = get_window(window, win_length, device=y.device, dtype=y.dtype)
+    win = _kernel_window(window, win_length, device=y.device, dtype=y.dtype)
     if center:
         pad = n_fft // 2
         mode = _TORCH_PAD_MODES[pad_mode]
@@ -203,7 +214,7 @@ def _valid_complex_or_real_spectrogram(S, name: str = "S") -> torch.Tensor:
 
 def _padded_window(window, win_length: int, n_fft: int, *, device, dtype) -> torch.Tensor:
     """The window centred in ``n_fft`` samples (``librosa.util.pad_center``)."""
-    w = get_window(window, win_length, device=device, dtype=torch.float64)
+    w = _kernel_window(window, win_length, device=device, dtype=torch.float64)
     left = (n_fft - win_length) // 2
     return nnf.pad(w, (left, n_fft - win_length - left)).to(dtype)
 

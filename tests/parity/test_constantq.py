@@ -356,3 +356,6 @@ def test_bad_chroma_and_tonnetz_arguments():
         tonnetz(Y, n_mels=3)
     with pytest.raises(ParameterError, match="frame_lengths"):
         chroma_cqt(C=torch.ones(2, 252, 5, dtype=torch.float64), lengths=torch.tensor([5, 5]))
+    for fmin in (-30.0, 0.0, float("nan")):  # with C given, no cqt call checks fmin: chroma_cqt's own gate does
+        with pytest.raises(ParameterError, match="fmin"):
+            chroma_cqt(C=torch.ones(2, 252, 5, dtype=torch.float64), fmin=fmin)
