@@ -203,10 +203,10 @@ def _sparse_peaks(
     F, T = S.shape[-2:]
     S = S.reshape(-1, F, T)  # non-negative (the callers' |S|)
     B = S.shape[0]
-    freqs = fft_frequencies(sr=sr, n_fft=n_fft, dtype=torch.float64)
-    band = torch.nonzero((fmin <= freqs) & (freqs < fmax)).squeeze(-1)
-    lo = max(int(band[0]), 1) if band.numel() else F  # bin 0 is never a local maximum
-    hi = int(band[-1]) + 1 if band.numel() else F
+    freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)  # fft_frequencies, on the host: no tensor op
+    band = np.flatnonzero((fmin <= freqs) & (freqs < fmax))
+    lo = max(int(band[0]), 1) if band.size else F  # bin 0 is never a local maximum
+    hi = int(band[-1]) + 1 if band.size else F
     empty = S.new_zeros((B, 0), dtype=work)
     if lo >= hi:
         return empty, empty
