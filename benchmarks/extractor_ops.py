@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import inspect
 import sys
 from pathlib import Path
@@ -78,9 +79,10 @@ class _OpCounter(TorchDispatchMode):
         self.by_function["kernels/median_triton.py:median (fused, one launch)"] += 1
 
 
-def _follow_the_cuda_path(counter: _OpCounter) -> None:
-    """Make a CPU call take the CUDA path's shape: fused medians (counted as one op) and CUDA-sized
-    ISTFT chunks."""
+@contextlib.contextmanager
+def _the_cuda_path(counter: _OpCounter):
+    """Within: a CPU call takes the CUDA path's shape, fused medians (counted as one op) and CUDA-sized
+    ISTFT chunks; the library is as it was after."""
     import ser_gpu.functional.median as median
     import ser_gpu.functional.spectrum as spectrum
 
@@ -96,9 +98,14 @@ def _follow_the_cuda_path(counter: _OpCounter) -> None:
         counter.fused_median()
         return out
 
+    saved = median._fused, median._try_fused, spectrum._ISTFT_CHUNK_ELEMENTS
     median._fused = lambda S, k: True
     median._try_fused = fused
     spectrum._ISTFT_CHUNK_ELEMENTS = spectrum._ISTFT_CHUNK_ELEMENTS_CUDA
+    try:
+        yield
+    finally:
+        median._fused, median._try_fused, spectrum._ISTFT_CHUNK_ELEMENTS = saved
 
 
 def count(batch: int, seconds: float) -> dict:
@@ -109,9 +116,8 @@ def count(batch: int, seconds: float) -> dict:
     lengths = torch.full((batch,), clips.shape[1]) - (torch.arange(batch) % 16) * 300
     extractor = FeatureExtractor(max_frames=None)
     counter = _OpCounter()
-    _follow_the_cuda_path(counter)
     counter.recording = False
-    with counter:
+    with _the_cuda_path(counter), counter:
         extractor(clips, lengths)  # warm-up: caches of banks and constant tables
         for seen in (counter.by_function, counter.by_op, counter.reads):
             seen.clear()
