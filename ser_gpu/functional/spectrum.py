@@ -62,15 +62,21 @@ def get_window(
         ``[shape=(win_length,)]`` tensor on ``device`` with ``dtype``.
     """
     win_length = check_positive_int(win_length, "win_length")
+    _check_window(window, win_length)
+    if isinstance(window, torch.Tensor):
+        return to_device(window, device, dtype)
+    return to_device(_window_float64(window, win_length), device, dtype)
+
+
+def _check_window(window, win_length: int) -> None:
+    """The window gate: a known name, or a 1-d tensor of ``win_length`` samples."""
     if isinstance(window, torch.Tensor):
         if window.ndim != 1 or window.shape[0] != win_length:
             raise ParameterError(
                 f"window tensor must have shape ({win_length},), got {tuple(window.shape)}"
             )
-        return to_device(window, device, dtype)
-    if isinstance(window, tuple) or not isinstance(window, str) or window not in _WINDOWS:
+    elif isinstance(window, tuple) or not isinstance(window, str) or window not in _WINDOWS:
         raise ParameterError(f"window must be one of {_WINDOWS} or a 1-d tensor, got {window!r}")
-    return to_device(_window_float64(window, win_length), device, dtype)
 
 
 def _window_float64(window: str, win_length: int) -> torch.Tensor:
@@ -150,8 +156,7 @@ def _frame_args(n_fft, hop_length, win_length, window):
         if hop_length < 1:
             raise ParameterError(f"hop_length defaults to win_length // 4, which is 0 for win_length={win_length}")
     hop_length = check_positive_int(hop_length, "hop_length")
-    if not isinstance(window, torch.Tensor):
-        get_window(window, win_length)  # validates the name
+    _check_window(window, win_length)
     return n_fft, hop_length, win_length
 
 
