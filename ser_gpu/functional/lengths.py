@@ -13,20 +13,31 @@ from typing import Optional
 
 import torch
 
+from .._transfer import DeviceCache
+
 __all__ = ["valid_mask", "padding_mask", "num_frames", "frame_mask", "zero_padding", "mask_frames"]
+
+
+#: ``0 .. size - 1`` per size and device, kept: every mask below compares against one (a launch fewer
+#: per mask on a GPU); a few dozen sizes in use (samples, frames, decimated lengths of a few shapes).
+_POSITIONS = DeviceCache(128)
+
+
+def _positions(size: int, device) -> torch.Tensor:
+    if torch.compiler.is_compiling():  # a traced graph makes its own (the cache's lock would break it)
+        return torch.arange(size, device=device)
+    return _POSITIONS.get(("positions", size), lambda: torch.arange(size), device, torch.int64)
 
 
 def valid_mask(lengths: torch.Tensor, size: int, *, device=None) -> torch.Tensor:
     """``[shape=(..., size)]`` bool: True at positions ``< lengths`` (samples or frames) of each example."""
-    idx = torch.arange(size, device=lengths.device if device is None else device)
-    return idx < lengths.unsqueeze(-1)
+    return _positions(size, lengths.device if device is None else device) < lengths.unsqueeze(-1)
 
 
 def padding_mask(lengths: torch.Tensor, size: int, *, device=None) -> torch.Tensor:
     """``~valid_mask(lengths, size)`` in one comparison (one kernel fewer on a GPU): True at positions
     ``>= lengths``, the padding that ``masked_fill`` zeroes."""
-    idx = torch.arange(size, device=lengths.device if device is None else device)
-    return idx >= lengths.unsqueeze(-1)
+    return _positions(size, lengths.device if device is None else device) >= lengths.unsqueeze(-1)
 
 
 def num_frames(
