@@ -386,8 +386,8 @@ def _smooth_taper(x: torch.Tensor) -> torch.Tensor:
     ``psi(t) = exp(-1 / t)``: every derivative is continuous, so the filter's impulse response decays
     faster than any power of time (a cos**2 taper leaves a 1/t**3 tail, 1e-8 at 1024 samples)."""
     x = x.clamp(0.0, 1.0)
-    a = torch.where(x > 0, torch.exp(-1.0 / x.clamp(min=1e-300)), torch.zeros_like(x))
-    b = torch.where(x < 1, torch.exp(-1.0 / (1.0 - x).clamp(min=1e-300)), torch.zeros_like(x))
+    a = torch.where(x > 0, torch.exp(-1.0 / x.clamp(min=1e-300)), 0.0)
+    b = torch.where(x < 1, torch.exp(-1.0 / (1.0 - x).clamp(min=1e-300)), 0.0)
     return b / (a + b)
 
 

@@ -628,5 +628,5 @@ def _spectral_centroid(S: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
     # values differ from librosa's only by rounding
     weighted = torch.matmul(freq.transpose(-1, -2), S)  # (..., 1, frames)
     length = S.abs().sum(dim=-2, keepdim=True)
-    length = torch.where(length < torch.finfo(S.dtype).tiny, torch.ones_like(length), length)
+    length = torch.where(length < torch.finfo(S.dtype).tiny, 1.0, length)
     return weighted / length

@@ -233,12 +233,12 @@ def _pad_per_example(y: torch.Tensor, lengths: torch.Tensor, pad: int, mode: str
         period = torch.clamp(2 * (n - 1), min=1)
         j = torch.remainder(pos, period)
         idx = torch.where(j < n, j, period - j)
-        idx = torch.where(n == 1, torch.zeros_like(idx), idx)
+        idx = torch.where(n == 1, 0, idx)
     out = torch.gather(y, 1, idx.expand(B, -1))
     inside = (pos >= 0) & (pos < n)
     # beyond the example's padded end nothing valid is read; keep it finite and zero
     beyond = pos >= n + pad
-    return torch.where(inside | ~beyond, out, torch.zeros_like(out))
+    return torch.where(inside | ~beyond, out, 0.0)
 
 
 def _waveform_stft(y, lengths, *, n_fft, hop_length, win_length, window, center, pad_mode):

@@ -90,7 +90,7 @@ def _parabolic_shift(S: torch.Tensor) -> torch.Tensor:
     a = nxt + prev - 2 * mid
     b = (nxt - prev) / 2
     far = b.abs() >= a.abs()
-    inner = torch.where(far, torch.zeros_like(a), -b / torch.where(far, torch.ones_like(a), a))
+    inner = torch.where(far, 0.0, -b / torch.where(far, 1.0, a))
     edge = torch.zeros_like(S[..., :1, :])
     return torch.cat([edge, inner, edge], dim=-2)
 
@@ -232,8 +232,8 @@ def _sparse_peaks(
     a = nxt + prev - 2 * mid
     bb = (nxt - prev) / 2
     far = bb.abs() >= a.abs()
-    shift = torch.where(far, torch.zeros_like(a), -bb / torch.where(far, torch.ones_like(a), a))
-    shift = torch.where(inside, shift, torch.zeros_like(shift))
+    shift = torch.where(far, 0.0, -bb / torch.where(far, 1.0, a))
+    shift = torch.where(inside, shift, 0.0)
     grad = torch.where(inside, (nxt - prev) / 2.0, mid - prev)
     dskew = 0.5 * grad * shift
     pitch = (f.to(work) + shift) * float(sr) / n_fft
@@ -316,7 +316,7 @@ def _tuning_from_frequencies(
     """
     work = frequencies.dtype
     keep = keep & (frequencies > 0) & torch.isfinite(frequencies)
-    safe = torch.where(keep, frequencies, torch.ones_like(frequencies))
+    safe = torch.where(keep, frequencies, 1.0)
     # hz_to_octs: log2(f / (A440 / 16)), A440 = 440 Hz at tuning 0
     octs = torch.log2(safe / (440.0 / 16))
     residual = torch.remainder(bins_per_octave * octs, 1.0)
@@ -328,13 +328,13 @@ def _tuning_from_frequencies(
     edges = CONSTANTS.get(("histogram_edges", n_bins), lambda: np.linspace(-0.5, 0.5, n_bins + 1),
                           frequencies.device, work)
     index = (torch.bucketize(residual, edges, right=True) - 1).clamp_(0, n_bins - 1)
-    index = torch.where(keep, index, torch.full_like(index, n_bins))  # spill bin, dropped below
+    index = torch.where(keep, index, n_bins)  # spill bin, dropped below
     counts = torch.zeros(keep.shape[:-1] + (n_bins + 1,), dtype=torch.int64, device=frequencies.device)
     counts.scatter_add_(-1, index, torch.ones_like(index))
     counts = counts[..., :n_bins]
     best = counts.argmax(dim=-1)  # first maximum, as np.argmax
     tuning = edges[best]
-    return torch.where(keep.any(dim=-1), tuning, torch.zeros_like(tuning))
+    return torch.where(keep.any(dim=-1), tuning, 0.0)
 
 
 def pitch_tuning(
@@ -397,7 +397,7 @@ def _masked_median(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     lo = ordered.gather(-1, ((count - 1) // 2).clamp(min=0))
     hi = ordered.gather(-1, (count // 2).clamp(max=values.shape[-1] - 1))
     median = (lo + hi) / 2
-    return torch.where(count > 0, median, torch.zeros_like(median)).squeeze(-1)
+    return torch.where(count > 0, median, 0.0).squeeze(-1)
 
 
 def estimate_tuning(

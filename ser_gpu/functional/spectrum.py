@@ -332,7 +332,7 @@ def _istft(D, *, n_fft, hop_length, win_length, window, center, length, lengths,
 def _divide_envelope(yb: torch.Tensor, wss: torch.Tensor) -> torch.Tensor:
     """librosa's normalisation: divide by the window envelope wherever it exceeds ``tiny``."""
     nonzero = wss > torch.finfo(yb.dtype).tiny
-    return torch.where(nonzero, yb / torch.where(nonzero, wss, torch.ones_like(wss)), yb)
+    return torch.where(nonzero, yb / torch.where(nonzero, wss, 1.0), yb)
 
 
 def _istft_fold(X, y, win, *, n_fft, hop_length, half, frame_lengths, per_chunk):

@@ -43,5 +43,5 @@ def normalize(S: torch.Tensor, *, norm=math.inf, axis: int = 0) -> torch.Tensor:
         length = mag.sum(dim=axis, keepdim=True)
     else:
         length = (mag**norm).sum(dim=axis, keepdim=True) ** (1.0 / norm)
-    length = torch.where(length < tiny(S), torch.ones_like(length), length)
+    length = torch.where(length < tiny(S), 1.0, length)
     return S / length

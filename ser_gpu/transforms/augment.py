@@ -277,7 +277,7 @@ class WaveformAugment(nn.Module):
 
         if c.p_shift > 0:
             apply, samples = choice["shift"]
-            k = torch.where(apply, samples, torch.zeros_like(samples))
+            k = torch.where(apply, samples, 0)
             fade = int(c.shift_fade_seconds * c.sr)  # audiomentations: int(sr * fade_duration)
             out = unchecked.shift(out, k, L, rollover=c.shift_rollover, fade_length=fade)
         return out, L
@@ -393,7 +393,7 @@ class SpecAugment(nn.Module):
             width = torch.minimum(torch.floor(uw * (widest + 1)).to(torch.int64), size)
             start = torch.floor(us * (size - width + 1).to(torch.float64)).to(torch.int64)
             start = torch.minimum(start, size - width)
-            return start, torch.where(apply, width, torch.zeros_like(width))
+            return start, torch.where(apply, width, 0)
 
         rows = torch.full((B, 1), n_rows, dtype=torch.int64, device=dev)
         fs, fw = band(u[:, 1:1 + nf], u[:, 1 + nf:1 + 2 * nf], c.freq_mask_width, rows)

@@ -54,7 +54,7 @@ class RowStatistics:
         count = self.frames.clamp(min=1).unsqueeze(-1)
         mean = self.sums / count
         std = (self.squares / count - mean * mean).clamp_min(0).sqrt()
-        std = torch.where(std > 0, std, torch.ones_like(std))
+        std = torch.where(std > 0, std, 1.0)
         return mean.float(), std.float()
 
 
