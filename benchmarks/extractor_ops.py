@@ -5,9 +5,9 @@
 On a GPU at batch 256 the extractor is bound by how many kernels it launches and by where it makes the
 host wait for the device (a read of device data: ``.item()``, ``nonzero``, a copy to the host), not by
 arithmetic. Both can be counted without a GPU: this runs one call on the CPU under a
-``TorchDispatchMode`` that records every aten op that is not a view (each one a kernel launch on CUDA)
-with the ser_gpu function that issued it, and the position of every data-dependent read in that
-sequence. It follows the CUDA code path where the two differ: the HPSS medians count as one op each
+``TorchDispatchMode`` that records every aten op that is not a view (each one a kernel launch on CUDA;
+not the host scalars ``torch.where(c, x, 0.0)`` wraps) with the ser_gpu function that issued it, and
+the position of every data-dependent read in that sequence. It follows the CUDA code path where the two differ: the HPSS medians count as one op each
 (CUDA runs them as one fused Triton kernel; here the eager median computes the values unrecorded) and
 the ISTFT works in CUDA-sized chunks. Reads of host tensors (a number made into a tensor, the FFT bin
 frequencies) are counted too: they are listed by function, so which ones touch device data on CUDA is
@@ -38,6 +38,9 @@ _VIEWS = {"view", "reshape", "_unsafe_view", "expand", "slice", "select", "permu
           "unsqueeze", "squeeze", "as_strided", "alias", "detach", "unbind", "split", "split_with_sizes",
           "view_as_real", "view_as_complex", "diagonal", "_reshape_alias", "unfold", "narrow", "chunk",
           "lift_fresh", "real", "imag"}
+#: aten ops that make a host scalar (``torch.where(c, x, 0.0)`` wraps 0.0 so): a CUDA kernel takes it
+#: by value, no launch
+_HOST_SCALARS = {"scalar_tensor"}
 #: aten ops that read a value back to the host (a sync when the tensor is on a GPU)
 _READS = {"_local_scalar_dense", "nonzero", "is_nonzero", "_unique2", "unique_dim", "unique_consecutive"}
 
@@ -64,7 +67,7 @@ class _OpCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.__name__.split(".")[0]
-        if self.recording and name not in _VIEWS:
+        if self.recording and name not in _VIEWS and name not in _HOST_SCALARS:
             self.ops += 1
             where = _caller()
             self.by_function[where] += 1
