@@ -135,3 +135,20 @@ def test_constant_q_frame_counts_follow_each_octave_and_librosa(fmin, n_bins, bi
         C = librosa.cqt(rng.standard_normal(length), sr=22050, hop_length=512, fmin=fmin, n_bins=n_bins,
                         bins_per_octave=bins_per_octave)
         assert int(constantq._frame_counts(plan, torch.tensor([length]))) == C.shape[-1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_deltas_of_several_orders_equal_delta_of_each(dtype):
+    """unchecked.deltas (the extractor's Δ and ΔΔ, frames gathered once) is delta per order, bit for bit,
+    on clips of 3 to 40 frames (fewer than the window included)."""
+    from ser_gpu.functional import unchecked
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(4, 13, 40, generator=g, dtype=dtype)
+    fl = torch.tensor([40, 17, 8, 3])
+    both = unchecked.deltas(x, 9, (1, 2), fl)
+    for order, got in zip((1, 2), both):
+        assert torch.equal(got, unchecked.delta(x, 9, order, fl))
+        public, _ = F.delta(x, order=order, frame_lengths=fl)
+        n = fl.unsqueeze(-1).unsqueeze(-1) > torch.arange(40)
+        assert torch.equal(got.masked_fill(~n, 0.0), public)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from ..errors import ParameterError
 from .._transfer import CONSTANTS, to_device
 from . import filters
 from .util import normalize
-from .lengths import mask_frames, num_frames, zero_padding
+from .lengths import _positions, mask_frames, num_frames, zero_padding
 from .spectrum import _TORCH_PAD_MODES, _power_to_db, spectrogram
 
 __all__ = [
@@ -366,20 +366,23 @@ def delta(
 
 def _delta(data: torch.Tensor, width: int, order: int, frame_lengths_checked: Optional[torch.Tensor]) -> torch.Tensor:
     """:func:`delta` with checked arguments (no validation, no host sync); padded frames not zeroed."""
+    return _deltas(data, width, (order,), frame_lengths_checked)[0]
+
+
+def _deltas(data: torch.Tensor, width: int, orders: Tuple[int, ...],
+            frame_lengths_checked: Optional[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+    """:func:`_delta` for several orders of the same data: the windows of frames are gathered once."""
     T = data.shape[-1]
     batch_shape = data.shape[:-2]
     n = frame_lengths_checked if frame_lengths_checked is not None else torch.full(
         batch_shape, T, dtype=torch.int64, device=data.device)
-    table = CONSTANTS.get(("savgol", width, order), lambda: _savgol_table(width, order), data.device,
-                          data.dtype)  # (width + 1, width, width)
     half = width // 2
     m = torch.clamp(n, max=width)  # points in the fitting window
-    t = torch.arange(T, device=data.device)
+    t = _positions(T, data.device)
     start = torch.minimum(torch.clamp(t - half, min=0), (n - m).unsqueeze(-1))  # (..., T)
     start = torch.clamp(start, min=0)
     pos = torch.clamp(t - start, max=width - 1)  # where in the window frame t sits
-    coeffs = table[m.unsqueeze(-1), pos]  # (..., T, width)
-    idx = torch.clamp(start.unsqueeze(-1) + torch.arange(width, device=data.device), max=T - 1)  # (..., T, width)
+    idx = torch.clamp(start.unsqueeze(-1) + _positions(width, data.device), max=T - 1)  # (..., T, width)
     x = mask_frames(data, frame_lengths_checked)
     d = x.shape[-2]
     # gather frames idx[..., t, j] for every row: (..., d, T, width)
@@ -388,7 +391,13 @@ def _delta(data: torch.Tensor, width: int, order: int, frame_lengths_checked: Op
         -2,
         idx.unsqueeze(-3).expand(batch_shape + (d, T, width)),
     )
-    return (gathered * coeffs.unsqueeze(-3)).sum(-1)
+    out = []
+    for order in orders:
+        table = CONSTANTS.get(("savgol", width, order), lambda: _savgol_table(width, order), data.device,
+                              data.dtype)  # (width + 1, width, width)
+        coeffs = table[m.unsqueeze(-1), pos]  # (..., T, width)
+        out.append((gathered * coeffs.unsqueeze(-3)).sum(-1))
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=16)

@@ -28,6 +28,7 @@ from .effects import _pitch_shift as pitch_shift
 from .effects import _time_stretch as time_stretch
 from .effects import _trim as trim
 from .features import _delta as delta
+from .features import _deltas as deltas  # delta of several orders, the frames gathered once
 from .features import _rms_waveform as rms_waveform  # rms(y=...)
 from .features import _spectral_centroid as spectral_centroid  # spectral_centroid(S=..., freq=...)
 from .features import _spectral_contrast as spectral_contrast  # spectral_contrast(S=...)
@@ -43,7 +44,7 @@ from .spectrum import _stft as stft
 
 __all__ = [
     "check_generator", "rand", "shift", "mask_along_axis", "C1", "chroma_from_cqt", "cqt", "tonnetz_from_chroma",
-    "pitch_shift", "time_stretch", "trim", "delta", "rms_waveform", "spectral_centroid", "spectral_contrast",
+    "pitch_shift", "time_stretch", "trim", "delta", "deltas", "rms_waveform", "spectral_centroid", "spectral_contrast",
     "spectral_rolloff", "zero_crossing_rate", "DEFAULT_CHUNK_SIZE", "hpss_from_stft", "estimate_tuning",
     "check_stft_args", "magnitude", "power_to_db", "stft",
 ]

@@ -213,8 +213,7 @@ class FeatureExtractor(nn.Module):
         mfcc = torch.matmul(self.dct_basis.to(dtype), mel_db)
         out[:, _ROW_SLICES["mfcc"]] = mfcc
         # delta(mfcc, order=1/2, frame_lengths=fl); padded frames are zeroed with the rest below
-        out[:, _ROW_SLICES["mfcc_delta"]] = unchecked.delta(mfcc, 9, 1, fl)
-        out[:, _ROW_SLICES["mfcc_delta2"]] = unchecked.delta(mfcc, 9, 2, fl)
+        out[:, _ROW_SLICES["mfcc_delta"]], out[:, _ROW_SLICES["mfcc_delta2"]] = unchecked.deltas(mfcc, 9, (1, 2), fl)
         out[:, _ROW_SLICES["contrast"]] = unchecked.spectral_contrast(mag, fl, sr=c.sr, n_fft=n_fft, fmin=200.0,
                                                                       n_bands=6, quantile=0.02, linear=False)
         freq = self.freq.to(dtype)
