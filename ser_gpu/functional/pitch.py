@@ -207,8 +207,8 @@ def _sparse_peaks(
     band = np.flatnonzero((fmin <= freqs) & (freqs < fmax))
     lo = max(int(band[0]), 1) if band.size else F  # bin 0 is never a local maximum
     hi = int(band[-1]) + 1 if band.size else F
-    empty = S.new_zeros((B, 0), dtype=work)
     if lo >= hi:
+        empty = S.new_zeros((B, 0), dtype=work)
         return empty, empty
     if ref is None or _is_max(ref):
         ref_value = threshold * S.amax(dim=-2, keepdim=True).to(work)  # a max is exact in any dtype
@@ -224,17 +224,16 @@ def _sparse_peaks(
         peaks &= frame_mask(frame_lengths.reshape(-1), T).unsqueeze(-2)
     b, f, t = torch.nonzero(peaks).unbind(-1)  # row-major: grouped by example
     f = f + lo
-    mid = S[b, f, t].to(work)
-    prev = S[b, f - 1, t].to(work)
     inside = f < F - 1  # the top bin has no upper neighbour: no shift, one-sided gradient
-    nxt = S[b, torch.where(inside, f + 1, f), t].to(work)
+    # each peak's bin and its two neighbours, read in one gather
+    prev, mid, nxt = S[b, torch.stack([f - 1, f, torch.where(inside, f + 1, f)]), t].to(work).unbind(0)
     # _parabolic_shift and _gradient, operation for operation
     a = nxt + prev - 2 * mid
-    bb = (nxt - prev) / 2
+    bb = (nxt - prev) / 2  # also _gradient's central difference
     far = bb.abs() >= a.abs()
     shift = torch.where(far, 0.0, -bb / torch.where(far, 1.0, a))
     shift = torch.where(inside, shift, 0.0)
-    grad = torch.where(inside, (nxt - prev) / 2.0, mid - prev)
+    grad = torch.where(inside, bb, mid - prev)
     dskew = 0.5 * grad * shift
     pitch = (f.to(work) + shift) * float(sr) / n_fft
     mag = mid + dskew
