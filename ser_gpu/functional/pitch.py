@@ -306,15 +306,19 @@ def piptrack(
 
 
 def _tuning_from_frequencies(
-    frequencies: torch.Tensor, keep: torch.Tensor, resolution: float, bins_per_octave: int
+    frequencies: torch.Tensor, keep: torch.Tensor, resolution: float, bins_per_octave: int, *,
+    kept_are_valid: bool = False,
 ) -> torch.Tensor:
     """Histogram peak of the residuals of ``frequencies[keep]`` along the last axis; ``(...)``.
 
     ``frequencies`` is in the working dtype; entries that are not kept, not positive or not
-    finite do not count.  0 for a row with nothing to count, as librosa.
+    finite do not count (``kept_are_valid``: the caller's ``keep`` holds only positive, finite
+    ones, as piptrack's peaks are, and the test is skipped).  0 for a row with nothing to count,
+    as librosa.
     """
     work = frequencies.dtype
-    keep = keep & (frequencies > 0) & torch.isfinite(frequencies)
+    if not kept_are_valid:
+        keep = keep & (frequencies > 0) & torch.isfinite(frequencies)
     safe = torch.where(keep, frequencies, 1.0)
     # hz_to_octs: log2(f / (A440 / 16)), A440 = 440 Hz at tuning 0
     octs = torch.log2(safe / (440.0 / 16))
@@ -468,5 +472,6 @@ def _estimate_tuning(
     found = pitches > 0
     threshold = _masked_median(mags, found)
     keep = found & (mags >= threshold.unsqueeze(-1))
-    tuning = _tuning_from_frequencies(pitches, keep, resolution, bins_per_octave)
+    # the kept pitches are peaks (pitch > 0), interpolated from a finite S (finite)
+    tuning = _tuning_from_frequencies(pitches, keep, resolution, bins_per_octave, kept_are_valid=True)
     return tuning.reshape(S.shape[:-2]).to(S.dtype)
