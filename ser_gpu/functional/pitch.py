@@ -395,8 +395,7 @@ def _masked_median(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     if values.shape[-1] == 0:
         return values.new_zeros(values.shape[:-1])
     count = valid.sum(dim=-1, keepdim=True)
-    inf = torch.full_like(values, float("inf"))
-    ordered = torch.sort(torch.where(valid, values, inf), dim=-1).values
+    ordered = torch.sort(torch.where(valid, values, float("inf")), dim=-1).values
     lo = ordered.gather(-1, ((count - 1) // 2).clamp(min=0))
     hi = ordered.gather(-1, (count // 2).clamp(max=values.shape[-1] - 1))
     median = (lo + hi) / 2

@@ -539,8 +539,9 @@ def _power_to_db(S, ref_value, amin: float, top_db: Optional[float], frame_lengt
     log_spec = 10.0 * torch.log10(torch.clamp(S, min=amin))
     if isinstance(ref_value, torch.Tensor):
         ref_value = torch.as_tensor(ref_value, dtype=S.dtype, device=S.device)
-    else:  # a number: rounded to S's dtype on the host (beyond its range: inf), filled on the device
-        ref_value = torch.full((), float(torch.tensor(ref_value, dtype=S.dtype)), dtype=S.dtype, device=S.device)
+    else:  # a number: rounded to S's dtype (beyond its range: inf) and its dB computed on the host, in
+        # S's dtype; a 0-d host tensor enters a device kernel by value (no kernels for a constant)
+        ref_value = torch.full((), float(torch.tensor(ref_value, dtype=S.dtype)), dtype=S.dtype)
     log_spec = log_spec - 10.0 * torch.log10(torch.clamp(ref_value, min=amin))
     if top_db is not None:
         log_spec = torch.maximum(log_spec, _masked_amax(log_spec, frame_lengths) - top_db)
