@@ -152,3 +152,15 @@ def test_deltas_of_several_orders_equal_delta_of_each(dtype):
         public, _ = F.delta(x, order=order, frame_lengths=fl)
         n = fl.unsqueeze(-1).unsqueeze(-1) > torch.arange(40)
         assert torch.equal(got.masked_fill(~n, 0.0), public)
+
+
+def test_octave_lengths_at_once_equal_soxr_lengths_one_halving_at_a_time():
+    """The constant-Q takes each octave's valid length as ceil(n / 2**k) at once; decimate's own rule is
+    soxr's round(n / 2) half up, applied once per octave."""
+    from ser_gpu.functional._resample import soxr_output_length
+
+    n = torch.arange(0, 5001)
+    step = n
+    for k in range(1, 8):
+        step = soxr_output_length(step, 2)
+        assert torch.equal(step, torch.div(n + 2**k - 1, 2**k, rounding_mode="floor")), k

@@ -86,7 +86,8 @@ def soxr_output_length(n, factor: int):
 
 
 def decimate(
-    x: torch.Tensor, factor: int, *, lengths: Optional[torch.Tensor] = None
+    x: torch.Tensor, factor: int, *, lengths: Optional[torch.Tensor] = None,
+    out_lengths: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Low-pass and keep every ``factor``-th sample, as librosa's ``resample(res_type='soxr_hq')``.
 
@@ -99,6 +100,7 @@ def decimate(
         x: ``[shape=(..., time)]`` real signal; samples at or beyond ``lengths`` must be zero.
         factor: integer decimation factor >= 2.
         lengths: ``[shape=(...)]`` int64 valid samples per example (``time`` for all when None).
+        out_lengths: ``soxr_output_length(lengths, factor)`` when the caller has it already.
 
     Returns:
         ``(y, out_lengths)``: ``y`` ``[shape=(..., ceil(time / factor))]`` and the per-example
@@ -106,7 +108,7 @@ def decimate(
     """
     factor = int(factor)
     n = x.shape[-1]
-    if lengths is None:
+    if lengths is None and out_lengths is None:
         lengths = torch.full(x.shape[:-1], n, dtype=torch.int64, device=x.device)
     n_out = -(-n // factor)
     h = _taps_numpy(factor)
@@ -119,5 +121,6 @@ def decimate(
     H = _taps_rfft(factor, n_fft, str(x.device), work)
     full = torch.fft.irfft(X * H, n=n_fft).to(x.dtype)
     y = full[..., half: half + factor * (n_out - 1) + 1: factor]
-    out_lengths = soxr_output_length(lengths, factor)
+    if out_lengths is None:
+        out_lengths = soxr_output_length(lengths, factor)
     return y.masked_fill(padding_mask(out_lengths, n_out), 0.0), out_lengths

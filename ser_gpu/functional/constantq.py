@@ -460,7 +460,14 @@ def _cqt_group(x: torch.Tensor, n_valid: torch.Tensor, plan: _Plan, bands: tuple
     if plan.early > 1:
         x, n_valid = decimate(x, plan.early, lengths=n_valid)
         x = x * plan.input_gain
-    responses = []
+    # the valid lengths after each 2x decimation, all at once: soxr's round(n / 2) half up is
+    # ceil(n / 2), and k of them ceil(n / 2**k)
+    k = sum(o.decimate_after for o in plan.octaves)
+    if k:
+        powers = CONSTANTS.get(("powers_of_two", k), lambda: np.stack([2 ** np.arange(1, k + 1)] * 2) - [[0], [1]],
+                               n_valid.device, torch.int64)  # (2, k): 2**j and 2**j - 1
+        decimated = torch.div(n_valid.unsqueeze(-1) + powers[1], powers[0], rounding_mode="floor").unbind(-1)
+    responses, step = [], 0
     for i, o in enumerate(plan.octaves):
         D = _stft(x, n_fft=o.n_fft, hop_length=o.hop, win_length=o.n_fft, window="ones",
                   center=True, pad_mode=pad_mode)
@@ -469,8 +476,9 @@ def _cqt_group(x: torch.Tensor, n_valid: torch.Tensor, plan: _Plan, bands: tuple
         first, last = columns[i]
         responses.append(torch.matmul(bank, D[..., first:last, :]))
         if o.decimate_after:
-            x, n_valid = decimate(x, 2, lengths=n_valid)
+            x, n_valid = decimate(x, 2, out_lengths=decimated[step])
             x = x * math.sqrt(2.0)
+            step += 1
     n_frames = min(r.shape[-1] for r in responses)
     # octaves were computed top-down; stack bottom-up
     C = torch.cat([r[..., :n_frames] for r in reversed(responses)], dim=-2)
