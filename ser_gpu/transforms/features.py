@@ -207,24 +207,23 @@ class FeatureExtractor(nn.Module):
         del D
         power = mag * mag
         B, n_frames = y.shape[0], mag.shape[-1]
-        out = y.new_zeros((B, len(FEATURE_ROWS), n_frames))
+        rows = {}  # row group -> (B, rows, frames), joined in FEATURE_ROWS order by one cat below
 
         mel_db = unchecked.power_to_db(torch.matmul(self.mel_basis.to(dtype), power), 1.0, 1e-10, 80.0, fl)
-        mfcc = torch.matmul(self.dct_basis.to(dtype), mel_db)
-        out[:, _ROW_SLICES["mfcc"]] = mfcc
+        rows["mfcc"] = mfcc = torch.matmul(self.dct_basis.to(dtype), mel_db)
         # delta(mfcc, order=1/2, frame_lengths=fl); padded frames are zeroed with the rest below
-        out[:, _ROW_SLICES["mfcc_delta"]], out[:, _ROW_SLICES["mfcc_delta2"]] = unchecked.deltas(mfcc, 9, (1, 2), fl)
-        out[:, _ROW_SLICES["contrast"]] = unchecked.spectral_contrast(mag, fl, sr=c.sr, n_fft=n_fft, fmin=200.0,
-                                                                      n_bands=6, quantile=0.02, linear=False)
+        rows["mfcc_delta"], rows["mfcc_delta2"] = unchecked.deltas(mfcc, 9, (1, 2), fl)
+        rows["contrast"] = unchecked.spectral_contrast(mag, fl, sr=c.sr, n_fft=n_fft, fmin=200.0, n_bands=6,
+                                                       quantile=0.02, linear=False)
         freq = self.freq.to(dtype)
-        out[:, _ROW_SLICES["rolloff"]] = unchecked.spectral_rolloff(mag, freq, 0.85)
-        out[:, _ROW_SLICES["centroid"]] = unchecked.spectral_centroid(mag, freq)
+        rows["rolloff"] = unchecked.spectral_rolloff(mag, freq, 0.85)
+        rows["centroid"] = unchecked.spectral_centroid(mag, freq)
         del mag
         # y is already zero beyond each length; padded frames are zeroed below with the rest
-        out[:, _ROW_SLICES["zcr"]] = unchecked.zero_crossing_rate(y, frame_length=2048, hop_length=hop, center=True,
-                                                                  threshold=1e-10, lengths=lengths)[0]
-        out[:, _ROW_SLICES["rms"]] = unchecked.rms_waveform(y, frame_length=2048, hop_length=hop, center=True,
-                                                            pad_mode="constant", lengths=lengths)[0]
+        rows["zcr"] = unchecked.zero_crossing_rate(y, frame_length=2048, hop_length=hop, center=True,
+                                                   threshold=1e-10, lengths=lengths)[0]
+        rows["rms"] = unchecked.rms_waveform(y, frame_length=2048, hop_length=hop, center=True,
+                                             pad_mode="constant", lengths=lengths)[0]
 
         # librosa's chroma_stft -> estimate_tuning(S=S) -> piptrack keeps its default n_fft=2048 when
         # it matches S's bins and otherwise infers 2 * (bins - 1) (odd n_fft)
@@ -232,10 +231,10 @@ class FeatureExtractor(nn.Module):
         tuning = unchecked.estimate_tuning(power, sr=c.sr, n_fft=2048 if F == 1025 else 2 * (F - 1),
                                            frame_lengths=fl, bins_per_octave=12, fmax=min(4000.0, c.sr / 2))
         chroma_fb = filters.chroma(sr=c.sr, n_fft=n_fft, tuning=tuning, device=y.device, dtype=dtype)
-        out[:, _ROW_SLICES["chroma"]] = normalize(torch.matmul(chroma_fb, power), norm=math.inf, axis=-2)
+        rows["chroma"] = normalize(torch.matmul(chroma_fb, power), norm=math.inf, axis=-2)
         del power
-        if c.tonnetz:
-            out[:, _ROW_SLICES["tonnetz"]] = self._tonnetz(y_harm, lengths, fl)
+        rows["tonnetz"] = self._tonnetz(y_harm, lengths, fl) if c.tonnetz else y.new_zeros((B, 6, n_frames))
+        out = torch.cat([rows[name] for name in _ROW_SLICES], dim=1)  # _ROW_SLICES is in FEATURE_ROWS order
         out.masked_fill_(padding_mask(fl, n_frames).unsqueeze(-2), 0.0)
         return self._finish(out, fl)
 
