@@ -13,20 +13,15 @@ from typing import Optional
 
 import torch
 
-from .._transfer import DeviceCache
-
 __all__ = ["valid_mask", "padding_mask", "num_frames", "frame_mask", "zero_padding", "mask_frames"]
 
 
-#: ``0 .. size - 1`` per size and device, kept: every mask below compares against one (a launch fewer
-#: per mask on a GPU); a few dozen sizes in use (samples, frames, decimated lengths of a few shapes).
-_POSITIONS = DeviceCache(128)
-
-
 def _positions(size: int, device) -> torch.Tensor:
-    if torch.compiler.is_compiling():  # a traced graph makes its own (the cache's lock would break it)
-        return torch.arange(size, device=device)
-    return _POSITIONS.get(("positions", size), lambda: torch.arange(size), device, torch.int64)
+    """``0 .. size - 1`` on ``device``, made afresh. Not kept in a DeviceCache: most sizes follow the data
+    (a trimmed batch's width, its frames, their decimations), so a cache would miss on nearly every call
+    of a training stream, each miss a blocking copy (a host sync), and would keep ramps as long as the
+    longest file."""
+    return torch.arange(size, device=device)
 
 
 def valid_mask(lengths: torch.Tensor, size: int, *, device=None) -> torch.Tensor:
