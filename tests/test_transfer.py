@@ -128,3 +128,25 @@ def test_kernels_moving_host_tables_do_not_wait_for_the_gpu():
         torch.cuda.set_sync_debug_mode("default")
     for a, b in zip(got, expected):
         assert torch.equal(a.cpu(), b)
+
+
+def test_the_extractor_keys_its_constant_tables_by_settings_not_by_data():
+    """A cached table is a blocking copy on a miss (a host sync on a GPU): the extractor must only ask for
+    tables that depend on its settings, so a second batch of other lengths and content (other trimmed
+    widths, frame counts and tunings) finds every one it needs in the cache."""
+    from ser_gpu._transfer import CONSTANTS
+    from ser_gpu.transforms import FeatureExtractor
+
+    g = torch.Generator().manual_seed(0)
+    fe = FeatureExtractor(max_frames=None)
+    t = torch.arange(40000) / 22050
+
+    def batch(f0s, lengths):
+        y = torch.stack([torch.sin(2 * torch.pi * f * t) * (1 + 0.1 * torch.randn(40000, generator=g))
+                         for f in f0s]) * 0.1
+        return y, torch.tensor(lengths)
+
+    fe(*batch([220.0, 331.0], [40000, 30000]))
+    keys = set(CONSTANTS._items)
+    fe(*batch([197.0, 452.5, 610.0], [25000, 39999, 12345]))
+    assert set(CONSTANTS._items) == keys

@@ -427,13 +427,13 @@ def _check_tuning(tuning, batch_shape, device):
     return [float(tuning)], None
 
 
-def _octave_steps(plan: _Plan) -> np.ndarray:
+def _octave_steps(early: int, octaves: Tuple[Tuple[int, bool], ...]) -> np.ndarray:
     """``(3, octaves)`` int64 table: each octave's total decimation ``d`` of the input (early
     decimation included), ``d - 1`` and its hop."""
-    d, steps = plan.early, []
-    for o in plan.octaves:
-        steps.append((d, d - 1, o.hop))
-        if o.decimate_after:
+    d, steps = early, []
+    for hop, decimate_after in octaves:
+        steps.append((d, d - 1, hop))
+        if decimate_after:
             d *= 2
     return np.ascontiguousarray(np.array(steps, dtype=np.int64).T)
 
@@ -443,7 +443,9 @@ def _frame_counts(plan: _Plan, n: torch.Tensor) -> torch.Tensor:
     an octave's length is the input's after each 2x decimation rounded up (``ceil(len / 2)``, soxr's
     output length) and so ``ceil(n / d)`` for its total decimation ``d`` (``ceil(ceil(n / a) / b) =
     ceil(n / ab)``): all octaves at once, a few kernels instead of a few per octave."""
-    d, d_minus_1, hop = CONSTANTS.get(("octave_steps", plan), lambda: _octave_steps(plan), n.device,
+    # keyed by what the table depends on (not the plan's tuning-dependent columns: one entry for all tunings)
+    key = (plan.early, tuple((o.hop, o.decimate_after) for o in plan.octaves))
+    d, d_minus_1, hop = CONSTANTS.get(("octave_steps",) + key, lambda: _octave_steps(*key), n.device,
                                       torch.int64).unbind(0)
     length = torch.div(n.unsqueeze(-1) + d_minus_1, d, rounding_mode="floor")
     return 1 + torch.div(length, hop, rounding_mode="floor").amin(dim=-1)
