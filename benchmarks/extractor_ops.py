@@ -13,6 +13,11 @@ the ISTFT works in CUDA-sized chunks. Reads of host tensors (a number made into 
 frequencies) are counted too: they are listed by function, so which ones touch device data on CUDA is
 for the reader to see (the CUDA profile of ``profile_features.py`` counts real syncs).
 
+The warm-up call takes the same batch, so a cache keyed by the data (a size that follows the trimmed
+width, a tuning) would look free here while a training stream misses it on every call (a blocking copy
+on a GPU): ``tests/test_transfer.py`` checks that the extractor's constant tables are keyed by its
+settings only.
+
 Writes ``benchmarks/results/extractor_ops[_<tag>]_cpu.json``. The figure to compare across commits is
 ``aten_ops`` (same batch and clips).
 """
