@@ -21,7 +21,7 @@ from ..errors import ParameterError
 from ._resample import _good_size
 from .augment import _batch_lengths, _per_example
 from .features import _rms_waveform
-from .lengths import _positions, num_frames, padding_mask, valid_mask, zero_padding
+from .lengths import num_frames, padding_mask, valid_mask, zero_padding
 from .spectrum import _check_stft_args, _is_max, _istft, _stft
 
 __all__ = ["trim", "phase_vocoder", "time_stretch", "resample", "pitch_shift"]
@@ -135,7 +135,7 @@ def _trim(flat: torch.Tensor, lens: Optional[torch.Tensor], *, top_db: float, re
     power = frame_rms * frame_rms
 
     n_frames = power.shape[-1]
-    frame_idx = _positions(n_frames, flat.device)
+    frame_idx = torch.arange(n_frames, device=flat.device)
     # librosa frames the centred signal: 1 + (length + 2 * (frame_length // 2) - frame_length) // hop
     valid = valid_mask(num_frames(lens, hop_length=hop_length, n_fft=frame_length, center=True), n_frames)
 
@@ -157,7 +157,7 @@ def _trim(flat: torch.Tensor, lens: Optional[torch.Tensor], *, top_db: float, re
     new_lengths = end - start
 
     M = int(new_lengths.max()) if new_lengths.numel() else 0
-    pos = _positions(M, flat.device)
+    pos = torch.arange(M, device=flat.device)
     gather_idx = (start.unsqueeze(-1) + pos).clamp(max=T - 1)
     trimmed = torch.gather(flat, -1, gather_idx).masked_fill(pos >= new_lengths.unsqueeze(-1), 0.0)
     return trimmed, torch.stack([start, end], dim=-1), new_lengths

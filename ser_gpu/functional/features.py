@@ -23,7 +23,7 @@ from ..errors import ParameterError
 from .._transfer import CONSTANTS, to_device
 from . import filters
 from .util import normalize
-from .lengths import _positions, mask_frames, num_frames, zero_padding
+from .lengths import mask_frames, num_frames, zero_padding
 from .spectrum import _TORCH_PAD_MODES, _power_to_db, spectrogram
 
 __all__ = [
@@ -378,11 +378,11 @@ def _deltas(data: torch.Tensor, width: int, orders: Tuple[int, ...],
         batch_shape, T, dtype=torch.int64, device=data.device)
     half = width // 2
     m = torch.clamp(n, max=width)  # points in the fitting window
-    t = _positions(T, data.device)
+    t = torch.arange(T, device=data.device)
     start = torch.minimum(torch.clamp(t - half, min=0), (n - m).unsqueeze(-1))  # (..., T)
     start = torch.clamp(start, min=0)
     pos = torch.clamp(t - start, max=width - 1)  # where in the window frame t sits
-    idx = torch.clamp(start.unsqueeze(-1) + _positions(width, data.device), max=T - 1)  # (..., T, width)
+    idx = torch.clamp(start.unsqueeze(-1) + torch.arange(width, device=data.device), max=T - 1)  # (..., T, width)
     x = mask_frames(data, frame_lengths_checked)
     d = x.shape[-2]
     # gather frames idx[..., t, j] for every row: (..., d, T, width)

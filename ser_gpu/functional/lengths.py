@@ -16,23 +16,17 @@ import torch
 __all__ = ["valid_mask", "padding_mask", "num_frames", "frame_mask", "zero_padding", "mask_frames"]
 
 
-def _positions(size: int, device) -> torch.Tensor:
-    """``0 .. size - 1`` on ``device``, made afresh. Not kept in a DeviceCache: most sizes follow the data
-    (a trimmed batch's width, its frames, their decimations), so a cache would miss on nearly every call
-    of a training stream, each miss a blocking copy (a host sync), and would keep ramps as long as the
-    longest file."""
-    return torch.arange(size, device=device)
-
-
 def valid_mask(lengths: torch.Tensor, size: int, *, device=None) -> torch.Tensor:
     """``[shape=(..., size)]`` bool: True at positions ``< lengths`` (samples or frames) of each example."""
-    return _positions(size, lengths.device if device is None else device) < lengths.unsqueeze(-1)
+    idx = torch.arange(size, device=lengths.device if device is None else device)
+    return idx < lengths.unsqueeze(-1)
 
 
 def padding_mask(lengths: torch.Tensor, size: int, *, device=None) -> torch.Tensor:
     """``~valid_mask(lengths, size)`` in one comparison (one kernel fewer on a GPU): True at positions
     ``>= lengths``, the padding that ``masked_fill`` zeroes."""
-    return _positions(size, lengths.device if device is None else device) >= lengths.unsqueeze(-1)
+    idx = torch.arange(size, device=lengths.device if device is None else device)
+    return idx >= lengths.unsqueeze(-1)
 
 
 def num_frames(
