@@ -438,16 +438,22 @@ def _octave_steps(early: int, octaves: Tuple[Tuple[int, bool], ...]) -> np.ndarr
     return np.ascontiguousarray(np.array(steps, dtype=np.int64).T)
 
 
-def _frame_counts(plan: _Plan, n: torch.Tensor) -> torch.Tensor:
-    """Frames librosa returns for signals of ``n`` samples: min over octaves of 1 + len // hop, where
-    an octave's length is the input's after each 2x decimation rounded up (``ceil(len / 2)``, soxr's
-    output length) and so ``ceil(n / d)`` for its total decimation ``d`` (``ceil(ceil(n / a) / b) =
-    ceil(n / ab)``): all octaves at once, a few kernels instead of a few per octave."""
+def _octave_lengths(plan: _Plan, n: torch.Tensor, early: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(lengths, hops)``: the samples each octave of ``plan`` sees of inputs of ``n`` samples (``(...,
+    octaves)``) and the octaves' hops. An input is ``early``-decimated and then halved after each
+    decimating octave, each time rounded up (``ceil(len / 2)`` is soxr's output length), so an octave
+    sees ``ceil(n / d)`` for its total decimation ``d`` (``ceil(ceil(n / a) / b) = ceil(n / ab)``): all
+    octaves at once, a few kernels instead of a few per octave."""
     # keyed by what the table depends on (not the plan's tuning-dependent columns: one entry for all tunings)
-    key = (plan.early, tuple((o.hop, o.decimate_after) for o in plan.octaves))
+    key = (early, tuple((o.hop, o.decimate_after) for o in plan.octaves))
     d, d_minus_1, hop = CONSTANTS.get(("octave_steps",) + key, lambda: _octave_steps(*key), n.device,
                                       torch.int64).unbind(0)
-    length = torch.div(n.unsqueeze(-1) + d_minus_1, d, rounding_mode="floor")
+    return torch.div(n.unsqueeze(-1) + d_minus_1, d, rounding_mode="floor"), hop
+
+
+def _frame_counts(plan: _Plan, n: torch.Tensor) -> torch.Tensor:
+    """Frames librosa returns for signals of ``n`` samples: min over octaves of 1 + len // hop."""
+    length, hop = _octave_lengths(plan, n, plan.early)
     return 1 + torch.div(length, hop, rounding_mode="floor").amin(dim=-1)
 
 
@@ -462,14 +468,9 @@ def _cqt_group(x: torch.Tensor, n_valid: torch.Tensor, plan: _Plan, bands: tuple
     if plan.early > 1:
         x, n_valid = decimate(x, plan.early, lengths=n_valid)
         x = x * plan.input_gain
-    # the valid lengths after each 2x decimation, all at once: soxr's round(n / 2) half up is
-    # ceil(n / 2), and k of them ceil(n / 2**k)
-    k = sum(o.decimate_after for o in plan.octaves)
-    if k:
-        powers = CONSTANTS.get(("powers_of_two", k), lambda: np.stack([2 ** np.arange(1, k + 1)] * 2) - [[0], [1]],
-                               n_valid.device, torch.int64)  # (2, k): 2**j and 2**j - 1
-        decimated = torch.div(n_valid.unsqueeze(-1) + powers[1], powers[0], rounding_mode="floor").unbind(-1)
-    responses, step = [], 0
+    # every octave's valid length at once (decimate then takes octave i + 1's, not three small kernels)
+    octave_lengths = _octave_lengths(plan, n_valid, 1)[0].unbind(-1)
+    responses = []
     for i, o in enumerate(plan.octaves):
         D = _stft(x, n_fft=o.n_fft, hop_length=o.hop, win_length=o.n_fft, window="ones",
                   center=True, pad_mode=pad_mode)
@@ -478,9 +479,8 @@ def _cqt_group(x: torch.Tensor, n_valid: torch.Tensor, plan: _Plan, bands: tuple
         first, last = columns[i]
         responses.append(torch.matmul(bank, D[..., first:last, :]))
         if o.decimate_after:
-            x, n_valid = decimate(x, 2, out_lengths=decimated[step])
+            x, n_valid = decimate(x, 2, out_lengths=octave_lengths[i + 1])
             x = x * math.sqrt(2.0)
-            step += 1
     n_frames = min(r.shape[-1] for r in responses)
     # octaves were computed top-down; stack bottom-up
     C = torch.cat([r[..., :n_frames] for r in reversed(responses)], dim=-2)
