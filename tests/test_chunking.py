@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -521,8 +522,18 @@ def test_resume_keeps_the_resolved_chunk_size(corpus, cache, tmp_path, monkeypat
     assert fresh.chunk_size > 8
 
 
-def test_prefetch_gives_the_same_run(corpus, cache, tmp_path):
-    """The data path on a second thread draws exactly what it draws inline: same history, same weights."""
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_prefetch_gives_the_same_run(corpus, cache, tmp_path, one_thread):
+    """The data path on a second thread draws exactly what it draws inline: same history, same weights.
+    With one torch thread: with more, the CPU prefetch splits them between the two threads (the next
+    test), and torch's elementwise kernels round their last bits by the thread count."""
     runs = {p: train_model(epochs=3, data_dirs=[str(corpus)], out=str(tmp_path / str(p)), cache_dir=str(cache),
                            chunk_size=8, prefetch=p, **dict(FAST, batch_size=4)) for p in (True, False)}
     keys = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
@@ -533,6 +544,34 @@ def test_prefetch_gives_the_same_run(corpus, cache, tmp_path):
     # the checkpoint holds the generators as before the next epoch's data, though prefetch drew it already
     assert torch.equal(a["state"]["augment_gen"], b["state"]["augment_gen"])
     assert torch.equal(a["state"]["shuffle_gen"], b["state"]["shuffle_gen"])
+
+
+def test_cpu_prefetch_gives_the_data_thread_and_the_training_half_of_the_threads_each(corpus, cache, tmp_path,
+                                                                                       monkeypatch, one_thread):
+    """Two teams of all the cores oversubscribe them (ser_gpu._threads): with prefetch on the CPU the data
+    thread's chunks and the training's epochs run with half of torch's threads each, and the count is
+    set back when the run ends; without prefetch the chunks run inline with all of them."""
+    seen = {}
+    real_features, real_epoch = _Run._chunk_features, _Run.train_epoch
+
+    def features(self, *args, **kw):
+        seen.setdefault(threading.current_thread().name.split("_")[0], set()).add(torch.get_num_threads())
+        return real_features(self, *args, **kw)
+
+    def epoch(self):
+        seen.setdefault("epoch", set()).add(torch.get_num_threads())
+        return real_epoch(self)
+
+    monkeypatch.setattr(_Run, "_chunk_features", features)
+    monkeypatch.setattr(_Run, "train_epoch", epoch)
+    torch.set_num_threads(4)
+    for prefetch, expected in ((True, {"MainThread": {4}, "ser": {2}, "epoch": {2}}),
+                               (False, {"MainThread": {4}, "epoch": {4}})):
+        seen.clear()
+        train_model(epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / str(prefetch)), cache_dir=str(cache),
+                    chunk_size=8, prefetch=prefetch, **dict(FAST, batch_size=4))
+        assert seen == expected  # MainThread: the statistics and validation passes, before the epochs
+        assert torch.get_num_threads() == 4
 
 
 def test_a_checkpoint_after_a_prefetched_epoch_holds_the_generators_before_it(corpus, cache, tmp_path):

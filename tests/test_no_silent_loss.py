@@ -279,7 +279,7 @@ def test_resume_accepts_epochs_device_and_quiet_alone(corpus, run_dir, tmp_path)
 
 def test_resume_accepts_how_the_run_executes(run_dir, tmp_path):
     """--no-prefetch (same draws) and --compile (same model) change how a run executes, not what it
-    computes: a run stored with the defaults resumes with them."""
+    draws: a run stored with the defaults resumes with them."""
     out, cache = run_dir
     copy = tmp_path / "copy"
     copy.mkdir()
