@@ -56,7 +56,7 @@ from ._cli import CACHE_DIR_HELP, check_output_dir, refuse_held, resolve_device
 from ._validation import (check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability,
                           config_from_dict, config_to_dict)
 from ._lock import RunLock
-from ._threads import intra_op_threads, shared_threads
+from ._threads import intra_op_threads, training_share
 from ._transfer import to_device
 from .data.chunks import chunk_batches, epoch_chunks, epoch_clips, ladder, length_groups
 from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
@@ -159,8 +159,8 @@ class TrainConfig:
     max_frames: Optional[int] = None  # None: each batch's longest clip (the model masks the padding)
     chunk_size: Optional[int] = None  # clips per augmentation/feature call; None: from free memory (CUDA), 256 (CPU)
     compile_model: bool = False  # torch.compile the model's forward (off: eager; measure before turning it on)
-    # compute the next chunk's features on a second thread while the model trains (on the CPU the two take
-    # half of torch's threads each: the same draws as without, not the same last bits with several threads)
+    # compute the next chunk's features on a second thread while the model trains (on the CPU the training
+    # then takes half of torch's threads: the same draws as without, not the same last bits with several)
     prefetch: bool = True
     # "train": the model standardises each row with the training split's statistics (its input_norm);
     # "speaker": each clip's rows standardised with its speaker's statistics (all of that speaker's clips in
@@ -613,9 +613,10 @@ class _Run:
         self._data_epoch = self.start_epoch
         self._plans, self._pending, self._gen_snapshots = {}, {}, {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ser_gpu-data") if c.prefetch else None
-        # CPU: the prefetch thread and the training share the cores, half of torch's threads each (two
-        # teams of all the cores oversubscribe them: ser_gpu._threads); None: each thread keeps torch's
-        self._shared_threads = shared_threads() if c.prefetch and self.device.type == "cpu" else None
+        # CPU prefetch: the data thread runs with torch's threads as they are now, the training (and the
+        # validation) beside it with half of them (ser_gpu._threads: two teams of all the cores oversubscribe
+        # them); None: no second thread on the CPU, nothing is set
+        self._cpu_threads = torch.get_num_threads() if c.prefetch and self.device.type == "cpu" else None
         # CUDA: the prefetch thread queues its chunks on a stream of its own, so they run beside the training
         # step instead of in line with it (epoch_batches makes the training stream wait for each chunk)
         self._data_stream = torch.cuda.Stream(self.device) if c.prefetch and self.device.type == "cuda" else None
@@ -979,7 +980,8 @@ class _Run:
         stream = self._data_stream if after is not None else None
         if stream is None:
             t0 = time.perf_counter()
-            with torch.cuda.device(self.device) if self.device.type == "cuda" else self.sharing_cores():
+            with torch.cuda.device(self.device) if self.device.type == "cuda" else \
+                    contextlib.nullcontext() if self._cpu_threads is None else intra_op_threads(self._cpu_threads):
                 features = self._chunk_features(self.train_set, plan[k], train=True, copy=copy)
                 self._sync()
             timer, ready = time.perf_counter() - t0, None
@@ -996,10 +998,12 @@ class _Run:
         return features, plan[k], len(plan), timer, ready
 
     def sharing_cores(self):
-        """A context: this thread's torch ops run with the CPU prefetch's share of the threads (the data
-        thread's chunks always do; :func:`_fit` runs its epochs, training and validation, in it), so the
-        two threads' teams together use the cores once; nothing without prefetch or on CUDA."""
-        return contextlib.nullcontext() if self._shared_threads is None else intra_op_threads(self._shared_threads)
+        """A context for the training beside the CPU prefetch thread (:func:`_fit` runs its epochs, training
+        and validation, in it): this thread's torch ops run with half of the threads the data thread's
+        chunks run with (:func:`ser_gpu._threads.training_share`); nothing without prefetch or on CUDA."""
+        if self._cpu_threads is None:
+            return contextlib.nullcontext()
+        return intra_op_threads(training_share(self._cpu_threads))
 
     def _submit(self, epoch: int, k: int):
         if k == 0:  # what a checkpoint taken before this epoch must hold, whatever has been prefetched since

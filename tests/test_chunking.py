@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from ser_gpu._threads import current_threads
 from ser_gpu.data.chunks import chunk_batches, epoch_chunks, epoch_clips, ladder, ladder_tensor, length_groups
 from ser_gpu.errors import ParameterError
 from ser_gpu.train import FRAME_MULTIPLE, SAMPLE_MULTIPLE, TrainConfig, _Run, train_model
@@ -532,8 +533,8 @@ def one_thread():
 
 def test_prefetch_gives_the_same_run(corpus, cache, tmp_path, one_thread):
     """The data path on a second thread draws exactly what it draws inline: same history, same weights.
-    With one torch thread: with more, the CPU prefetch splits them between the two threads (the next
-    test), and torch's elementwise kernels round their last bits by the thread count."""
+    With one torch thread: with more, the CPU prefetch gives the training half of them (the next test),
+    and torch's elementwise kernels round their last bits by the thread count."""
     runs = {p: train_model(epochs=3, data_dirs=[str(corpus)], out=str(tmp_path / str(p)), cache_dir=str(cache),
                            chunk_size=8, prefetch=p, **dict(FAST, batch_size=4)) for p in (True, False)}
     keys = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
@@ -549,23 +550,23 @@ def test_prefetch_gives_the_same_run(corpus, cache, tmp_path, one_thread):
 def test_cpu_prefetch_gives_the_data_thread_and_the_training_half_of_the_threads_each(corpus, cache, tmp_path,
                                                                                        monkeypatch, one_thread):
     """Two teams of all the cores oversubscribe them (ser_gpu._threads): with prefetch on the CPU the data
-    thread's chunks and the training's epochs run with half of torch's threads each, and the count is
-    set back when the run ends; without prefetch the chunks run inline with all of them."""
+    thread's chunks run with all of torch's threads and the training's epochs with half, and the count
+    is set back when the run ends; without prefetch the chunks run inline with all of them."""
     seen = {}
     real_features, real_epoch = _Run._chunk_features, _Run.train_epoch
 
     def features(self, *args, **kw):
-        seen.setdefault(threading.current_thread().name.split("_")[0], set()).add(torch.get_num_threads())
+        seen.setdefault(threading.current_thread().name.split("_")[0], set()).add(current_threads())
         return real_features(self, *args, **kw)
 
     def epoch(self):
-        seen.setdefault("epoch", set()).add(torch.get_num_threads())
+        seen.setdefault("epoch", set()).add(current_threads())
         return real_epoch(self)
 
     monkeypatch.setattr(_Run, "_chunk_features", features)
     monkeypatch.setattr(_Run, "train_epoch", epoch)
     torch.set_num_threads(4)
-    for prefetch, expected in ((True, {"MainThread": {4}, "ser": {2}, "epoch": {2}}),
+    for prefetch, expected in ((True, {"MainThread": {4}, "ser": {4}, "epoch": {2}}),
                                (False, {"MainThread": {4}, "epoch": {4}})):
         seen.clear()
         train_model(epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / str(prefetch)), cache_dir=str(cache),

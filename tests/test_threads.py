@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from ser_gpu._threads import intra_op_threads, shared_threads
+from ser_gpu._threads import current_threads, intra_op_threads, training_share
 from ser_gpu.errors import ParameterError
 
 
@@ -20,9 +20,14 @@ def threads():
 
 
 @pytest.mark.parametrize("total, share", [(1, 1), (2, 1), (3, 1), (4, 2), (16, 8)])
-def test_two_threads_share_the_cores_half_each(threads, total, share):
-    torch.set_num_threads(total)
-    assert shared_threads() == share
+def test_the_training_beside_a_data_thread_takes_half_of_its_threads(total, share):
+    assert training_share(total) == share
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.0, None])
+def test_training_share_refuses_a_count_that_is_not_a_positive_integer(bad):
+    with pytest.raises(ParameterError, match="total must be a positive integer"):
+        training_share(bad)
 
 
 def test_intra_op_threads_sets_the_count_inside_and_the_one_before_after(threads):
@@ -39,20 +44,32 @@ def test_intra_op_threads_sets_the_count_inside_and_the_one_before_after(threads
     assert torch.get_num_threads() == 3
 
 
-def test_intra_op_threads_in_another_python_thread(threads):
-    """The count a second Python thread runs its ops with is the one it set (OpenMP's is per thread)."""
-    torch.set_num_threads(2)
+def test_a_nested_block_sets_back_its_own_threads_count_not_another_threads(threads):
+    """torch.get_num_threads() is the last count any thread set; intra_op_threads remembers each Python
+    thread's own, so a nested block in one thread sets back that thread's count while another thread
+    has set another one meanwhile."""
+    torch.set_num_threads(4)
+    inner_set, outer_may_leave = threading.Event(), threading.Event()
     seen = []
 
-    def work():
-        with intra_op_threads(1):
-            seen.append(torch.get_num_threads())
-            torch.ones(1000).cos().sum()  # a parallel op under the thread's own count
+    def data_thread():
+        with intra_op_threads(3):
+            inner_set.set()
+            outer_may_leave.wait(10)
+            with intra_op_threads(1):  # the median filters' one thread
+                seen.append(current_threads())
+            seen.append(current_threads())  # 3 again, though the other thread set 2 last
+            torch.ones(100000).cos().sum()  # a parallel op under the thread's own count
 
-    t = threading.Thread(target=work)
+    t = threading.Thread(target=data_thread)
     t.start()
-    t.join()
-    assert seen == [1] and torch.get_num_threads() == 2
+    inner_set.wait(10)
+    with intra_op_threads(2):
+        outer_may_leave.set()
+        t.join()
+        assert current_threads() == 2
+    assert seen == [1, 3]
+    assert current_threads() == torch.get_num_threads() == 4
 
 
 @pytest.mark.parametrize("n", [0, -1, 1.5, True, "2"])

@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as nnf
 
-from .._threads import intra_op_threads
+from .._threads import current_threads, intra_op_threads
 from .._validation import check_frame_lengths, check_positive_int, valid_spectrogram
 from ..errors import ParameterError
 from .selection import merge_program as _merge_program
@@ -192,7 +192,7 @@ def _one_cpu_thread(device: torch.device):
     the cores shared, 2 threads ran the medians 2-6x slower than 1; idle, 2 threads were only ~1.3x
     faster. One thread is the robust choice; the FFTs and matmuls around it keep all threads.
     """
-    return intra_op_threads(1) if device.type == "cpu" and torch.get_num_threads() > 1 else contextlib.nullcontext()
+    return intra_op_threads(1) if device.type == "cpu" and current_threads() > 1 else contextlib.nullcontext()
 
 
 def _median_time_runs(S: torch.Tensor, k: int, frame_lengths: Optional[torch.Tensor],
