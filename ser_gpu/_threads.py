@@ -17,6 +17,11 @@ the data path) 3.2 s, 4.7-5.0 s (the data thread's second core idles while the t
 This module's split against all the threads in both, back to back, two runs each: README job 107-109 s
 against 130-140 s, the 64-clip epoch 3.9-4.2 s against 4.5-4.6 s.
 
+Torch sizes the per-thread buffers of a parallel reduction by ``torch.get_num_threads()`` (the last count
+any thread set) and runs every parallel op serially while it is 1: a thread's team must never be larger
+than that number while it runs. Here the data thread, the larger team, sets its count after the training
+thread set its own (each chunk job sets it again), and the median's block sets 1.
+
 Torch's elementwise CPU kernels split their range by the thread count, so a transcendental op (``cos``
 in a window, ``exp``) may round its last bit differently under another count: the same code with another
 split of the threads gives the same draws but not always the same bits.
