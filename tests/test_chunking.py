@@ -547,8 +547,8 @@ def test_prefetch_gives_the_same_run(corpus, cache, tmp_path, one_thread):
     assert torch.equal(a["state"]["shuffle_gen"], b["state"]["shuffle_gen"])
 
 
-def test_cpu_prefetch_gives_the_data_thread_and_the_training_half_of_the_threads_each(corpus, cache, tmp_path,
-                                                                                       monkeypatch, one_thread):
+def test_cpu_prefetch_runs_the_training_with_half_of_the_data_threads_threads(corpus, cache, tmp_path,
+                                                                             monkeypatch, one_thread):
     """Two teams of all the cores oversubscribe them (ser_gpu._threads): with prefetch on the CPU the data
     thread's chunks run with all of torch's threads and the training's epochs with half, and the count
     is set back when the run ends; without prefetch the chunks run inline with all of them."""
@@ -571,7 +571,7 @@ def test_cpu_prefetch_gives_the_data_thread_and_the_training_half_of_the_threads
         seen.clear()
         train_model(epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / str(prefetch)), cache_dir=str(cache),
                     chunk_size=8, prefetch=prefetch, **dict(FAST, batch_size=4))
-        assert seen == expected  # MainThread: the statistics and validation passes, before the epochs
+        assert seen == expected  # MainThread: the statistics and validation passes before the epochs, the test after
         assert torch.get_num_threads() == 4
 
 
