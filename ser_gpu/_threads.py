@@ -56,10 +56,10 @@ def intra_op_threads(n: int):
     """Run the enclosed torch CPU ops of this Python thread with ``n`` intra-op threads; this thread's
     count before (:func:`current_threads`) is set again after."""
     check_positive_int(n, "n")
-    # torch.get_num_threads() first: a thread's first call gives it torch's process-wide count, which
-    # would otherwise overwrite the one set here at its first parallel op
-    restore = getattr(_local, "n", None) or torch.get_num_threads()
     before = getattr(_local, "n", None)
+    # read before the set: a thread's first torch.get_num_threads() gives it torch's process-wide count,
+    # which would otherwise overwrite the one set here at its first parallel op
+    restore = current_threads()
     _local.n = n
     torch.set_num_threads(n)
     try:

@@ -980,8 +980,7 @@ class _Run:
         stream = self._data_stream if after is not None else None
         if stream is None:
             t0 = time.perf_counter()
-            with torch.cuda.device(self.device) if self.device.type == "cuda" else \
-                    contextlib.nullcontext() if self._cpu_threads is None else intra_op_threads(self._cpu_threads):
+            with self._data_path_context():
                 features = self._chunk_features(self.train_set, plan[k], train=True, copy=copy)
                 self._sync()
             timer, ready = time.perf_counter() - t0, None
@@ -996,6 +995,13 @@ class _Run:
         if k + 1 == len(plan):
             del self._plans[epoch]
         return features, plan[k], len(plan), timer, ready
+
+    def _data_path_context(self):
+        """The context a chunk job computes in when it is not queued on the CUDA data stream: the run's CUDA
+        device; on the CPU with prefetch all the threads torch had when the run was built; else nothing."""
+        if self.device.type == "cuda":
+            return torch.cuda.device(self.device)
+        return contextlib.nullcontext() if self._cpu_threads is None else intra_op_threads(self._cpu_threads)
 
     def sharing_cores(self):
         """A context for the training beside the CPU prefetch thread (:func:`_fit` runs its epochs, training
