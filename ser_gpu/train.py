@@ -86,6 +86,9 @@ MEMORY_SHARE = 0.5  # of the free device memory, for one chunk's augmentation an
 # taken 5x for the CUDA caching allocator and cuFFT workspaces. A chunk that still runs out of memory
 # is split in two and redone (see _Run._chunk_features).
 BYTES_PER_SAMPLE = 1024
+# curves.png is redrawn after an epoch once this many seconds have passed since it was last drawn, and when the
+# training ends: drawing it costs ~0.25 s, at every epoch 5 % of the README job on the CPU (more on a GPU)
+CURVES_INTERVAL_S = 30.0
 _MAIN_AGAIN = object()  # _Run._main_first: the other ranks run the same function after rank 0
 
 
@@ -586,6 +589,7 @@ class _Run:
         if c.prior_correction and self.resume_payload is None:  # likewise
             self.model.set_class_prior(counts, network_balanced=c.class_weights)
         self.history: List[dict] = []
+        self._curves_drawn = (0, -math.inf)  # (epochs curves.png shows, time.monotonic() it was drawn)
         self.best_score = -math.inf  # the validation score best.pt holds (see score())
         # the weights from the selected epoch on (every rank alike: DDP keeps the weights and, from rank 0,
         # the batch-norm statistics the same everywhere)
@@ -1211,6 +1215,8 @@ class _Run:
 
     # -- outputs ----------------------------------------------------------------------------------
     def write_metrics(self) -> None:
+        """``metrics.csv`` and ``metrics.json`` (every epoch), and ``curves.png`` when :data:`CURVES_INTERVAL_S`
+        have passed since it was last drawn (:meth:`draw_curves`)."""
         columns = list(self.history[0].keys())
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
@@ -1219,7 +1225,15 @@ class _Run:
         atomic_write(self.out / "metrics.csv", lambda fh: fh.write(buf.getvalue().encode()))
         save_json(self.out / "metrics.json", {"epochs": self.history, "labels": self.labels,
                                               "split_sizes": self.split_sizes})
-        plot_curves(self.history, self.out / "curves.png")
+        self.draw_curves(final=False)
+
+    def draw_curves(self, *, final: bool) -> None:
+        """``curves.png`` of the epochs so far, unless it shows them already, or (not ``final``: the training
+        goes on) it was drawn less than :data:`CURVES_INTERVAL_S` ago."""
+        drawn, at = self._curves_drawn
+        if self.history and len(self.history) != drawn and (final or time.monotonic() - at >= CURVES_INTERVAL_S):
+            plot_curves(self.history, self.out / "curves.png")
+            self._curves_drawn = (len(self.history), time.monotonic())
 
 
 def plot_curves(history: Sequence[dict], path) -> Path:
@@ -1293,7 +1307,10 @@ def _check_resume_settings(stored: TrainConfig, given_config: TrainConfig, given
 def _fit(run: _Run) -> dict:
     val_batches = run.feature_batches(run.val_set)  # with all the threads: nothing runs beside it yet
     with run.sharing_cores():
-        return _fit_epochs(run, val_batches)
+        fit = _fit_epochs(run, val_batches)
+    if run.is_main:
+        run.draw_curves(final=True)  # every epoch, however soon after its last drawing the training ended
+    return fit
 
 
 def _fit_epochs(run: _Run, val_batches: list) -> dict:

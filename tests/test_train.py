@@ -208,3 +208,19 @@ def test_no_data_dir_uses_the_synthetic_corpus(tmp_path, monkeypatch, capsys):
     assert calls == [tmp_path / "syn"]
     assert "synthetic corpus" in err and str(tmp_path / "syn") in err
     assert len(list((tmp_path / "syn").rglob("03-01-*.wav"))) == 24
+
+
+@pytest.mark.parametrize("interval, drawn", [(0.0, [1, 2, 3]), (1e9, [1, 3])])
+def test_curves_are_redrawn_after_the_interval_and_when_the_training_ends(corpus, trained, tmp_path, monkeypatch,
+                                                                         interval, drawn):
+    """curves.png after the first epoch, then once CURVES_INTERVAL_S have passed since its last drawing, and
+    (however soon) when the training ends; metrics.csv/json after every epoch."""
+    import ser_gpu.train as train
+
+    _, cache, _ = trained
+    shown, plot = [], train.plot_curves
+    monkeypatch.setattr(train, "CURVES_INTERVAL_S", interval)
+    monkeypatch.setattr(train, "plot_curves", lambda history, path: shown.append(len(history)) or plot(history, path))
+    train_model(epochs=3, data_dirs=[str(corpus)], out=str(tmp_path / "run"), cache_dir=str(cache), **FAST)
+    assert shown == drawn
+    assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
