@@ -31,8 +31,8 @@ from .errors import CheckpointError, ParameterError
 from .models.cnn_bilstm_attention import CNNBiLSTMAttention, ModelConfig
 from .transforms.features import FeatureConfig
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "load_model",
-           "checkpoint_list", "load_models", "feature_config", "speaker_normalized"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "CheckpointWriter", "load_checkpoint",
+           "load_model", "checkpoint_list", "load_models", "feature_config", "speaker_normalized"]
 
 #: Value of the payload's ``"format"`` key.
 CHECKPOINT_FORMAT = "ser_gpu.checkpoint"
@@ -52,21 +52,22 @@ _OPTIONAL_DEFAULTS = {
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _plain(value: Any, where: str) -> Any:
+def _plain(value: Any, where: str, copy: bool = False) -> Any:
     """Check (and lightly normalise) ``value`` for ``torch.load(weights_only=True)``.
 
-    Tensors are detached and moved to the CPU; numpy scalars and ``str``/``int``/``float``
+    Tensors are detached and moved to the CPU (``copy``: always copied, so that the result is a snapshot
+    the caller's later in-place updates leave alone; containers are always new ones); numpy scalars and ``str``/``int``/``float``
     subclasses (e.g. enums) become the builtin type; ``torch.Size`` becomes a tuple; dict
     subclasses other than ``OrderedDict`` become ``dict``. Anything else that the weights-only
     unpickler refuses (numpy arrays, dataclasses, namedtuples, sets, paths, ...) raises
     ParameterError naming ``where``.
     """
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
+        return value.detach().to("cpu", copy=copy)
     if type(value) in _SCALARS:
         return value
     if isinstance(value, np.generic):
-        return _plain(value.item(), where)
+        return _plain(value.item(), where, copy)
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
     if isinstance(value, numbers.Real):
@@ -81,13 +82,13 @@ def _plain(value: Any, where: str) -> Any:
                     f"checkpoint payload key {where} holds a dict key of type {type(key).__module__}."
                     f"{type(key).__qualname__} ({_describe(key)}); use str or int keys"
                 )
-            out[key] = _plain(item, f"{where}[{key!r}]")
+            out[key] = _plain(item, f"{where}[{key!r}]", copy)
         metadata = getattr(value, "_metadata", None)  # state_dict versions, read by load_state_dict
         if metadata is not None and isinstance(out, collections.OrderedDict):
-            out._metadata = _plain(dict(metadata), f"{where}._metadata")
+            out._metadata = _plain(dict(metadata), f"{where}._metadata", copy)
         return out
     if type(value) in (list, tuple, torch.Size):
-        items = [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        items = [_plain(item, f"{where}[{i}]", copy) for i, item in enumerate(value)]
         return items if type(value) is list else tuple(items)
     kind = f"{type(value).__module__}.{type(value).__qualname__}"
     raise ParameterError(
@@ -124,6 +125,7 @@ def save_checkpoint(
     optimizer=None,
     scheduler=None,
     state: Optional[dict] = None,
+    writer: Optional["CheckpointWriter"] = None,
 ) -> Path:
     """Write a checkpoint atomically (a crash mid-write leaves any existing file intact).
 
@@ -142,9 +144,12 @@ def save_checkpoint(
             stored under ``optimizer_state``/``scheduler_state``; ``None`` stores ``None``.
         state: free-form plain data and tensors for resuming (RNG states as uint8 tensors,
             history lists, early-stopping counters), default ``{}``.
+        writer: a :class:`CheckpointWriter`: the payload is checked and its tensors copied (a snapshot)
+            here, and the file written by the writer's thread while the caller goes on; None (default):
+            written before this returns.
 
     Returns:
-        The path written.
+        The path written (with ``writer``: to be written).
 
     Raises:
         ParameterError: a bad argument, or a payload value that ``torch.load(weights_only=True)``
@@ -198,10 +203,73 @@ def save_checkpoint(
         "scheduler_state": None if scheduler is None else scheduler.state_dict(),
         "state": {} if state is None else state,
     }
-    payload = {key: _plain(value, key) for key, value in raw.items()}
+    payload = {key: _plain(value, key, copy=writer is not None) for key, value in raw.items()}
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    if writer is not None:
+        return writer.submit(path, payload)
+    return _write(path, payload)
+
+
+def _write(path: Path, payload: dict) -> Path:
     return atomic_write(path, lambda fh: torch.save(payload, fh))
+
+
+class CheckpointWriter:
+    """Writes checkpoints (:func:`save_checkpoint` with ``writer=``) in one background thread, atomically
+    and in the order they were given, while the training goes on: serialising and syncing a 100 MB
+    ``last.pt`` takes ~0.15 s, after every epoch.
+
+    At most ``max_pending`` payloads wait or are being written (each a copy of the model and optimiser
+    state); one more waits for the oldest. A failed write is raised, as a CheckpointError naming the
+    file, by the next :meth:`submit`, :meth:`flush` or :meth:`close`.
+    """
+
+    def __init__(self, max_pending: int = 3):
+        from concurrent.futures import ThreadPoolExecutor
+
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+            raise ParameterError(f"max_pending must be a positive integer, got {_describe(max_pending)}")
+        self.max_pending = max_pending
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ser_gpu-checkpoints")
+        self._pending: collections.deque = collections.deque()
+
+    def submit(self, path, payload: dict) -> Path:
+        """Queue ``payload`` (a snapshot: nothing may change it) to be written to ``path``."""
+        if self._executor is None:
+            raise CheckpointError(f"{path}: the checkpoint writer is closed")
+        while self._pending and (self._pending[0][1].done() or len(self._pending) >= self.max_pending):
+            self._wait_oldest()
+        path = Path(path)
+        self._pending.append((path, self._executor.submit(_write, path, payload)))
+        return path
+
+    def _wait_oldest(self) -> None:
+        path, future = self._pending.popleft()
+        try:
+            future.result()
+        except Exception as exc:
+            raise CheckpointError(f"{path}: could not be written ({type(exc).__name__}: {exc})") from exc
+
+    def flush(self) -> None:
+        """Wait until every queued checkpoint is on disk (the first failure is raised; the rest still wait)."""
+        failure = None
+        while self._pending:
+            try:
+                self._wait_oldest()
+            except CheckpointError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def close(self) -> None:
+        """:meth:`flush`, then stop the thread (idempotent)."""
+        try:
+            self.flush()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
 
 
 def _fail(source, reason: str) -> CheckpointError:

@@ -41,6 +41,7 @@ import io
 import math
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,14 +90,16 @@ BYTES_PER_SAMPLE = 1024
 # curves.png is redrawn after an epoch once this many seconds have passed since it was last drawn, and when the
 # training ends: drawing it costs ~0.25 s, at every epoch 5 % of the README job on the CPU (more on a GPU)
 CURVES_INTERVAL_S = 30.0
+# devices whose runs write their checkpoints from a background thread (checkpoint.CheckpointWriter): on CUDA
+# the copy to the host is made anyway and the host's cores are free while the GPU trains; on the 2-core CPU
+# the writer's copy and its thread slowed the epochs by what it saved (README job, 101-109 s vs 99-104 s)
+BACKGROUND_CHECKPOINT_DEVICES = ("cuda",)
 _MAIN_AGAIN = object()  # _Run._main_first: the other ranks run the same function after rank 0
 
 
 def _quietly(fn):
     """``fn`` with its warnings silenced (the other ranks repeat rank 0's work, and would repeat its warnings)."""
     def run():
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return fn()
@@ -371,6 +374,7 @@ class _Run:
             raise ParameterError("resume and overwrite exclude each other: --resume continues the run in "
                                  f"{str(self.out)!r}, --overwrite replaces it; pass one of them")
         self._lock = None
+        self._checkpoints = None  # rank 0's CheckpointWriter (BACKGROUND_CHECKPOINT_DEVICES), made by the first _save
         # under torchrun: join the process group (NCCL on cuda:LOCAL_RANK, gloo on the CPU)
         self.dist, self.device = _distributed.setup(resolve_device(c.device))
         self.is_main = self.dist.is_main
@@ -397,10 +401,17 @@ class _Run:
             raise
 
     def release(self) -> None:
-        """Stop the prefetch thread, give up the run directory's lock and leave the process group this run
-        joined (idempotent)."""
+        """Stop the prefetch thread, finish writing the checkpoints, give up the run directory's lock and
+        leave the process group this run joined (idempotent). A checkpoint that fails here is warned about:
+        the run ends with another error already (:func:`_fit` raises a failed write itself)."""
         if getattr(self, "_executor", None) is not None:
             self.close_data()
+        if self._checkpoints is not None:
+            try:
+                self._checkpoints.close()
+            except CheckpointError as exc:
+                warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
+            self._checkpoints = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -714,16 +725,29 @@ class _Run:
         self.start_epoch = epoch
         self._say(f"resuming {path} after epoch {self.start_epoch}")
 
-    def _save(self, name: str, epoch: int, metrics: dict, state: dict) -> Optional[Path]:
-        """Rank 0 writes ``out/name``; the other ranks write nothing (``state``: :meth:`_state`)."""
-        from .checkpoint import save_checkpoint
+    def _save(self, name: str, epoch: int, metrics: dict, state: dict, *, wait: bool = False) -> Optional[Path]:
+        """Rank 0 writes ``out/name`` (on a device of :data:`BACKGROUND_CHECKPOINT_DEVICES`, in the
+        background: a snapshot, the training goes on; ``wait``: on disk, with every checkpoint before it,
+        when this returns); the other ranks write nothing (``state``: :meth:`_state`)."""
+        from .checkpoint import CheckpointWriter, save_checkpoint
 
         if not self.is_main:
             return None
-        return save_checkpoint(self.out / name, model=self.model, model_config=self.model_config.to_dict(),
+        if self._checkpoints is None and self.device.type in BACKGROUND_CHECKPOINT_DEVICES:
+            self._checkpoints = CheckpointWriter()
+        path = save_checkpoint(self.out / name, model=self.model, model_config=self.model_config.to_dict(),
                                feature_config=self.feature_config.to_dict(), labels=self.labels,
                                train_config=self.config.to_dict(), epoch=epoch, metrics=metrics,
-                               optimizer=self.optimizer, scheduler=self.scheduler, state=state)
+                               optimizer=self.optimizer, scheduler=self.scheduler, state=state,
+                               writer=self._checkpoints)
+        if wait:
+            self.flush_checkpoints()
+        return path
+
+    def flush_checkpoints(self) -> None:
+        """Wait until every checkpoint :meth:`_save` was given is on disk (a failed write raises)."""
+        if self._checkpoints is not None:
+            self._checkpoints.flush()
 
     # -- steps ------------------------------------------------------------------------------------
     def _sync(self) -> None:
@@ -1308,6 +1332,7 @@ def _fit(run: _Run) -> dict:
     val_batches = run.feature_batches(run.val_set)  # with all the threads: nothing runs beside it yet
     with run.sharing_cores():
         fit = _fit_epochs(run, val_batches)
+    run.flush_checkpoints()  # the epochs' checkpoints on disk before anything reads them or the run ends
     if run.is_main:
         run.draw_curves(final=True)  # every epoch, however soon after its last drawing the training ended
     return fit
@@ -1377,7 +1402,7 @@ def _save_average(run: _Run, val_batches) -> Optional[dict]:
     val = run.evaluate(val_batches)
     metrics = {"epoch": average.last_epoch, "val_loss": val["loss"], "val_acc": val["accuracy"],
                "val_uar": val["uar"], "averaged_epochs": [average.first_epoch, average.last_epoch]}
-    run._save("best.pt", average.last_epoch, metrics, run._state())
+    run._save("best.pt", average.last_epoch, metrics, run._state(), wait=True)
     return {"epochs": [average.first_epoch, average.last_epoch], "count": average.count,
             "val": {"loss": val["loss"], "accuracy": val["accuracy"], "uar": val["uar"]}}
 

@@ -16,7 +16,8 @@ from torch import nn
 
 import ser_gpu
 from ser_gpu.errors import CheckpointError, ParameterError
-from ser_gpu.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, load_model, save_checkpoint
+from ser_gpu.checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointWriter, load_checkpoint, load_model,
+                                save_checkpoint)
 from ser_gpu.models import CNNBiLSTMAttention, ModelConfig
 from ser_gpu.transforms import FeatureConfig
 
@@ -183,6 +184,111 @@ def test_failed_write_leaves_existing_file_intact(tmp_path, monkeypatch):
     assert path.read_bytes() == before
     assert load_checkpoint(path)["epoch"] == 1
     assert sorted(os.listdir(tmp_path)) == ["last.pt"]  # no temporary file left behind
+
+
+# ------------------------------------------------------------------------------- background writes
+
+
+def test_writer_writes_a_snapshot_while_the_model_changes(tmp_path, device):
+    """writer=: the payload is copied when save_checkpoint returns; later in-place updates of the model,
+    the optimiser and the state leave the file alone, which equals a direct save of the same moment."""
+    model, opt, sched = _trained()
+    model.to(device)
+    history = [{"epoch": 1, "loss": 0.5}]
+    direct = _save(tmp_path / "direct.pt", model, optimizer=opt, scheduler=sched, state={"history": history})
+    writer = CheckpointWriter()
+    try:
+        path = _save(tmp_path / "background.pt", model, optimizer=opt, scheduler=sched,
+                     state={"history": history}, writer=writer)
+        assert path == tmp_path / "background.pt"
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+        for group in opt.state.values():
+            group["exp_avg"].mul_(-3.0)
+        history.append({"epoch": 2, "loss": 0.4})
+        writer.flush()
+    finally:
+        writer.close()
+    a, b = load_checkpoint(direct), load_checkpoint(path)
+    assert b["state"]["history"] == [{"epoch": 1, "loss": 0.5}]
+    for key in a["model_state"]:
+        assert torch.equal(a["model_state"][key], b["model_state"][key]), key
+    for k, state in a["optimizer_state"]["state"].items():
+        assert torch.equal(state["exp_avg"], b["optimizer_state"]["state"][k]["exp_avg"])
+    assert a["scheduler_state"] == b["scheduler_state"]
+
+
+def test_writer_writes_in_order_and_keeps_at_most_max_pending(tmp_path, monkeypatch):
+    import ser_gpu.checkpoint as checkpoint
+
+    order, real = [], checkpoint._write
+    monkeypatch.setattr(checkpoint, "_write", lambda path, payload: order.append(path.name) or real(path, payload))
+    model = _trained()[0]
+    writer = CheckpointWriter(max_pending=1)
+    for epoch in range(1, 4):
+        _save(tmp_path / "best.pt", model, epoch=epoch, writer=writer)
+        _save(tmp_path / "last.pt", model, epoch=epoch, writer=writer)
+        assert len(writer._pending) == 1
+    writer.close()
+    assert order == ["best.pt", "last.pt"] * 3
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 3
+    assert not writer._pending
+    writer.close()  # idempotent
+
+
+def test_writer_raises_a_failed_write_naming_the_file(tmp_path, monkeypatch):
+    """A background failure is not lost: the next flush raises it (CheckpointError naming the file), the
+    file that was there stays intact, and a later checkpoint is still written."""
+    path = _save(tmp_path / "last.pt", epoch=1)
+    real_save = torch.save
+
+    def broken_save(obj, fh, *args, **kwargs):
+        fh.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    writer = CheckpointWriter()
+    monkeypatch.setattr(torch, "save", broken_save)
+    _save(path, epoch=2, writer=writer)
+    with pytest.raises(CheckpointError, match="No space left on device") as exc_info:
+        writer.flush()
+    _one_line_error(exc_info, path)
+    assert load_checkpoint(path)["epoch"] == 1
+    assert sorted(os.listdir(tmp_path)) == ["last.pt"]
+    monkeypatch.setattr(torch, "save", real_save)
+    _save(path, epoch=3, writer=writer)
+    writer.close()
+    assert load_checkpoint(path)["epoch"] == 3
+
+
+def test_writer_raises_a_failed_write_at_the_next_submit(tmp_path, monkeypatch):
+    import ser_gpu.checkpoint as checkpoint
+
+    def broken(path, payload):
+        raise OSError("disk full")
+
+    writer = CheckpointWriter()
+    monkeypatch.setattr(checkpoint, "_write", broken)
+    _save(tmp_path / "a.pt", epoch=1, writer=writer)
+    writer._pending[0][1].exception()  # the write has failed
+    with pytest.raises(CheckpointError, match="disk full") as exc_info:
+        _save(tmp_path / "b.pt", epoch=2, writer=writer)
+    _one_line_error(exc_info, tmp_path / "a.pt")
+    writer.close()
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_writer_bad_max_pending(bad):
+    with pytest.raises(ParameterError, match=f"max_pending must be a positive integer, got.*{bad!r}"):
+        CheckpointWriter(max_pending=bad)
+
+
+def test_closed_writer_refuses_a_checkpoint(tmp_path):
+    writer = CheckpointWriter()
+    writer.close()
+    with pytest.raises(CheckpointError, match="the checkpoint writer is closed"):
+        _save(tmp_path / "last.pt", writer=writer)
+    assert not (tmp_path / "last.pt").exists()
 
 
 # ---------------------------------------------------------------------------------- CheckpointError cases

@@ -224,3 +224,39 @@ def test_curves_are_redrawn_after_the_interval_and_when_the_training_ends(corpus
     train_model(epochs=3, data_dirs=[str(corpus)], out=str(tmp_path / "run"), cache_dir=str(cache), **FAST)
     assert shown == drawn
     assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_checkpoint_that_fails_in_the_background_stops_the_run(corpus, trained, tmp_path, monkeypatch):
+    """With checkpoints written by a background thread while the next epoch runs (on CUDA; here forced on
+    the CPU), a failed write is raised by the run (CheckpointError naming the file), the earlier epochs'
+    files stay, and the run directory is not left locked: a resumed run goes on from the last written epoch
+    and ends where an uninterrupted run does (the snapshots held the state of their epoch)."""
+    import ser_gpu.checkpoint as checkpoint
+    import ser_gpu.train as train
+    from ser_gpu.errors import CheckpointError
+
+    full_out, cache, _ = trained
+    monkeypatch.setattr(train, "BACKGROUND_CHECKPOINT_DEVICES", ("cpu", "cuda"))
+    real, out = checkpoint._write, tmp_path / "run"
+    written, disk_full = [], [True]
+
+    def failing(path, payload):
+        if disk_full[0] and path.name == "last.pt" and payload["epoch"] == 2:
+            raise OSError(28, "No space left on device")
+        written.append((path.name, payload["epoch"]))
+        return real(path, payload)
+
+    monkeypatch.setattr(checkpoint, "_write", failing)
+    settings = dict(data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache), **FAST)
+    with pytest.raises(CheckpointError, match=r"last\.pt: could not be written .*No space left on device"):
+        train_model(epochs=3, **settings)
+    assert ("last.pt", 1) in written
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    disk_full[0] = False
+    resumed = train_model(epochs=3, resume=True, **settings)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert written[-1] == ("last.pt", 3)  # the resumed run wrote in the background too
+    w_full = torch.load(full_out / "last.pt", weights_only=True)["model_state"]
+    w_resumed = torch.load(out / "last.pt", weights_only=True)["model_state"]
+    for k in w_full:  # the tolerance of test_resume_equals_an_uninterrupted_run
+        torch.testing.assert_close(w_full[k], w_resumed[k], rtol=1e-5, atol=1e-6)
