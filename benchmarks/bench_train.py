@@ -294,12 +294,14 @@ def readme_job(device, epochs: int = 20) -> dict:
         if proc.returncode != 0:
             raise RuntimeError(f"README job failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         history = json.loads((Path(tmp) / "run" / "metrics.json").read_text())["epochs"]
+        seconds = json.loads((Path(tmp) / "run" / "result.json").read_text()).get("seconds")
     m = re.search(r"test \(held out, best checkpoint\): accuracy ([0-9.]+), UAR ([0-9.]+)", proc.stdout)
     epoch_s = [h["epoch_seconds"] for h in history]
     return {"command": " ".join(cmd[1:]), "wall_seconds": wall, "test_accuracy": float(m.group(1)) if m else None,
             "test_uar": float(m.group(2)) if m else None, "epochs": len(history), "epoch_seconds": epoch_s,
             "first_epoch_seconds": epoch_s[0], "steady_epoch_seconds": float(np.median(epoch_s[1:] or epoch_s)),
             "data_seconds": [h["data_seconds"] for h in history],
+            "seconds": seconds,  # the run's own account (result.json): where its wall time went
             "loadavg_before": load_before, "loadavg_after": load_after}
 
 

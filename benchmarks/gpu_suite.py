@@ -191,7 +191,8 @@ def headline(results: Path, device: str, since: float = 0.0) -> dict:
         job = train.get("readme_job")
         if job:
             out["readme_job"] = {k: job.get(k) for k in ("wall_seconds", "epochs", "first_epoch_seconds",
-                                                         "steady_epoch_seconds", "test_uar", "error") if k in job}
+                                                         "steady_epoch_seconds", "test_uar", "seconds", "error")
+                                 if k in job}
     compiled = _load(results / f"train_compile_{device}.json")
     if compiled:  # the same benchmark with torch.compile of the model: does it pay? (issue 10)
         sg = compiled.get("ser_gpu") or {}

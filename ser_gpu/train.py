@@ -94,6 +94,8 @@ CURVES_INTERVAL_S = 30.0
 # the copy to the host is made anyway and the host's cores are free while the GPU trains; on the 2-core CPU
 # the writer's copy and its thread slowed the epochs by what it saved (README job, 101-109 s vs 99-104 s)
 BACKGROUND_CHECKPOINT_DEVICES = ("cuda",)
+# result.json's "seconds": the host wall time of each part of a run (this process's; see _Run.timed)
+PHASES = ("data", "statistics", "validation_features", "epochs", "checkpoints", "metrics", "test", "total")
 _MAIN_AGAIN = object()  # _Run._main_first: the other ranks run the same function after rank 0
 
 
@@ -368,6 +370,8 @@ class _Run:
         from .data import EMOTIONS
 
         self.config = c = config
+        self._started = time.perf_counter()
+        self.seconds = dict.fromkeys(PHASES, 0.0)  # result.json's "seconds" (timed)
         self.out = Path(c.out)
         self.labels = list(EMOTIONS)
         if resume and overwrite:
@@ -394,11 +398,23 @@ class _Run:
                 self.config = c = dataclasses.replace(c, progress=False)
             torch.manual_seed(c.seed)
             # rank 0 fills the waveform cache, the others then read it (its warnings were rank 0's to give)
-            self._main_first(self._build_data, others=_quietly(self._build_data))
-            self._build_modules()
+            with self.timed("data"):
+                self._main_first(self._build_data, others=_quietly(self._build_data))
+            with self.timed("statistics"):  # the model, the training split's statistics, the statistics head
+                self._build_modules()
         except BaseException:
             self.release()
             raise
+
+    @contextlib.contextmanager
+    def timed(self, phase: str):
+        """Add the host wall time of the block to ``seconds[phase]`` (:data:`PHASES`). On CUDA a phase ends
+        when its host work does (kernels may still run), which the next host sync charges to its phase."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += time.perf_counter() - start
 
     def release(self) -> None:
         """Stop the prefetch thread, finish writing the checkpoints, give up the run directory's lock and
@@ -735,11 +751,12 @@ class _Run:
             return None
         if self._checkpoints is None and self.device.type in BACKGROUND_CHECKPOINT_DEVICES:
             self._checkpoints = CheckpointWriter()
-        path = save_checkpoint(self.out / name, model=self.model, model_config=self.model_config.to_dict(),
-                               feature_config=self.feature_config.to_dict(), labels=self.labels,
-                               train_config=self.config.to_dict(), epoch=epoch, metrics=metrics,
-                               optimizer=self.optimizer, scheduler=self.scheduler, state=state,
-                               writer=self._checkpoints)
+        with self.timed("checkpoints"):
+            path = save_checkpoint(self.out / name, model=self.model, model_config=self.model_config.to_dict(),
+                                   feature_config=self.feature_config.to_dict(), labels=self.labels,
+                                   train_config=self.config.to_dict(), epoch=epoch, metrics=metrics,
+                                   optimizer=self.optimizer, scheduler=self.scheduler, state=state,
+                                   writer=self._checkpoints)
         if wait:
             self.flush_checkpoints()
         return path
@@ -747,7 +764,8 @@ class _Run:
     def flush_checkpoints(self) -> None:
         """Wait until every checkpoint :meth:`_save` was given is on disk (a failed write raises)."""
         if self._checkpoints is not None:
-            self._checkpoints.flush()
+            with self.timed("checkpoints"):
+                self._checkpoints.flush()
 
     # -- steps ------------------------------------------------------------------------------------
     def _sync(self) -> None:
@@ -1329,12 +1347,14 @@ def _check_resume_settings(stored: TrainConfig, given_config: TrainConfig, given
 
 
 def _fit(run: _Run) -> dict:
-    val_batches = run.feature_batches(run.val_set)  # with all the threads: nothing runs beside it yet
+    with run.timed("validation_features"):
+        val_batches = run.feature_batches(run.val_set)  # with all the threads: nothing runs beside it yet
     with run.sharing_cores():
         fit = _fit_epochs(run, val_batches)
     run.flush_checkpoints()  # the epochs' checkpoints on disk before anything reads them or the run ends
     if run.is_main:
-        run.draw_curves(final=True)  # every epoch, however soon after its last drawing the training ended
+        with run.timed("metrics"):
+            run.draw_curves(final=True)  # every epoch, however soon after its last drawing the training ended
     return fit
 
 
@@ -1362,6 +1382,7 @@ def _fit_epochs(run: _Run, val_batches: list) -> dict:
         if c.schedule == "plateau":
             run.scheduler.step(val["loss"])
         row["epoch_seconds"] = time.perf_counter() - t0
+        run.seconds["epochs"] += row["epoch_seconds"]
         run.history.append(row)
         improved = run.score(row) > run.best_score
         if improved:
@@ -1381,7 +1402,8 @@ def _fit_epochs(run: _Run, val_batches: list) -> dict:
             state = {**state, "weight_average": run.weight_average.state_dict()}
         run._save("last.pt", epoch + 1, metrics, state)
         if run.is_main:
-            run.write_metrics()
+            with run.timed("metrics"):
+                run.write_metrics()
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{val['loss']:.3f}", val_uar=f"{val['uar']:.3f}")
         stopped_early = bool(c.early_stopping) and run.bad_epochs >= c.early_stopping
     bar.close()
@@ -1436,14 +1458,17 @@ def _final_report(run: _Run, fit: dict) -> dict:
     elif not best_exists:
         result["test_skipped"] = "no best.pt was written (no epoch finished with a finite validation loss)"
     else:
-        if run.is_main:
-            run.model.load_state_dict(load_checkpoint(best_path)["model_state"])  # written by this run
-        run.dist.broadcast_tensors(run.model.state_dict().values())  # rank 0 read it; every rank evaluates it
-        test = run.evaluate(run.feature_batches(run.test_set), probabilities=True)
-        per_clip = run.test_probabilities(test.pop("probabilities"), test.pop("targets"))
-        result["test"] = test
-        if run.is_main:  # each test clip's softmax: what crossval --ensemble averages over runs
-            save_json(run.out / "test_probabilities.json", per_clip)
+        with run.timed("test"):
+            if run.is_main:
+                run.model.load_state_dict(load_checkpoint(best_path)["model_state"])  # written by this run
+            run.dist.broadcast_tensors(run.model.state_dict().values())  # rank 0 read it; every rank evaluates it
+            test = run.evaluate(run.feature_batches(run.test_set), probabilities=True)
+            per_clip = run.test_probabilities(test.pop("probabilities"), test.pop("targets"))
+            result["test"] = test
+            if run.is_main:  # each test clip's softmax: what crossval --ensemble averages over runs
+                save_json(run.out / "test_probabilities.json", per_clip)
+    run.seconds["total"] = time.perf_counter() - run._started
+    result["seconds"] = dict(run.seconds)
     if (run.history or fit.get("diverged")) and run.is_main:
         save_json(run.out / "result.json", {k: v for k, v in result.items() if k != "history"})  # non-finite -> null
     return result

@@ -43,6 +43,20 @@ def test_run_writes_checkpoints_metrics_and_plot(trained):
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_result_says_where_the_run_spent_its_time(trained):
+    """result.json's "seconds": the host wall time of each part of the run, disjoint parts within the total;
+    "epochs" is the sum of the epochs' own epoch_seconds."""
+    from ser_gpu.train import PHASES
+
+    out, _, result = trained
+    seconds = json.loads((out / "result.json").read_text())["seconds"]
+    assert seconds == result["seconds"] and list(seconds) == list(PHASES)
+    assert "test_skipped" in result and seconds["test"] == 0.0  # the random split has no test clips
+    assert all(v > 0 for k, v in seconds.items() if k != "test"), seconds  # each other part ran
+    assert seconds["epochs"] == pytest.approx(sum(h["epoch_seconds"] for h in result["history"]), rel=1e-9)
+    assert sum(v for k, v in seconds.items() if k != "total") <= seconds["total"]
+
+
 def test_checkpoint_loads_weights_only_with_every_config(trained):
     out, _, _ = trained
     payload = torch.load(out / "last.pt", weights_only=True)
