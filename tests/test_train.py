@@ -274,3 +274,31 @@ def test_a_checkpoint_that_fails_in_the_background_stops_the_run(corpus, trained
     w_resumed = torch.load(out / "last.pt", weights_only=True)["model_state"]
     for k in w_full:  # the tolerance of test_resume_equals_an_uninterrupted_run
         torch.testing.assert_close(w_full[k], w_resumed[k], rtol=1e-5, atol=1e-6)
+
+
+def test_background_checkpoints_hold_the_state_of_their_epoch(corpus, trained, tmp_path, monkeypatch, device):
+    """The writer's thread writes last.pt (on CUDA by default; forced on the CPU here), and last.pt holds the
+    model and optimiser of the last epoch exactly: what the run holds when it ends (SER_GPU_DUMP_FINAL_STATE)."""
+    import threading
+
+    import ser_gpu.checkpoint as checkpoint
+    import ser_gpu.train as train
+
+    _, cache, _ = trained
+    real, threads = checkpoint._write, set()
+    monkeypatch.setattr(checkpoint, "_write",
+                        lambda path, payload: threads.add(threading.current_thread().name) or real(path, payload))
+    monkeypatch.setattr(train, "BACKGROUND_CHECKPOINT_DEVICES", ("cpu", "cuda"))
+    monkeypatch.setenv("SER_GPU_DUMP_FINAL_STATE", str(tmp_path / "dump"))
+    result = train_model(epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / "run"), cache_dir=str(cache),
+                         device=device, **FAST)
+    assert result["epochs_run"] == 2 and result["seconds"]["checkpoints"] > 0
+    assert len(threads) == 1 and threading.current_thread().name not in threads
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    final = torch.load(tmp_path / "dump" / "rank0.pt", weights_only=True, map_location="cpu")
+    assert last["epoch"] == 2
+    for key, value in final["model"].items():
+        assert torch.equal(last["model_state"][key], value), key
+    for index, state in final["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(last["optimizer_state"]["state"][index][name], value), (index, name)
