@@ -302,3 +302,21 @@ def test_background_checkpoints_hold_the_state_of_their_epoch(corpus, trained, t
     for index, state in final["optimizer"]["state"].items():
         for name, value in state.items():
             assert torch.equal(last["optimizer_state"]["state"][index][name], value), (index, name)
+
+
+def test_adamw_is_the_fused_one_and_a_resumed_run_keeps_its_checkpoints(corpus, trained, tmp_path):
+    """New runs step with torch's fused AdamW (FUSED_ADAMW_DEVICES); a run written before it (param_groups
+    without fused) goes on with the implementation it was written with."""
+    full_out, cache, _ = trained
+    last = torch.load(full_out / "last.pt", weights_only=True)
+    assert [g["fused"] for g in last["optimizer_state"]["param_groups"]] == [True]
+    out = tmp_path / "run"
+    settings = dict(data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache), **FAST)
+    train_model(epochs=1, **settings)
+    payload = torch.load(out / "last.pt", weights_only=True)
+    for group in payload["optimizer_state"]["param_groups"]:
+        group["fused"] = None  # as an AdamW made without fused= stores it
+    torch.save(payload, out / "last.pt")
+    train_model(epochs=2, resume=True, **settings)
+    resumed = torch.load(out / "last.pt", weights_only=True)
+    assert resumed["epoch"] == 2 and [g["fused"] for g in resumed["optimizer_state"]["param_groups"]] == [None]

@@ -96,7 +96,7 @@ def corpus(tmp_path_factory):
 # the validation loss jump on the tiny corpus: epoch 1 opens a window, epoch 2 joins it, epoch 3 restarts it
 # (checked below), so the run exercises both. Without the prefetch thread: the trajectory was chosen so, and
 # on the CPU the prefetch gives the training another thread count (another last bit: ser_gpu._threads)
-WINDOW = dict(FAST, lr=5e-2, select="loss", schedule="plateau", average_weights=True, split="actor", prefetch=False)
+WINDOW = dict(FAST, lr=3e-2, select="loss", schedule="plateau", average_weights=True, split="actor", prefetch=False)
 
 
 def test_best_pt_is_the_mean_of_the_selected_epoch_and_those_after_it_and_resume_carries_the_window(
