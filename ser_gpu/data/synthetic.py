@@ -46,7 +46,6 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import butter, lfilter, sosfilt
 
 from .._atomic import atomic_write, save_json
 from .._validation import _describe, check_positive_int
@@ -255,6 +254,8 @@ def _semitone_shape(shape: str, u: np.ndarray) -> np.ndarray:
 
 
 def _fricative_filters(sr: float) -> List[np.ndarray]:
+    from scipy.signal import butter
+
     nyq = 0.5 * sr
     bands = [(3800, 8000), (2300, 5000), (1200, 7000), (500, 3500)]  # s, sh, f, h/stop-burst
     sos = []
@@ -296,6 +297,8 @@ def synthesize_clip(
         raise ParameterError(f"emotion must be a RAVDESS emotion code in 1-8, got {emotion!r}")
     if isinstance(sr, bool) or not isinstance(sr, (int, float)) or not sr >= 8000:
         raise ParameterError(f"sr must be at least 8000 Hz, got {_describe(sr)}")
+    from scipy.signal import lfilter, sosfilt  # here: importing scipy.signal costs every command ~1 s
+
     name = EMOTIONS[emotion - 1]
     rng = np.random.default_rng([seed, actor, emotion, intensity, statement, repetition])
     voice = _voice(seed, actor)
