@@ -52,6 +52,21 @@ def test_same_seed_same_bytes_other_seed_other_audio(tiny, tmp_path):
     assert all(a.read_bytes() != b.read_bytes() for a, b in zip(paths, other))
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_files_do_not_depend_on_the_number_of_threads(tiny, tmp_path, monkeypatch, threads):
+    """make_corpus synthesises clips on threads (each from its own seed): any number gives the same bytes,
+    each the clip synthesize_clip makes, written as 16-bit PCM."""
+    root, paths = tiny
+    monkeypatch.setattr(synthetic, "_SYNTHESIS_THREADS", threads)
+    again = make_corpus(tmp_path / "threads", seed=5, **TINY)
+    assert [a.read_bytes() for a in again] == [p.read_bytes() for p in paths]
+    clip = scan_corpus([root])[3]
+    y = synthesize_clip(seed=5, actor=clip.actor, emotion=clip.label + 1, intensity=clip.intensity,
+                        statement=clip.statement, repetition=clip.repetition)
+    stored, _ = sf.read(clip.path, dtype="float32")
+    np.testing.assert_allclose(stored, y, rtol=0, atol=1 / 32767)  # the 16-bit quantisation step
+
+
 def test_clip_does_not_depend_on_corpus_size(tiny, tmp_path):
     root, paths = tiny
     bigger = make_corpus(tmp_path / "bigger", seed=5, n_actors=3, n_clips=2, progress=False)

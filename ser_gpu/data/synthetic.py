@@ -36,6 +36,7 @@ corpus size or on the order of generation.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -253,7 +254,10 @@ def _semitone_shape(shape: str, u: np.ndarray) -> np.ndarray:
     raise AssertionError(shape)
 
 
-def _fricative_filters(sr: float) -> List[np.ndarray]:
+@functools.lru_cache(maxsize=8)
+def _fricative_filters(sr: float) -> Tuple[np.ndarray, ...]:
+    """The four fricative band-pass filters, shared by every clip (never modified: sosfilt reads them):
+    designed once per sample rate, not per clip (designing them was 13 % of the corpus's synthesis)."""
     from scipy.signal import butter
 
     nyq = 0.5 * sr
@@ -262,7 +266,7 @@ def _fricative_filters(sr: float) -> List[np.ndarray]:
     for lo, hi in bands:
         lo, hi = min(lo, 0.8 * nyq), min(hi, 0.95 * nyq)
         sos.append(butter(2, [lo / nyq, hi / nyq], btype="band", output="sos"))
-    return sos
+    return tuple(sos)
 
 
 def synthesize_clip(
@@ -442,6 +446,9 @@ def _file_name(actor: int, emotion: int, intensity: int, statement: int, repetit
     return f"03-01-{emotion:02d}-{intensity:02d}-{statement:02d}-{repetition:02d}-{actor:02d}.wav"
 
 
+_SYNTHESIS_THREADS = 8  # at most, and at most the machine's cores
+
+
 def _code_hash() -> str:
     try:
         return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
@@ -543,19 +550,28 @@ def make_corpus(
     # claim the directory before the first file lands, so an interrupted run is recognised as ours
     save_json(root / MANIFEST_NAME, record)
 
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
+
+    def synthesize(entry):
+        actor, emotion, intensity, statement, repetition = entry
+        return synthesize_clip(seed=seed, actor=actor, emotion=emotion, intensity=intensity, statement=statement,
+                               repetition=repetition, sr=sr)
 
     start = time.perf_counter()
     total = 0
-    for (actor, emotion, intensity, statement, repetition), path in tqdm(
-            list(zip(entries, paths)), desc="synthetic corpus", unit="clip", disable=not progress, leave=False):
-        y = synthesize_clip(seed=seed, actor=actor, emotion=emotion, intensity=intensity, statement=statement,
-                            repetition=repetition, sr=sr)
-        total += len(y)
-        path.parent.mkdir(exist_ok=True)
-        buf = io.BytesIO()
-        sf.write(buf, y, sr, subtype=subtype, format="WAV")
-        atomic_write(path, lambda fh, data=buf.getvalue(): fh.write(data))
+    # each clip draws from its own seed: threads (numpy and scipy work outside the GIL for part of it)
+    # give the same files in the same order; 320 clips on 2 cores: 2.0 s against 3.1 s in one thread
+    with ThreadPoolExecutor(max(1, min(_SYNTHESIS_THREADS, os.cpu_count() or 1)),
+                            thread_name_prefix="ser_gpu-synthetic") as pool:
+        for y, path in tqdm(zip(pool.map(synthesize, entries), paths), total=len(paths), desc="synthetic corpus",
+                            unit="clip", disable=not progress, leave=False):
+            total += len(y)
+            path.parent.mkdir(exist_ok=True)
+            buf = io.BytesIO()
+            sf.write(buf, y, sr, subtype=subtype, format="WAV")
+            atomic_write(path, lambda fh, data=buf.getvalue(): fh.write(data))
     record["complete"] = True
     record["seconds_to_generate"] = round(time.perf_counter() - start, 3)
     record["total_audio_s"] = round(total / sr, 3)
