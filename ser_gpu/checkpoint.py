@@ -55,12 +55,12 @@ _SCALARS = (str, int, float, bool, type(None))
 def _plain(value: Any, where: str, copy: bool = False) -> Any:
     """Check (and lightly normalise) ``value`` for ``torch.load(weights_only=True)``.
 
-    Tensors are detached and moved to the CPU (``copy``: always copied, so that the result is a snapshot
-    the caller's later in-place updates leave alone; containers are always new ones); numpy scalars and ``str``/``int``/``float``
-    subclasses (e.g. enums) become the builtin type; ``torch.Size`` becomes a tuple; dict
-    subclasses other than ``OrderedDict`` become ``dict``. Anything else that the weights-only
-    unpickler refuses (numpy arrays, dataclasses, namedtuples, sets, paths, ...) raises
-    ParameterError naming ``where``.
+    Tensors are detached and moved to the CPU (``copy``: always copied, so that the result is a
+    snapshot the caller's later in-place updates leave alone; containers are always new ones); numpy
+    scalars and ``str``/``int``/``float`` subclasses (e.g. enums) become the builtin type;
+    ``torch.Size`` becomes a tuple; dict subclasses other than ``OrderedDict`` become ``dict``.
+    Anything else that the weights-only unpickler refuses (numpy arrays, dataclasses, namedtuples,
+    sets, paths, ...) raises ParameterError naming ``where``.
     """
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", copy=copy)
