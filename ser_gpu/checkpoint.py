@@ -14,10 +14,13 @@ All tensors are stored on the CPU, so a checkpoint written on a GPU loads anywhe
 from __future__ import annotations
 
 import collections
+import contextlib
 import numbers
 import os
 import pickle
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -125,6 +128,7 @@ def save_checkpoint(
     optimizer=None,
     scheduler=None,
     state: Optional[dict] = None,
+    also: Sequence = (),
     writer: Optional["CheckpointWriter"] = None,
 ) -> Path:
     """Write a checkpoint atomically (a crash mid-write leaves any existing file intact).
@@ -144,6 +148,9 @@ def save_checkpoint(
             stored under ``optimizer_state``/``scheduler_state``; ``None`` stores ``None``.
         state: free-form plain data and tensors for resuming (RNG states as uint8 tensors,
             history lists, early-stopping counters), default ``{}``.
+        also: other paths that get the same checkpoint, each atomically replaced by a hard link to
+            ``path`` once it is written (a copy where the filesystem refuses links): one serialisation
+            and one write for two names (e.g. ``best.pt`` and ``selected.pt``).
         writer: a :class:`CheckpointWriter`: the payload is checked and its tensors copied (a snapshot)
             here, and the file written by the writer's thread while the caller goes on; None (default):
             written before this returns.
@@ -203,16 +210,45 @@ def save_checkpoint(
         "scheduler_state": None if scheduler is None else scheduler.state_dict(),
         "state": {} if state is None else state,
     }
+    if isinstance(also, (str, os.PathLike)) or not all(isinstance(p, (str, os.PathLike)) for p in also):
+        raise ParameterError(f"also must be a sequence of paths, got {_describe(also)}")
+    also = tuple(Path(p) for p in also)
+    for other in also:
+        if other.is_dir() or other == path:
+            raise ParameterError(f"also must name files other than path {str(path)!r}, got {str(other)!r}")
     payload = {key: _plain(value, key, copy=writer is not None) for key, value in raw.items()}
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    for target in (path, *also):
+        target.parent.mkdir(parents=True, exist_ok=True)
     if writer is not None:
-        return writer.submit(path, payload)
-    return _write(path, payload)
+        return writer.submit(path, payload, also)
+    return _write(path, payload, also)
 
 
-def _write(path: Path, payload: dict) -> Path:
-    return atomic_write(path, lambda fh: torch.save(payload, fh))
+def _write(path: Path, payload: dict, also: Tuple[Path, ...] = ()) -> Path:
+    atomic_write(path, lambda fh: torch.save(payload, fh))
+    for other in also:
+        _same_file(path, other)
+    return path
+
+
+def _same_file(source: Path, target: Path) -> None:
+    """Atomically make ``target`` a hard link to ``source`` (a copy where links are refused: another
+    filesystem, or one without them). Replacing ``source`` later leaves ``target`` as it is."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            with open(source, "rb") as src:
+                atomic_write(target, lambda fh: shutil.copyfileobj(src, fh, 1 << 20))
+            return
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 class CheckpointWriter:
@@ -234,14 +270,15 @@ class CheckpointWriter:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ser_gpu-checkpoints")
         self._pending: collections.deque = collections.deque()
 
-    def submit(self, path, payload: dict) -> Path:
-        """Queue ``payload`` (a snapshot: nothing may change it) to be written to ``path``."""
+    def submit(self, path, payload: dict, also: Sequence = ()) -> Path:
+        """Queue ``payload`` (a snapshot: nothing may change it) to be written to ``path`` (and linked to
+        ``also``, as :func:`save_checkpoint` does)."""
         if self._executor is None:
             raise CheckpointError(f"{path}: the checkpoint writer is closed")
         while self._pending and (self._pending[0][1].done() or len(self._pending) >= self.max_pending):
             self._wait_oldest()
         path = Path(path)
-        self._pending.append((path, self._executor.submit(_write, path, payload)))
+        self._pending.append((path, self._executor.submit(_write, path, payload, tuple(Path(p) for p in also))))
         return path
 
     def _wait_oldest(self) -> None:

@@ -746,10 +746,12 @@ class _Run:
         self.start_epoch = epoch
         self._say(f"resuming {path} after epoch {self.start_epoch}")
 
-    def _save(self, name: str, epoch: int, metrics: dict, state: dict, *, wait: bool = False) -> Optional[Path]:
-        """Rank 0 writes ``out/name`` (on a device of :data:`BACKGROUND_CHECKPOINT_DEVICES`, in the
-        background: a snapshot, the training goes on; ``wait``: on disk, with every checkpoint before it,
-        when this returns); the other ranks write nothing (``state``: :meth:`_state`)."""
+    def _save(self, name: str, epoch: int, metrics: dict, state: dict, *, also: Sequence[str] = (),
+              wait: bool = False) -> Optional[Path]:
+        """Rank 0 writes ``out/name`` and links the names ``also`` to it (on a device of
+        :data:`BACKGROUND_CHECKPOINT_DEVICES`, in the background: a snapshot, the training goes on; ``wait``:
+        on disk, with every checkpoint before it, when this returns); the other ranks write nothing
+        (``state``: :meth:`_state`)."""
         from .checkpoint import CheckpointWriter, save_checkpoint
 
         if not self.is_main:
@@ -761,7 +763,7 @@ class _Run:
                                    feature_config=self.feature_config.to_dict(), labels=self.labels,
                                    train_config=self.config.to_dict(), epoch=epoch, metrics=metrics,
                                    optimizer=self.optimizer, scheduler=self.scheduler, state=state,
-                                   writer=self._checkpoints)
+                                   also=[self.out / other for other in also], writer=self._checkpoints)
         if wait:
             self.flush_checkpoints()
         return path
@@ -1399,10 +1401,10 @@ def _fit_epochs(run: _Run, val_batches: list) -> dict:
         if run.weight_average is not None:
             run.weight_average.update(run.model, epoch + 1, restart=improved)
         state = run._state()  # a collective under torchrun; rank 0 alone writes
-        if improved:
-            run._save("best.pt", epoch + 1, metrics, state)
-            if run.weight_average is not None:  # best.pt becomes the mean when the run ends; this one stays
-                run._save("selected.pt", epoch + 1, metrics, state)
+        if improved:  # with weight averaging selected.pt too, the same file (best.pt becomes the mean when the
+            # run ends; selected.pt stays): one write, 16 of the README job's 20 epochs improve
+            run._save("best.pt", epoch + 1, metrics, state,
+                      also=("selected.pt",) if run.weight_average is not None else ())
         if run.weight_average is not None:  # last.pt alone: what a resumed run goes on averaging
             state = {**state, "weight_average": run.weight_average.state_dict()}
         run._save("last.pt", epoch + 1, metrics, state)

@@ -223,7 +223,8 @@ def test_writer_writes_in_order_and_keeps_at_most_max_pending(tmp_path, monkeypa
     import ser_gpu.checkpoint as checkpoint
 
     order, real = [], checkpoint._write
-    monkeypatch.setattr(checkpoint, "_write", lambda path, payload: order.append(path.name) or real(path, payload))
+    monkeypatch.setattr(checkpoint, "_write",
+                        lambda path, payload, also=(): order.append(path.name) or real(path, payload, also))
     model = _trained()[0]
     writer = CheckpointWriter(max_pending=1)
     for epoch in range(1, 4):
@@ -264,7 +265,7 @@ def test_writer_raises_a_failed_write_naming_the_file(tmp_path, monkeypatch):
 def test_writer_raises_a_failed_write_at_the_next_submit(tmp_path, monkeypatch):
     import ser_gpu.checkpoint as checkpoint
 
-    def broken(path, payload):
+    def broken(path, payload, also=()):
         raise OSError("disk full")
 
     writer = CheckpointWriter()
@@ -275,6 +276,50 @@ def test_writer_raises_a_failed_write_at_the_next_submit(tmp_path, monkeypatch):
         _save(tmp_path / "b.pt", epoch=2, writer=writer)
     _one_line_error(exc_info, tmp_path / "a.pt")
     writer.close()
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_also_names_get_the_same_file_and_keep_it_when_path_is_replaced(tmp_path, background):
+    """also=: one serialisation for two names; the other name is a hard link to path (same inode), which a
+    later save to path (a new file, os.replace) leaves holding the first checkpoint."""
+    writer = CheckpointWriter() if background else None
+    _save(tmp_path / "best.pt", epoch=1, also=[tmp_path / "runs" / "selected.pt"], writer=writer)
+    if writer is not None:
+        writer.flush()
+    selected = tmp_path / "runs" / "selected.pt"
+    assert os.path.samefile(tmp_path / "best.pt", selected)
+    assert load_checkpoint(selected)["epoch"] == 1
+    _save(tmp_path / "best.pt", epoch=2, writer=writer)
+    if writer is not None:
+        writer.close()
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 2 and load_checkpoint(selected)["epoch"] == 1
+    assert sorted(os.listdir(tmp_path / "runs")) == ["selected.pt"]  # no temporary file left
+
+
+def test_also_is_a_copy_where_links_are_refused(tmp_path, monkeypatch):
+    def no_links(source, target):
+        raise OSError(18, "Invalid cross-device link")
+
+    old = _save(tmp_path / "selected.pt", epoch=0)
+    monkeypatch.setattr(os, "link", no_links)
+    _save(tmp_path / "best.pt", epoch=3, also=[old])
+    assert not os.path.samefile(tmp_path / "best.pt", old)
+    assert old.read_bytes() == (tmp_path / "best.pt").read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["best.pt", "selected.pt"]
+
+
+@pytest.mark.parametrize("also, match", [
+    ("selected.pt", "also must be a sequence of paths, got 'selected.pt'"),
+    ([3], r"also must be a sequence of paths, got \[3\]"),
+    (["SAME"], "also must name files other than path"),
+    (["DIR"], "also must name files other than path"),
+])
+def test_bad_also(tmp_path, also, match):
+    path = tmp_path / "best.pt"
+    also = [path if a == "SAME" else tmp_path if a == "DIR" else a for a in also] if isinstance(also, list) else also
+    with pytest.raises(ParameterError, match=match):
+        _save(path, also=also)
+    assert not path.exists()
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])

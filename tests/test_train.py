@@ -254,11 +254,11 @@ def test_a_checkpoint_that_fails_in_the_background_stops_the_run(corpus, trained
     real, out = checkpoint._write, tmp_path / "run"
     written, disk_full = [], [True]
 
-    def failing(path, payload):
+    def failing(path, payload, also=()):
         if disk_full[0] and path.name == "last.pt" and payload["epoch"] == 2:
             raise OSError(28, "No space left on device")
         written.append((path.name, payload["epoch"]))
-        return real(path, payload)
+        return real(path, payload, also)
 
     monkeypatch.setattr(checkpoint, "_write", failing)
     settings = dict(data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache), **FAST)
@@ -287,7 +287,8 @@ def test_background_checkpoints_hold_the_state_of_their_epoch(corpus, trained, t
     _, cache, _ = trained
     real, threads = checkpoint._write, set()
     monkeypatch.setattr(checkpoint, "_write",
-                        lambda path, payload: threads.add(threading.current_thread().name) or real(path, payload))
+                        lambda path, payload, also=(): threads.add(threading.current_thread().name)
+                        or real(path, payload, also))
     monkeypatch.setattr(train, "BACKGROUND_CHECKPOINT_DEVICES", ("cpu", "cuda"))
     monkeypatch.setenv("SER_GPU_DUMP_FINAL_STATE", str(tmp_path / "dump"))
     result = train_model(epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / "run"), cache_dir=str(cache),
