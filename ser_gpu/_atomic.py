@@ -10,11 +10,12 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, IO
 
-__all__ = ["atomic_write", "save_npy", "save_json"]
+__all__ = ["atomic_write", "atomic_link", "save_npy", "save_json"]
 
 
 def _umask() -> int:
@@ -23,10 +24,16 @@ def _umask() -> int:
     return mask
 
 
+def _temporary_beside(path: Path):
+    """``(fd, name)`` of a new temporary file beside ``path``: ``.<name>.<random>.tmp`` (what a run's
+    start removes when a killed save left one, ser_gpu.train)."""
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+
 def atomic_write(path, write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write(fh)`` on a temporary binary file, then move it onto ``path``."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -39,6 +46,27 @@ def atomic_write(path, write: Callable[[IO[bytes]], None]) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def atomic_link(source, target) -> Path:
+    """Atomically make ``target`` a hard link to ``source`` (a copy, written with :func:`atomic_write`,
+    where links are refused: another filesystem, or one without them). Replacing ``source`` later
+    leaves ``target`` as it is."""
+    source, target = Path(source), Path(target)
+    fd, tmp = _temporary_beside(target)
+    os.close(fd)
+    try:
+        os.unlink(tmp)  # the name only: os.link makes the file
+        try:
+            os.link(source, tmp)
+        except OSError:
+            with open(source, "rb") as src:
+                return atomic_write(target, lambda fh: shutil.copyfileobj(src, fh, 1 << 20))
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return target
 
 
 def save_npy(path, array) -> Path:

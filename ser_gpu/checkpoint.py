@@ -14,13 +14,10 @@ All tensors are stored on the CPU, so a checkpoint written on a GPU loads anywhe
 from __future__ import annotations
 
 import collections
-import contextlib
 import numbers
 import os
 import pickle
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -28,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._atomic import atomic_write
+from ._atomic import atomic_link, atomic_write
 from ._validation import _describe, check_nonnegative_int
 from .errors import CheckpointError, ParameterError
 from .models.cnn_bilstm_attention import CNNBiLSTMAttention, ModelConfig
@@ -228,27 +225,8 @@ def save_checkpoint(
 def _write(path: Path, payload: dict, also: Tuple[Path, ...] = ()) -> Path:
     atomic_write(path, lambda fh: torch.save(payload, fh))
     for other in also:
-        _same_file(path, other)
+        atomic_link(path, other)
     return path
-
-
-def _same_file(source: Path, target: Path) -> None:
-    """Atomically make ``target`` a hard link to ``source`` (a copy where links are refused: another
-    filesystem, or one without them). Replacing ``source`` later leaves ``target`` as it is."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.unlink(tmp)
-        try:
-            os.link(source, tmp)
-        except OSError:
-            with open(source, "rb") as src:
-                atomic_write(target, lambda fh: shutil.copyfileobj(src, fh, 1 << 20))
-            return
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 class CheckpointWriter:
