@@ -23,6 +23,7 @@ __all__ = [
     "check_nonnegative_int",
     "check_positive",
     "check_nonnegative",
+    "check_real",
     "check_lengths",
     "check_frame_lengths",
     "check_probability",
@@ -106,6 +107,11 @@ def _real(value, name: str, what: str) -> float:
     if not math.isfinite(value):
         raise ParameterError(f"{name} must be {what}, got {value}")
     return value
+
+
+def check_real(value, name: str) -> float:
+    """A finite real number (Python or numpy scalar; not a bool) as a float."""
+    return _real(value, name, "a finite number")
 
 
 def check_positive(value, name: str) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -85,10 +86,44 @@ def test_window_tensor_wrong_length():
         F.stft(Y, window=torch.ones(100))
 
 
-@pytest.mark.parametrize("top_db", [-1, -80.0])
-def test_negative_top_db(top_db):
-    with pytest.raises(ParameterError, match=f"top_db must be a non-negative number or None, got {top_db}"):
+@pytest.mark.parametrize("top_db", [-1, -80.0, float("nan"), float("inf"), "80"])
+def test_bad_top_db(top_db):
+    with pytest.raises(ParameterError, match=f"top_db must be a non-negative finite number, got '?{top_db}"):
         F.power_to_db(torch.ones(5, 5), top_db=top_db)
+
+
+@pytest.mark.parametrize("name, bad, call", [
+    ("ref", float("nan"), lambda v: F.power_to_db(torch.ones(5, 5), ref=v)),
+    ("ref", float("inf"), lambda v: F.power_to_db(torch.ones(5, 5), ref=v)),
+    ("lifter", float("nan"), lambda v: F.mfcc(Y, lifter=v)),
+    ("lifter", -1, lambda v: F.mfcc(Y, lifter=v)),
+    ("norm", float("nan"), lambda v: F.util.normalize(torch.ones(3, 4), norm=v)),
+])
+def test_non_finite_numbers_are_refused_not_turned_into_nan_output(name, bad, call):
+    # each of these once gave an all-NaN result (or ran on) instead of naming the argument
+    with pytest.raises(ParameterError, match=f"{name} must be .*, got {bad}"):
+        call(bad)
+
+
+def test_numpy_scalars_are_numbers():
+    # np.float32(80) is what a user gets from an array; it once raised "must be a number"
+    S = torch.rand(2, 40, 30, dtype=torch.float64) + 1e-3
+    want = F.power_to_db(S, ref=1.0, top_db=80.0)
+    for top_db in (np.float32(80), np.int64(80), np.float64(80)):
+        for ref in (np.float32(1.0), np.int64(1)):
+            torch.testing.assert_close(F.power_to_db(S, ref=ref, top_db=top_db), want, rtol=0, atol=0)
+    torch.testing.assert_close(F.util.normalize(S, norm=np.float32(2.0), axis=-2), F.util.normalize(S, norm=2.0, axis=-2))
+    torch.testing.assert_close(F.mfcc(Y, lifter=np.int64(22)), F.mfcc(Y, lifter=22))
+    torch.testing.assert_close(F.chroma_stft(Y, tuning=np.float32(0.25)), F.chroma_stft(Y, tuning=0.25))
+    torch.testing.assert_close(F.filters.mel(sr=22050, n_fft=2048, norm=np.float64(1.0)),
+                               F.filters.mel(sr=22050, n_fft=2048, norm=1.0))
+
+
+def test_dct_names_its_own_arguments():
+    with pytest.raises(ParameterError, match="n_out must be a positive integer, got 0"):
+        F.filters.dct(0, 128)
+    with pytest.raises(ParameterError, match="n_in must be a positive integer, got -1"):
+        F.filters.dct(13, -1)
 
 
 def test_power_to_db_bad_amin_and_ref():

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_in_range, check_lengths, check_positive, check_positive_int, valid_audio
+from .._validation import (check_in_range, check_lengths, check_nonnegative, check_positive, check_positive_int,
+                           valid_audio)
 from ..errors import ParameterError
 from .._transfer import CONSTANTS, to_device
 from . import filters
@@ -299,8 +300,7 @@ def mfcc(
     n_mfcc = check_positive_int(n_mfcc, "n_mfcc")
     if dct_type != 2:
         raise ParameterError(f"dct_type must be 2 (the only type ser_gpu implements), got {dct_type!r}")
-    if isinstance(lifter, bool) or not isinstance(lifter, (int, float)) or lifter < 0:
-        raise ParameterError(f"lifter must be a non-negative number, got {lifter!r}")
+    lifter = check_nonnegative(lifter, "lifter")
     if S is None:
         M, fl = _melspectrogram(y, sr=sr, S=None, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
                                 window=window, center=center, pad_mode=pad_mode, power=power, n_mels=n_mels,

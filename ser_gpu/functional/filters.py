@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from typing import Optional
 
 import numpy as np
 import torch
 
-from .._validation import check_nonnegative, check_positive, check_positive_int
+from .._validation import _describe, check_nonnegative, check_positive, check_positive_int
 from ..errors import ParameterError
 from .._transfer import DeviceCache, to_device
 
@@ -113,7 +114,7 @@ def mel(
     fmax = sr / 2.0 if fmax is None else check_positive(fmax, "fmax")
     if fmax <= fmin:
         raise ParameterError(f"fmax must be greater than fmin={fmin}, got {fmax}")
-    if not (norm is None or norm == "slaney" or (isinstance(norm, (int, float)) and not isinstance(norm, bool))):
+    if not (norm is None or norm == "slaney" or (isinstance(norm, numbers.Real) and not isinstance(norm, bool))):
         raise ParameterError(f"norm must be 'slaney', a number or None, got {norm!r}")
     key = ("mel", sr, n_fft, n_mels, fmin, fmax, bool(htk), norm)
     return _to_device(key, lambda: _mel_numpy(sr, n_fft, n_mels, fmin, fmax, bool(htk), norm), device, dtype)
@@ -160,8 +161,9 @@ def chroma(
             return banks[to_device(inverse, banks.device)]
         tuning = tuning.to(device=device, dtype=torch.float64)  # one value: differentiable, as before
     else:
-        if isinstance(tuning, bool) or not isinstance(tuning, (int, float)) or not math.isfinite(tuning):
-            raise ParameterError(f"tuning must be a finite number or a tensor, got {tuning!r}")
+        if isinstance(tuning, bool) or not isinstance(tuning, numbers.Real) or not math.isfinite(tuning):
+            raise ParameterError(f"tuning must be a finite number or a tensor, got {_describe(tuning)}")
+        tuning = float(tuning)
         key = ("chroma", sr, n_fft, n_chroma, float(tuning), ctroct, octwidth, norm, bool(base_c))
         return _to_device(key, lambda: _chroma_numpy(*key[1:]), device, dtype)
     return _chroma_bank(sr, n_fft, n_chroma, tuning, ctroct, octwidth, norm, base_c).to(device=device, dtype=dtype)
@@ -223,8 +225,8 @@ def _dct_numpy(n_out: int, n_in: int, norm) -> np.ndarray:
 
 def dct(n_out: int, n_in: int, *, norm: Optional[str] = "ortho", device=None, dtype=torch.float32) -> torch.Tensor:
     """DCT-II matrix ``[shape=(n_out, n_in)]``: ``M @ x`` equals ``scipy.fft.dct(x, type=2, norm=norm)[:n_out]``."""
-    n_out = check_positive_int(n_out, "n_mfcc")
-    n_in = check_positive_int(n_in, "n_mels")
+    n_out = check_positive_int(n_out, "n_out")
+    n_in = check_positive_int(n_in, "n_in")
     if norm not in ("ortho", None):
         raise ParameterError(f"norm must be 'ortho' or None, got {norm!r}")
     return _to_device(("dct", n_out, n_in, norm), lambda: _dct_numpy(n_out, n_in, norm), device, dtype)

@@ -7,6 +7,7 @@ while ``torch.stft`` defaults to reflect padding; everything here follows libros
 from __future__ import annotations
 
 import builtins
+import numbers
 from typing import Callable, Optional, Union
 
 import numpy as np
@@ -18,8 +19,10 @@ from .._validation import (
     check_bool,
     check_frame_lengths,
     check_lengths,
+    check_nonnegative,
     check_positive,
     check_positive_int,
+    check_real,
     valid_audio,
     valid_spectrogram,
 )
@@ -521,17 +524,16 @@ def power_to_db(
     S = valid_spectrogram(S)
     amin = check_positive(amin, "amin")
     if top_db is not None:
-        if isinstance(top_db, bool) or not isinstance(top_db, (int, float)) or top_db < 0:
-            raise ParameterError(f"top_db must be a non-negative number or None, got {top_db!r}")
+        top_db = check_nonnegative(top_db, "top_db")
     frame_lengths = check_frame_lengths(frame_lengths, S)
     if _is_max(ref):
         ref_value = _masked_amax(S.abs(), frame_lengths)
     elif callable(ref):
         ref_value = torch.as_tensor(ref(S), dtype=S.dtype, device=S.device).abs()
     else:
-        if isinstance(ref, bool) or not isinstance(ref, (int, float)):
-            raise ParameterError(f"ref must be a number or a callable such as max, got {ref!r}")
-        ref_value = abs(float(ref))
+        if isinstance(ref, bool) or not isinstance(ref, numbers.Real):
+            raise ParameterError(f"ref must be a number or a callable such as max, got {_describe(ref)}")
+        ref_value = abs(check_real(ref, "ref"))
     return _power_to_db(S, ref_value, amin, top_db, frame_lengths)
 
 

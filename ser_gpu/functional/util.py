@@ -30,7 +30,7 @@ def normalize(S: torch.Tensor, *, norm=math.inf, axis: int = 0) -> torch.Tensor:
     """
     if norm is None:
         return S
-    if isinstance(norm, bool) or not isinstance(norm, numbers.Real) or (norm < 0 and norm != -math.inf):
+    if isinstance(norm, bool) or not isinstance(norm, numbers.Real) or not (norm >= 0 or norm == -math.inf):
         raise ParameterError(f"norm must be a positive number, 0, +-inf or None, got {norm!r}")
     mag = S.abs()
     if norm == math.inf:

@@ -204,6 +204,15 @@ def test_fast_stft_setting():
         FeatureConfig(fast_stft="yes")
 
 
+@pytest.mark.parametrize("name, bad", [("trim", "no"), ("trim", 0), ("tonnetz", 1), ("tonnetz", None)])
+def test_switches_must_be_bools(name, bad):
+    """``trim='no'`` once passed (a non-empty string is truthy) and trimmed anyway."""
+    with pytest.raises(ParameterError, match=f"{name} must be True or False, got {bad!r}"):
+        FeatureConfig(**{name: bad})
+    with pytest.raises(ParameterError, match=name):
+        FeatureConfig.from_dict(dict(FeatureConfig().to_dict(), **{name: bad}))
+
+
 @pytest.mark.parametrize("sr", [8000, 12800, 11025.0])
 def test_a_rate_too_low_for_the_contrast_rows_is_refused_when_configured(sr):
     """librosa's spectral_contrast refuses a band above Nyquist at the first clip; the extractor says so
