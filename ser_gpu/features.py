@@ -6,7 +6,8 @@ the raw (un-normalised) rows of one file, ``float32 [shape=(68, frames)]``, in d
 (:data:`ser_gpu.transforms.FEATURE_ROWS`). Outputs are named ``<stem>.npy``, or ``<stem>-<hash>.npy``
 where two inputs share a stem, so no output is ever written for two inputs. A ``summary.json`` beside
 them, merged across runs, lists every output with its input, shape, frames and seconds, and the files
-that could not be read. Files are decoded by :func:`ser_gpu.media.load_media` (libsndfile, else ffmpeg).
+that could not be read; it is updated before each batch's outputs are written, so a run stopped midway
+never leaves an output that the summary does not attribute to its input. Files are decoded by :func:`ser_gpu.media.load_media` (libsndfile, else ffmpeg).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from ._atomic import save_json, save_npy
 from ._cli import AUDIO_EXTENSIONS, check_output_dir, find_files, resolve_device
+from ._validation import check_positive_int
 from .errors import AudioLoadError, ParameterError
 from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
 
@@ -128,8 +130,7 @@ def extract_files(
     """
     from .media import load_media
 
-    if batch_size < 1:
-        raise ParameterError(f"batch_size must be a positive integer, got {batch_size}")
+    batch_size = check_positive_int(batch_size, "batch_size")
     files = find_audio(paths)
     dev = resolve_device(device)
     out = check_output_dir(out_dir, argument="out")  # before any work
@@ -180,13 +181,19 @@ def extract_files(
         with torch.no_grad():
             result = extractor(batch.to(dev), lengths.to(dev))
         feats = result.features.cpu().numpy()
+        frames = result.frame_lengths.tolist()
+        outputs = []
         for i, (f, name) in enumerate(chunk):
-            n = int(result.frame_lengths[i])
-            rows = np.ascontiguousarray(feats[i, :, :n], dtype=np.float32)
-            save_npy(out / name, rows)
+            rows = np.ascontiguousarray(feats[i, :, : frames[i]], dtype=np.float32)
+            outputs.append((out / name, rows))
             summary["files"].append({"path": str(f), "source": _source_key(f), "output": str(out / name),
-                                     "shape": list(rows.shape), "frames": n,
+                                     "shape": list(rows.shape), "frames": frames[i],
                                      "seconds": round(len(waves[i]) / config.sr, 4)})
+        # recorded before they are written: an interrupted run leaves no output its summary does not
+        # attribute to its input (a listed one not yet written is computed again by the next run)
+        save_json(out / "summary.json", _merged(summary, carried, previous))
+        for path, rows in outputs:
+            save_npy(path, rows)
         bar.update(len(chunk))
     bar.close()
     save_json(out / "summary.json", _merged(summary, carried, previous))

@@ -101,6 +101,50 @@ def test_features_a_later_run_does_not_keep_another_inputs_output(tmp_path, caps
     assert capsys.readouterr().out.count("kept existing") == 2
 
 
+def test_features_an_interrupted_run_leaves_no_unattributed_output(tmp_path, monkeypatch, capsys):
+    # the first run is stopped after its first batch's first output: the summary already names its input,
+    # so a later run with another input of the same stem neither keeps that output nor overwrites it
+    first = _tone(tmp_path / "d1" / "a.wav", 0.5, 200.0)
+    other = _tone(tmp_path / "d1" / "b.wav", 0.6, 250.0)
+    second = _tone(tmp_path / "d2" / "a.wav", 1.0, 300.0)
+    out = tmp_path / "out"
+    real_save, saved = features.save_npy, []
+
+    def save_then_stop(path, rows):
+        if saved:
+            raise KeyboardInterrupt
+        saved.append(path)
+        return real_save(path, rows)
+
+    monkeypatch.setattr(features, "save_npy", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        _features([str(first), str(other), "--out", str(out), "--batch-size", "2"])
+    monkeypatch.setattr(features, "save_npy", real_save)
+    assert [p.name for p in saved] == ["a.npy"]
+    recorded = {Path(f["output"]).name: Path(f["path"]) for f in _strict_json(out / "summary.json")["files"]}
+    assert recorded == {"a.npy": first, "b.npy": other}  # b.npy listed, not yet written
+    capsys.readouterr()
+    assert _features([str(second), "--out", str(out)]) == 0
+    assert "kept existing" not in capsys.readouterr().out
+    by_input = {Path(f["path"]): Path(f["output"]) for f in _strict_json(out / "summary.json")["files"]}
+    assert by_input[second].name != "a.npy"
+    assert np.load(by_input[second]).shape[1] == 1 + sf.info(second).frames // 512
+    assert np.load(out / "a.npy").shape[1] == 1 + sf.info(first).frames // 512
+    # the listed output that was never written is computed by the next run that names its input
+    assert not (out / "b.npy").exists()
+    assert _features([str(other), "--out", str(out)]) == 0
+    assert np.load(out / "b.npy").shape[1] == 1 + sf.info(other).frames // 512
+
+
+@pytest.mark.parametrize("batch_size", [0, 2.5, "4", True])
+def test_features_bad_batch_size_names_it(tmp_path, batch_size):
+    from ser_gpu.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=f"batch_size must be a positive integer, got {batch_size!r}"):
+        features.extract_files([str(_tone(tmp_path / "a.wav", 0.5))], str(tmp_path / "out"), batch_size=batch_size)
+    assert not (tmp_path / "out").exists()
+
+
 def test_features_summary_is_merged_not_replaced(tmp_path):
     out = tmp_path / "out"
     one, two = _tone(tmp_path / "one.wav", 0.5), _tone(tmp_path / "two.wav", 0.6)
