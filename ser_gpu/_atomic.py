@@ -13,9 +13,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, IO
+from typing import IO, Callable, Iterator
 
-__all__ = ["atomic_write", "atomic_link", "save_npy", "save_json"]
+__all__ = ["atomic_write", "atomic_output", "atomic_link", "save_npy", "save_json"]
 
 
 def _umask() -> int:
@@ -30,6 +30,11 @@ def _temporary_beside(path: Path):
     return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
 
 
+def _move_into_place(tmp, path: Path) -> None:
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+    os.replace(tmp, path)
+
+
 def atomic_write(path, write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write(fh)`` on a temporary binary file, then move it onto ``path``."""
     path = Path(path)
@@ -39,13 +44,34 @@ def atomic_write(path, write: Callable[[IO[bytes]], None]) -> Path:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
+        _move_into_place(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_output(path) -> Iterator[Path]:
+    """The name of a new empty temporary file beside ``path``, for a writer that needs a name (another
+    program, e.g. ffmpeg); when the block ends normally the file is synced and moved onto ``path``,
+    when it raises the file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    fd, tmp = _temporary_beside(path)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _move_into_place(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def atomic_link(source, target) -> Path:

@@ -6,7 +6,7 @@ instead of a traceback from deep inside torch.
 
 from __future__ import annotations
 
-__all__ = ["SerGpuError", "ParameterError", "AudioLoadError", "CheckpointError", "TrainingDiverged"]
+__all__ = ["SerGpuError", "ParameterError", "AudioLoadError", "CheckpointError", "TrainingDiverged", "DependencyError"]
 
 
 class SerGpuError(Exception):
@@ -43,3 +43,7 @@ class TrainingDiverged(SerGpuError, RuntimeError):
     def __init__(self, message: str, result=None):
         super().__init__(message)
         self.result = result
+
+
+class DependencyError(SerGpuError, RuntimeError):
+    """A program or package this call needs is missing (e.g. the ffmpeg binary for ``ser_gpu.video``)."""

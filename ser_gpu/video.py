@@ -1,7 +1,8 @@
 """``python -m ser_gpu.video VIDEO_DIR OUT_DIR``: the audio track of every video as a 16-bit wav.
 
 As the original system's ``extract_audio_from_video(video_dir, out_dir)`` (moviepy): each video at
-the top level of ``VIDEO_DIR`` becomes ``OUT_DIR/<stem>.wav``. Existing outputs are kept unless
+the top level of ``VIDEO_DIR`` becomes ``OUT_DIR/<stem>.wav`` (``<stem>_2.wav``... where the name is
+another video's; each wav's comment tag names its video). Existing outputs are kept unless
 ``--overwrite``; a video without an audio track, or one that cannot be read, is reported and
 skipped while the others still convert. The conversion runs the ffmpeg binary that moviepy ships
 (``imageio_ffmpeg``) directly: one process per video, streaming, with no frames decoded.
@@ -10,20 +11,19 @@ skipped while the others still convert. The conversion runs the ffmpeg binary th
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import soundfile as sf
 from tqdm import tqdm
 
-from ._atomic import _umask
+from ._atomic import atomic_output
 from ._cli import find_files
 from ._validation import _describe, check_positive_int
-from .errors import ParameterError
+from .errors import DependencyError, ParameterError
 from .media import VIDEO_EXTENSIONS, _condense, _NO_AUDIO_NOTE, ffmpeg_exe
 
 __all__ = ["find_videos", "extract_audio_from_video", "main"]
@@ -47,49 +47,74 @@ def find_videos(video_dir) -> List[Path]:
                       argument="video_dir")
 
 
-def _output_names(videos: Sequence[Path]) -> List[str]:
-    """``<stem>.wav``; where two videos share a stem (a.mp4, a.mkv) the later ones get ``<stem>_2.wav``..."""
+#: the tag (WAV LIST/INFO comment) naming the video a wav was extracted from
+_SOURCE_TAG = "ser_gpu.video source: "
+
+
+def _source_key(video: Path) -> str:
+    """A video's identity across runs: its absolute path with links resolved."""
+    return os.path.realpath(video)
+
+
+def _recorded_source(wav: Path) -> Optional[str]:
+    """The video an existing ``wav`` was extracted from (its source tag), or None: no such file, or one
+    this command did not write (no tag, or not a readable wav)."""
+    if not wav.is_file():
+        return None
+    try:
+        with sf.SoundFile(str(wav)) as fh:
+            comment = fh.comment or ""
+    except Exception:  # noqa: BLE001 - any file soundfile refuses carries no tag
+        return None
+    return comment[len(_SOURCE_TAG):] if comment.startswith(_SOURCE_TAG) else None
+
+
+def _output_names(videos: Sequence[Path], out: Path) -> List[str]:
+    """``<stem>.wav`` per video, or ``<stem>_2.wav``, ``_3``... where that name is taken: by an earlier
+    video of this run with the same stem (a.mp4, a.mkv), or by an existing wav whose source tag names
+    another video. A video whose wav exists (its tag names it) gets that name again, whatever other
+    videos are present, so a kept output always holds its own video's audio."""
     used, names = set(), []
     for video in videos:
+        key = _source_key(video)
         name, n = f"{video.stem}.wav", 1
-        while name in used:
+        while name.lower() in used or _recorded_source(out / name) not in (None, key):
             n += 1
             name = f"{video.stem}_{n}.wav"
-        used.add(name)
+        used.add(name.lower())
         names.append(name)
     return names
 
 
-def _convert(exe: str, video: Path, target: Path, sr: Optional[int]) -> Optional[str]:
-    """Write ``video``'s first audio track to ``target`` atomically; None, or why it failed."""
+class _Failed(Exception):
+    """Why one video was not converted (reported; the others still convert)."""
+
+
+def _convert(exe: str, video: Path, target: Path, sr: Optional[int]) -> None:
+    """Write ``video``'s first audio track to ``target`` atomically, tagged with its source (raises
+    :class:`_Failed` with the reason)."""
     if os.path.getsize(video) == 0:
-        return "empty file (0 bytes)"
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    args = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-            "-i", "file:" + os.path.abspath(video), "-map", "0:a:0", "-vn", "-sn", "-dn",
-            "-c:a", "pcm_s16le"]
-    if sr is not None:
-        args += ["-ar", str(sr)]
-    args += ["-f", "wav", "file:" + tmp]
-    try:
-        proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
+        raise _Failed("empty file (0 bytes)")
+    with atomic_output(target) as tmp:
+        args = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+                "-i", "file:" + os.path.abspath(video), "-map", "0:a:0", "-vn", "-sn", "-dn",
+                "-c:a", "pcm_s16le", "-metadata", "comment=" + _SOURCE_TAG + _source_key(video)]
+        if sr is not None:
+            args += ["-ar", str(sr)]
+        args += ["-f", "wav", "file:" + str(tmp)]
+        proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         stderr = proc.stderr.decode("utf-8", "replace")
         if proc.returncode != 0:
-            return "has no audio track" if _NO_AUDIO_NOTE in stderr else f"cannot be read (ffmpeg: {_condense(stderr)})"
+            raise _Failed("has no audio track" if _NO_AUDIO_NOTE in stderr else
+                          f"cannot be read (ffmpeg: {_condense(stderr)})")
         if stderr.strip():  # ffmpeg converts up to the damage and logs it: no silently short wav
-            return f"corrupt or truncated data (ffmpeg: {_condense(stderr)})"
-        if os.path.getsize(tmp) <= 44:  # a bare WAV header: the track exists but holds no samples
-            return "its audio track holds no samples"
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, target)
-        tmp = None
-        return None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            raise _Failed(f"corrupt or truncated data (ffmpeg: {_condense(stderr)})")
+        try:
+            frames = sf.info(str(tmp)).frames
+        except Exception as exc:  # noqa: BLE001 - libsndfile refuses what ffmpeg wrote: reported, not raised
+            raise _Failed(f"gave a wav that cannot be read back ({exc})") from None
+        if frames == 0:  # the track exists but holds no samples
+            raise _Failed("its audio track holds no samples")
 
 
 def extract_audio_from_video(
@@ -124,7 +149,7 @@ def extract_audio_from_video(
 
     Raises:
         ParameterError: ``video_dir`` missing or without videos, ``out_dir`` not a directory, a bad ``sr``.
-        RuntimeError: no ffmpeg binary is available.
+        DependencyError: no ffmpeg binary is available.
     """
     if sr is not None:
         sr = check_positive_int(sr, "sr")
@@ -136,8 +161,8 @@ def extract_audio_from_video(
         raise ParameterError(f"out_dir {str(out)!r} exists and is not a directory")
     exe = ffmpeg_exe()
     if exe is None:
-        raise RuntimeError("no ffmpeg binary found: install moviepy (it brings imageio-ffmpeg) "
-                           "or point IMAGEIO_FFMPEG_EXE at one")
+        raise DependencyError("no ffmpeg binary found: install moviepy (it brings imageio-ffmpeg) "
+                              "or point IMAGEIO_FFMPEG_EXE at one")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -145,7 +170,7 @@ def extract_audio_from_video(
 
     summary: Dict = {"written": [], "skipped_existing": [], "no_audio": [], "failed": {}}
     todo = []
-    for video, name in zip(videos, _output_names(videos)):
+    for video, name in zip(videos, _output_names(videos, out)):
         target = out / name
         if target.exists() and not overwrite:
             summary["skipped_existing"].append(str(target))
@@ -154,7 +179,10 @@ def extract_audio_from_video(
     bar = tqdm(todo, unit="video", desc="audio", disable=not progress or len(todo) < 2, file=sys.stderr)
     for video, target in bar:
         try:
-            reason = _convert(exe, video, target, sr)
+            _convert(exe, video, target, sr)
+            reason = None
+        except _Failed as exc:
+            reason = str(exc)
         except OSError as exc:  # unreadable input, full disk, ...: this video only
             reason = f"cannot be converted: {exc.strerror or exc}"
         if reason is None:
@@ -192,7 +220,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:
+    except DependencyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for path in summary["written"]:

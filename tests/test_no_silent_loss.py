@@ -244,6 +244,25 @@ def test_save_json_writes_non_finite_numbers_as_null(tmp_path):
     assert _strict_json(tmp_path / "x.json") == {"a": None, "b": [1.0, None], "c": {"d": None}}
 
 
+def test_atomic_output_replaces_only_when_the_writer_finishes(tmp_path):
+    from ser_gpu._atomic import atomic_output
+
+    target = tmp_path / "x.wav"
+    target.write_bytes(b"the user's file")
+    with pytest.raises(RuntimeError, match="writer failed"):
+        with atomic_output(target) as tmp:
+            assert tmp.parent == tmp_path and tmp.name.startswith(".x.wav.") and tmp.name.endswith(".tmp")
+            tmp.write_bytes(b"half")
+            raise RuntimeError("writer failed")
+    assert target.read_bytes() == b"the user's file" and sorted(tmp_path.iterdir()) == [target]
+    with atomic_output(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and sorted(tmp_path.iterdir()) == [target]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_a_skipped_test_split_is_said(corpus, tmp_path, capsys):
     out = tmp_path / "run"
     result = train_model(epochs=1, data_dirs=[str(corpus)], out=str(out), cache_dir=str(tmp_path / "cache"),

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from ser_gpu import video
-from ser_gpu.errors import ParameterError
+from ser_gpu.errors import ParameterError, SerGpuError
 from ser_gpu.video import extract_audio_from_video, find_videos, main
 from tests.ffmpeg_tools import ff, ffmpeg
 
@@ -128,6 +128,38 @@ def test_single_file_and_shared_stems(video_dir, tmp_path):
     assert sorted(p.name for p in d.iterdir()) == ["a.MKV", "a.mp4", "a.wav", "a_2.wav"]
 
 
+def test_kept_outputs_hold_their_own_videos_audio_whatever_else_is_present(video_dir, tmp_path):
+    """A run with a.mp4 alone writes a.wav; a later run that also finds a.mkv once named a.mkv's output
+    a.wav, reported it kept, and extracted a.mp4 again as a_2.wav. Each wav's source tag now decides."""
+    d, out = tmp_path / "stems", tmp_path / "out"
+    d.mkdir()
+    (d / "a.mp4").write_bytes((video_dir / "talk.mp4").read_bytes())  # 44.1 kHz
+    assert extract_audio_from_video(d, out, progress=False)["written"] == [str(out / "a.wav")]
+    assert video._recorded_source(out / "a.wav") == str((d / "a.mp4").resolve())
+    (d / "a.mkv").write_bytes((video_dir / "interview.mkv").read_bytes())  # 48 kHz, sorted first
+    summary = extract_audio_from_video(d, out, progress=False)
+    assert summary["written"] == [str(out / "a_2.wav")] and summary["skipped_existing"] == [str(out / "a.wav")]
+    assert sf.info(str(out / "a.wav")).samplerate == 44100 and sf.info(str(out / "a_2.wav")).samplerate == 48000
+    (d / "a.mp4").unlink()  # the mkv alone finds its own output, not the mp4's
+    summary = extract_audio_from_video(d, out, progress=False)
+    assert summary == {"written": [], "skipped_existing": [str(out / "a_2.wav")], "no_audio": [], "failed": {}}
+    # --overwrite replaces a video's own output only
+    summary = extract_audio_from_video(d, out, overwrite=True, progress=False)
+    assert summary["written"] == [str(out / "a_2.wav")]
+    assert sf.info(str(out / "a.wav")).samplerate == 44100
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_a_track_without_samples_is_reported(tmp_path):
+    from ser_gpu.media import ffmpeg_exe
+
+    ffmpeg()
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 16000)  # ffmpeg reads it as a track of 0 samples
+    with pytest.raises(video._Failed, match="holds no samples"):
+        video._convert(ffmpeg_exe(), tmp_path / "empty.wav", tmp_path / "out.wav", None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.wav"]  # no output, no temporary file
+
+
 def test_video_made_with_moviepy(tmp_path):
     ffmpeg()
     moviepy = pytest.importorskip("moviepy")
@@ -215,6 +247,8 @@ def test_cli_without_ffmpeg(video_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(video, "ffmpeg_exe", lambda: None)
     assert main([str(video_dir), str(tmp_path / "out"), "--quiet"]) == 1
     assert "no ffmpeg binary" in capsys.readouterr().err
+    with pytest.raises(SerGpuError, match="no ffmpeg binary"):  # the library's root exception (a RuntimeError too)
+        extract_audio_from_video(video_dir, tmp_path / "out")
 
 
 def test_cli_module_entry_point(video_dir, tmp_path, monkeypatch):
