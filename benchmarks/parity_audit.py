@@ -4,9 +4,9 @@
 
 Signal sets: ``synthetic`` (the docs/design.md signals in tests/signals.py), ``speech`` (the 16-bit
 recorded-speech-like clips in tests/data/) and ``ravdess`` (N real RAVDESS recordings, one per actor
-in turn, from ``/work/shared/data/ravdess_dev`` or ``$RAVDESS_DEV``, when present), all loaded at
-22050 Hz as the project loads audio. Error = max |ours - librosa| / max |librosa| per clip
-(librosa run on the float64 signal), worst clip reported; rolloff is a bin pick and is reported as
+in turn, from ``$SER_GPU_RAVDESS_DEV`` as in the tests, else ``../shared/data/ravdess_dev`` beside the
+checkout, when present), all loaded at 22050 Hz as the project loads audio. Error = max |ours -
+librosa| / max |librosa| per clip (librosa run on the float64 signal), worst clip reported; rolloff is a bin pick and is reported as
 the fraction of frames that differ. Rows: the functional features, then the ``FeatureExtractor``
 row groups (``fe:*``, raw rows after the trim, against librosa's stack clip by clip). Modes:
 float64, float32, and float32 with ``FeatureExtractor(fast_stft=True)`` (``float32_fast``; extractor
@@ -38,7 +38,7 @@ from ser_gpu.transforms.features import _ROW_SLICES  # noqa: E402
 from tests.signals import SIGNALS, SPEECH_FILES  # noqa: E402
 
 SR = 22050
-RAVDESS = Path(os.environ.get("RAVDESS_DEV", "/work/shared/data/ravdess_dev"))
+RAVDESS = Path(os.environ.get("SER_GPU_RAVDESS_DEV") or ROOT.parent / "shared" / "data" / "ravdess_dev")
 
 
 def ravdess_clips(n: int) -> dict:

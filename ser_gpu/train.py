@@ -967,7 +967,9 @@ class _Run:
                     x, frame_lengths = cache[0][copy, on_device, :, :width], cache[1][copy, on_device]
                 else:
                     # padded to the rung the host-side lengths give: the gather never reads them back;
-                    # the transforms get the host lengths too (their gates then check them without a sync)
+                    # the transforms get the host lengths too: the augmentation's gate checks them without
+                    # a sync (its time stretch reads its output lengths back, and the extractor's gate then
+                    # reads the device lengths it returns: the syncs --sync-report counts on CUDA)
                     y, _, _ = dataset.gather(self._to_device(index[pos]), width=rung)
                     L = lengths[pos]
                     if aug:

@@ -143,7 +143,8 @@ def test_one_root_exception():
     from ser_gpu import errors
 
     for cls, builtin in ((errors.ParameterError, ValueError), (errors.AudioLoadError, OSError),
-                         (errors.CheckpointError, RuntimeError)):
+                         (errors.CheckpointError, RuntimeError), (errors.TrainingDiverged, RuntimeError),
+                         (errors.DependencyError, RuntimeError)):
         assert issubclass(cls, errors.SerGpuError) and issubclass(cls, builtin)
     with pytest.raises(errors.SerGpuError, match="x.wav"):
         raise errors.AudioLoadError("x.wav", "empty")
