@@ -31,7 +31,6 @@ from .transforms.row_stats import RowStatistics, standardize_rows
 __all__ = ["Predictor", "predict_file", "predict_files", "find_media", "clip_warnings", "plot_probabilities", "main"]
 
 PathLike = Union[str, Path]
-SR = 22050
 
 #: Windows per forward pass when ``batch_size`` is not given. On the CPU, one: the peak memory then
 #: stays within 10 % of a single short clip's whatever the file's length. Each window in a batch adds

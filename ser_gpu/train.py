@@ -1495,10 +1495,11 @@ def _dump_final_state(run: _Run, result: Optional[dict] = None) -> None:
         return
     Path(where).mkdir(parents=True, exist_ok=True)
     if result is None:
-        torch.save({"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict()},
-                   Path(where) / f"rank{run.dist.rank}.pt")
+        state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict()}
+        atomic_write(Path(where) / f"rank{run.dist.rank}.pt", lambda fh: torch.save(state, fh))
     else:
-        (Path(where) / f"rank{run.dist.rank}.json").write_text(json.dumps(result, default=str))
+        text = json.dumps(result, default=str)
+        atomic_write(Path(where) / f"rank{run.dist.rank}.json", lambda fh: fh.write(text.encode()))
 
 
 def train_model(

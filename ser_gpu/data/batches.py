@@ -94,11 +94,6 @@ class WaveformSet:
     def device(self) -> torch.device:
         return self.data.device
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the packed samples and index tensors."""
-        return sum(t.numel() * t.element_size() for t in (self.data, self.offsets, self.lengths, self.labels))
-
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
 

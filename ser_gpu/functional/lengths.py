@@ -23,8 +23,9 @@ def valid_mask(lengths: torch.Tensor, size: int, *, device=None) -> torch.Tensor
 
 
 def padding_mask(lengths: torch.Tensor, size: int, *, device=None) -> torch.Tensor:
-    """``~valid_mask(lengths, size)`` in one comparison (one kernel fewer on a GPU): True at positions
-    ``>= lengths``, the padding that ``masked_fill`` zeroes."""
+    """``[shape=(..., size)]`` bool, ``~valid_mask(lengths, size)`` in one comparison (one kernel fewer on
+    a GPU): True at positions ``>= lengths`` (``lengths`` ``[shape=(...)]``), the padding that
+    ``masked_fill`` zeroes."""
     idx = torch.arange(size, device=lengths.device if device is None else device)
     return idx >= lengths.unsqueeze(-1)
 
@@ -32,7 +33,8 @@ def padding_mask(lengths: torch.Tensor, size: int, *, device=None) -> torch.Tens
 def num_frames(
     lengths: torch.Tensor, *, hop_length: int = 512, n_fft: int = 2048, center: bool = True
 ) -> torch.Tensor:
-    """Number of STFT frames librosa produces for signals of ``lengths`` samples.
+    """Number of STFT frames librosa produces for signals of ``lengths`` samples (``[shape=(...)]`` in,
+    the same shape out; ``librosa.stft(y).shape[-1]`` for each length).
 
     With ``center`` (librosa's default) the signal is padded by ``n_fft // 2`` on each side, giving
     ``1 + length // hop_length`` frames for an even ``n_fft`` (``1 + (length - 1) // hop_length``
@@ -50,14 +52,16 @@ def frame_mask(frame_lengths: Optional[torch.Tensor], n_frames: int, *, device=N
 
 
 def zero_padding(y: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
-    """Zero every sample at or beyond each example's length (so padding cannot leak into frames)."""
+    """``y`` ``[shape=(..., time)]`` with every sample at or beyond each example's length (``lengths``
+    ``[shape=(...)]``) zeroed, so padding cannot leak into frames; the same shape."""
     if lengths is None:
         return y
     return y.masked_fill(padding_mask(lengths, y.shape[-1]), 0.0)
 
 
 def mask_frames(x: torch.Tensor, frame_lengths: Optional[torch.Tensor], value: float = 0.0) -> torch.Tensor:
-    """Set every frame at or beyond each example's frame length to ``value``; ``x`` is ``(..., F, frames)``."""
+    """``x`` ``[shape=(..., F, frames)]`` with every frame at or beyond each example's frame length
+    (``frame_lengths`` ``[shape=(...)]``) set to ``value``; the same shape."""
     if frame_lengths is None:
         return x
     return x.masked_fill(padding_mask(frame_lengths, x.shape[-1]).unsqueeze(-2), value)
