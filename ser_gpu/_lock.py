@@ -1,34 +1,27 @@
-"""A lock file per run directory, so that two trainings never write into one ``--out`` at once.
+"""A lock per run directory, so that two trainings never write into one ``--out`` at once.
 
-``out/.lock`` holds the owner's host name and process id. It appears with its content in one step
-(written to a temporary file, then hard-linked into place, which fails if the lock exists), so a
-competitor never sees a half-written lock; where the file system has no hard links it is created
-exclusively (``O_CREAT | O_EXCL``) and then written. A second run finds it and is refused, naming the owner; a lock whose process no longer
-runs on this host (killed, crashed) is stale and taken over.
+The lock is an exclusive ``flock`` on ``out/.lock``, held on an open descriptor for as long as the run
+uses the directory. The kernel releases it when the process ends however it ends (killed, crashed), so
+a lock file left behind is never mistaken for a live run, and taking the lock is one atomic call: of
+several runs started at once on one directory exactly one gets it. The file holds the owner's host
+name and process id, for the message that refuses a second run. The owner removes the file while it
+still holds the lock; a competitor that had opened the removed file finds, once it gets the lock, that
+the path now names another file (or none) and tries again. Where the file system refuses locks, the
+run goes on unlocked, with a warning.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
+import warnings
 from pathlib import Path
 
 from .errors import ParameterError
 
 __all__ = ["RunLock"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
 
 
 class RunLock:
@@ -37,6 +30,7 @@ class RunLock:
     def __init__(self, directory):
         self.path = Path(directory) / ".lock"
         self.held = False
+        self._fd = None
 
     def _owner(self):
         try:
@@ -45,54 +39,56 @@ class RunLock:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def _create(self, content: str) -> bool:
-        """Create the lock holding ``content``; False when it exists already."""
-        tmp = self.path.with_name(f".lock.{os.getpid()}.tmp")
-        tmp.write_text(content)
+    def _names_the_file(self, fd: int) -> bool:
+        """Whether ``self.path`` still names the file open on ``fd`` (not removed or replaced since)."""
         try:
-            os.link(tmp, self.path)
-            return True
-        except FileExistsError:
+            here, there = os.fstat(fd), os.stat(self.path)
+        except FileNotFoundError:
             return False
-        except OSError:  # no hard links here: exclusive create, then write
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "w") as fh:
-                fh.write(content)
-            return True
-        finally:
-            tmp.unlink(missing_ok=True)
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
     def acquire(self) -> "RunLock":
         """Take the lock, or raise ParameterError naming the process that holds it."""
-        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid()})
-        for _ in range(3):
-            if self._create(me):
-                self.held = True
-                return self
-            owner = self._owner()
-            if owner is not None and (owner[0] != socket.gethostname() or _alive(owner[1])):
-                raise ParameterError(
-                    f"out directory {str(self.path.parent)!r} is in use by another training (process "
-                    f"{owner[1]} on {owner[0]}, lock file {self.path}); wait for it to finish or use another "
-                    f"--out (delete the lock file only if that process is gone)")
-            # stale: its process is gone (or the file is unreadable); remove it and try again
+        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode()
+        for _ in range(5):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                owner = self._owner()
+                who = f"process {owner[1]} on {owner[0]}, " if owner is not None else ""
+                raise ParameterError(
+                    f"out directory {str(self.path.parent)!r} is in use by another training ({who}lock file "
+                    f"{self.path}); wait for it to finish or use another --out") from None
+            except OSError as exc:  # a file system without locks (some network mounts): say so, run unlocked
+                os.close(fd)
+                warnings.warn(f"cannot lock {self.path} ({exc.strerror or exc}): a second training on "
+                              f"{str(self.path.parent)!r} would not be refused", RuntimeWarning, stacklevel=2)
+                return self
+            except BaseException:
+                os.close(fd)
+                raise
+            if not self._names_the_file(fd):  # its owner removed it between our open and our lock
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, me, 0)
+            self._fd, self.held = fd, True
+            return self
         raise ParameterError(f"could not take the lock {self.path} (other processes keep taking it)")
 
     def release(self) -> None:
+        """Remove the lock file (while still holding the lock), then let the lock go."""
         if self.held:
             try:
-                if self._owner() == (socket.gethostname(), os.getpid()):
+                if self._names_the_file(self._fd):
                     self.path.unlink()
             except FileNotFoundError:
                 pass
-            self.held = False
+            finally:
+                os.close(self._fd)
+                self._fd, self.held = None, False
 
     def __enter__(self) -> "RunLock":
         return self.acquire()

@@ -502,11 +502,8 @@ def test_a_plain_pickle_never_suggests_disabling_the_guard(tmp_path):
 def test_a_second_training_on_one_out_is_refused(corpus, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = _lock_holder(out)
     try:
-        import socket
-
-        (out / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": holder.pid}))
         assert train_main(_train_argv(corpus, out, tmp_path / "cache", "--epochs", "1")) == 2
         err = capsys.readouterr().err
         assert "in use" in err and str(holder.pid) in err
@@ -514,9 +511,61 @@ def test_a_second_training_on_one_out_is_refused(corpus, tmp_path, capsys):
     finally:
         holder.kill()
         holder.wait()
-    # its process is gone: the lock is stale and taken over, then released
+    # its process is gone (killed: no release ran, the lock file is left behind): the run goes ahead
+    assert json.loads((out / ".lock").read_text())["pid"] == holder.pid
     assert train_main(_train_argv(corpus, out, tmp_path / "cache", "--epochs", "1")) == 0
     assert (out / "last.pt").exists() and not (out / ".lock").exists()
+
+
+def _lock_holder(directory: Path) -> subprocess.Popen:
+    """A process that takes ``directory``'s run lock, says so on stdout, and sleeps."""
+    code = ("import sys, time; from ser_gpu._lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+            "print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(directory)], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+_RACE = """
+import sys
+from ser_gpu._lock import RunLock
+from ser_gpu.errors import ParameterError
+lock = RunLock(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()  # go
+try:
+    lock.acquire()
+    print("held", flush=True)
+except ParameterError:
+    print("refused", flush=True)
+sys.stdin.read()  # the holder keeps the lock until every answer is in
+lock.release()
+"""
+
+
+@pytest.mark.parametrize("round_", range(2))
+def test_runs_started_together_on_a_stale_lock_get_it_once(tmp_path, round_):
+    # a lock file left by a killed run; several runs start at once: exactly one may take it over (the check of
+    # the stale owner and its removal were two steps, and two competitors could both end up holding the lock)
+    import socket
+
+    (tmp_path / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": 2 ** 22 + 1}))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    procs = [subprocess.Popen([sys.executable, "-c", _RACE, str(tmp_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env) for _ in range(6)]
+    try:
+        assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 6
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        answers = sorted(p.stdout.readline().strip() for p in procs)
+    finally:
+        for p in procs:
+            p.stdin.close()
+            p.wait(timeout=60)
+    assert answers == ["held"] + ["refused"] * 5, answers
+    assert not (tmp_path / ".lock").exists()
 
 
 def test_the_lock_is_released_when_a_run_fails(tmp_path):
