@@ -9,7 +9,9 @@ syncs on a GPU (``isfinite(...).all()``, lengths checks) for nothing.
 Callers promise checked arguments: waveforms ``(..., time)`` and spectrograms ``(..., freq,
 frames)`` in float32/float64 (complex64/complex128), ``lengths``/``frame_lengths`` int64 on the
 data's device and within range, settings that the public function would accept. Nothing here
-raises ``ParameterError`` for a bad value; a bad value gives a wrong result or a torch error.
+raises ``ParameterError`` for a bad value (a bad value gives a wrong result or a torch error), with
+one exception: ``cqt`` refuses a clip shorter than the decimation it runs before its first octave,
+which only settings with few, high bins need (not the extractor's, which never meets that check).
 Each name equals the public function of the same name (or the one named beside it) on checked
 arguments.
 """
