@@ -2,7 +2,7 @@
 
 As the original system's ``extract_audio_from_video(video_dir, out_dir)`` (moviepy): each video at
 the top level of ``VIDEO_DIR`` becomes ``OUT_DIR/<stem>.wav`` (``<stem>_2.wav``... where the name is
-another video's; each wav's comment tag names its video). Existing outputs are kept unless
+another video's; each wav's comment tag identifies its video). Existing outputs are kept unless
 ``--overwrite``; a video without an audio track, or one that cannot be read, is reported and
 skipped while the others still convert. The conversion runs the ffmpeg binary that moviepy ships
 (``imageio_ffmpeg``) directly: one process per video, streaming, with no frames decoded.
@@ -11,6 +11,7 @@ skipped while the others still convert. The conversion runs the ffmpeg binary th
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import subprocess
 import sys
@@ -47,13 +48,14 @@ def find_videos(video_dir) -> List[Path]:
                       argument="video_dir")
 
 
-#: the tag (WAV LIST/INFO comment) naming the video a wav was extracted from
-_SOURCE_TAG = "ser_gpu.video source: "
+#: the start of the tag (WAV LIST/INFO comment) that identifies the video a wav was extracted from
+_SOURCE_TAG = "ser_gpu.video source "
 
 
 def _source_key(video: Path) -> str:
-    """A video's identity across runs: its absolute path with links resolved."""
-    return os.path.realpath(video)
+    """A video's identity across runs: a hash of its absolute path with links resolved (the path
+    itself is not written into a file the user may share)."""
+    return hashlib.sha256(os.path.realpath(video).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def _recorded_source(wav: Path) -> Optional[str]:
