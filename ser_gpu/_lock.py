@@ -1,8 +1,9 @@
 """A lock per run directory, so that two trainings never write into one ``--out`` at once.
 
 The lock is an exclusive ``flock`` on ``out/.lock``, held on an open descriptor for as long as the run
-uses the directory. The kernel releases it when the process ends however it ends (killed, crashed), so
-a lock file left behind is never mistaken for a live run, and taking the lock is one atomic call: of
+uses the directory. The kernel releases it when the process ends however it ends (killed, crashed; a
+child forked while the lock is held shares it until it ends too: ser_gpu forks none), so a lock file
+left behind is never mistaken for a live run, and taking the lock is one atomic call: of
 several runs started at once on one directory exactly one gets it. The file holds the owner's host
 name and process id, for the message that refuses a second run. The owner removes the file while it
 still holds the lock; a competitor that had opened the removed file finds, once it gets the lock, that
@@ -51,7 +52,11 @@ class RunLock:
         """Take the lock, or raise ParameterError naming the process that holds it."""
         me = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode()
         for _ in range(5):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:  # e.g. another user's lock file left by a killed run in a shared directory
+                raise ParameterError(f"cannot open the lock file {self.path} of out directory "
+                                     f"{str(self.path.parent)!r}: {exc.strerror or exc}; use another --out") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -69,11 +74,15 @@ class RunLock:
             except BaseException:
                 os.close(fd)
                 raise
-            if not self._names_the_file(fd):  # its owner removed it between our open and our lock
+            try:
+                if not self._names_the_file(fd):  # its owner removed it between our open and our lock
+                    os.close(fd)
+                    continue
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, me, 0)
+            except BaseException:  # a full disk, a stale handle...: the lock goes with the descriptor
                 os.close(fd)
-                continue
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, me, 0)
+                raise
             self._fd, self.held = fd, True
             return self
         raise ParameterError(f"could not take the lock {self.path} (other processes keep taking it)")

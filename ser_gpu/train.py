@@ -489,10 +489,12 @@ class _Run:
         self.out.mkdir(parents=True, exist_ok=True)
         self._lock = RunLock(self.out)
         self._lock.acquire()
-        # temporary files an interrupted save left (kill -9 between write and rename); ours: we hold the lock
-        for name in ("last.pt", "best.pt", "selected.pt") + _RUN_OUTPUTS:
-            for tmp in self.out.glob(f".{name}.*.tmp"):
-                tmp.unlink(missing_ok=True)
+        # temporary files an interrupted save left (kill -9 between write and rename); ours when we hold the
+        # lock (where the file system refuses locks, another run's save may be under way: left alone)
+        if self._lock.held:
+            for name in ("last.pt", "best.pt", "selected.pt") + _RUN_OUTPUTS:
+                for tmp in self.out.glob(f".{name}.*.tmp"):
+                    tmp.unlink(missing_ok=True)
         if overwrite:  # the replaced run's selected epoch is not this run's (overwrite excludes resume)
             (self.out / "selected.pt").unlink(missing_ok=True)
 

@@ -527,6 +527,56 @@ def _lock_holder(directory: Path) -> subprocess.Popen:
     return holder
 
 
+def test_lock_errors_are_reported_and_never_keep_the_descriptor(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from ser_gpu import _lock
+    from ser_gpu.errors import ParameterError
+
+    # a lock file this process may not open (another user's, left by a killed run): a ParameterError naming it
+    (tmp_path / ".lock").mkdir()  # open(O_RDWR) fails on a directory for every user, root included
+    with pytest.raises(ParameterError, match=r"cannot open the lock file .*\.lock"):
+        _lock.RunLock(tmp_path).acquire()
+    (tmp_path / ".lock").rmdir()
+    # a failure after the lock was taken (a full disk at the write) closes the descriptor: the lock is free again
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(_lock.os, "open", lambda *a, **k: opened.append(real_open(*a, **k)) or opened[-1])
+    monkeypatch.setattr(_lock.os, "pwrite", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
+    with pytest.raises(OSError, match="No space"):
+        _lock.RunLock(tmp_path).acquire()
+    with pytest.raises(OSError):
+        os.fstat(opened[-1])  # closed
+    monkeypatch.undo()
+    with _lock.RunLock(tmp_path) as lock:
+        assert lock.held
+
+
+def test_a_file_system_without_locks_runs_unlocked_and_says_so(corpus, tmp_path, monkeypatch):
+    import errno
+
+    from ser_gpu import _lock
+
+    def refuse(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(_lock.fcntl, "flock", refuse)
+    lock = _lock.RunLock(tmp_path)
+    with pytest.warns(RuntimeWarning, match="cannot lock .*No locks available.*would not be refused"):
+        lock.acquire()
+    assert not lock.held
+    lock.release()
+    # a training there goes on, and leaves another run's temporary save files alone (it cannot know whose they are)
+    out = tmp_path / "run"
+    out.mkdir()
+    pending = out / ".last.pt.abc123.tmp"
+    pending.write_bytes(b"another run's save in progress")
+    with pytest.warns(RuntimeWarning, match="cannot lock"):
+        assert train_main(_train_argv(corpus, out, tmp_path / "cache", "--epochs", "1")) == 0
+    assert pending.read_bytes() == b"another run's save in progress" and (out / "last.pt").exists()
+
+
 _RACE = """
 import sys
 from ser_gpu._lock import RunLock
