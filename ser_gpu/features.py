@@ -6,8 +6,9 @@ the raw (un-normalised) rows of one file, ``float32 [shape=(68, frames)]``, in d
 (:data:`ser_gpu.transforms.FEATURE_ROWS`). Outputs are named ``<stem>.npy``, or ``<stem>-<hash>.npy``
 where two inputs share a stem, so no output is ever written for two inputs. A ``summary.json`` beside
 them, merged across runs, lists every output with its input, shape, frames and seconds, and the files
-that could not be read; it is updated before each batch's outputs are written, so a run stopped midway
-never leaves an output that the summary does not attribute to its input. Files are decoded by :func:`ser_gpu.media.load_media` (libsndfile, else ffmpeg).
+that could not be read; a run that is stopped (Ctrl+C, an error) still writes it for what it wrote.
+An existing output is kept only where the summary attributes it to the same input: a file it does not
+list (a run killed outright, someone else's) is neither kept nor replaced, the input gets a hashed name. Files are decoded by :func:`ser_gpu.media.load_media` (libsndfile, else ffmpeg).
 """
 
 from __future__ import annotations
@@ -65,13 +66,16 @@ def _read_summary(out: Path) -> Optional[dict]:
     return data
 
 
-def _output_names(files: Sequence[Path], previous: Optional[dict]) -> List[str]:
+def _output_names(files: Sequence[Path], previous: Optional[dict], out: Path) -> List[str]:
     """One distinct output name per input, stable across runs.
 
     ``<stem>.npy`` when no other input of this run shares the stem (compared case-insensitively)
-    and no earlier run wrote that name for another input; otherwise ``<stem>-<8 hex digits>.npy``,
-    the digits a hash of the input's absolute path. An input an earlier run (``summary.json``)
-    already wrote keeps the name it got then.
+    and that name is free: no earlier run wrote it for another input, and no file of that name
+    exists in ``out`` unless ``summary.json`` attributes it to this input (an unlisted file, left by
+    a run that was killed before it wrote its summary or put there by someone else, is never taken
+    for this input's, nor replaced); otherwise ``<stem>-<8 hex digits>.npy``, the digits a hash of
+    the input's absolute path. An input an earlier run (``summary.json``) already wrote keeps the
+    name it got then.
     """
     recorded_by_source, source_of = {}, {}
     for item in (previous or {}).get("files", []):
@@ -84,16 +88,23 @@ def _output_names(files: Sequence[Path], previous: Optional[dict]) -> List[str]:
     stems: dict = {}
     for f in files:
         stems[f.stem.lower()] = stems.get(f.stem.lower(), 0) + 1
+    def free(name: str, key: str) -> bool:
+        if name.lower() in taken:
+            return False
+        if name in source_of:
+            return source_of[name] == key
+        return not (out / name).exists()  # a file no summary lists is nobody's to keep or replace
+
     names, taken = [], {}
     for f, key in zip(files, keys):
         name = recorded_by_source.get(key)
         if name is None or taken.get(name.lower(), key) != key:
             name = f"{f.stem}.npy"
-            if stems[f.stem.lower()] > 1 or source_of.get(name, key) != key or name.lower() in taken:
+            if stems[f.stem.lower()] > 1 or not free(name, key):
                 digest = hashlib.sha1(key.encode()).hexdigest()
                 n = 8
                 name = f"{f.stem}-{digest[:n]}.npy"
-                while source_of.get(name, key) != key or name.lower() in taken:  # astronomically rare
+                while not free(name, key):  # astronomically rare
                     n += 4
                     name = f"{f.stem}-{digest[:n]}.npy"
         taken[name.lower()] = key
@@ -128,8 +139,6 @@ def extract_files(
         ``output``, ``shape``, ``frames``, ``seconds``), ``skipped_existing``, ``errors`` (``path``,
         ``error`` for each unreadable file) and the settings used.
     """
-    from .media import load_media
-
     batch_size = check_positive_int(batch_size, "batch_size")
     files = find_audio(paths)
     dev = resolve_device(device)
@@ -154,7 +163,7 @@ def extract_files(
         carried = []
     out.mkdir(parents=True, exist_ok=True)
     extractor = FeatureExtractor(config).to(dev)
-    names = _output_names(files, previous)
+    names = _output_names(files, previous, out)
     summary = dict(settings, device=str(dev), files=[], skipped_existing=[], errors=[])
     todo = []
     for f, name in zip(files, names):
@@ -163,6 +172,19 @@ def extract_files(
         else:
             todo.append((f, name))
     bar = tqdm(total=len(todo), unit="file", disable=not progress or len(todo) < 2, desc="features")
+    try:
+        _extract(todo, extractor, dev, out, config, batch_size, summary, bar)
+    finally:  # also when stopped (Ctrl+C, an error): the summary lists every output written so far
+        bar.close()
+        save_json(out / "summary.json", _merged(summary, carried, previous))
+    return summary
+
+
+def _extract(todo, extractor, dev, out: Path, config, batch_size: int, summary: dict, bar) -> None:
+    """Load, compute and write ``todo``'s ``(file, name)`` pairs batch by batch; record each output in
+    ``summary`` once it is written, and each unreadable file."""
+    from .media import load_media
+
     for start in range(0, len(todo), batch_size):
         chunk, waves = [], []
         for f, name in todo[start:start + batch_size]:
@@ -182,22 +204,13 @@ def extract_files(
             result = extractor(batch.to(dev), lengths.to(dev))
         feats = result.features.cpu().numpy()
         frames = result.frame_lengths.tolist()
-        outputs = []
         for i, (f, name) in enumerate(chunk):
             rows = np.ascontiguousarray(feats[i, :, : frames[i]], dtype=np.float32)
-            outputs.append((out / name, rows))
+            save_npy(out / name, rows)
             summary["files"].append({"path": str(f), "source": _source_key(f), "output": str(out / name),
                                      "shape": list(rows.shape), "frames": frames[i],
                                      "seconds": round(len(waves[i]) / config.sr, 4)})
-        # recorded before they are written: an interrupted run leaves no output its summary does not
-        # attribute to its input (a listed one not yet written is computed again by the next run)
-        save_json(out / "summary.json", _merged(summary, carried, previous))
-        for path, rows in outputs:
-            save_npy(path, rows)
         bar.update(len(chunk))
-    bar.close()
-    save_json(out / "summary.json", _merged(summary, carried, previous))
-    return summary
 
 
 def _merged(summary: dict, carried: list, previous: Optional[dict]) -> dict:

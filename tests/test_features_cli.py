@@ -52,14 +52,29 @@ def test_rows_equal_the_extractor_on_the_loaded_file(audio_dir, tmp_path):
 
 def test_existing_outputs_are_kept_unless_overwrite(audio_dir, tmp_path, capsys):
     out = tmp_path / "out"
+    argv = [str(audio_dir / "speech.wav"), "--out", str(out), "--quiet", "--no-tonnetz"]
+    main(argv)
+    written = out / "speech.npy"
+    rows = np.load(written)
+    np.save(written, rows + 1.0)  # marks the file: kept means untouched
+    capsys.readouterr()
+    main(argv)
+    assert np.array_equal(np.load(written), rows + 1.0), "an existing output was overwritten"
+    assert "kept existing" in capsys.readouterr().out
+    main(argv + ["--overwrite"])
+    assert np.array_equal(np.load(written), rows)
+
+
+def test_a_users_own_file_is_neither_kept_nor_replaced(audio_dir, tmp_path, capsys):
+    out = tmp_path / "out"
     out.mkdir()
     mine = out / "speech.npy"
     np.save(mine, np.arange(3))
-    main([str(audio_dir / "speech.wav"), "--out", str(out), "--quiet", "--no-tonnetz"])
-    assert np.array_equal(np.load(mine), np.arange(3)), "an existing file was overwritten"
-    assert "kept existing" in capsys.readouterr().out
-    main([str(audio_dir / "speech.wav"), "--out", str(out), "--quiet", "--no-tonnetz", "--overwrite"])
-    assert np.load(mine).shape[0] == 68
+    for extra in ([], ["--overwrite"]):
+        main([str(audio_dir / "speech.wav"), "--out", str(out), "--quiet", "--no-tonnetz"] + extra)
+        assert np.array_equal(np.load(mine), np.arange(3)), "a file ser_gpu did not write was overwritten"
+        assert "kept existing" not in capsys.readouterr().out
+    assert len(list(out.glob("speech-*.npy"))) == 1
 
 
 def test_json_output(audio_dir, tmp_path, capsys):

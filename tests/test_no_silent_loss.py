@@ -102,7 +102,7 @@ def test_features_a_later_run_does_not_keep_another_inputs_output(tmp_path, caps
 
 
 def test_features_an_interrupted_run_leaves_no_unattributed_output(tmp_path, monkeypatch, capsys):
-    # the first run is stopped after its first batch's first output: the summary already names its input,
+    # the first run is stopped (Ctrl+C) after its first output: the summary still names that output's input,
     # so a later run with another input of the same stem neither keeps that output nor overwrites it
     first = _tone(tmp_path / "d1" / "a.wav", 0.5, 200.0)
     other = _tone(tmp_path / "d1" / "b.wav", 0.6, 250.0)
@@ -122,7 +122,7 @@ def test_features_an_interrupted_run_leaves_no_unattributed_output(tmp_path, mon
     monkeypatch.setattr(features, "save_npy", real_save)
     assert [p.name for p in saved] == ["a.npy"]
     recorded = {Path(f["output"]).name: Path(f["path"]) for f in _strict_json(out / "summary.json")["files"]}
-    assert recorded == {"a.npy": first, "b.npy": other}  # b.npy listed, not yet written
+    assert recorded == {"a.npy": first}
     capsys.readouterr()
     assert _features([str(second), "--out", str(out)]) == 0
     assert "kept existing" not in capsys.readouterr().out
@@ -130,10 +130,51 @@ def test_features_an_interrupted_run_leaves_no_unattributed_output(tmp_path, mon
     assert by_input[second].name != "a.npy"
     assert np.load(by_input[second]).shape[1] == 1 + sf.info(second).frames // 512
     assert np.load(out / "a.npy").shape[1] == 1 + sf.info(first).frames // 512
-    # the listed output that was never written is computed by the next run that names its input
-    assert not (out / "b.npy").exists()
     assert _features([str(other), "--out", str(out)]) == 0
     assert np.load(out / "b.npy").shape[1] == 1 + sf.info(other).frames // 512
+
+
+def test_features_an_unlisted_output_is_nobodys(tmp_path, capsys):
+    # a run killed outright (or a user) left x.npy with no summary entry: no input may keep or replace it
+    src = _tone(tmp_path / "in" / "x.wav", 0.5)
+    out = tmp_path / "out"
+    out.mkdir()
+    np.save(out / "x.npy", np.zeros((68, 3), np.float32))
+    for extra in ([], ["--overwrite"]):
+        assert _features([str(src), "--out", str(out)] + extra) == 0
+        assert "kept existing" not in capsys.readouterr().out
+        assert np.load(out / "x.npy").shape == (68, 3)
+        (item,) = _strict_json(out / "summary.json")["files"]
+        assert Path(item["output"]).name.startswith("x-") and Path(item["path"]) == src
+
+
+def test_features_an_overwrite_with_new_settings_stopped_midway_attributes_nothing_stale(tmp_path, monkeypatch,
+                                                                                     capsys):
+    # the review's case: a --no-tonnetz --overwrite run stopped in its second batch wrote a summary with the new
+    # settings that lists a.npy only; b.npy, still the first run's rows, must not be kept for another b.wav
+    a, b = _tone(tmp_path / "d1" / "a.wav", 0.5), _tone(tmp_path / "d1" / "b.wav", 0.6)
+    other_b = _tone(tmp_path / "d2" / "b.wav", 0.9)
+    out = tmp_path / "out"
+    assert features.main([str(a), str(b), "--out", str(out), "--quiet"]) == 0  # tonnetz on
+    real_save = features.save_npy
+
+    def stop_at_b(path, rows):
+        if path.name == "b.npy":
+            raise KeyboardInterrupt
+        return real_save(path, rows)
+
+    monkeypatch.setattr(features, "save_npy", stop_at_b)
+    with pytest.raises(KeyboardInterrupt):
+        _features([str(a), str(b), "--out", str(out), "--overwrite", "--batch-size", "1"])
+    monkeypatch.setattr(features, "save_npy", real_save)
+    summary = _strict_json(out / "summary.json")
+    assert summary["tonnetz"] is False and [Path(f["output"]).name for f in summary["files"]] == ["a.npy"]
+    capsys.readouterr()
+    assert _features([str(other_b), "--out", str(out)]) == 0
+    assert "kept existing" not in capsys.readouterr().out
+    by_input = {Path(f["path"]): Path(f["output"]) for f in _strict_json(out / "summary.json")["files"]}
+    assert by_input[other_b].name != "b.npy"
+    assert np.load(by_input[other_b]).shape[1] == 1 + sf.info(other_b).frames // 512
 
 
 @pytest.mark.parametrize("batch_size", [0, 2.5, "4", True])
