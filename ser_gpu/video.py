@@ -2,8 +2,8 @@
 
 As the original system's ``extract_audio_from_video(video_dir, out_dir)`` (moviepy): each video at
 the top level of ``VIDEO_DIR`` becomes ``OUT_DIR/<stem>.wav`` (``<stem>_2.wav``... where the name is
-another video's; each wav's comment tag identifies its video). Existing outputs are kept unless
-``--overwrite``; a video without an audio track, or one that cannot be read, is reported and
+another video's; each wav's comment tag identifies its video, :func:`_output_names`). A video's
+existing output is kept unless ``--overwrite``; a video without an audio track, or one that cannot be read, is reported and
 skipped while the others still convert. The conversion runs the ffmpeg binary that moviepy ships
 (``imageio_ffmpeg``) directly: one process per video, streaming, with no frames decoded.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,16 +54,19 @@ _SOURCE_TAG = "ser_gpu.video source "
 
 
 def _source_key(video: Path) -> str:
-    """A video's identity across runs: a hash of its absolute path with links resolved (the path
-    itself is not written into a file the user may share)."""
-    return hashlib.sha256(os.path.realpath(video).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    """A video's identity across runs: a hash of its file name and size. It survives moving or
+    copying the directory, tells apart the same name in two directories (or a re-encoded file), and
+    writes no path into a file the user may share."""
+    try:
+        size = os.path.getsize(video)
+    except OSError:  # unreadable: its conversion reports why
+        size = -1
+    return hashlib.sha256(f"{video.name}\0{size}".encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def _recorded_source(wav: Path) -> Optional[str]:
-    """The video an existing ``wav`` was extracted from (its source tag), or None: no such file, or one
-    this command did not write (no tag, or not a readable wav)."""
-    if not wav.is_file():
-        return None
+    """The source key in an existing ``wav``'s tag, or None: a wav this command did not write (no
+    tag, or not a readable wav)."""
     try:
         with sf.SoundFile(str(wav)) as fh:
             comment = fh.comment or ""
@@ -71,20 +75,54 @@ def _recorded_source(wav: Path) -> Optional[str]:
     return comment[len(_SOURCE_TAG):] if comment.startswith(_SOURCE_TAG) else None
 
 
+def _candidate(stem: str, n: int) -> str:
+    return f"{stem}.wav" if n == 1 else f"{stem}_{n}.wav"
+
+
 def _output_names(videos: Sequence[Path], out: Path) -> List[str]:
-    """``<stem>.wav`` per video, or ``<stem>_2.wav``, ``_3``... where that name is taken: by an earlier
-    video of this run with the same stem (a.mp4, a.mkv), or by an existing wav whose source tag names
-    another video. A video whose wav exists (its tag names it) gets that name again, whatever other
-    videos are present, so a kept output always holds its own video's audio."""
-    used, names = set(), []
+    """One wav name per video: ``<stem>.wav``, or ``<stem>_2.wav``, ``_3``... where that name is taken.
+
+    A video whose wav exists (an output of that stem whose tag names it) gets that name again,
+    whatever other videos are present. Otherwise the first name that is free: not given to another
+    video of this run, and no file of that name exists, except an untagged ``<stem>.wav`` (written
+    by an earlier version, or by moviepy as the original system did) when this video is the only
+    one of this run with that stem, which is taken for its own as before. A wav tagged with another
+    video, or an untagged one two videos could claim, is never kept for, nor replaced by, another
+    video.
+    """
+    stems: Dict[str, int] = {}
     for video in videos:
-        key = _source_key(video)
-        name, n = f"{video.stem}.wav", 1
-        while name.lower() in used or _recorded_source(out / name) not in (None, key):
+        stems[video.stem] = stems.get(video.stem, 0) + 1
+    existing: Dict[str, Optional[str]] = {}  # file name -> its tag's source key (None: untagged)
+    if out.is_dir():
+        pattern = re.compile("|".join(f"{re.escape(stem)}(?:_[0-9]+)?" for stem in stems) + r"\.wav")
+        for path in out.iterdir():
+            if pattern.fullmatch(path.name) and path.is_file():
+                existing[path.name] = _recorded_source(path)
+    keys = [_source_key(video) for video in videos]
+    own: Dict[str, str] = {}
+    for name, key in sorted(existing.items()):
+        if key is not None:
+            own.setdefault(key, name)
+    names: List[Optional[str]] = [None] * len(videos)
+    used = set()
+    for i, (video, key) in enumerate(zip(videos, keys)):
+        name = own.get(key)
+        if name is not None and (name == f"{video.stem}.wav" or name.startswith(f"{video.stem}_")):
+            names[i] = name
+            used.add(name.lower())
+    for i, video in enumerate(videos):
+        if names[i] is not None:
+            continue
+        n = 1
+        while True:
+            name = _candidate(video.stem, n)
+            unclaimed = name not in existing or (existing[name] is None and n == 1 and stems[video.stem] == 1)
+            if name.lower() not in used and unclaimed:
+                break
             n += 1
-            name = f"{video.stem}_{n}.wav"
+        names[i] = name
         used.add(name.lower())
-        names.append(name)
     return names
 
 

@@ -151,6 +151,37 @@ def test_kept_outputs_hold_their_own_videos_audio_whatever_else_is_present(video
     assert not list(out.glob(".*.tmp"))
 
 
+def test_names_follow_the_tags_not_the_order(video_dir, tmp_path):
+    """The review's cases: an untagged a.wav two videos could claim is nobody's; a video finds its own tagged
+    wav even where an earlier name became free; moving the videos keeps their outputs."""
+    d, out = tmp_path / "stems", tmp_path / "out"
+    d.mkdir()
+    out.mkdir()
+    (d / "a.mp4").write_bytes((video_dir / "talk.mp4").read_bytes())
+    (d / "a.mkv").write_bytes((video_dir / "interview.mkv").read_bytes())
+    (out / "a.wav").write_bytes(b"written before the tags, by whom?")
+    summary = extract_audio_from_video(d, out, progress=False)
+    assert summary["written"] == [str(out / "a_2.wav"), str(out / "a_3.wav")] and summary["skipped_existing"] == []
+    assert (out / "a.wav").read_bytes() == b"written before the tags, by whom?"
+    assert sf.info(str(out / "a_2.wav")).samplerate == 48000  # a.mkv sorts first
+    # a.wav goes away: each video still finds its own wav, none is converted again
+    (out / "a.wav").unlink()
+    summary = extract_audio_from_video(d, out, progress=False)
+    assert summary["written"] == [] and summary["skipped_existing"] == [str(out / "a_2.wav"), str(out / "a_3.wav")]
+    # the directory moves: the outputs are still the videos' own
+    moved = tmp_path / "moved"
+    d.rename(moved)
+    summary = extract_audio_from_video(moved, out, progress=False)
+    assert summary["written"] == [] and len(summary["skipped_existing"]) == 2
+    # a video alone with an untagged <stem>.wav (an earlier version's output) keeps it, as before
+    solo, solo_out = tmp_path / "solo", tmp_path / "solo_out"
+    solo.mkdir()
+    solo_out.mkdir()
+    (solo / "talk.mp4").write_bytes((video_dir / "talk.mp4").read_bytes())
+    (solo_out / "talk.wav").write_bytes(b"an older result")
+    assert extract_audio_from_video(solo, solo_out, progress=False)["skipped_existing"] == [str(solo_out / "talk.wav")]
+
+
 def test_a_track_without_samples_is_reported(tmp_path):
     from ser_gpu.media import ffmpeg_exe
 
