@@ -69,10 +69,17 @@ def _mel_numpy(sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float, htk
     if norm == "slaney":
         enorm = 2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels])
         weights *= enorm[:, np.newaxis]  # float64 product rounded to float32 again, as librosa
-    elif norm is not None:
+    elif norm is not None:  # librosa.util.normalize(weights, norm=norm, axis=-1)
         p = float(norm)
-        length = np.sum(np.abs(weights.astype(np.float64)) ** p, axis=-1, keepdims=True) ** (1.0 / p) \
-            if math.isfinite(p) else np.max(np.abs(weights), axis=-1, keepdims=True)
+        mag = np.abs(weights.astype(np.float64))
+        if p == math.inf:
+            length = np.max(np.abs(weights), axis=-1, keepdims=True)
+        elif p == -math.inf:
+            length = np.min(mag, axis=-1, keepdims=True)
+        elif p == 0:
+            length = np.sum(mag > 0, axis=-1, keepdims=True, dtype=np.float64)
+        else:
+            length = np.sum(mag**p, axis=-1, keepdims=True) ** (1.0 / p)
         length = np.where(length < np.finfo(np.float32).tiny, 1.0, length)
         weights[:] = weights / length
     weights.setflags(write=False)
@@ -114,8 +121,10 @@ def mel(
     fmax = sr / 2.0 if fmax is None else check_positive(fmax, "fmax")
     if fmax <= fmin:
         raise ParameterError(f"fmax must be greater than fmin={fmin}, got {fmax}")
-    if not (norm is None or norm == "slaney" or (isinstance(norm, numbers.Real) and not isinstance(norm, bool))):
-        raise ParameterError(f"norm must be 'slaney', a number or None, got {norm!r}")
+    if not (norm is None or (isinstance(norm, str) and norm == "slaney") or (
+            isinstance(norm, numbers.Real) and not isinstance(norm, bool) and (norm >= 0 or norm == -math.inf))):
+        raise ParameterError(f"norm must be 'slaney', a number >= 0, +-inf or None (as librosa.util.normalize), "
+                             f"got {_describe(norm)}")
     key = ("mel", sr, n_fft, n_mels, fmin, fmax, bool(htk), norm)
     return _to_device(key, lambda: _mel_numpy(sr, n_fft, n_mels, fmin, fmax, bool(htk), norm), device, dtype)
 
