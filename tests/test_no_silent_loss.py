@@ -570,7 +570,6 @@ def _lock_holder(directory: Path) -> subprocess.Popen:
 
 def test_lock_errors_are_reported_and_never_keep_the_descriptor(tmp_path, monkeypatch):
     import errno
-    import fcntl
 
     from ser_gpu import _lock
     from ser_gpu.errors import ParameterError
