@@ -126,7 +126,10 @@ def extract_files(
 
     Outputs are named ``<stem>.npy``, or ``<stem>-<hash>.npy`` where that name would be shared by
     two inputs (see :func:`_output_names`), so distinct inputs never share an output. An output
-    that exists already is kept (``skipped_existing``) unless ``overwrite``.
+    that an earlier run wrote for the same input (its summary says so) is kept
+    (``skipped_existing``) unless ``overwrite``; a file the summary does not list is never kept nor
+    replaced. When the run is stopped (an error, Ctrl+C) the summary is still written for the
+    outputs written so far.
 
     ``out_dir/summary.json`` is merged, not replaced: it lists every output an earlier run wrote
     there with its input (``path`` as given, ``source`` its absolute path), plus this run's. A
