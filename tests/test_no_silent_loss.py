@@ -123,12 +123,7 @@ def test_features_an_interrupted_run_leaves_no_unattributed_output(tmp_path, mon
     assert [p.name for p in saved] == ["a.npy"]
     recorded = {Path(f["output"]).name: Path(f["path"]) for f in _strict_json(out / "summary.json")["files"]}
     assert recorded == {"a.npy": first}
-    capsys.readouterr()
-    assert _features([str(second), "--out", str(out)]) == 0
-    assert "kept existing" not in capsys.readouterr().out
-    by_input = {Path(f["path"]): Path(f["output"]) for f in _strict_json(out / "summary.json")["files"]}
-    assert by_input[second].name != "a.npy"
-    assert np.load(by_input[second]).shape[1] == 1 + sf.info(second).frames // 512
+    _gets_its_own_output(second, out, not_name="a.npy", capsys=capsys)
     assert np.load(out / "a.npy").shape[1] == 1 + sf.info(first).frames // 512
     assert _features([str(other), "--out", str(out)]) == 0
     assert np.load(out / "b.npy").shape[1] == 1 + sf.info(other).frames // 512
@@ -169,12 +164,17 @@ def test_features_an_overwrite_with_new_settings_stopped_midway_attributes_nothi
     monkeypatch.setattr(features, "save_npy", real_save)
     summary = _strict_json(out / "summary.json")
     assert summary["tonnetz"] is False and [Path(f["output"]).name for f in summary["files"]] == ["a.npy"]
+    _gets_its_own_output(other_b, out, not_name="b.npy", capsys=capsys)
+
+
+def _gets_its_own_output(src: Path, out: Path, *, not_name: str, capsys) -> None:
+    """``features`` on ``src`` keeps nothing and writes ``src``'s rows to an output other than ``not_name``."""
     capsys.readouterr()
-    assert _features([str(other_b), "--out", str(out)]) == 0
+    assert _features([str(src), "--out", str(out)]) == 0
     assert "kept existing" not in capsys.readouterr().out
     by_input = {Path(f["path"]): Path(f["output"]) for f in _strict_json(out / "summary.json")["files"]}
-    assert by_input[other_b].name != "b.npy"
-    assert np.load(by_input[other_b]).shape[1] == 1 + sf.info(other_b).frames // 512
+    assert by_input[src].name != not_name
+    assert np.load(by_input[src]).shape[1] == 1 + sf.info(src).frames // 512
 
 
 @pytest.mark.parametrize("batch_size", [0, 2.5, "4", True])
