@@ -11,13 +11,11 @@ skipped while the others still convert. The conversion runs the ffmpeg binary th
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import soundfile as sf
 from tqdm import tqdm
@@ -49,23 +47,19 @@ def find_videos(video_dir) -> List[Path]:
                       argument="video_dir")
 
 
-#: the start of the tag (WAV LIST/INFO comment) that identifies the video a wav was extracted from
-_SOURCE_TAG = "ser_gpu.video source "
+#: the start of the tag (WAV LIST/INFO comment) that names the video a wav was extracted from
+_SOURCE_TAG = "ser_gpu.video source: "
 
 
 def _source_key(video: Path) -> str:
-    """A video's identity across runs: a hash of its file name and size. It survives moving or
-    copying the directory, tells apart the same name in two directories (or a re-encoded file), and
-    writes no path into a file the user may share."""
-    try:
-        size = os.path.getsize(video)
-    except OSError:  # unreadable: its conversion reports why
-        size = -1
-    return hashlib.sha256(f"{video.name}\0{size}".encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    """A video's identity across runs: its file name (``a.mp4``). It survives moving or copying the
+    videos and re-encoding one in place (``--overwrite`` then replaces its wav), tells apart the
+    videos of one stem (``a.mp4``, ``a.mkv``), and writes no directory into a file the user may share."""
+    return video.name
 
 
 def _recorded_source(wav: Path) -> Optional[str]:
-    """The source key in an existing ``wav``'s tag, or None: a wav this command did not write (no
+    """The video file name in an existing ``wav``'s tag, or None: a wav this command did not write (no
     tag, or not a readable wav)."""
     try:
         with sf.SoundFile(str(wav)) as fh:
@@ -79,6 +73,19 @@ def _candidate(stem: str, n: int) -> str:
     return f"{stem}.wav" if n == 1 else f"{stem}_{n}.wav"
 
 
+def _stems_of(name: str) -> List[str]:
+    """The stems whose candidate names (:func:`_candidate`) include the file ``name``, lower-cased:
+    ``a_2.wav`` is stem ``a_2``'s first and stem ``a``'s second."""
+    if not name.lower().endswith(".wav"):
+        return []
+    base = name[:-4].lower()
+    stems = [base]
+    head, sep, tail = base.rpartition("_")
+    if sep and tail.isdigit() and int(tail) >= 2 and str(int(tail)) == tail:
+        stems.append(head)
+    return stems
+
+
 def _output_names(videos: Sequence[Path], out: Path) -> List[str]:
     """One wav name per video: ``<stem>.wav``, or ``<stem>_2.wav``, ``_3``... where that name is taken.
 
@@ -88,27 +95,26 @@ def _output_names(videos: Sequence[Path], out: Path) -> List[str]:
     by an earlier version, or by moviepy as the original system did) when this video is the only
     one of this run with that stem, which is taken for its own as before. A wav tagged with another
     video, or an untagged one two videos could claim, is never kept for, nor replaced by, another
-    video.
+    video. Names are compared without case (as on the file systems that ignore it).
     """
     stems: Dict[str, int] = {}
     for video in videos:
-        stems[video.stem] = stems.get(video.stem, 0) + 1
-    existing: Dict[str, Optional[str]] = {}  # file name -> its tag's source key (None: untagged)
+        stems[video.stem.lower()] = stems.get(video.stem.lower(), 0) + 1
+    existing: Dict[str, Tuple[str, Optional[str]]] = {}  # lower-cased name -> (file name, its tag's video)
     if out.is_dir():
-        pattern = re.compile("|".join(f"{re.escape(stem)}(?:_[0-9]+)?" for stem in stems) + r"\.wav")
         for path in out.iterdir():
-            if pattern.fullmatch(path.name) and path.is_file():
-                existing[path.name] = _recorded_source(path)
-    keys = [_source_key(video) for video in videos]
-    own: Dict[str, str] = {}
-    for name, key in sorted(existing.items()):
-        if key is not None:
-            own.setdefault(key, name)
+            if any(stem in stems for stem in _stems_of(path.name)) and path.is_file():
+                existing[path.name.lower()] = (path.name, _recorded_source(path))
+    own: Dict[Tuple[str, str], str] = {}  # (stem, video name) -> the file name of its tagged wav
+    for lower, (name, source) in sorted(existing.items()):
+        if source is not None:
+            for stem in _stems_of(name):
+                own.setdefault((stem, source.lower()), name)
     names: List[Optional[str]] = [None] * len(videos)
     used = set()
-    for i, (video, key) in enumerate(zip(videos, keys)):
-        name = own.get(key)
-        if name is not None and (name == f"{video.stem}.wav" or name.startswith(f"{video.stem}_")):
+    for i, video in enumerate(videos):
+        name = own.get((video.stem.lower(), _source_key(video).lower()))
+        if name is not None and name.lower() not in used:
             names[i] = name
             used.add(name.lower())
     for i, video in enumerate(videos):
@@ -117,11 +123,12 @@ def _output_names(videos: Sequence[Path], out: Path) -> List[str]:
         n = 1
         while True:
             name = _candidate(video.stem, n)
-            unclaimed = name not in existing or (existing[name] is None and n == 1 and stems[video.stem] == 1)
+            found = existing.get(name.lower())
+            unclaimed = found is None or (found[1] is None and n == 1 and stems[video.stem.lower()] == 1)
             if name.lower() not in used and unclaimed:
                 break
             n += 1
-        names[i] = name
+        names[i] = found[0] if found is not None else name
         used.add(name.lower())
     return names
 

@@ -182,6 +182,36 @@ def test_names_follow_the_tags_not_the_order(video_dir, tmp_path):
     assert extract_audio_from_video(solo, solo_out, progress=False)["skipped_existing"] == [str(solo_out / "talk.wav")]
 
 
+def test_names_with_several_stems_and_stems_that_look_like_names(video_dir, tmp_path):
+    """The second review's case: the wavs of every stem are recognised, not only the last stem's (a.mkv once
+    'kept' a.mov's a.wav when b.mov sat beside them); a_2.mp4 and a.mp4 never take each other's wav; a
+    re-encoded video keeps its name and --overwrite replaces its wav."""
+    d, out = tmp_path / "v", tmp_path / "out"
+    d.mkdir()
+    talk, interview = (video_dir / "talk.mp4").read_bytes(), (video_dir / "interview.mkv").read_bytes()
+    (d / "a.mov").write_bytes(talk)          # 44.1 kHz
+    (d / "b.mov").write_bytes(talk)
+    (d / "a_2.mp4").write_bytes(interview)   # 48 kHz, stem 'a_2'
+    first = extract_audio_from_video(d, out, progress=False)["written"]
+    assert first == [str(out / "a.wav"), str(out / "a_2.wav"), str(out / "b.wav")]
+    (d / "a.mkv").write_bytes(interview)     # stem 'a', sorts before a.mov
+    summary = extract_audio_from_video(d, out, progress=False)
+    assert summary["written"] == [str(out / "a_3.wav")]
+    assert sorted(summary["skipped_existing"]) == sorted(first)
+    tags = {p.name: video._recorded_source(p) for p in out.glob("*.wav")}
+    assert tags == {"a.wav": "a.mov", "a_2.wav": "a_2.mp4", "a_3.wav": "a.mkv", "b.wav": "b.mov"}
+    # another video whose name differs only in case claims nothing that is tagged for another
+    (d / "A.mp4").write_bytes(talk)
+    summary = extract_audio_from_video(d, out, progress=False)
+    assert summary["written"] == [str(out / "A_4.wav")]
+    # a.mov re-encoded in place (now 48 kHz): kept until --overwrite, which replaces its own wav
+    (d / "a.mov").write_bytes(interview)
+    assert str(out / "a.wav") in extract_audio_from_video(d, out, progress=False)["skipped_existing"]
+    summary = extract_audio_from_video(d, out, overwrite=True, progress=False)
+    assert str(out / "a.wav") in summary["written"] and sf.info(str(out / "a.wav")).samplerate == 48000
+    assert sorted(p.name for p in out.glob("*.wav")) == ["A_4.wav", "a.wav", "a_2.wav", "a_3.wav", "b.wav"]
+
+
 def test_a_track_without_samples_is_reported(tmp_path):
     from ser_gpu.media import ffmpeg_exe
 
