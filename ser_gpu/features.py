@@ -6,7 +6,8 @@ the raw (un-normalised) rows of one file, ``float32 [shape=(68, frames)]``, in d
 (:data:`ser_gpu.transforms.FEATURE_ROWS`). Outputs are named ``<stem>.npy``, or ``<stem>-<hash>.npy``
 where two inputs share a stem, so no output is ever written for two inputs. A ``summary.json`` beside
 them, merged across runs, lists every output with its input, shape, frames and seconds, and the files
-that could not be read; a run that is stopped (Ctrl+C, an error) still writes it for what it wrote.
+that could not be read; it is rewritten every 30 s during a run, and a run that is stopped (Ctrl+C,
+an error, SIGTERM) still writes it for what it wrote.
 An existing output is kept only where the summary attributes it to the same input: a file it does not
 list (a run killed outright, someone else's) is neither kept nor replaced, the input gets a hashed name. Files are decoded by :func:`ser_gpu.media.load_media` (libsndfile, else ffmpeg).
 """
@@ -17,7 +18,9 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -34,6 +37,8 @@ from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
 __all__ = ["AUDIO_EXTENSIONS", "find_audio", "extract_files", "main"]
 
 SUMMARY_FORMAT = "ser_gpu.features.summary"
+#: seconds between the summary's rewrites during a run (it is always written at the end)
+SUMMARY_INTERVAL_S = 30.0
 # the settings an output depends on: a summary written with other values describes other rows
 _SETTING_KEYS = ("sr", "hop_length", "trim_top_db", "rows", "tonnetz")
 
@@ -128,8 +133,9 @@ def extract_files(
     two inputs (see :func:`_output_names`), so distinct inputs never share an output. An output
     that an earlier run wrote for the same input (its summary says so) is kept
     (``skipped_existing``) unless ``overwrite``; a file the summary does not list is never kept nor
-    replaced. When the run is stopped (an error, Ctrl+C) the summary is still written for the
-    outputs written so far.
+    replaced. The summary is rewritten every :data:`SUMMARY_INTERVAL_S` seconds, and when the run is
+    stopped (an error, Ctrl+C; SIGTERM under :func:`main`) it is still written for the outputs
+    written so far.
 
     ``out_dir/summary.json`` is merged, not replaced: it lists every output an earlier run wrote
     there with its input (``path`` as given, ``source`` its absolute path), plus this run's. A
@@ -175,20 +181,30 @@ def extract_files(
         else:
             todo.append((f, name))
     bar = tqdm(total=len(todo), unit="file", disable=not progress or len(todo) < 2, desc="features")
-    try:
-        _extract(todo, extractor, dev, out, config, batch_size, summary, bar)
-    finally:  # also when stopped (Ctrl+C, an error): the summary lists every output written so far
-        bar.close()
+    def save_summary():
         save_json(out / "summary.json", _merged(summary, carried, previous))
+
+    try:
+        _extract(todo, extractor, dev, out, config, batch_size, summary, bar, save_summary)
+    finally:  # also when stopped (Ctrl+C, an error, SIGTERM via main): the summary lists what was written
+        bar.close()
+        save_summary()
     return summary
 
 
-def _extract(todo, extractor, dev, out: Path, config, batch_size: int, summary: dict, bar) -> None:
+def _extract(todo, extractor, dev, out: Path, config, batch_size: int, summary: dict, bar, save_summary) -> None:
     """Load, compute and write ``todo``'s ``(file, name)`` pairs batch by batch; record each output in
-    ``summary`` once it is written, and each unreadable file."""
+    ``summary`` once it is written, and each unreadable file; ``save_summary()`` once
+    :data:`SUMMARY_INTERVAL_S` have passed since the last time (a run killed outright loses the record
+    of at most that much work; the summary is not rewritten after every batch: at 20k entries one
+    write takes ~0.4 s)."""
     from .media import load_media
 
+    last_saved = time.monotonic()
     for start in range(0, len(todo), batch_size):
+        if time.monotonic() - last_saved >= SUMMARY_INTERVAL_S:
+            save_summary()
+            last_saved = time.monotonic()
         chunk, waves = [], []
         for f, name in todo[start:start + batch_size]:
             try:
@@ -255,8 +271,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds: extract_files writes its summary on the way out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    # kill, timeout, a batch scheduler's limit: Python's default would end the process without unwinding
+    previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm) if _main_thread() else None
     try:
         summary = extract_files(args.paths, args.out, device=args.device, batch_size=args.batch_size,
                                 overwrite=args.overwrite, tonnetz=not args.no_tonnetz,
@@ -264,6 +292,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

@@ -1543,7 +1543,8 @@ def train_model(
             ``epochs`` (may be raised), ``device``, ``progress`` and ``cache_dir`` may be given with
             other values, any other setting given with another value than the run's is refused
             (ParameterError naming each). On the CPU the result equals an uninterrupted run. Stale
-            ``.*.tmp`` files of an interrupted save are removed.
+            ``.*.tmp`` files of an interrupted save are removed (not where the file system refuses the
+            run's lock: there the run goes on unlocked, with a warning).
         overwrite: replace a run already in ``out`` (otherwise that is refused; so are result/metrics
             files in an ``out`` without a checkpoint, which are not a run's). Not with ``resume``.
 
