@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,46 +75,47 @@ def _candidate(stem: str, n: int) -> str:
 
 
 def _stems_of(name: str) -> List[str]:
-    """The stems whose candidate names (:func:`_candidate`) include the file ``name``, lower-cased:
+    """The stems, lower-cased, whose candidate names (:func:`_candidate`) may be the file ``name``:
     ``a_2.wav`` is stem ``a_2``'s first and stem ``a``'s second."""
     if not name.lower().endswith(".wav"):
         return []
     base = name[:-4].lower()
-    stems = [base]
     head, sep, tail = base.rpartition("_")
-    if sep and tail.isdigit() and int(tail) >= 2 and str(int(tail)) == tail:
-        stems.append(head)
-    return stems
+    return [base, head] if sep and re.fullmatch(r"[1-9][0-9]*", tail, flags=re.ASCII) else [base]
 
 
 def _output_names(videos: Sequence[Path], out: Path) -> List[str]:
     """One wav name per video: ``<stem>.wav``, or ``<stem>_2.wav``, ``_3``... where that name is taken.
 
-    A video whose wav exists (an output of that stem whose tag names it) gets that name again,
-    whatever other videos are present. Otherwise the first name that is free: not given to another
-    video of this run, and no file of that name exists, except an untagged ``<stem>.wav`` (written
-    by an earlier version, or by moviepy as the original system did) when this video is the only
-    one of this run with that stem, which is taken for its own as before. A wav tagged with another
-    video, or an untagged one two videos could claim, is never kept for, nor replaced by, another
-    video. Names are compared without case (as on the file systems that ignore it).
+    A video whose wav exists (a file of its stem whose tag names exactly this video's file) gets
+    that name again, whatever other videos are present. Otherwise the first name that is free: not
+    given to another video of this run, and no file of that name exists in any case (``A.wav``
+    takes ``a.wav``'s place on the file systems that ignore case), except an untagged ``<stem>.wav``
+    of exactly that name (written by an earlier version, or by moviepy as the original system did)
+    when this video is the only one of this run with that stem in any case, which is taken for its
+    own as before. A wav tagged with another video, or an untagged one two videos could claim, is
+    never kept for, nor replaced by, another video.
     """
-    stems: Dict[str, int] = {}
+    stems: Dict[str, int] = {}  # lower-cased stem -> videos of this run with it
     for video in videos:
         stems[video.stem.lower()] = stems.get(video.stem.lower(), 0) + 1
-    existing: Dict[str, Tuple[str, Optional[str]]] = {}  # lower-cased name -> (file name, its tag's video)
+    existing: Dict[str, Optional[str]] = {}  # file name -> the video its tag names (None: untagged)
     if out.is_dir():
         for path in out.iterdir():
             if any(stem in stems for stem in _stems_of(path.name)) and path.is_file():
-                existing[path.name.lower()] = (path.name, _recorded_source(path))
-    own: Dict[Tuple[str, str], str] = {}  # (stem, video name) -> the file name of its tagged wav
-    for lower, (name, source) in sorted(existing.items()):
+                existing[path.name] = _recorded_source(path)
+    variants: Dict[str, int] = {}  # lower-cased name -> existing files with it
+    for name in existing:
+        variants[name.lower()] = variants.get(name.lower(), 0) + 1
+    own: Dict[Tuple[str, str], str] = {}  # (lower-cased stem, video file name) -> its tagged wav
+    for name, source in sorted(existing.items()):
         if source is not None:
             for stem in _stems_of(name):
-                own.setdefault((stem, source.lower()), name)
+                own.setdefault((stem, source), name)
     names: List[Optional[str]] = [None] * len(videos)
-    used = set()
+    used = set()  # lower-cased names given in this run
     for i, video in enumerate(videos):
-        name = own.get((video.stem.lower(), _source_key(video).lower()))
+        name = own.get((video.stem.lower(), _source_key(video)))
         if name is not None and name.lower() not in used:
             names[i] = name
             used.add(name.lower())
@@ -123,12 +125,13 @@ def _output_names(videos: Sequence[Path], out: Path) -> List[str]:
         n = 1
         while True:
             name = _candidate(video.stem, n)
-            found = existing.get(name.lower())
-            unclaimed = found is None or (found[1] is None and n == 1 and stems[video.stem.lower()] == 1)
-            if name.lower() not in used and unclaimed:
+            free = name.lower() not in variants
+            legacy = (n == 1 and name in existing and existing[name] is None and variants[name.lower()] == 1
+                      and stems[video.stem.lower()] == 1)
+            if name.lower() not in used and (free or legacy):
                 break
             n += 1
-        names[i] = found[0] if found is not None else name
+        names[i] = name
         used.add(name.lower())
     return names
 

@@ -212,6 +212,24 @@ def test_names_with_several_stems_and_stems_that_look_like_names(video_dir, tmp_
     assert sorted(p.name for p in out.glob("*.wav")) == ["A_4.wav", "a.wav", "a_2.wav", "a_3.wav", "b.wav"]
 
 
+def test_names_that_differ_only_in_case(video_dir, tmp_path):
+    """The third review's cases (Linux keeps a.mkv and A.mkv apart): a tag names one video exactly, a case
+    variant of an existing wav counts as taken, and a stray oddly named file does not stop the run."""
+    d, out = tmp_path / "v", tmp_path / "out"
+    d.mkdir()
+    (d / "a.mkv").write_bytes((video_dir / "talk.mp4").read_bytes())        # 44.1 kHz
+    assert extract_audio_from_video(d, out, progress=False)["written"] == [str(out / "a.wav")]
+    (d / "A.mkv").write_bytes((video_dir / "interview.mkv").read_bytes())   # 48 kHz, sorts first
+    (out / "A.wav").write_bytes(b"the user's own")                          # untagged, a.wav's case variant
+    (out / "notes_\u00b2.wav").write_bytes(b"not ours")                      # '\u00b2'.isdigit() is True
+    for _ in range(2):  # the second run converts nothing: each video finds its own
+        summary = extract_audio_from_video(d, out, progress=False)
+        assert summary["failed"] == {} and str(out / "a.wav") in summary["skipped_existing"]
+    assert video._recorded_source(out / "A_2.wav") == "A.mkv" and sf.info(str(out / "A_2.wav")).samplerate == 48000
+    assert video._recorded_source(out / "a.wav") == "a.mkv" and (out / "A.wav").read_bytes() == b"the user's own"
+    assert sorted(p.name for p in out.glob("*.wav")) == ["A.wav", "A_2.wav", "a.wav", "notes_\u00b2.wav"]
+
+
 def test_a_track_without_samples_is_reported(tmp_path):
     from ser_gpu.media import ffmpeg_exe
 
