@@ -6,8 +6,9 @@ the raw (un-normalised) rows of one file, ``float32 [shape=(68, frames)]``, in d
 (:data:`ser_gpu.transforms.FEATURE_ROWS`). Outputs are named ``<stem>.npy``, or ``<stem>-<hash>.npy``
 where two inputs share a stem, so no output is ever written for two inputs. A ``summary.json`` beside
 them, merged across runs, lists every output with its input, shape, frames and seconds, and the files
-that could not be read; it is rewritten every 30 s during a run, and a run that is stopped (Ctrl+C,
-an error, SIGTERM) still writes it for what it wrote.
+that could not be read; it is rewritten every 30 s during a run (before the next batch), and a run
+that is stopped (Ctrl+C, an error, SIGTERM when the process gets time to unwind) still writes it for
+what it wrote.
 An existing output is kept only where the summary attributes it to the same input: a file it does not
 list (a run killed outright, someone else's) is neither kept nor replaced, the input gets a hashed name. Files are decoded by :func:`ser_gpu.media.load_media` (libsndfile, else ffmpeg).
 """
@@ -194,10 +195,10 @@ def extract_files(
 
 def _extract(todo, extractor, dev, out: Path, config, batch_size: int, summary: dict, bar, save_summary) -> None:
     """Load, compute and write ``todo``'s ``(file, name)`` pairs batch by batch; record each output in
-    ``summary`` once it is written, and each unreadable file; ``save_summary()`` once
+    ``summary`` once it is written, and each unreadable file; ``save_summary()`` before a batch once
     :data:`SUMMARY_INTERVAL_S` have passed since the last time (a run killed outright loses the record
-    of at most that much work; the summary is not rewritten after every batch: at 20k entries one
-    write takes ~0.4 s)."""
+    of about that much work plus one batch; the summary is not rewritten after every batch: at 20k
+    entries one write takes ~0.4 s)."""
     from .media import load_media
 
     last_saved = time.monotonic()
@@ -271,20 +272,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _main_thread() -> bool:
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwind (so extract_files writes its summary), then die of the signal."""
+
+
+def _on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the summary's write short
+    raise _Terminated
+
+
+def _handles_sigterm() -> bool:
+    """Install :func:`_on_sigterm` where nothing else chose how SIGTERM is handled: the main thread,
+    with the default action (not an inherited ``SIG_IGN``, nor a handler of the embedding program)."""
     import threading
 
-    return threading.current_thread() is threading.main_thread()
-
-
-def _exit_on_sigterm(signum, frame):
-    raise SystemExit(128 + signum)  # unwinds: extract_files writes its summary on the way out
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return False
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    return True
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    # kill, timeout, a batch scheduler's limit: Python's default would end the process without unwinding
-    previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm) if _main_thread() else None
+    # kill, timeout, a batch scheduler's limit: the default action ends the process without unwinding, so
+    # the summary would not be written; with the handler the run unwinds, then dies of the signal as before
+    handled = _handles_sigterm()
     try:
         summary = extract_files(args.paths, args.out, device=args.device, batch_size=args.batch_size,
                                 overwrite=args.overwrite, tonnetz=not args.no_tonnetz,
@@ -292,9 +306,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)  # the parent sees a death by SIGTERM, as without the handler
+        raise SystemExit(128 + signal.SIGTERM)  # not reached
     finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        if handled:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

@@ -181,21 +181,28 @@ _KILLABLE_FEATURES = """
 import sys, time
 import ser_gpu.features as features
 features.SUMMARY_INTERVAL_S = float(sys.argv[1])
-real_save = features.save_npy
+real_save, real_json = features.save_npy, features.save_json
 def slow_save(path, rows):  # time for the test to stop the run between two outputs
     time.sleep(0.5)
     real_save(path, rows)
-features.save_npy = slow_save
+def slow_json(path, data):  # a long summary: a second SIGTERM arrives while it is written
+    time.sleep(0.6)
+    real_json(path, data)
+features.save_npy, features.save_json = slow_save, slow_json
 sys.exit(features.main(sys.argv[2:]))
 """
 
 
-@pytest.mark.parametrize("signum, interval", [("SIGTERM", 1e9), ("SIGKILL", 0.0)])
-def test_features_a_killed_run_leaves_a_summary_of_what_it_wrote(tmp_path, signum, interval):
-    # SIGTERM (kill, timeout, a scheduler's limit) unwinds and writes the summary; SIGKILL cannot be caught,
-    # and the summary rewritten every SUMMARY_INTERVAL_S (here before every batch) lists all but the last work
+@pytest.mark.parametrize("signals, interval", [(["SIGTERM"], 1e9), (["SIGTERM", "SIGTERM"], 1e9),
+                                               (["SIGKILL"], 0.0)])
+def test_features_a_killed_run_leaves_a_summary_of_what_it_wrote(tmp_path, signals, interval):
+    # SIGTERM (kill, timeout, a scheduler's limit) unwinds, writes the summary (a second SIGTERM does not cut
+    # that short) and dies of the signal; SIGKILL cannot be caught, and the summary rewritten every
+    # SUMMARY_INTERVAL_S (here before every batch) lists all but the last work
     import signal
     import time
+
+    signum = signals[0]
 
     inputs = [_tone(tmp_path / "in" / f"c{i}.wav", 0.3 + 0.05 * i) for i in range(6)]
     out = tmp_path / "out"
@@ -205,9 +212,12 @@ def test_features_a_killed_run_leaves_a_summary_of_what_it_wrote(tmp_path, signu
     deadline = time.monotonic() + 120
     while len(list(out.glob("*.npy"))) < 3 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(getattr(signal, signum))
+    for k, name in enumerate(signals):
+        if k:
+            time.sleep(0.3)
+        proc.send_signal(getattr(signal, name))
     code = proc.wait(timeout=60)
-    assert code == (143 if signum == "SIGTERM" else -9)
+    assert code == -getattr(signal, signum)  # as a process without the handler would report it
     written = {p.name for p in out.glob("*.npy")}
     assert 3 <= len(written) < len(inputs)
     listed = {Path(f["output"]).name: Path(f["path"]) for f in _strict_json(out / "summary.json")["files"]}
@@ -215,6 +225,26 @@ def test_features_a_killed_run_leaves_a_summary_of_what_it_wrote(tmp_path, signu
     assert set(listed) <= written and len(written - set(listed)) <= (1 if signum == "SIGTERM" else 2)
     for name, src in listed.items():
         assert name == src.stem + ".npy" and np.load(out / name).shape[1] == 1 + sf.info(src).frames // 512
+
+
+def test_features_leaves_sigterm_alone_where_its_handling_was_chosen(tmp_path, monkeypatch):
+    import signal
+
+    src = _tone(tmp_path / "a.wav", 0.3)
+    seen = []
+    monkeypatch.setattr(features, "extract_files", lambda *a, **k: seen.append(signal.getsignal(signal.SIGTERM))
+                        or {"files": [], "skipped_existing": [], "errors": []})
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        for chosen in (signal.SIG_IGN, lambda *a: None):  # inherited 'ignore', an embedding program's handler
+            signal.signal(signal.SIGTERM, chosen)
+            features.main([str(src), "--out", str(tmp_path / "o"), "--quiet"])
+            assert seen[-1] is chosen and signal.getsignal(signal.SIGTERM) is chosen
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        features.main([str(src), "--out", str(tmp_path / "o"), "--quiet"])
+        assert seen[-1] is features._on_sigterm and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 @pytest.mark.parametrize("batch_size", [0, 2.5, "4", True])
