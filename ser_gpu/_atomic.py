@@ -26,8 +26,12 @@ def _umask() -> int:
 
 def _temporary_beside(path: Path):
     """``(fd, name)`` of a new temporary file beside ``path``: ``.<name>.<random>.tmp`` (what a run's
-    start removes when a killed save left one, ser_gpu.train)."""
-    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    start removes when a killed save left one, ser_gpu.train); a name longer than 200 bytes is cut
+    there, so that any name the file system takes has a temporary name it takes too."""
+    name = path.name
+    if len(os.fsencode(name)) > 200:
+        name = os.fsdecode(os.fsencode(name)[:200])
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=".tmp")
 
 
 def _move_into_place(tmp, path: Path) -> None:

@@ -374,6 +374,18 @@ def test_atomic_output_replaces_only_when_the_writer_finishes(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+def test_atomic_writes_take_the_longest_names_the_file_system_takes(tmp_path):
+    from ser_gpu._atomic import atomic_link, atomic_output, save_json
+
+    long = "x" * 245 + ".json"  # 250 bytes: the temporary name's dot, random part and .tmp once overflowed 255
+    save_json(tmp_path / long, {"a": 1})
+    with atomic_output(tmp_path / ("w" * 246 + ".wav")) as tmp:
+        tmp.write_bytes(b"RIFF")
+    atomic_link(tmp_path / long, tmp_path / ("l" * 250))
+    assert _strict_json(tmp_path / ("l" * 250)) == {"a": 1}
+    assert sorted(len(p.name) for p in tmp_path.iterdir()) == [250, 250, 250]
+
+
 def test_a_skipped_test_split_is_said(corpus, tmp_path, capsys):
     out = tmp_path / "run"
     result = train_model(epochs=1, data_dirs=[str(corpus)], out=str(out), cache_dir=str(tmp_path / "cache"),
