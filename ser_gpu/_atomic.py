@@ -29,8 +29,8 @@ def _temporary_beside(path: Path):
     start removes when a killed save left one, ser_gpu.train); a name longer than 200 bytes is cut
     there, so that any name the file system takes has a temporary name it takes too."""
     name = path.name
-    if len(os.fsencode(name)) > 200:
-        name = os.fsdecode(os.fsencode(name)[:200])
+    while len(os.fsencode(name)) > 200:  # whole characters: a cut one would not be valid UTF-8
+        name = name[:-1]
     return tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=".tmp")
 
 

@@ -16,6 +16,7 @@ list (a run killed outright, someone else's) is neither kept nor replaced, the i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -186,7 +187,8 @@ def extract_files(
         save_json(out / "summary.json", _merged(summary, carried, previous))
 
     try:
-        _extract(todo, extractor, dev, out, config, batch_size, summary, bar, save_summary)
+        with _sigterm_unwinds():
+            _extract(todo, extractor, dev, out, config, batch_size, summary, bar, save_summary)
     finally:  # also when stopped (Ctrl+C, an error, SIGTERM via main): the summary lists what was written
         bar.close()
         save_summary()
@@ -273,12 +275,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Terminated(BaseException):
-    """SIGTERM arrived: unwind (so extract_files writes its summary), then die of the signal."""
+    """SIGTERM arrived during the extraction: unwind it (so extract_files writes its summary)."""
+
+
+# main's SIGTERM handler: 'armed' while the extraction runs (a SIGTERM then unwinds it); at any other time (the
+# summary's write, the report) a SIGTERM is only recorded, and main lets the process die of it afterwards
+_SIGTERM = {"armed": False, "received": False}
 
 
 def _on_sigterm(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the summary's write short
-    raise _Terminated
+    _SIGTERM["received"] = True
+    if _SIGTERM["armed"]:
+        _SIGTERM["armed"] = False  # one unwinding: a second SIGTERM is only recorded
+        raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """Within the block, a SIGTERM caught by :func:`main`'s handler raises :class:`_Terminated`
+    (nothing happens without the handler: library callers keep their own SIGTERM handling)."""
+    _SIGTERM["armed"] = True
+    try:
+        yield
+    finally:
+        _SIGTERM["armed"] = False
 
 
 def _handles_sigterm() -> bool:
@@ -290,6 +310,7 @@ def _handles_sigterm() -> bool:
         return False
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return False
+    _SIGTERM.update(armed=False, received=False)
     signal.signal(signal.SIGTERM, _on_sigterm)
     return True
 
@@ -297,8 +318,22 @@ def _handles_sigterm() -> bool:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     # kill, timeout, a batch scheduler's limit: the default action ends the process without unwinding, so
-    # the summary would not be written; with the handler the run unwinds, then dies of the signal as before
+    # the summary would not be written; with the handler the run unwinds, writes it, and the process then
+    # dies of the signal as it would have
     handled = _handles_sigterm()
+    try:
+        return _run(args)
+    except _Terminated:
+        pass
+    finally:
+        if handled:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # runs a pending handler first: read the flag after
+            if _SIGTERM["received"]:
+                os.kill(os.getpid(), signal.SIGTERM)
+    return 128 + signal.SIGTERM  # not reached: the signal ended the process
+
+
+def _run(args) -> int:
     try:
         summary = extract_files(args.paths, args.out, device=args.device, batch_size=args.batch_size,
                                 overwrite=args.overwrite, tonnetz=not args.no_tonnetz,
@@ -306,13 +341,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except _Terminated:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)  # the parent sees a death by SIGTERM, as without the handler
-        raise SystemExit(128 + signal.SIGTERM)  # not reached
-    finally:
-        if handled:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
