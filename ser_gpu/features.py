@@ -8,9 +8,10 @@ where two inputs share a stem, so no output is ever written for two inputs. A ``
 them, merged across runs, lists every output with its input, shape, frames and seconds, and the files
 that could not be read; it is rewritten every 30 s during a run (before the next batch), and a run
 that is stopped (Ctrl+C, an error, SIGTERM when the process gets time to unwind) still writes it for
-what it wrote.
-An existing output is kept only where the summary attributes it to the same input: a file it does not
-list (a run killed outright, someone else's) is neither kept nor replaced, the input gets a hashed name. Files are decoded by :func:`ser_gpu.media.load_media` (libsndfile, else ffmpeg).
+what it wrote. An existing output is kept only where the summary attributes it to the same input: a
+file it does not list (a run killed outright, someone else's) is neither kept nor replaced, and the
+input gets a hashed name. Files are decoded by :func:`ser_gpu.media.load_media` (libsndfile, else
+ffmpeg).
 """
 
 from __future__ import annotations

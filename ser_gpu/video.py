@@ -3,8 +3,8 @@
 As the original system's ``extract_audio_from_video(video_dir, out_dir)`` (moviepy): each video at
 the top level of ``VIDEO_DIR`` becomes ``OUT_DIR/<stem>.wav`` (``<stem>_2.wav``... where the name is
 another video's; each wav's comment tag identifies its video, :func:`_output_names`). A video's
-existing output is kept unless ``--overwrite``; a video without an audio track, or one that cannot be read, is reported and
-skipped while the others still convert. The conversion runs the ffmpeg binary that moviepy ships
+existing output is kept unless ``--overwrite``; a video without an audio track, or one that cannot be
+read, is reported and skipped while the others still convert. The conversion runs the ffmpeg binary that moviepy ships
 (``imageio_ffmpeg``) directly: one process per video, streaming, with no frames decoded.
 """
 

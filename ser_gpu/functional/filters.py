@@ -73,7 +73,7 @@ def _mel_numpy(sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float, htk
         p = float(norm)
         mag = np.abs(weights.astype(np.float64))
         if p == math.inf:
-            length = np.max(np.abs(weights), axis=-1, keepdims=True)
+            length = np.max(mag, axis=-1, keepdims=True)
         elif p == -math.inf:
             length = np.min(mag, axis=-1, keepdims=True)
         elif p == 0:
@@ -173,7 +173,7 @@ def chroma(
         if isinstance(tuning, bool) or not isinstance(tuning, numbers.Real) or not math.isfinite(tuning):
             raise ParameterError(f"tuning must be a finite number or a tensor, got {_describe(tuning)}")
         tuning = float(tuning)
-        key = ("chroma", sr, n_fft, n_chroma, float(tuning), ctroct, octwidth, norm, bool(base_c))
+        key = ("chroma", sr, n_fft, n_chroma, tuning, ctroct, octwidth, norm, bool(base_c))
         return _to_device(key, lambda: _chroma_numpy(*key[1:]), device, dtype)
     return _chroma_bank(sr, n_fft, n_chroma, tuning, ctroct, octwidth, norm, base_c).to(device=device, dtype=dtype)
 
