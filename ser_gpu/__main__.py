@@ -10,6 +10,8 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
+from ._cli import run_main
+
 # command -> (module whose main() runs it, what it does)
 COMMANDS = {
     "train": ("ser_gpu.train", "train the classifier (built-in synthetic corpus, or --data-dir)"),
@@ -45,4 +47,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

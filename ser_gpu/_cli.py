@@ -19,19 +19,23 @@
 
 * :func:`check_output_file` and :func:`check_output_dir` check an output path before the work
   starts, so a bad ``--plot``/``--out`` never costs a finished evaluation or prediction.
+* :func:`run_main` runs a command's ``main`` as its process: any file name can be printed.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Sequence, Union
 
 from .errors import ParameterError
 
 __all__ = ["AUDIO_EXTENSIONS", "VIDEO_EXTENSIONS", "CACHE_DIR_HELP", "NoMatchingFiles", "resolve_device",
-           "has_extension", "is_audio", "is_video", "is_media", "find_files", "check_output_file", "check_output_dir"]
+           "has_extension", "is_audio", "is_video", "is_media", "find_files", "check_output_file", "check_output_dir",
+           "run_main"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -45,6 +49,21 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
 #: :func:`ser_gpu.data.cache.default_cache_dir`'s.
 CACHE_DIR_HELP = ("waveform cache (default: $SER_GPU_CACHE/waveforms, else $XDG_CACHE_HOME/ser_gpu/waveforms "
                   "or ~/.cache/ser_gpu/waveforms)")
+
+
+def run_main(main: Callable[[], int]) -> int:
+    """``main()``'s exit status, run as a command's process (``python -m ser_gpu.COMMAND``).
+
+    A file name whose bytes are not valid UTF-8 (Python holds it with surrogate escapes) cannot be
+    encoded by a standard output whose error handler is ``strict`` (a UTF-8 locale such as
+    ``en_US.UTF-8``): a report listing such a file raised ``UnicodeEncodeError`` after the work was
+    done. Standard output escapes what it cannot encode instead (``backslashreplace``, as standard
+    error does); a stream with another handler (``surrogateescape`` in the C locale, one set by
+    ``PYTHONIOENCODING``) is left as it is.
+    """
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
+        sys.stdout.reconfigure(errors="backslashreplace")
+    return main()
 
 
 class NoMatchingFiles(ParameterError):

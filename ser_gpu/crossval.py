@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from ._atomic import atomic_write, save_json
-from ._cli import check_output_dir, refuse_held
+from ._cli import check_output_dir, refuse_held, run_main
 from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
 
 if TYPE_CHECKING:
@@ -624,4 +624,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

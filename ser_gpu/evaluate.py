@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ._atomic import atomic_write, save_json
-from ._cli import CACHE_DIR_HELP, check_output_dir, refuse_held, resolve_device
+from ._cli import CACHE_DIR_HELP, check_output_dir, refuse_held, resolve_device, run_main
 from ._validation import _real, check_nonnegative_int, check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
 from .functional.augment import add_noise_snr
@@ -303,4 +303,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from ._atomic import save_json, save_npy
-from ._cli import AUDIO_EXTENSIONS, check_output_dir, find_files, resolve_device
+from ._cli import AUDIO_EXTENSIONS, check_output_dir, find_files, resolve_device, run_main
 from ._validation import check_positive_int
 from .errors import AudioLoadError, ParameterError
 from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
@@ -351,4 +351,4 @@ def _run(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

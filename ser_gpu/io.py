@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -45,6 +46,22 @@ def _check_path(path) -> str:
     if not isinstance(path, (str, os.PathLike)):
         raise ParameterError(f"path must be a str or os.PathLike, got {type(path).__name__}: {_describe(path)}")
     return os.fspath(path)
+
+
+def _sndfile_path(path: str) -> Union[str, bytes]:
+    """``path`` as soundfile can open it.
+
+    soundfile encodes a ``str`` path strictly, so a Linux file name whose bytes are not valid UTF-8
+    (which Python holds as surrogate escapes, ``os.fsdecode``) raised ``UnicodeEncodeError``; such a
+    name is given as its bytes (``os.fsencode``), every other one unchanged (on Windows soundfile opens
+    ``str`` paths as wide strings).
+    """
+    if sys.platform != "win32":
+        try:
+            path.encode(sys.getfilesystemencoding())
+        except UnicodeEncodeError:
+            return os.fsencode(path)
+    return path
 
 
 def _check_args(sr, offset, duration, dtype) -> None:
@@ -90,7 +107,7 @@ def _decode(path: str, offset: float, duration: Optional[float], np_dtype) -> Tu
     """Read ``path`` as librosa's ``__soundfile_load`` does: ``(channels, n)`` or ``(n,)`` and the native rate."""
     _check_file(path)
     try:
-        sf_desc = sf.SoundFile(path)
+        sf_desc = sf.SoundFile(_sndfile_path(path))
     except sf.LibsndfileError as exc:
         text = str(exc.error_string if hasattr(exc, "error_string") else exc)
         if "not recognised" in text.lower() or "unimplemented format" in text.lower():

@@ -90,7 +90,7 @@ def _soundfile_reads(path: str) -> bool:
     if is_video(path):
         return False
     try:
-        sf.info(path)
+        sf.info(_io._sndfile_path(path))
     except Exception:  # noqa: BLE001 - any refusal just means "let ffmpeg try"
         return False
     return True
@@ -338,7 +338,7 @@ def media_duration(path) -> float:
     path = _io._check_path(path)
     _io._check_file(path)
     if _soundfile_reads(path):
-        info = sf.info(path)
+        info = sf.info(_io._sndfile_path(path))
         return info.frames / info.samplerate
     text = _probe(path)
     if not _AUDIO_STREAM.search(text):
@@ -372,7 +372,7 @@ class MediaWindow(NamedTuple):
 
 def _sndfile_blocks(path: str, np_dtype) -> Iterator:
     """Yield the native rate, then ``(channels, n)`` blocks, from libsndfile, checking for damage as io does."""
-    with sf.SoundFile(path) as f:
+    with sf.SoundFile(_io._sndfile_path(path)) as f:
         damage = _io._damage(f.extra_info)
         if damage is not None:
             raise AudioLoadError(path, damage)

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from ._atomic import atomic_write
-from ._cli import check_output_file, find_files, is_media, resolve_device
+from ._cli import check_output_file, find_files, is_media, resolve_device, run_main
 from ._validation import check_positive, check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
 from .transforms.features import FeatureExtractor
@@ -411,4 +411,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

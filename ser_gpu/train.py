@@ -53,7 +53,7 @@ from tqdm import tqdm
 
 from . import distributed as _distributed
 from ._atomic import atomic_write, save_json
-from ._cli import CACHE_DIR_HELP, check_output_dir, refuse_held, resolve_device
+from ._cli import CACHE_DIR_HELP, check_output_dir, refuse_held, resolve_device, run_main
 from ._validation import (check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability,
                           config_from_dict, config_to_dict)
 from ._lock import RunLock
@@ -1789,4 +1789,4 @@ def _print_summary(result: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -22,9 +22,10 @@ import soundfile as sf
 from tqdm import tqdm
 
 from ._atomic import atomic_output
-from ._cli import find_files
+from ._cli import find_files, run_main
 from ._validation import _describe, check_positive_int
 from .errors import DependencyError, ParameterError
+from .io import _sndfile_path
 from .media import VIDEO_EXTENSIONS, _condense, _NO_AUDIO_NOTE, ffmpeg_exe
 
 __all__ = ["find_videos", "extract_audio_from_video", "main"]
@@ -55,15 +56,17 @@ _SOURCE_TAG = "ser_gpu.video source: "
 def _source_key(video: Path) -> str:
     """A video's identity across runs: its file name (``a.mp4``). It survives moving or copying the
     videos and re-encoding one in place (``--overwrite`` then replaces its wav), tells apart the
-    videos of one stem (``a.mp4``, ``a.mkv``), and writes no directory into a file the user may share."""
-    return video.name
+    videos of one stem (``a.mp4``, ``a.mkv``), and writes no directory into a file the user may share.
+    A name whose bytes are not valid UTF-8 is written with those bytes escaped (``caf\\xe9.mkv``): the
+    tag reads back as the same text (soundfile decodes tags as UTF-8)."""
+    return os.fsencode(video.name).decode("utf-8", "backslashreplace")
 
 
 def _recorded_source(wav: Path) -> Optional[str]:
     """The video file name in an existing ``wav``'s tag, or None: a wav this command did not write (no
     tag, or not a readable wav)."""
     try:
-        with sf.SoundFile(str(wav)) as fh:
+        with sf.SoundFile(_sndfile_path(str(wav))) as fh:
             comment = fh.comment or ""
     except Exception:  # noqa: BLE001 - any file soundfile refuses carries no tag
         return None
@@ -160,7 +163,7 @@ def _convert(exe: str, video: Path, target: Path, sr: Optional[int]) -> None:
         if stderr.strip():  # ffmpeg converts up to the damage and logs it: no silently short wav
             raise _Failed(f"corrupt or truncated data (ffmpeg: {_condense(stderr)})")
         try:
-            frames = sf.info(str(tmp)).frames
+            frames = sf.info(_sndfile_path(str(tmp))).frames
         except Exception as exc:  # noqa: BLE001 - libsndfile refuses what ffmpeg wrote: reported, not raised
             raise _Failed(f"gave a wav that cannot be read back ({exc})") from None
         if frames == 0:  # the track exists but holds no samples
@@ -287,4 +290,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -8,6 +8,8 @@ CUDA checks in tests/cuda need none of them.
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -22,6 +24,20 @@ def touch(path, data: bytes = b"not decoded by scan_corpus"):
     """Write ``data`` to ``path`` (a pathlib.Path), creating its folders; returns ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+    return path
+
+
+def non_utf8_path(directory, name: bytes):
+    """``directory / name`` (an empty file) for a ``name`` whose bytes are not valid UTF-8 (``b"caf\\xe9.wav"``),
+    held by Python with surrogate escapes as ``os.listdir`` gives it; the test is skipped where the file
+    system takes only text names (Windows, macOS)."""
+    if sys.platform in ("win32", "darwin") or sys.getfilesystemencoding().lower() not in ("utf-8", "utf8"):
+        pytest.skip(f"file names are text here ({sys.platform}, {sys.getfilesystemencoding()})")
+    path = directory / os.fsdecode(name)
+    try:
+        path.write_bytes(b"")
+    except OSError as exc:
+        pytest.skip(f"this file system refuses a name that is not UTF-8: {exc}")
     return path
 
 

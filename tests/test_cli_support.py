@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import os
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from ser_gpu import _cli, features, media, predict, video
 from ser_gpu._cli import NoMatchingFiles, check_output_dir, check_output_file, find_files, resolve_device
 from ser_gpu.data import scan_corpus
 from ser_gpu.errors import ParameterError
-from tests.conftest import touch
+from tests.conftest import non_utf8_path, touch
 
 
 
@@ -113,3 +119,45 @@ def test_an_empty_path_is_refused_not_read_as_the_current_directory(tmp_path, mo
         find_files([""])
     with pytest.raises(ParameterError, match="empty string"):
         find_files([str(tmp_path), ""])
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_run_main_lets_stdout_print_any_file_name(monkeypatch):
+    """A strict UTF-8 stdout (an en_US.UTF-8 locale) raised UnicodeEncodeError on a name that is not
+    UTF-8; run_main makes it escape what it cannot encode, and leaves another handler as it was."""
+    name = os.fsdecode(b"caf\xe9.npy")
+    raw = io.BytesIO()
+    strict = io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", strict)
+    with pytest.raises(UnicodeEncodeError):
+        print(name, flush=True)
+    assert _cli.run_main(lambda: print(name) or 7) == 7
+    strict.flush()
+    assert raw.getvalue().decode("ascii").endswith("caf\\udce9.npy\n")
+    chosen = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="surrogateescape")
+    monkeypatch.setattr(sys, "stdout", chosen)
+    _cli.run_main(lambda: 0)
+    assert chosen.errors == "surrogateescape"
+
+
+@pytest.mark.parametrize("module", ["ser_gpu.__main__", "ser_gpu.train", "ser_gpu.crossval", "ser_gpu.evaluate",
+                                    "ser_gpu.predict", "ser_gpu.features", "ser_gpu.video"])
+def test_every_command_runs_through_run_main(module):
+    source = (ROOT / (module.replace(".", "/") + ".py")).read_text()
+    assert source.endswith('if __name__ == "__main__":\n    sys.exit(run_main(main))\n')
+
+
+def test_the_features_command_lists_a_name_that_is_not_utf8(tmp_path):
+    """End to end, as a user in a UTF-8 locale runs it: the rows are written and the report printed."""
+    d = tmp_path / "audio"
+    d.mkdir()
+    odd = non_utf8_path(d, b"caf\xe9.wav")
+    sf.write(os.fsencode(odd), 0.1 * np.random.default_rng(0).standard_normal(11025), 22050)
+    env = dict(os.environ, PYTHONIOENCODING="utf-8:strict", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "ser_gpu.features", str(d), "--out", str(tmp_path / "out"),
+                           "--no-tonnetz"], cwd=ROOT, env=env, capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert b"caf\\udce9.npy" in proc.stdout and b"1 written" in proc.stdout
+    assert np.load(tmp_path / "out" / os.fsdecode(b"caf\xe9.npy")).shape[0] == 68

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -259,3 +260,27 @@ def test_bad_paths_argument(audio_files):
         load_batch(str(audio_files["wav16", 16000, 1]))
     with pytest.raises(ParameterError, match="path must be a str"):
         load(123)
+
+
+def test_a_file_name_that_is_not_utf8(tmp_path):
+    """soundfile encodes str paths strictly: a Linux name with bytes that are not UTF-8 raised
+    UnicodeEncodeError (not even an AudioLoadError); io passes such a name as its bytes."""
+    from tests.conftest import non_utf8_path
+
+    plain = tmp_path / "plain.wav"
+    sf.write(plain, _signal(22050, 2), 22050)
+    odd = non_utf8_path(tmp_path, b"caf\xe9.wav")
+    odd.write_bytes(plain.read_bytes())
+    for kwargs in ({}, {"sr": 16000, "mono": False, "offset": 0.1, "dtype": torch.float64}):
+        y, sr = load(odd, **kwargs)
+        y_plain, sr_plain = load(plain, **kwargs)
+        assert sr == sr_plain and torch.equal(y, y_plain)
+    assert torch.equal(load(os.fsencode(odd))[0], load(plain)[0])  # the name as bytes, as os.listdir(b".") gives it
+    batch, lengths = load_batch([str(odd), plain])
+    assert torch.equal(batch[0], batch[1]) and lengths[0] == lengths[1]
+    gone = tmp_path / os.fsdecode(b"gone\xff.wav")
+    with pytest.raises(AudioLoadError, match="file not found"):
+        load(gone)
+    odd.write_bytes(b"not audio" * 20)
+    with pytest.raises(AudioLoadError, match="unsupported format"):
+        load(odd)

@@ -165,6 +165,29 @@ def test_media_duration_without_container_duration(files, monkeypatch):
     assert media_duration(files / "long.mka") == 12.5
 
 
+def test_a_file_name_that_is_not_utf8_is_read_by_libsndfile(tmp_path, monkeypatch):
+    """soundfile refused a str path that is not valid UTF-8 (UnicodeEncodeError), so such a wav went to
+    ffmpeg (or failed without one); it is read by libsndfile, equal to io.load of the same bytes."""
+    from tests.conftest import non_utf8_path
+
+    plain = tmp_path / "plain.wav"
+    sf.write(plain, (0.3 * np.random.default_rng(1).standard_normal(8000 * 2)).astype(np.float32), 8000,
+             subtype="FLOAT")
+    odd = non_utf8_path(tmp_path, b"t\xe9l\xe9.wav")
+    odd.write_bytes(plain.read_bytes())
+
+    def no_ffmpeg(*args, **kwargs):
+        raise AssertionError("ffmpeg was used for a file libsndfile reads")
+
+    for name in ("_ffmpeg_decode", "_ffmpeg_blocks", "_probe"):
+        monkeypatch.setattr(media, name, no_ffmpeg)
+    y, sr = load_media(odd, sr=None)
+    assert sr == 8000 and torch.equal(y, load(plain, sr=None)[0])
+    assert media_duration(odd) == 2.0
+    windows = list(iter_windows(odd, sr=None, window_seconds=0.5))
+    assert len(windows) == 4 and torch.equal(torch.cat([w.y for w in windows]), y)
+
+
 # ------------------------------------------------------------------------------------ windows
 
 @pytest.mark.parametrize("name", ["long.wav", "long.mka"])

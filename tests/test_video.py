@@ -7,6 +7,7 @@ would have produced); the expected rates, durations and the 440 Hz tone come fro
 from __future__ import annotations
 
 import hashlib
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -228,6 +229,25 @@ def test_names_that_differ_only_in_case(video_dir, tmp_path):
     assert video._recorded_source(out / "A_2.wav") == "A.mkv" and sf.info(str(out / "A_2.wav")).samplerate == 48000
     assert video._recorded_source(out / "a.wav") == "a.mkv" and (out / "A.wav").read_bytes() == b"the user's own"
     assert sorted(p.name for p in out.glob("*.wav")) == ["A.wav", "A_2.wav", "a.wav", "notes_\u00b2.wav"]
+
+
+def test_a_video_name_that_is_not_utf8(video_dir, tmp_path):
+    """A Linux name whose bytes are not UTF-8: its wav could not be read back (soundfile refused the str
+    path), and the tag holding the raw bytes would read back as another name (soundfile decodes tags as
+    UTF-8 with replacement), so a second run would not know the wav as the video's own."""
+    from tests.conftest import non_utf8_path
+
+    d, out = tmp_path / "v", tmp_path / "out"
+    d.mkdir()
+    odd = non_utf8_path(d, b"r\xe9union.mkv")
+    odd.write_bytes((video_dir / "talk.mp4").read_bytes())
+    wav = out / os.fsdecode(b"r\xe9union.wav")
+    assert extract_audio_from_video(d, out, progress=False)["written"] == [str(wav)]
+    assert video._recorded_source(wav) == "r\\xe9union.mkv"  # the bytes escaped, as the tag reads back
+    assert sf.info(os.fsencode(wav)).samplerate == 44100
+    summary = extract_audio_from_video(d, out, progress=False)  # the second run finds its own wav
+    assert summary["skipped_existing"] == [str(wav)] and summary["written"] == [] and summary["failed"] == {}
+    assert os.listdir(out) == [wav.name]
 
 
 def test_a_track_without_samples_is_reported(tmp_path):
