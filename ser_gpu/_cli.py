@@ -19,11 +19,13 @@
 
 * :func:`check_output_file` and :func:`check_output_dir` check an output path before the work
   starts, so a bad ``--plot``/``--out`` never costs a finished evaluation or prediction.
-* :func:`run_main` runs a command's ``main`` as its process: any file name can be printed.
+* :func:`run_main` runs a command's ``main`` as its process: any file name can be printed;
+  :func:`readable` writes such a name where only text can go (plots, the app, tags).
 """
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import stat
@@ -35,7 +37,7 @@ from .errors import ParameterError
 
 __all__ = ["AUDIO_EXTENSIONS", "VIDEO_EXTENSIONS", "CACHE_DIR_HELP", "NoMatchingFiles", "resolve_device",
            "has_extension", "is_audio", "is_video", "is_media", "find_files", "check_output_file", "check_output_dir",
-           "run_main"]
+           "readable", "run_main"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -51,18 +53,47 @@ CACHE_DIR_HELP = ("waveform cache (default: $SER_GPU_CACHE/waveforms, else $XDG_
                   "or ~/.cache/ser_gpu/waveforms)")
 
 
+def readable(text: str) -> str:
+    """``text`` with the bytes of a file name that are not valid UTF-8 written as ``\\xNN``.
+
+    Python holds such a name (Linux allows any bytes but ``/`` and NUL) with surrogate escapes
+    (``os.fsdecode(b"caf\\xe9.wav") == "caf\\udce9.wav"``), which text outside the file system cannot
+    carry (a plot title, a web page, a wav tag): ``readable`` gives ``"caf\\xe9.wav"``. Any other text
+    is returned unchanged.
+    """
+    return text.encode("utf-8", "ser_gpu.name_bytes").decode("utf-8", "backslashreplace")
+
+
+def _name_bytes(exc: UnicodeError):
+    """Encoding error handler ``ser_gpu.name_bytes``: a surrogate escape is written as the byte of the
+    file name it stands for (as ``surrogateescape``), any other character the encoding lacks as a
+    backslash escape (as ``backslashreplace``)."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = []
+    for ch in exc.object[exc.start:exc.end]:
+        code = ord(ch)
+        out.append(bytes([code - 0xDC00]) if 0xDC80 <= code <= 0xDCFF else ch.encode("ascii", "backslashreplace"))
+    return b"".join(out), exc.end
+
+
+codecs.register_error("ser_gpu.name_bytes", _name_bytes)
+
+
 def run_main(main: Callable[[], int]) -> int:
     """``main()``'s exit status, run as a command's process (``python -m ser_gpu.COMMAND``).
 
     A file name whose bytes are not valid UTF-8 (Python holds it with surrogate escapes) cannot be
     encoded by a standard output whose error handler is ``strict`` (a UTF-8 locale such as
     ``en_US.UTF-8``): a report listing such a file raised ``UnicodeEncodeError`` after the work was
-    done. Standard output escapes what it cannot encode instead (``backslashreplace``, as standard
-    error does); a stream with another handler (``surrogateescape`` in the C locale, one set by
-    ``PYTHONIOENCODING``) is left as it is.
+    done. Such a standard output writes those names as their own bytes instead (what ``surrogateescape``
+    does, and Python's default in the C locale: a script reading the output gets the real name), and a
+    character its encoding lacks as a backslash escape. A non-strict handler (``surrogateescape``,
+    ``backslashreplace``, ...) is left as it is.
     """
-    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
-        sys.stdout.reconfigure(errors="backslashreplace")
+    out = sys.stdout
+    if isinstance(out, io.TextIOWrapper) and not out.closed and out.errors == "strict":
+        out.reconfigure(errors="ser_gpu.name_bytes")
     return main()
 
 

@@ -109,7 +109,7 @@ def _output_names(files: Sequence[Path], previous: Optional[dict], out: Path) ->
         if name is None or taken.get(name.lower(), key) != key:
             name = f"{f.stem}.npy"
             if stems[f.stem.lower()] > 1 or not free(name, key):
-                digest = hashlib.sha1(key.encode()).hexdigest()
+                digest = hashlib.sha1(os.fsencode(key)).hexdigest()  # any name's bytes
                 n = 8
                 name = f"{f.stem}-{digest[:n]}.npy"
                 while not free(name, key):  # astronomically rare

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from ._atomic import atomic_write
-from ._cli import check_output_file, find_files, is_media, resolve_device, run_main
+from ._cli import check_output_file, find_files, is_media, readable, resolve_device, run_main
 from ._validation import check_positive, check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
 from .transforms.features import FeatureExtractor
@@ -347,7 +347,7 @@ def plot_probabilities(results: Sequence[dict], path: PathLike) -> Path:
         ax.bar(labels, probs, color=colors)
         ax.set_ylim(0, 1)
         ax.set_ylabel("probability")
-        ax.set_title(f"{Path(r['path']).name}: {r['emotion']} ({r['probability']:.2f})")
+        ax.set_title(f"{readable(Path(r['path']).name)}: {r['emotion']} ({r['probability']:.2f})")
     fig.tight_layout()
     try:
         return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))

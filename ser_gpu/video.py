@@ -22,7 +22,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from ._atomic import atomic_output
-from ._cli import find_files, run_main
+from ._cli import find_files, readable, run_main
 from ._validation import _describe, check_positive_int
 from .errors import DependencyError, ParameterError
 from .io import _sndfile_path
@@ -59,7 +59,7 @@ def _source_key(video: Path) -> str:
     videos of one stem (``a.mp4``, ``a.mkv``), and writes no directory into a file the user may share.
     A name whose bytes are not valid UTF-8 is written with those bytes escaped (``caf\\xe9.mkv``): the
     tag reads back as the same text (soundfile decodes tags as UTF-8)."""
-    return os.fsencode(video.name).decode("utf-8", "backslashreplace")
+    return readable(video.name)
 
 
 def _recorded_source(wav: Path) -> Optional[str]:

@@ -27,15 +27,16 @@ def touch(path, data: bytes = b"not decoded by scan_corpus"):
     return path
 
 
-def non_utf8_path(directory, name: bytes):
-    """``directory / name`` (an empty file) for a ``name`` whose bytes are not valid UTF-8 (``b"caf\\xe9.wav"``),
-    held by Python with surrogate escapes as ``os.listdir`` gives it; the test is skipped where the file
-    system takes only text names (Windows, macOS)."""
+def non_utf8_path(directory, name: bytes, *, is_dir: bool = False):
+    """``directory / name``, created (an empty file, or a directory with ``is_dir``), for a ``name`` whose
+    bytes are not valid UTF-8 (``b"caf\\xe9.wav"``), held by Python with surrogate escapes as
+    ``os.listdir`` gives it; the test is skipped where the file system takes only text names (Windows,
+    macOS)."""
     if sys.platform in ("win32", "darwin") or sys.getfilesystemencoding().lower() not in ("utf-8", "utf8"):
         pytest.skip(f"file names are text here ({sys.platform}, {sys.getfilesystemencoding()})")
     path = directory / os.fsdecode(name)
     try:
-        path.write_bytes(b"")
+        path.mkdir() if is_dir else path.write_bytes(b"")
     except OSError as exc:
         pytest.skip(f"this file system refuses a name that is not UTF-8: {exc}")
     return path

@@ -281,6 +281,27 @@ def _chart_data(element) -> dict:
 
 
 @needs_streamlit
+def test_page_with_paths_that_are_not_utf8(run, monkeypatch, tmp_path):
+    """A checkpoint in a directory whose name is not UTF-8, trained on such a data directory: Streamlit
+    hashed the cached function's str paths as UTF-8 (UnicodeEncodeError), and the page could not show
+    them; the page loads the model, shows the names escaped (\\xNN) and scores an upload."""
+    from tests.conftest import non_utf8_path
+
+    run_dir = non_utf8_path(tmp_path, b"run\xe9", is_dir=True)
+    payload = load_checkpoint(run["real"])
+    payload["train_config"]["data_dirs"] = [os.fsdecode(os.fsencode(tmp_path) + b"/corpus\xff")]
+    torch.save(payload, run_dir / "best.pt")
+    shutil.copy(run["real"].parent / "result.json", run_dir / "result.json")
+    at = _app(monkeypatch, run_dir / "best.pt")
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "corpus\\xff" in sidebar and "Test UAR" in sidebar and "result.json" in sidebar, sidebar
+    at.file_uploader[0].set_value(("three_seconds.wav", run["short"].read_bytes(), "audio/wav"))
+    at.run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    assert at.metric[0].value == predict.predict_file(run["short"], run["real"], device="cpu")["emotion"]
+
+
+@needs_streamlit
 def test_page_top_emotion_equals_predict_file(run, monkeypatch, private_tmp):
     at = _app(monkeypatch, run["synthetic"])
     notes = [w.value for w in at.warning]

@@ -125,21 +125,34 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_run_main_lets_stdout_print_any_file_name(monkeypatch):
-    """A strict UTF-8 stdout (an en_US.UTF-8 locale) raised UnicodeEncodeError on a name that is not
-    UTF-8; run_main makes it escape what it cannot encode, and leaves another handler as it was."""
+    """A strict stdout (an en_US.UTF-8 locale) raised UnicodeEncodeError on a name that is not UTF-8;
+    under run_main it writes the name's own bytes (what a script reading the output needs) and escapes
+    a character its encoding lacks; a closed stdout or another handler is left as it was."""
     name = os.fsdecode(b"caf\xe9.npy")
-    raw = io.BytesIO()
-    strict = io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
-    monkeypatch.setattr(sys, "stdout", strict)
-    with pytest.raises(UnicodeEncodeError):
-        print(name, flush=True)
-    assert _cli.run_main(lambda: print(name) or 7) == 7
-    strict.flush()
-    assert raw.getvalue().decode("ascii").endswith("caf\\udce9.npy\n")
-    chosen = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="surrogateescape")
-    monkeypatch.setattr(sys, "stdout", chosen)
-    _cli.run_main(lambda: 0)
-    assert chosen.errors == "surrogateescape"
+    for encoding, expected in (("utf-8", b"caf\xe9.npy \xe2\x98\x83\n"), ("ascii", b"caf\xe9.npy \\u2603\n")):
+        raw = io.BytesIO()
+        strict = io.TextIOWrapper(raw, encoding=encoding, errors="strict")
+        monkeypatch.setattr(sys, "stdout", strict)
+        with pytest.raises(UnicodeEncodeError):
+            print(name, flush=True)
+        assert _cli.run_main(lambda: print(name, "\u2603") or 7) == 7
+        strict.flush()
+        assert raw.getvalue().endswith(expected), raw.getvalue()
+    for stream in (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="surrogateescape"),
+                   io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace")):
+        before = stream.errors
+        monkeypatch.setattr(sys, "stdout", stream)
+        assert _cli.run_main(lambda: 0) == 0 and stream.errors == before
+    closed = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    closed.close()
+    monkeypatch.setattr(sys, "stdout", closed)
+    assert _cli.run_main(lambda: 3) == 3
+
+
+def test_readable_escapes_only_the_bytes_that_are_not_utf8():
+    assert _cli.readable(os.fsdecode(b"caf\xe9 \xff.wav")) == "caf\\xe9 \\xff.wav"
+    assert _cli.readable("café ☃.wav") == "café ☃.wav"
+    assert _cli.readable("x\ud800") == "x\\ud800"  # a surrogate no file name holds: escaped, no error
 
 
 @pytest.mark.parametrize("module", ["ser_gpu.__main__", "ser_gpu.train", "ser_gpu.crossval", "ser_gpu.evaluate",
@@ -149,15 +162,21 @@ def test_every_command_runs_through_run_main(module):
     assert source.endswith('if __name__ == "__main__":\n    sys.exit(run_main(main))\n')
 
 
-def test_the_features_command_lists_a_name_that_is_not_utf8(tmp_path):
-    """End to end, as a user in a UTF-8 locale runs it: the rows are written and the report printed."""
-    d = tmp_path / "audio"
-    d.mkdir()
-    odd = non_utf8_path(d, b"caf\xe9.wav")
-    sf.write(os.fsencode(odd), 0.1 * np.random.default_rng(0).standard_normal(11025), 22050)
+def test_the_features_command_with_names_that_are_not_utf8(tmp_path):
+    """End to end, as a user in a UTF-8 locale runs it, with two files of one stem (their outputs take
+    a hash of the path: it hashed the path's str as UTF-8 and crashed before any work): the rows are
+    written, the report printed, and a second run keeps both."""
+    d = non_utf8_path(tmp_path, b"audio\xff", is_dir=True)
+    rng = np.random.default_rng(0)
+    for name in (b"caf\xe9.wav", b"caf\xe9.flac"):
+        sf.write(os.fsencode(non_utf8_path(d, name)), 0.1 * rng.standard_normal(11025), 22050)
     env = dict(os.environ, PYTHONIOENCODING="utf-8:strict", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "ser_gpu.features", str(d), "--out", str(tmp_path / "out"),
-                           "--no-tonnetz"], cwd=ROOT, env=env, capture_output=True)
+    command = [sys.executable, "-m", "ser_gpu.features", str(d), "--out", str(tmp_path / "out"), "--no-tonnetz"]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
-    assert b"caf\\udce9.npy" in proc.stdout and b"1 written" in proc.stdout
-    assert np.load(tmp_path / "out" / os.fsdecode(b"caf\xe9.npy")).shape[0] == 68
+    assert b"2 written" in proc.stdout and proc.stdout.count(b"/caf\xe9-") == 2, proc.stdout  # the names' bytes
+    outputs = sorted(os.listdir(os.fsencode(tmp_path / "out")))
+    assert len(outputs) == 3 and outputs[-1] == b"summary.json" and all(o.startswith(b"caf\xe9-") for o in outputs[:2])
+    assert all(np.load(os.fsencode(tmp_path / "out") + b"/" + o).shape[0] == 68 for o in outputs[:2])
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True)
+    assert again.returncode == 0 and b"0 written, 2 kept" in again.stdout, again.stdout

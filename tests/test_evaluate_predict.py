@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from sklearn.metrics import classification_report, confusion_matrix, f1_score, recall_score
 
 from ser_gpu import evaluate, predict
+from ser_gpu._cli import run_main
 from ser_gpu.checkpoint import load_checkpoint
 from ser_gpu.data import EMOTIONS
 from ser_gpu.errors import AudioLoadError, CheckpointError, ParameterError
@@ -192,6 +194,23 @@ def test_predict_text_output_and_plot(setup, media_files, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert out.startswith(str(media_files / "a.wav") + ": ") and any(e in out for e in EMOTIONS)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predict_plot_of_a_file_whose_name_is_not_utf8(setup, media_files, tmp_path, capsysbinary):
+    """matplotlib refused the name's surrogate escape in the plot title (TypeError after the predictions
+    were printed, no PNG); the title shows the bytes escaped. Run as the command's process runs it
+    (run_main: the name is printed as its own bytes)."""
+    from tests.conftest import non_utf8_path
+
+    _, _, ckpt = setup
+    odd = non_utf8_path(tmp_path, b"caf\xe9.wav")
+    odd.write_bytes((media_files / "a.wav").read_bytes())
+    png = tmp_path / "probs.png"
+    code = run_main(lambda: predict.main([str(odd), "--checkpoint", str(ckpt), "--plot", str(png), "--quiet",
+                                          "--device", "cpu"]))
+    out = capsysbinary.readouterr().out
+    assert code == 0 and out.startswith(os.fsencode(odd) + b": "), out
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
