@@ -58,23 +58,31 @@ def readable(text: str) -> str:
 
     Python holds such a name (Linux allows any bytes but ``/`` and NUL) with surrogate escapes
     (``os.fsdecode(b"caf\\xe9.wav") == "caf\\udce9.wav"``), which text outside the file system cannot
-    carry (a plot title, a web page, a wav tag): ``readable`` gives ``"caf\\xe9.wav"``. Any other text
-    is returned unchanged.
+    carry (a plot title, a web page, a wav tag): ``readable`` gives ``"caf\\xe9.wav"``. Any other lone
+    surrogate is backslash-escaped too (``\\ud800``); all other text is returned unchanged.
     """
     return text.encode("utf-8", "ser_gpu.name_bytes").decode("utf-8", "backslashreplace")
 
 
 def _name_bytes(exc: UnicodeError):
-    """Encoding error handler ``ser_gpu.name_bytes``: a surrogate escape is written as the byte of the
-    file name it stands for (as ``surrogateescape``), any other character the encoding lacks as a
-    backslash escape (as ``backslashreplace``)."""
+    """Encoding error handler ``ser_gpu.name_bytes`` (for UTF-8): a surrogate escape is written as the
+    byte of the file name it stands for (as ``surrogateescape``), any other character the encoding
+    lacks as a backslash escape (as ``backslashreplace``). One run of either kind per call."""
     if not isinstance(exc, UnicodeEncodeError):
         raise exc
-    out = []
-    for ch in exc.object[exc.start:exc.end]:
-        code = ord(ch)
-        out.append(bytes([code - 0xDC00]) if 0xDC80 <= code <= 0xDCFF else ch.encode("ascii", "backslashreplace"))
-    return b"".join(out), exc.end
+    text, start, end = exc.object, exc.start, exc.end
+
+    def escape(ch: str) -> bool:
+        return 0xDC80 <= ord(ch) <= 0xDCFF
+
+    stop = start
+    if escape(text[start]):
+        while stop < end and escape(text[stop]):
+            stop += 1
+        return bytes(ord(ch) - 0xDC00 for ch in text[start:stop]), stop
+    while stop < end and not escape(text[stop]):
+        stop += 1
+    return codecs.backslashreplace_errors(UnicodeEncodeError(exc.encoding, text, start, stop, exc.reason))
 
 
 codecs.register_error("ser_gpu.name_bytes", _name_bytes)
@@ -86,14 +94,20 @@ def run_main(main: Callable[[], int]) -> int:
     A file name whose bytes are not valid UTF-8 (Python holds it with surrogate escapes) cannot be
     encoded by a standard output whose error handler is ``strict`` (a UTF-8 locale such as
     ``en_US.UTF-8``): a report listing such a file raised ``UnicodeEncodeError`` after the work was
-    done. Such a standard output writes those names as their own bytes instead (what ``surrogateescape``
-    does, and Python's default in the C locale: a script reading the output gets the real name), and a
-    character its encoding lacks as a backslash escape. A non-strict handler (``surrogateescape``,
-    ``backslashreplace``, ...) is left as it is.
+    done. A strict UTF-8 standard output writes those names as their own bytes instead (what
+    ``surrogateescape`` does, and Python's default in the C locale: a script reading the output gets the
+    real name); a strict one in another encoding writes a backslash escape for what it cannot encode
+    (``backslashreplace``). A non-strict handler (``surrogateescape``, ``backslashreplace``, ...) is
+    left as it is. Standard error, where the commands' warnings and errors go, escapes such a name as
+    Python's ``backslashreplace`` does (``caf\\udce9.wav``).
     """
     out = sys.stdout
-    if isinstance(out, io.TextIOWrapper) and not out.closed and out.errors == "strict":
-        out.reconfigure(errors="ser_gpu.name_bytes")
+    try:
+        if isinstance(out, io.TextIOWrapper) and not out.closed and out.errors == "strict":
+            utf8 = codecs.lookup(out.encoding).name == "utf-8"
+            out.reconfigure(errors="ser_gpu.name_bytes" if utf8 else "backslashreplace")
+    except (ValueError, LookupError):  # a detached stream, an unknown encoding: left as it is
+        pass
     return main()
 
 

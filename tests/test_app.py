@@ -299,6 +299,15 @@ def test_page_with_paths_that_are_not_utf8(run, monkeypatch, tmp_path):
     at.run()
     assert not at.exception and not at.error, (at.exception, at.error)
     assert at.metric[0].value == predict.predict_file(run["short"], run["real"], device="cpu")["emotion"]
+    # an ensemble: each member named by its folder
+    other = non_utf8_path(tmp_path, b"other\xff", is_dir=True)
+    torch.save(payload, other / "best.pt")
+    members = " ".join(m.value for m in _app(monkeypatch, [other / "best.pt", run_dir / "best.pt"]).sidebar.markdown)
+    assert "`other\\xff/best.pt`, `run\\xe9/best.pt`" in members, members
+    # a checkpoint that cannot be loaded: the error names it
+    (run_dir / "broken.pt").write_bytes(b"not a checkpoint")
+    errors = [e.value for e in _app(monkeypatch, run_dir / "broken.pt").error]
+    assert len(errors) == 1 and "run\\xe9/broken.pt" in errors[0], errors
 
 
 @needs_streamlit

@@ -126,16 +126,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_run_main_lets_stdout_print_any_file_name(monkeypatch):
     """A strict stdout (an en_US.UTF-8 locale) raised UnicodeEncodeError on a name that is not UTF-8;
-    under run_main it writes the name's own bytes (what a script reading the output needs) and escapes
-    a character its encoding lacks; a closed stdout or another handler is left as it was."""
+    under run_main a UTF-8 one writes the name's own bytes (what a script reading the output needs),
+    another encoding backslash escapes (raw bytes would garble UTF-16 or EBCDIC); a closed stdout or
+    another handler is left as it was."""
     name = os.fsdecode(b"caf\xe9.npy")
-    for encoding, expected in (("utf-8", b"caf\xe9.npy \xe2\x98\x83\n"), ("ascii", b"caf\xe9.npy \\u2603\n")):
+    for encoding, expected in (("utf-8", b"caf\xe9.npy \xe2\x98\x83 x\\ud800\n"),
+                               ("ascii", b"caf\\udce9.npy \\u2603 x\\ud800\n"),
+                               ("utf-16-le", "caf\\udce9.npy \u2603 x\\ud800\n".encode("utf-16-le")),
+                               ("cp037", "caf\\udce9.npy \\u2603 x\\ud800\n".encode("cp037"))):
         raw = io.BytesIO()
         strict = io.TextIOWrapper(raw, encoding=encoding, errors="strict")
         monkeypatch.setattr(sys, "stdout", strict)
         with pytest.raises(UnicodeEncodeError):
             print(name, flush=True)
-        assert _cli.run_main(lambda: print(name, "\u2603") or 7) == 7
+        assert _cli.run_main(lambda: print(name, "\u2603", "x\ud800") or 7) == 7
         strict.flush()
         assert raw.getvalue().endswith(expected), raw.getvalue()
     for stream in (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="surrogateescape"),
@@ -145,14 +149,18 @@ def test_run_main_lets_stdout_print_any_file_name(monkeypatch):
         assert _cli.run_main(lambda: 0) == 0 and stream.errors == before
     closed = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
     closed.close()
-    monkeypatch.setattr(sys, "stdout", closed)
-    assert _cli.run_main(lambda: 3) == 3
+    detached = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    detached.detach()
+    for stream in (closed, detached):
+        monkeypatch.setattr(sys, "stdout", stream)
+        assert _cli.run_main(lambda: 3) == 3
 
 
 def test_readable_escapes_only_the_bytes_that_are_not_utf8():
     assert _cli.readable(os.fsdecode(b"caf\xe9 \xff.wav")) == "caf\\xe9 \\xff.wav"
     assert _cli.readable("café ☃.wav") == "café ☃.wav"
     assert _cli.readable("x\ud800") == "x\\ud800"  # a surrogate no file name holds: escaped, no error
+    assert _cli.readable(os.fsdecode(b"\xe9") + "\ud800\u2603" + os.fsdecode(b"\xff\xfe")) == "\\xe9\\ud800\u2603\\xff\\xfe"
 
 
 @pytest.mark.parametrize("module", ["ser_gpu.__main__", "ser_gpu.train", "ser_gpu.crossval", "ser_gpu.evaluate",
