@@ -104,9 +104,9 @@ def run_main(main: Callable[[], int]) -> int:
     out = sys.stdout
     try:
         if isinstance(out, io.TextIOWrapper) and not out.closed and out.errors == "strict":
-            utf8 = codecs.lookup(out.encoding).name == "utf-8"
+            utf8 = codecs.lookup(out.encoding).name in ("utf-8", "utf-8-sig")
             out.reconfigure(errors="ser_gpu.name_bytes" if utf8 else "backslashreplace")
-    except (ValueError, LookupError):  # a detached stream, an unknown encoding: left as it is
+    except (ValueError, LookupError, OSError):  # detached, an unknown encoding, a failed flush: as it is
         pass
     return main()
 

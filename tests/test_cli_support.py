@@ -131,6 +131,7 @@ def test_run_main_lets_stdout_print_any_file_name(monkeypatch):
     another handler is left as it was."""
     name = os.fsdecode(b"caf\xe9.npy")
     for encoding, expected in (("utf-8", b"caf\xe9.npy \xe2\x98\x83 x\\ud800\n"),
+                               ("utf-8-sig", b"caf\xe9.npy \xe2\x98\x83 x\\ud800\n"),
                                ("ascii", b"caf\\udce9.npy \\u2603 x\\ud800\n"),
                                ("utf-16-le", "caf\\udce9.npy \u2603 x\\ud800\n".encode("utf-16-le")),
                                ("cp037", "caf\\udce9.npy \\u2603 x\\ud800\n".encode("cp037"))):
@@ -154,6 +155,24 @@ def test_run_main_lets_stdout_print_any_file_name(monkeypatch):
     for stream in (closed, detached):
         monkeypatch.setattr(sys, "stdout", stream)
         assert _cli.run_main(lambda: 3) == 3
+
+    class GonePipe(io.RawIOBase):  # the reader has gone: reconfigure's flush of earlier output fails
+        gone = True
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            if self.gone:
+                raise BrokenPipeError(32, "Broken pipe")
+            return len(b)
+
+    raw = GonePipe()
+    stream = io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8")
+    stream.write("written before main")
+    monkeypatch.setattr(sys, "stdout", stream)
+    assert _cli.run_main(lambda: 4) == 4  # main still runs
+    raw.gone = False
 
 
 def test_readable_escapes_only_the_bytes_that_are_not_utf8():
