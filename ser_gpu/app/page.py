@@ -20,8 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from ser_gpu.app.analysis import UPLOAD_EXTENSIONS, Analyzer  # noqa: E402
 from ser_gpu._cli import readable  # noqa: E402
+from ser_gpu.app.analysis import UPLOAD_EXTENSIONS, Analyzer  # noqa: E402
 from ser_gpu.app.launch import CHECKPOINT_ENV, DEVICE_ENV, checkpoints_from_env  # noqa: E402
 from ser_gpu.errors import AudioLoadError, CheckpointError, ParameterError  # noqa: E402
 
