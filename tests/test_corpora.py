@@ -48,6 +48,8 @@ VALID = [
     ("10b10Fa.wav", "emodb", "emodb:10", 10, "happy"),
     ("11a04Nd.wav", "emodb", "emodb:11", 11, "neutral"),
     ("16b03Ta.wav", "emodb", "emodb:16", 16, "sad"),
+    ("1040_ITH_SAD_X.wav", "crema-d", "crema-d:1040", 1040, "sad"),  # shipped with level X for XX
+    ("OA_bite_neutral.wav", "tess", "tess:OAF", 1, "neutral"),       # shipped with OA for OAF
 ]
 
 INVALID = [
@@ -72,6 +74,10 @@ INVALID = [
     "03a01wa.wav",             # EmoDB codes are case-sensitive
     "speech.wav",
     "._DC_a01.wav",            # macOS resource fork
+    "1001_DFA_ANG_Y.wav",      # CREMA-D: a one-letter level other than the shipped X
+    "OB_back_angry.wav",       # TESS: a two-letter speaker other than the shipped OA
+    "a01.wav",                 # SAVEE without its speaker prefix, outside a speaker's folder
+    "2024-01-05-10-30-00-00.wav",  # seven numbers, not RAVDESS's codes
 ]
 
 
@@ -97,6 +103,64 @@ def test_no_name_is_accepted_by_two_schemes(name):
 def test_names_that_must_be_skipped(name):
     assert parse_corpus_name(name) is None
     assert detect_corpus(name) is None
+
+
+def test_savee_in_the_layout_of_its_download():
+    """AudioData/DC/a01.wav: the speaker is the folder (the SAVEE download's own layout; skipped before)."""
+    clip = parse_corpus_name(Path("SAVEE/AudioData/JK/su14.wav"))
+    assert (clip.corpus, clip.speaker, clip.actor, clip.emotion) == ("savee", "savee:JK", 3, "surprised")
+    assert parse_corpus_name(Path("AudioData/DC/sa02.wav")).emotion == "sad"
+    assert parse_corpus_name(Path("AudioData/XX/a01.wav")) is None and parse_corpus_name(Path("dc/a01.wav")) is None
+    assert detect_corpus(Path("KL/n30.wav")) == "savee"
+
+
+def test_ravdess_names_hold_ravdess_codes_and_song_is_skipped():
+    """A name with seven numbers outside RAVDESS's codes was read as a clip (2024-01-05-... as angry);
+    the sung files (vocal channel 02) unpack beside the speech and were mixed in silently."""
+    from ser_gpu.data import parse_ravdess_name
+
+    for bad in ("2024-01-05-10-30-00-00", "3-01-05-01-01-01-01", "04-01-05-01-01-01-01", "03-03-05-01-01-01-01",
+                "03-01-05-03-01-01-01", "03-01-05-01-03-01-01", "03-01-05-01-01-03-01", "03-01-05-01-01-01-00",
+                "03-01-05-01-01-01-100"):
+        assert parse_ravdess_name(bad + ".wav") is None, bad
+    assert parse_ravdess_name("01-01-05-02-02-02-99.wav").actor == 99  # the synthetic corpus goes to 99
+    song = "03-02-06-02-02-02-01.wav"
+    assert parse_ravdess_name(song).vocal_channel == 2  # the parser reads it; the corpus scan skips it
+    assert parse_corpus_name(song) is None and detect_corpus(song) == "ravdess"
+
+
+def test_scan_skips_ravdess_song_with_a_count(tmp_path):
+    speech = touch(tmp_path / "Actor_01" / "03-01-03-01-01-01-01.wav")
+    touch(tmp_path / "Actor_01" / "03-02-03-01-01-01-01.wav")
+    touch(tmp_path / "Actor_01" / "03-02-06-02-02-02-01.wav")
+    with pytest.warns(UserWarning, match="skipped 2 audio file.*2 RAVDESS file\\(s\\) sung \\(vocal channel 02"):
+        clips = scan_corpus([tmp_path])
+    assert [c.path for c in clips] == [speech]
+
+
+def test_a_recording_found_twice_is_one_clip(tmp_path):
+    """CREMA-D's repository ships every clip in AudioWAV/ and AudioMP3/: both were clips, and a random
+    split put one recording in training and validation (reproduced: 10 of 11 validation recordings)."""
+    root = tmp_path / "CREMA-D"
+    for speaker in (1001, 1002, 1003, 1004):
+        for emotion in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD"):
+            touch(root / "AudioWAV" / f"{speaker}_DFA_{emotion}_XX.wav")
+            touch(root / "AudioMP3" / f"{speaker}_DFA_{emotion}_XX.mp3")
+    touch(tmp_path / "TESS" / "OAF_back_angry.flac")
+    touch(tmp_path / "TESS" / "copy" / "oaf_back_angry.wav")  # another case, another folder: the same recording
+    touch(tmp_path / "SAVEE" / "DC_a01.wav")
+    touch(tmp_path / "SAVEE" / "AudioData" / "DC" / "a01.wav")  # the same recording in the download's layout
+    with pytest.warns(UserWarning, match="skipped 26 audio file.*26 file\\(s\\) repeating a recording") as record:
+        clips = scan_corpus([tmp_path])
+    assert "SAVEE/DC_a01.wav' (kept '" in str(record[0].message)  # an example and the copy kept
+    assert len(clips) == 24 + 1 + 1
+    assert {c.path.suffix for c in clips if c.corpus == "crema-d"} == {".wav"}  # the lossless copy
+    assert [c.path.name for c in clips if c.corpus == "tess"] == ["oaf_back_angry.wav"]  # wav before flac
+    assert [c.path.relative_to(tmp_path).as_posix() for c in clips if c.corpus == "savee"] == [
+        "SAVEE/AudioData/DC/a01.wav"]  # same format: the first path
+    train, val, _ = split_clips(clips, method="random", val_fraction=0.25, seed=0)
+    recordings = lambda part: {(clips[i].speaker, clips[i].path.stem.lower()) for i in part}
+    assert len(val) >= 6 and not recordings(train) & recordings(val)
 
 
 def test_case_rules():

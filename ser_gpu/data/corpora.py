@@ -8,22 +8,33 @@ corpus    file name                    fields
 ravdess   ``03-01-05-01-02-01-12.wav``  seven numbers; the third is the emotion, the last the actor
 crema-d   ``1001_DFA_ANG_XX.wav``       speaker (4 digits), sentence (one of 12 codes), emotion, level
 tess      ``OAF_back_angry.wav``        speaker OAF/YAF, word, emotion word
-savee     ``DC_a01.wav``                speaker DC/JE/JK/KL, emotion code and sentence number
+savee     ``DC_a01.wav``                speaker DC/JE/JK/KL, emotion code and sentence number (also
+                                       ``DC/a01.wav``, the layout of the SAVEE download)
 emodb     ``03a01Fa.wav``               speaker (2 digits), text (a/b + 2 digits), emotion, version
 ========  ===========================  ============================================================
 
 Every emotion maps onto :data:`EMOTIONS` (:data:`LABEL_MAPS`) except EmoDB's boredom
 (*Langeweile*, ``L``), which has no RAVDESS counterpart: such files are skipped and counted
-(:func:`scan_corpus` warns, naming the count per corpus and emotion). TESS's pleasant surprise
-(``ps``) is taken as ``surprised``. Emotions a corpus does not record (calm outside RAVDESS,
-surprised in CREMA-D and EmoDB) are simply absent.
+(:func:`scan_corpus` warns, naming the count per corpus and emotion), as are RAVDESS's sung files
+(vocal channel 02: its song recordings unpack into the same ``Actor_XX`` folders as the speech).
+TESS's pleasant surprise (``ps``) is taken as ``surprised``. Emotions a corpus does not record (calm
+outside RAVDESS, surprised in CREMA-D and EmoDB) are simply absent. Two files the corpora ship
+misnamed are read as meant: CREMA-D's ``1040_ITH_SAD_X`` (level ``X`` for ``XX``) and TESS's
+``OA_bite_neutral`` (``OA`` for ``OAF``).
 
 Detection (:func:`parse_corpus_name` without ``corpus``) tries the schemes in the fixed order of
 :data:`CORPORA` and takes the first that accepts the name. The schemes differ in separator and
 field count (7 fields split by ``-``; 4, 3 and 2 fields split by ``_``; one field of 7 characters),
 so no name is accepted by two of them and the order never decides in practice; it only makes the
 rule deterministic. RAVDESS, SAVEE and EmoDB codes are matched as published (case-sensitive);
-CREMA-D codes and TESS words in any case. The extension and directory are not read.
+CREMA-D codes and TESS words in any case. The extension is not read, nor the directory, except that
+a SAVEE name without its speaker prefix (``a01.wav``) is taken from a folder named for the speaker
+(``DC/``, as the SAVEE download holds them).
+
+One recording found twice (the same corpus, speaker and name, e.g. CREMA-D's ``AudioWAV/`` and
+``AudioMP3/`` copies, or a folder copied into another) is one clip: :func:`scan_corpus` keeps the copy
+whose format comes first in :data:`ser_gpu._cli.AUDIO_EXTENSIONS` (wav, flac, ... before mp3), so a
+random split cannot put one recording in two sets, and counts the others in its warning.
 
 Speaker ids are unique across corpora: ``"ravdess:12"``, ``"crema-d:1001"``, ``"tess:OAF"``,
 ``"savee:DC"``, ``"emodb:03"``; ``--split actor`` holds out whole speakers by this id.
@@ -59,7 +70,7 @@ _PATTERNS = {
     "ravdess": "MM-VV-EE-II-SS-RR-AA with emotion code 01-08",
     "crema-d": "SSSS_SEN_EMO_LV, e.g. 1001_DFA_ANG_XX",
     "tess": "OAF|YAF_word_emotion, e.g. OAF_back_angry",
-    "savee": "DC|JE|JK|KL_<code><nn>, e.g. DC_a01",
+    "savee": "DC|JE|JK|KL_<code><nn>, e.g. DC_a01, or DC/a01",
     "emodb": "<speaker nn><text a|b nn><emotion><version>, e.g. 03a01Fa",
 }
 
@@ -78,15 +89,18 @@ LABEL_MAPS: Dict[str, Dict[str, Optional[str]]] = {
 
 #: What a skipped code means, for the warning.
 _SKIPPED_MEANING = {("emodb", "L"): "boredom"}
+#: Files of a known corpus skipped for something other than their emotion: (corpus, code) -> why.
+_SKIPPED_OTHER = {("ravdess", "song"): "sung (vocal channel 02; the speech files are channel 01)"}
 
 _CREMA_SENTENCES = frozenset("IEO TIE IOM IWW TAI MTI IWL ITH DFA ITS TSI WSI".split())
-_CREMA_LEVELS = frozenset(("LO", "MD", "HI", "XX"))
+_CREMA_LEVELS = {"LO": "LO", "MD": "MD", "HI": "HI", "XX": "XX", "X": "XX"}  # 1040_ITH_SAD_X: shipped so
 _TESS_SPEAKERS = ("OAF", "YAF")
+_TESS_MISNAMED = {"OA": "OAF"}  # OAF_neutral/OA_bite_neutral.wav: shipped so
 _SAVEE_SPEAKERS = ("DC", "JE", "JK", "KL")
-_SAVEE_NAME = re.compile(r"(DC|JE|JK|KL)_(sa|su|a|d|f|h|n)([0-9]{2})")
+_SAVEE_NAME = re.compile(r"(?:(DC|JE|JK|KL)_)?(sa|su|a|d|f|h|n)([0-9]{2})")
 _EMODB_NAME = re.compile(r"([0-9]{2})([ab][0-9]{2})([A-Z])([a-z])")
-_CREMA_NAME = re.compile(r"([0-9]{4})_([A-Za-z]{3})_([A-Za-z]{3})_([A-Za-z]{2})")
-_TESS_NAME = re.compile(r"([A-Za-z]{3})_([A-Za-z]+)_([A-Za-z]+)")
+_CREMA_NAME = re.compile(r"([0-9]{4})_([A-Za-z]{3})_([A-Za-z]{3})_([A-Za-z]{1,2})")
+_TESS_NAME = re.compile(r"([A-Za-z]{2,3})_([A-Za-z]+)_([A-Za-z]+)")
 
 # Sex of each speaker, where the corpus documents it: --split actor interleaves the sexes of a corpus
 # as it always did for RAVDESS (odd actors male, even female). CREMA-D's is not in its file names.
@@ -112,7 +126,10 @@ def _clip(path: Path, corpus: str, code: str, actor: int, speaker: str) -> _Pars
 
 
 def _ravdess(path: Path) -> _Parsed:
-    return parse_ravdess_name(path)
+    clip = parse_ravdess_name(path)
+    if clip is not None and clip.vocal_channel == 2:
+        return _Skip("ravdess", "song")
+    return clip
 
 
 def _crema(path: Path) -> _Parsed:
@@ -120,7 +137,7 @@ def _crema(path: Path) -> _Parsed:
     if m is None:
         return None
     speaker, sentence, emotion, level = m.group(1), *(g.upper() for g in m.groups()[1:])
-    if sentence not in _CREMA_SENTENCES or level not in _CREMA_LEVELS or emotion not in LABEL_MAPS["crema-d"]:
+    if sentence not in _CREMA_SENTENCES or _CREMA_LEVELS.get(level) is None or emotion not in LABEL_MAPS["crema-d"]:
         return None
     return _clip(path, "crema-d", emotion, int(speaker), speaker)
 
@@ -130,6 +147,7 @@ def _tess(path: Path) -> _Parsed:
     if m is None:
         return None
     speaker, emotion = m.group(1).upper(), m.group(3).lower()
+    speaker = _TESS_MISNAMED.get(speaker, speaker)
     if speaker not in _TESS_SPEAKERS or emotion not in LABEL_MAPS["tess"]:
         return None
     return _clip(path, "tess", emotion, _TESS_SPEAKERS.index(speaker) + 1, speaker)
@@ -139,7 +157,9 @@ def _savee(path: Path) -> _Parsed:
     m = _SAVEE_NAME.fullmatch(path.stem)
     if m is None:
         return None
-    speaker = m.group(1)
+    speaker = m.group(1) or path.parent.name  # DC_a01.wav, or DC/a01.wav (the SAVEE download's layout)
+    if speaker not in _SAVEE_SPEAKERS:
+        return None
     return _clip(path, "savee", m.group(2), _SAVEE_SPEAKERS.index(speaker) + 1, speaker)
 
 
@@ -291,8 +311,10 @@ def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
     :func:`ser_gpu._cli.find_files` (recursive, links followed without loops, a file reached twice
     listed once, each directory must hold at least one audio file). Each name is read by its
     corpus's scheme (:func:`parse_corpus_name`): detected per file, or forced by ``corpus``. Files
-    whose names no scheme accepts, and files whose emotion has no RAVDESS label (EmoDB boredom),
-    are skipped and counted in one ``UserWarning`` (each kind counted, with an example name).
+    whose names no scheme accepts, files whose emotion has no RAVDESS label (EmoDB boredom),
+    RAVDESS's sung files, and further copies of a recording already found (one kept per corpus,
+    speaker and name, by format: see the module docstring) are skipped and counted in one
+    ``UserWarning`` (each kind counted, with an example name).
 
     Args:
         data_dirs (sequence of str | os.PathLike): directories (a single path is accepted too),
@@ -338,8 +360,9 @@ def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
             unmapped.setdefault(parsed, []).append(p)
         else:
             unnamed.append(p)
+    clips, copies = _one_per_recording(clips)
     listing = ", ".join(repr(str(d)) for d in dirs)
-    n_skipped = len(unnamed) + sum(map(len, unmapped.values()))
+    n_skipped = len(unnamed) + sum(map(len, unmapped.values())) + len(copies)
     if not clips:
         example = (unnamed or [p for ps in unmapped.values() for p in ps] or [None])[0]
         raise ParameterError(
@@ -365,6 +388,11 @@ def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
             parts.append(f"{len(unnamed)} whose names {what}, e.g. {unnamed[0].name!r}")
         if unmapped:
             parts.append(_describe_unmapped(unmapped))
+        if copies:
+            copy, kept = copies[0]
+            parts.append(f"{len(copies)} file(s) repeating a recording found in another format or folder (same "
+                         f"corpus, speaker and name; kept: the first format of {', '.join(AUDIO_EXTENSIONS[:3])}, "
+                         f"...), e.g. {str(copy.path)!r} (kept {str(kept.path)!r})")
         warnings.warn(f"skipped {n_skipped} audio file(s) under {listing}: " + "; ".join(parts),
                       UserWarning, stacklevel=2)
     clips.sort(key=lambda c: str(c.path))
@@ -372,10 +400,37 @@ def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
 
 
 def _describe_unmapped(unmapped: Dict[_Skip, List[Path]]) -> str:
-    return "; ".join(
-        f"{len(paths)} {CORPUS_TITLES[s.corpus]} file(s) of {_SKIPPED_MEANING.get((s.corpus, s.code), s.code)!r} "
-        f"(code {s.code!r}), an emotion with no RAVDESS label, e.g. {paths[0].name!r}"
-        for s, paths in sorted(unmapped.items()))
+    def why(s: _Skip) -> str:
+        if (s.corpus, s.code) in _SKIPPED_OTHER:
+            return _SKIPPED_OTHER[s.corpus, s.code]
+        return (f"of {_SKIPPED_MEANING.get((s.corpus, s.code), s.code)!r} (code {s.code!r}), an emotion with no "
+                f"RAVDESS label")
+
+    return "; ".join(f"{len(paths)} {CORPUS_TITLES[s.corpus]} file(s) {why(s)}, e.g. {paths[0].name!r}"
+                     for s, paths in sorted(unmapped.items()))
+
+
+def _recording(clip: Clip):
+    """What makes two files one recording: corpus speaker and name (SAVEE's without its speaker prefix,
+    which its folder layout leaves out; CREMA-D and TESS names in any case)."""
+    stem = clip.path.stem
+    if clip.corpus == "savee":
+        stem = stem.split("_")[-1]
+    return clip.speaker, stem.lower()
+
+
+def _one_per_recording(clips: List[Clip]):
+    """``(kept, dropped)``: of the files of one recording, the one whose extension comes first in
+    :data:`AUDIO_EXTENSIONS` (then by path) is kept; ``dropped`` pairs each other copy with the kept one."""
+    rank = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS)}
+    order = sorted(clips, key=lambda c: (rank.get(c.path.suffix.lower(), len(rank)), str(c.path)))
+    first: Dict[tuple, Clip] = {}
+    dropped = []
+    for clip in order:
+        kept = first.setdefault(_recording(clip), clip)
+        if kept is not clip:
+            dropped.append((clip, kept))
+    return list(first.values()), dropped
 
 
 def _identity(p: Path):

@@ -27,6 +27,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 
 _N_FIELDS = 7
+# each field's codes: modality (01 audio-video, 02 video-only, 03 audio-only), vocal channel (01 speech,
+# 02 song), emotion, intensity, statement, repetition, actor (two digits)
+_RANGES = ((1, 3), (1, 2), (1, len(EMOTIONS)), (1, 2), (1, 2), (1, 2), (1, 99))
 
 
 @dataclass(frozen=True)
@@ -72,14 +75,18 @@ def parse_ravdess_name(path: PathLike) -> Optional[Clip]:
     """Parse a RAVDESS file name ``MM-VV-EE-II-SS-RR-AA.ext`` into a :class:`Clip`.
 
     Only the file name is read (not the file). The stem must hold exactly seven ``-``-separated
-    non-negative integers, and the third (the emotion) must be a known code 01-08.
+    two-digit fields within RAVDESS's codes: modality 01-03, vocal channel 01-02, emotion 01-08,
+    intensity, statement and repetition 01-02, actor 01-99 (RAVDESS has 24; the synthetic corpus
+    may have more), so a name that merely has seven numbers (``2024-01-05-10-30-00-00``) is not
+    taken for a recording.
 
     Args:
         path (str | os.PathLike): the file; its directory and extension are not checked.
 
     Returns:
-        A :class:`Clip`, or ``None`` when the name carries no known emotion code (wrong number of
-        fields, a field that is not a number, or an emotion code outside 01-08).
+        A :class:`Clip` (sung files, vocal channel 02, included: :func:`ser_gpu.data.scan_corpus`
+        skips them), or ``None`` when the name is not a RAVDESS name (wrong number of fields, a field
+        that is not two digits, or a code outside the ranges above).
     """
     if isinstance(path, bytes):
         path = os.fsdecode(path)
@@ -88,10 +95,11 @@ def parse_ravdess_name(path: PathLike) -> Optional[Clip]:
     path = Path(path)
     fields = path.stem.split("-")
     # isdecimal rejects signs, spaces and non-ASCII digit look-alikes that int() would accept
-    if len(fields) != _N_FIELDS or not all(f.isascii() and f.isdecimal() for f in fields):
+    if len(fields) != _N_FIELDS or not all(len(f) == 2 and f.isascii() and f.isdecimal() for f in fields):
         return None
-    modality, channel, emotion, intensity, statement, repetition, actor = (int(f) for f in fields)
-    if not 1 <= emotion <= len(EMOTIONS):
+    values = tuple(int(f) for f in fields)
+    if not all(lo <= v <= hi for v, (lo, hi) in zip(values, _RANGES)):
         return None
+    modality, channel, emotion, intensity, statement, repetition, actor = values
     return Clip(path=path, label=emotion - 1, actor=actor, modality=modality, vocal_channel=channel,
                 intensity=intensity, statement=statement, repetition=repetition)
