@@ -138,29 +138,48 @@ def test_scan_skips_ravdess_song_with_a_count(tmp_path):
     assert [c.path for c in clips] == [speech]
 
 
-def test_a_recording_found_twice_is_one_clip(tmp_path):
+def test_a_recording_in_several_formats_is_one_clip(tmp_path, monkeypatch):
     """CREMA-D's repository ships every clip in AudioWAV/ and AudioMP3/: both were clips, and a random
-    split put one recording in training and validation (reproduced: 10 of 11 validation recordings)."""
+    split put one recording in training and validation (reproduced: 10 of 11 validation recordings).
+    Under one data directory the best format is kept; files of one format (clean/noisy versions) and
+    files under different data directories (a real corpus beside the synthetic one) are all kept."""
     root = tmp_path / "CREMA-D"
     for speaker in (1001, 1002, 1003, 1004):
         for emotion in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD"):
             touch(root / "AudioWAV" / f"{speaker}_DFA_{emotion}_XX.wav")
             touch(root / "AudioMP3" / f"{speaker}_DFA_{emotion}_XX.mp3")
+    touch(root / "AudioWAV" / "1040_ITH_SAD_X.wav")
+    touch(root / "fixed" / "1040_ITH_SAD_XX.mp3")  # the shipped name corrected: the same recording
     touch(tmp_path / "TESS" / "OAF_back_angry.flac")
-    touch(tmp_path / "TESS" / "copy" / "oaf_back_angry.wav")  # another case, another folder: the same recording
-    touch(tmp_path / "SAVEE" / "DC_a01.wav")
-    touch(tmp_path / "SAVEE" / "AudioData" / "DC" / "a01.wav")  # the same recording in the download's layout
-    with pytest.warns(UserWarning, match="skipped 26 audio file.*26 file\\(s\\) repeating a recording") as record:
-        clips = scan_corpus([tmp_path])
-    assert "SAVEE/DC_a01.wav' (kept '" in str(record[0].message)  # an example and the copy kept
-    assert len(clips) == 24 + 1 + 1
-    assert {c.path.suffix for c in clips if c.corpus == "crema-d"} == {".wav"}  # the lossless copy
-    assert [c.path.name for c in clips if c.corpus == "tess"] == ["oaf_back_angry.wav"]  # wav before flac
-    assert [c.path.relative_to(tmp_path).as_posix() for c in clips if c.corpus == "savee"] == [
-        "SAVEE/AudioData/DC/a01.wav"]  # same format: the first path
-    train, val, _ = split_clips(clips, method="random", val_fraction=0.25, seed=0)
-    recordings = lambda part: {(clips[i].speaker, clips[i].path.stem.lower()) for i in part}
+    touch(tmp_path / "TESS" / "copy" / "oaf_back_angry.wav")  # another case, folder and format
+    touch(tmp_path / "TESS" / "OAF_neutral" / "OA_bite_neutral.wav")
+    touch(tmp_path / "TESS" / "fixed" / "OAF_bite_neutral.mp3")
+    touch(tmp_path / "SAVEE" / "DC_a01.mp3")
+    touch(tmp_path / "SAVEE" / "AudioData" / "DC" / "a01.wav")  # the download's layout
+    clean = touch(tmp_path / "eval" / "clean" / "03-01-05-01-01-01-01.wav")
+    noisy = touch(tmp_path / "eval" / "noisy" / "03-01-05-01-01-01-01.wav")
+    dirs = [root, tmp_path / "TESS", tmp_path / "SAVEE", tmp_path / "eval"]
+    with pytest.warns(UserWarning, match="skipped 28 audio file.*28 file\\(s\\) holding a recording found in a "
+                                         "better format") as record:
+        clips = scan_corpus(dirs)
+    assert "(kept '" in str(record[0].message)
+    assert len(clips) == 25 + 2 + 1 + 2
+    assert {c.path.suffix for c in clips if c.corpus in ("crema-d", "savee")} == {".wav"}  # the lossless copies
+    assert sorted(c.path.name for c in clips if c.corpus == "tess") == ["OA_bite_neutral.wav", "oaf_back_angry.wav"]
+    assert {clean, noisy} <= {c.path for c in clips}  # one format: versions, both kept
+    train, val, _ = split_clips([c for c in clips if c.corpus != "ravdess"], method="random", val_fraction=0.25,
+                                seed=0)
+    others = [c for c in clips if c.corpus != "ravdess"]
+    recordings = lambda part: {corpora._recording(others[i]) for i in part}
     assert len(val) >= 6 and not recordings(train) & recordings(val)
+    # under different data directories nothing is dropped (the synthetic corpus shares RAVDESS's names)
+    synthetic = touch(tmp_path / "synthetic" / "Actor_01" / "03-01-05-01-01-01-01.flac")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [c.path for c in scan_corpus([tmp_path / "eval", tmp_path / "synthetic"])] == [clean, noisy, synthetic]
+    # SAVEE's layout with the data directory given as "." (the folder name is not in the relative path)
+    monkeypatch.chdir(tmp_path / "SAVEE" / "AudioData" / "DC")
+    assert [c.speaker for c in scan_corpus(["."])] == ["savee:DC"]
 
 
 def test_case_rules():

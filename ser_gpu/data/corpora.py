@@ -24,17 +24,21 @@ misnamed are read as meant: CREMA-D's ``1040_ITH_SAD_X`` (level ``X`` for ``XX``
 
 Detection (:func:`parse_corpus_name` without ``corpus``) tries the schemes in the fixed order of
 :data:`CORPORA` and takes the first that accepts the name. The schemes differ in separator and
-field count (7 fields split by ``-``; 4, 3 and 2 fields split by ``_``; one field of 7 characters),
+field count (7 fields split by ``-``; 4, 3 and 2 fields split by ``_``; one field of 7 characters,
+or SAVEE's own layout: a folder named for the speaker and a 3-4 character name such as ``a01``),
 so no name is accepted by two of them and the order never decides in practice; it only makes the
 rule deterministic. RAVDESS, SAVEE and EmoDB codes are matched as published (case-sensitive);
 CREMA-D codes and TESS words in any case. The extension is not read, nor the directory, except that
 a SAVEE name without its speaker prefix (``a01.wav``) is taken from a folder named for the speaker
 (``DC/``, as the SAVEE download holds them).
 
-One recording found twice (the same corpus, speaker and name, e.g. CREMA-D's ``AudioWAV/`` and
-``AudioMP3/`` copies, or a folder copied into another) is one clip: :func:`scan_corpus` keeps the copy
-whose format comes first in :data:`ser_gpu._cli.AUDIO_EXTENSIONS` (wav, flac, ... before mp3), so a
-random split cannot put one recording in two sets, and counts the others in its warning.
+One recording in several formats under one data directory (the same corpus speaker and name with
+another extension, e.g. CREMA-D's ``AudioWAV/`` and ``AudioMP3/`` copies) is one clip:
+:func:`scan_corpus` keeps the files of the format that comes first in
+:data:`ser_gpu._cli.AUDIO_EXTENSIONS` (wav, flac, ... before mp3), so a random split cannot put one
+recording in two sets, and counts the others in its warning. Files of one name in the same format
+(``clean/`` and ``noisy/`` versions) or under different data directories (a real corpus and the
+synthetic one, which share RAVDESS names) are all kept.
 
 Speaker ids are unique across corpora: ``"ravdess:12"``, ``"crema-d:1001"``, ``"tess:OAF"``,
 ``"savee:DC"``, ``"emodb:03"``; ``--split actor`` holds out whole speakers by this id.
@@ -67,7 +71,7 @@ CORPUS_TITLES = {"ravdess": "RAVDESS", "crema-d": "CREMA-D", "tess": "TESS", "sa
 
 #: The name patterns, for messages.
 _PATTERNS = {
-    "ravdess": "MM-VV-EE-II-SS-RR-AA with emotion code 01-08",
+    "ravdess": "MM-VV-EE-II-SS-RR-AA, two digits each within RAVDESS's codes, e.g. 03-01-05-01-02-01-12",
     "crema-d": "SSSS_SEN_EMO_LV, e.g. 1001_DFA_ANG_XX",
     "tess": "OAF|YAF_word_emotion, e.g. OAF_back_angry",
     "savee": "DC|JE|JK|KL_<code><nn>, e.g. DC_a01, or DC/a01",
@@ -94,6 +98,7 @@ _SKIPPED_OTHER = {("ravdess", "song"): "sung (vocal channel 02; the speech files
 
 _CREMA_SENTENCES = frozenset("IEO TIE IOM IWW TAI MTI IWL ITH DFA ITS TSI WSI".split())
 _CREMA_LEVELS = {"LO": "LO", "MD": "MD", "HI": "HI", "XX": "XX", "X": "XX"}  # 1040_ITH_SAD_X: shipped so
+_CREMA_X = re.compile(r"_x$")  # the shipped X level, as XX when recordings are compared
 _TESS_SPEAKERS = ("OAF", "YAF")
 _TESS_MISNAMED = {"OA": "OAF"}  # OAF_neutral/OA_bite_neutral.wav: shipped so
 _SAVEE_SPEAKERS = ("DC", "JE", "JK", "KL")
@@ -108,7 +113,8 @@ _EMODB_SEX = {3: "m", 8: "f", 9: "f", 10: "m", 11: "m", 12: "m", 13: "f", 14: "f
 
 
 class _Skip(NamedTuple):
-    """A name of a known corpus whose emotion has no RAVDESS label (skipped and counted)."""
+    """A name of a known corpus that is skipped and counted: an emotion with no RAVDESS label
+    (:data:`_SKIPPED_MEANING`) or another reason (:data:`_SKIPPED_OTHER`: RAVDESS song)."""
 
     corpus: str
     code: str
@@ -157,7 +163,8 @@ def _savee(path: Path) -> _Parsed:
     m = _SAVEE_NAME.fullmatch(path.stem)
     if m is None:
         return None
-    speaker = m.group(1) or path.parent.name  # DC_a01.wav, or DC/a01.wav (the SAVEE download's layout)
+    # DC_a01.wav, or DC/a01.wav (the SAVEE download's layout; abspath: a data directory given as ".")
+    speaker = m.group(1) or Path(os.path.abspath(path)).parent.name
     if speaker not in _SAVEE_SPEAKERS:
         return None
     return _clip(path, "savee", m.group(2), _SAVEE_SPEAKERS.index(speaker) + 1, speaker)
@@ -218,7 +225,8 @@ def parse_corpus_name(path: PathLike, corpus: Optional[str] = None) -> Optional[
         A :class:`Clip` with ``corpus``, ``speaker`` (unique across corpora), ``actor`` (the
         speaker's number within its corpus: RAVDESS/CREMA-D/EmoDB the number in the name, TESS
         OAF=1, YAF=2, SAVEE DC=1, JE=2, JK=3, KL=4) and ``label`` (:data:`LABEL_MAPS`); ``None`` for
-        a name no scheme accepts and for an emotion without a RAVDESS label (EmoDB boredom).
+        a name no scheme accepts, for an emotion without a RAVDESS label (EmoDB boredom) and for
+        RAVDESS's sung files (vocal channel 02).
     """
     parsed = _parse(_as_path(path), check_corpus(corpus))
     return parsed if isinstance(parsed, Clip) else None
@@ -227,7 +235,7 @@ def parse_corpus_name(path: PathLike, corpus: Optional[str] = None) -> Optional[
 def detect_corpus(path: PathLike) -> Optional[str]:
     """The corpus whose naming scheme accepts ``path``'s name (first in :data:`CORPORA` order), or ``None``.
 
-    A name of a known corpus with an emotion that is skipped (EmoDB boredom) still names its corpus.
+    A name of a known corpus that is skipped (EmoDB boredom, RAVDESS song) still names its corpus.
     """
     parsed = _parse(_as_path(path), None)
     return None if parsed is None else parsed.corpus
@@ -312,9 +320,9 @@ def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
     listed once, each directory must hold at least one audio file). Each name is read by its
     corpus's scheme (:func:`parse_corpus_name`): detected per file, or forced by ``corpus``. Files
     whose names no scheme accepts, files whose emotion has no RAVDESS label (EmoDB boredom),
-    RAVDESS's sung files, and further copies of a recording already found (one kept per corpus,
-    speaker and name, by format: see the module docstring) are skipped and counted in one
-    ``UserWarning`` (each kind counted, with an example name).
+    RAVDESS's sung files, and the copies of a recording in a worse format under the same data
+    directory (see the module docstring) are skipped and counted in one ``UserWarning`` (each kind
+    counted, with an example name).
 
     Args:
         data_dirs (sequence of str | os.PathLike): directories (a single path is accepted too),
@@ -341,14 +349,15 @@ def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
             f"no valid {_expected(per_dir)} found under {str(exc.directory)!r}; "
             f"0 audio file(s) skipped for their names (the directory holds no audio file)"
         ) from None
-    if len(set(per_dir)) == 1:
-        scheme_of = {p: per_dir[0] for p in files}
+    if len(dirs) == 1:
+        root_of = {p: 0 for p in files}
     else:  # which directory reached each file first decides its scheme
-        scheme_of = {}
-        for d, scheme in zip(dirs, per_dir):
+        first_root = {}
+        for i, d in enumerate(dirs):
             for p in find_files([d], what="audio", argument="data directory"):
-                scheme_of.setdefault(_identity(p), scheme)
-        scheme_of = {p: scheme_of[_identity(p)] for p in files}
+                first_root.setdefault(_identity(p), i)
+        root_of = {p: first_root[_identity(p)] for p in files}
+    scheme_of = {p: per_dir[root_of[p]] for p in files}
     clips: List[Clip] = []
     unnamed: List[Path] = []
     unmapped: Dict[_Skip, List[Path]] = {}
@@ -360,7 +369,7 @@ def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
             unmapped.setdefault(parsed, []).append(p)
         else:
             unnamed.append(p)
-    clips, copies = _one_per_recording(clips)
+    clips, copies = _one_format_per_recording(clips, root_of)
     listing = ", ".join(repr(str(d)) for d in dirs)
     n_skipped = len(unnamed) + sum(map(len, unmapped.values())) + len(copies)
     if not clips:
@@ -375,9 +384,7 @@ def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
         parts = []
         if unnamed:
             schemes = {scheme_of[p] for p in unnamed}
-            if schemes == {"ravdess"}:
-                what = "carry no RAVDESS emotion code (expected MM-VV-EE-II-SS-RR-AA with EE in 01-08)"
-            elif len(schemes) == 1 and None not in schemes:
+            if len(schemes) == 1 and None not in schemes:
                 (only,) = schemes
                 what = f"are not {CORPUS_TITLES[only]} names (expected {_PATTERNS[only]})"
             elif schemes == {None}:
@@ -390,9 +397,9 @@ def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
             parts.append(_describe_unmapped(unmapped))
         if copies:
             copy, kept = copies[0]
-            parts.append(f"{len(copies)} file(s) repeating a recording found in another format or folder (same "
-                         f"corpus, speaker and name; kept: the first format of {', '.join(AUDIO_EXTENSIONS[:3])}, "
-                         f"...), e.g. {str(copy.path)!r} (kept {str(kept.path)!r})")
+            parts.append(f"{len(copies)} file(s) holding a recording found in a better format under the same data "
+                         f"directory (same corpus, speaker and name; kept: the first format of "
+                         f"{', '.join(AUDIO_EXTENSIONS[:3])}, ...), e.g. {str(copy.path)!r} (kept {str(kept.path)!r})")
         warnings.warn(f"skipped {n_skipped} audio file(s) under {listing}: " + "; ".join(parts),
                       UserWarning, stacklevel=2)
     clips.sort(key=lambda c: str(c.path))
@@ -411,26 +418,40 @@ def _describe_unmapped(unmapped: Dict[_Skip, List[Path]]) -> str:
 
 
 def _recording(clip: Clip):
-    """What makes two files one recording: corpus speaker and name (SAVEE's without its speaker prefix,
-    which its folder layout leaves out; CREMA-D and TESS names in any case)."""
-    stem = clip.path.stem
+    """What makes two files one recording: corpus speaker and name, in any case, as meant (SAVEE's
+    without its speaker prefix, which its folder layout leaves out; TESS's ``OA_`` as ``OAF_``,
+    CREMA-D's level ``X`` as ``XX``)."""
+    stem = clip.path.stem.lower()
     if clip.corpus == "savee":
         stem = stem.split("_")[-1]
-    return clip.speaker, stem.lower()
+    elif clip.corpus == "tess" and stem.startswith("oa_"):
+        stem = "oaf_" + stem[3:]
+    elif clip.corpus == "crema-d":
+        stem = _CREMA_X.sub("_xx", stem)
+    return clip.speaker, stem
 
 
-def _one_per_recording(clips: List[Clip]):
-    """``(kept, dropped)``: of the files of one recording, the one whose extension comes first in
-    :data:`AUDIO_EXTENSIONS` (then by path) is kept; ``dropped`` pairs each other copy with the kept one."""
+def _one_format_per_recording(clips: List[Clip], root_of: Dict[Path, int]):
+    """``(kept, dropped)``: of the files of one recording (:func:`_recording`) under one data directory
+    (``root_of``: its index) in several formats, those of the format that comes first in
+    :data:`AUDIO_EXTENSIONS` are kept; ``dropped`` pairs each file of another format with a kept one.
+    Files of the same format are all kept (different versions of a recording, not copies of it)."""
     rank = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS)}
-    order = sorted(clips, key=lambda c: (rank.get(c.path.suffix.lower(), len(rank)), str(c.path)))
-    first: Dict[tuple, Clip] = {}
-    dropped = []
-    for clip in order:
-        kept = first.setdefault(_recording(clip), clip)
-        if kept is not clip:
-            dropped.append((clip, kept))
-    return list(first.values()), dropped
+
+    def fmt(clip: Clip) -> int:
+        return rank.get(clip.path.suffix.lower(), len(rank))
+
+    best: Dict[tuple, Clip] = {}  # (data directory, recording) -> its first file in the best format
+    for clip in sorted(clips, key=lambda c: (fmt(c), str(c.path))):
+        best.setdefault((root_of[clip.path], _recording(clip)), clip)
+    kept, dropped = [], []
+    for clip in clips:
+        first = best[(root_of[clip.path], _recording(clip))]
+        if fmt(clip) == fmt(first):
+            kept.append(clip)
+        else:
+            dropped.append((clip, first))
+    return kept, dropped
 
 
 def _identity(p: Path):
