@@ -162,7 +162,9 @@ def test_a_recording_in_several_formats_is_one_clip(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="skipped 28 audio file.*28 file\\(s\\) holding a recording found in a "
                                          "better format") as record:
         clips = scan_corpus(dirs)
-    assert "(kept '" in str(record[0].message)
+    message = str(record[0].message)
+    assert "e.g. '" + str(root / "AudioMP3" / "1001_DFA_ANG_XX.mp3") + "' (kept '" in message  # first by path
+    assert "kept: 1 recording name(s) found more than once in one format" in message and "clean" in message
     assert len(clips) == 25 + 2 + 1 + 2
     assert {c.path.suffix for c in clips if c.corpus in ("crema-d", "savee")} == {".wav"}  # the lossless copies
     assert sorted(c.path.name for c in clips if c.corpus == "tess") == ["OA_bite_neutral.wav", "oaf_back_angry.wav"]
@@ -174,9 +176,15 @@ def test_a_recording_in_several_formats_is_one_clip(tmp_path, monkeypatch):
     assert len(val) >= 6 and not recordings(train) & recordings(val)
     # under different data directories nothing is dropped (the synthetic corpus shares RAVDESS's names)
     synthetic = touch(tmp_path / "synthetic" / "Actor_01" / "03-01-05-01-01-01-01.flac")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(UserWarning, match="^under .*: kept: 1 recording name") as record:
         assert [c.path for c in scan_corpus([tmp_path / "eval", tmp_path / "synthetic"])] == [clean, noisy, synthetic]
+    assert "skipped" not in str(record[0].message)
+    # .aif and .aiff are one format: both kept, the mp3 dropped
+    touch(tmp_path / "aiff" / "a" / "DC_h01.aif")
+    touch(tmp_path / "aiff" / "b" / "DC_h01.aiff")
+    touch(tmp_path / "aiff" / "c" / "DC_h01.mp3")
+    with pytest.warns(UserWarning, match="skipped 1 audio file.*kept: 1 recording name"):
+        assert sorted(c.path.suffix for c in scan_corpus([tmp_path / "aiff"])) == [".aif", ".aiff"]
     # SAVEE's layout with the data directory given as "." (the folder name is not in the relative path)
     monkeypatch.chdir(tmp_path / "SAVEE" / "AudioData" / "DC")
     assert [c.speaker for c in scan_corpus(["."])] == ["savee:DC"]

@@ -32,13 +32,15 @@ CREMA-D codes and TESS words in any case. The extension is not read, nor the dir
 a SAVEE name without its speaker prefix (``a01.wav``) is taken from a folder named for the speaker
 (``DC/``, as the SAVEE download holds them).
 
-One recording in several formats under one data directory (the same corpus speaker and name with
-another extension, e.g. CREMA-D's ``AudioWAV/`` and ``AudioMP3/`` copies) is one clip:
-:func:`scan_corpus` keeps the files of the format that comes first in
-:data:`ser_gpu._cli.AUDIO_EXTENSIONS` (wav, flac, ... before mp3), so a random split cannot put one
-recording in two sets, and counts the others in its warning. Files of one name in the same format
-(``clean/`` and ``noisy/`` versions) or under different data directories (a real corpus and the
-synthetic one, which share RAVDESS names) are all kept.
+One recording in several formats under one data directory (the same corpus, speaker and name with
+another extension, e.g. CREMA-D's ``AudioWAV/`` and ``AudioMP3/`` copies; a file belongs to the first
+data directory given that reaches it) is one clip: :func:`scan_corpus` keeps the files of the format
+that comes first in :data:`ser_gpu._cli.AUDIO_EXTENSIONS` (wav, flac, ... before mp3; ``.aif`` and
+``.aiff``, ``.oga`` and ``.ogg`` are one format), so a random split cannot put one recording in two
+sets, and counts the others in its warning. Files of one name in the same format (``clean/`` and
+``noisy/`` versions, or a copied folder) are all kept, and the warning says how many names repeat;
+files under different data directories (a real corpus and the synthetic one, which share RAVDESS
+names) are all kept.
 
 Speaker ids are unique across corpora: ``"ravdess:12"``, ``"crema-d:1001"``, ``"tess:OAF"``,
 ``"savee:DC"``, ``"emodb:03"``; ``--split actor`` holds out whole speakers by this id.
@@ -322,7 +324,7 @@ def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
     whose names no scheme accepts, files whose emotion has no RAVDESS label (EmoDB boredom),
     RAVDESS's sung files, and the copies of a recording in a worse format under the same data
     directory (see the module docstring) are skipped and counted in one ``UserWarning`` (each kind
-    counted, with an example name).
+    counted, with an example name), which also counts the names kept more than once in one format.
 
     Args:
         data_dirs (sequence of str | os.PathLike): directories (a single path is accepted too),
@@ -369,7 +371,7 @@ def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
             unmapped.setdefault(parsed, []).append(p)
         else:
             unnamed.append(p)
-    clips, copies = _one_format_per_recording(clips, root_of)
+    clips, copies, repeated = _one_format_per_recording(clips, root_of)
     listing = ", ".join(repr(str(d)) for d in dirs)
     n_skipped = len(unnamed) + sum(map(len, unmapped.values())) + len(copies)
     if not clips:
@@ -380,8 +382,8 @@ def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
             + (f", e.g. {example.name!r}" if example is not None else "")
             + (f" ({_describe_unmapped(unmapped)})" if unmapped else "")
         )
+    parts = []
     if n_skipped:
-        parts = []
         if unnamed:
             schemes = {scheme_of[p] for p in unnamed}
             if len(schemes) == 1 and None not in schemes:
@@ -400,8 +402,14 @@ def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
             parts.append(f"{len(copies)} file(s) holding a recording found in a better format under the same data "
                          f"directory (same corpus, speaker and name; kept: the first format of "
                          f"{', '.join(AUDIO_EXTENSIONS[:3])}, ...), e.g. {str(copy.path)!r} (kept {str(kept.path)!r})")
-        warnings.warn(f"skipped {n_skipped} audio file(s) under {listing}: " + "; ".join(parts),
-                      UserWarning, stacklevel=2)
+    if repeated:  # kept, but the user should know
+        a, b = sorted(str(c.path) for c in repeated[0])[:2]
+        parts.append(f"kept: {len(repeated)} recording name(s) found more than once in one format under one "
+                     f"data directory (versions such as clean/ and noisy/, or a copied folder: each file is a "
+                     f"clip, and --split random may put one recording's files in both sets), e.g. {a!r} and {b!r}")
+    if parts:
+        warnings.warn((f"skipped {n_skipped} audio file(s) under {listing}: " if n_skipped else
+                       f"under {listing}: ") + "; ".join(parts), UserWarning, stacklevel=2)
     clips.sort(key=lambda c: str(c.path))
     return clips
 
@@ -431,27 +439,34 @@ def _recording(clip: Clip):
     return clip.speaker, stem
 
 
+_SAME_FORMAT = {".aif": ".aiff", ".oga": ".ogg"}  # two spellings of one format
+
+
 def _one_format_per_recording(clips: List[Clip], root_of: Dict[Path, int]):
-    """``(kept, dropped)``: of the files of one recording (:func:`_recording`) under one data directory
-    (``root_of``: its index) in several formats, those of the format that comes first in
+    """``(kept, dropped, repeated)``: of the files of one recording (:func:`_recording`) under one data
+    directory (``root_of``: its index) in several formats, those of the format that comes first in
     :data:`AUDIO_EXTENSIONS` are kept; ``dropped`` pairs each file of another format with a kept one.
-    Files of the same format are all kept (different versions of a recording, not copies of it)."""
+    Files of the same format are all kept (versions of a recording, or copies: not read to tell);
+    ``repeated`` lists each such group of two or more kept files."""
     rank = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS)}
 
     def fmt(clip: Clip) -> int:
-        return rank.get(clip.path.suffix.lower(), len(rank))
+        suffix = clip.path.suffix.lower()
+        return rank.get(_SAME_FORMAT.get(suffix, suffix), len(rank))
 
     best: Dict[tuple, Clip] = {}  # (data directory, recording) -> its first file in the best format
     for clip in sorted(clips, key=lambda c: (fmt(c), str(c.path))):
         best.setdefault((root_of[clip.path], _recording(clip)), clip)
     kept, dropped = [], []
+    groups: Dict[tuple, List[Clip]] = {}
     for clip in clips:
-        first = best[(root_of[clip.path], _recording(clip))]
-        if fmt(clip) == fmt(first):
+        key = (root_of[clip.path], _recording(clip))
+        if fmt(clip) == fmt(best[key]):
             kept.append(clip)
+            groups.setdefault(key, []).append(clip)
         else:
-            dropped.append((clip, first))
-    return kept, dropped
+            dropped.append((clip, best[key]))
+    return kept, dropped, [group for group in groups.values() if len(group) > 1]
 
 
 def _identity(p: Path):
