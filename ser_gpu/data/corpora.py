@@ -99,8 +99,8 @@ _SKIPPED_MEANING = {("emodb", "L"): "boredom"}
 _SKIPPED_OTHER = {("ravdess", "song"): "sung (vocal channel 02; the speech files are channel 01)"}
 
 _CREMA_SENTENCES = frozenset("IEO TIE IOM IWW TAI MTI IWL ITH DFA ITS TSI WSI".split())
-_CREMA_LEVELS = {"LO": "LO", "MD": "MD", "HI": "HI", "XX": "XX", "X": "XX"}  # 1040_ITH_SAD_X: shipped so
-_CREMA_X = re.compile(r"_x$")  # the shipped X level, as XX when recordings are compared
+_CREMA_LEVELS = frozenset(("LO", "MD", "HI", "XX", "X"))  # X: 1040_ITH_SAD_X, shipped so
+_CREMA_X = re.compile(r"_x$")  # that X level, as XX when recordings are compared
 _TESS_SPEAKERS = ("OAF", "YAF")
 _TESS_MISNAMED = {"OA": "OAF"}  # OAF_neutral/OA_bite_neutral.wav: shipped so
 _SAVEE_SPEAKERS = ("DC", "JE", "JK", "KL")
@@ -145,7 +145,7 @@ def _crema(path: Path) -> _Parsed:
     if m is None:
         return None
     speaker, sentence, emotion, level = m.group(1), *(g.upper() for g in m.groups()[1:])
-    if sentence not in _CREMA_SENTENCES or _CREMA_LEVELS.get(level) is None or emotion not in LABEL_MAPS["crema-d"]:
+    if sentence not in _CREMA_SENTENCES or level not in _CREMA_LEVELS or emotion not in LABEL_MAPS["crema-d"]:
         return None
     return _clip(path, "crema-d", emotion, int(speaker), speaker)
 
