@@ -15,7 +15,8 @@
   - a directory without any such file is an error naming the directory
     (:class:`NoMatchingFiles`, a :class:`~ser_gpu.errors.ParameterError`), as is a path that does
     not exist;
-  - a file reached twice (overlapping arguments, links) is listed once, at its first place.
+  - a file reached twice (overlapping arguments, links) is listed once, at its first place
+    (:func:`find_files_with_origin` also gives the argument that reached it).
 
 * :func:`check_output_file` and :func:`check_output_dir` check an output path before the work
   starts, so a bad ``--plot``/``--out`` never costs a finished evaluation or prediction.
@@ -31,13 +32,13 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .errors import ParameterError
 
 __all__ = ["AUDIO_EXTENSIONS", "VIDEO_EXTENSIONS", "CACHE_DIR_HELP", "NoMatchingFiles", "resolve_device",
-           "has_extension", "is_audio", "is_video", "is_media", "find_files", "check_output_file", "check_output_dir",
-           "readable", "run_main"]
+           "has_extension", "is_audio", "is_video", "is_media", "find_files", "find_files_with_origin",
+           "check_output_file", "check_output_dir", "readable", "run_main"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -219,15 +220,30 @@ def find_files(
         ParameterError: no path, a path that does not exist; :class:`NoMatchingFiles` for a
             directory without a matching file.
     """
+    return [path for path, _ in find_files_with_origin(paths, extensions=extensions, predicate=predicate,
+                                                         recursive=recursive, what=what, argument=argument)]
+
+
+def find_files_with_origin(
+    paths: Union[PathLike, Sequence[PathLike]],
+    *,
+    extensions: Sequence[str] = AUDIO_EXTENSIONS,
+    predicate: Optional[Callable[[Path], bool]] = None,
+    recursive: bool = True,
+    what: str = "audio",
+    argument: str = "input",
+) -> List[Tuple[Path, int]]:
+    """:func:`find_files`'s files, each with the index in ``paths`` of the argument that reached it
+    first (the one walk; arguments and errors as :func:`find_files`)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = list(paths)
     if not paths:
         raise ParameterError(f"{argument} must name at least one file or directory, got []")
     accept = predicate if predicate is not None else (lambda p: has_extension(p, extensions))
-    found: List[Path] = []
+    found: List[Tuple[Path, int]] = []
     seen = set()
-    for given in paths:
+    for origin, given in enumerate(paths):
         if os.fspath(given) == "":  # Path("") is ".": an empty argument (an unset shell variable) is not cwd
             raise ParameterError(f"{argument} must be a file or directory path, got an empty string ''")
         p = Path(os.fspath(given))
@@ -250,7 +266,7 @@ def find_files(
             key = (key[0], key[1]) if key is not None else str(q)
             if key not in seen:
                 seen.add(key)
-                found.append(q)
+                found.append((q, origin))
     return found
 
 

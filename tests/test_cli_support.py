@@ -48,6 +48,10 @@ def test_files_are_taken_as_given_and_listed_once(tree):
     root, files = tree
     txt = root / "notes.txt"
     assert find_files([txt, root, files[0]]) == [txt] + sorted(files[:3])  # b.wav again: listed once
+    # each file with the argument that reached it first: c.m4a by its folder, given before root
+    deep = files[2].parent
+    assert _cli.find_files_with_origin([deep, root, files[0]]) == [(files[2], 0)] + [
+        (f, 1) for f in sorted(files[:2])]
 
 
 def test_errors_name_the_path(tree, tmp_path):

@@ -55,7 +55,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Union
 
-from .._cli import AUDIO_EXTENSIONS, NoMatchingFiles, find_files
+from .._cli import AUDIO_EXTENSIONS, NoMatchingFiles, find_files_with_origin
 from .._validation import _describe
 from ..errors import ParameterError
 from .ravdess import EMOTIONS, Clip, parse_ravdess_name
@@ -345,20 +345,14 @@ def scan_corpus(data_dirs: Sequence[PathLike], *, corpus=None) -> List[Clip]:
     dirs = _as_dirs(data_dirs)
     per_dir = _corpus_per_dir(corpus, len(dirs))
     try:
-        files = find_files(dirs, what="audio", argument="data directory")
+        found = find_files_with_origin(dirs, what="audio", argument="data directory")
     except NoMatchingFiles as exc:
         raise ParameterError(
             f"no valid {_expected(per_dir)} found under {str(exc.directory)!r}; "
             f"0 audio file(s) skipped for their names (the directory holds no audio file)"
         ) from None
-    if len(dirs) == 1:
-        root_of = {p: 0 for p in files}
-    else:  # which directory reached each file first decides its scheme
-        first_root = {}
-        for i, d in enumerate(dirs):
-            for p in find_files([d], what="audio", argument="data directory"):
-                first_root.setdefault(_identity(p), i)
-        root_of = {p: first_root[_identity(p)] for p in files}
+    files = [p for p, _ in found]
+    root_of = dict(found)  # the directory that reached each file first: its scheme, its recordings' group
     scheme_of = {p: per_dir[root_of[p]] for p in files}
     clips: List[Clip] = []
     unnamed: List[Path] = []
@@ -467,14 +461,6 @@ def _one_format_per_recording(clips: List[Clip], root_of: Dict[Path, int]):
         else:
             dropped.append((clip, best[key]))
     return kept, dropped, [group for group in groups.values() if len(group) > 1]
-
-
-def _identity(p: Path):
-    try:
-        st = os.stat(p)
-        return (st.st_dev, st.st_ino)
-    except OSError:
-        return os.path.realpath(p)
 
 
 # ----------------------------------------------------------------------------------------- the table
