@@ -749,11 +749,14 @@ class _Run:
         self._say(f"resuming {path} after epoch {self.start_epoch}")
 
     def _save(self, name: str, epoch: int, metrics: dict, state: dict, *, also: Sequence[str] = (),
-              wait: bool = False) -> Optional[Path]:
+              resumable: bool = False, wait: bool = False) -> Optional[Path]:
         """Rank 0 writes ``out/name`` and links the names ``also`` to it (on a device of
         :data:`BACKGROUND_CHECKPOINT_DEVICES`, in the background: a snapshot, the training goes on; ``wait``:
         on disk, with every checkpoint before it, when this returns); the other ranks write nothing
-        (``state``: :meth:`_state`)."""
+        (``state``: :meth:`_state`). ``resumable`` (``last.pt``): with the optimiser and scheduler states,
+        which a resumed run needs; without (``best.pt``, ``selected.pt``: models, which nothing resumes
+        from) they are stored as ``None``, and the file is a third of the size (26 MB instead of 79 MB for
+        the default model, whose AdamW moments are twice its weights)."""
         from .checkpoint import CheckpointWriter, save_checkpoint
 
         if not self.is_main:
@@ -764,7 +767,8 @@ class _Run:
             path = save_checkpoint(self.out / name, model=self.model, model_config=self.model_config.to_dict(),
                                    feature_config=self.feature_config.to_dict(), labels=self.labels,
                                    train_config=self.config.to_dict(), epoch=epoch, metrics=metrics,
-                                   optimizer=self.optimizer, scheduler=self.scheduler, state=state,
+                                   optimizer=self.optimizer if resumable else None,
+                                   scheduler=self.scheduler if resumable else None, state=state,
                                    also=[self.out / other for other in also], writer=self._checkpoints)
         if wait:
             self.flush_checkpoints()
@@ -1411,7 +1415,7 @@ def _fit_epochs(run: _Run, val_batches: list) -> dict:
                       also=("selected.pt",) if run.weight_average is not None else ())
         if run.weight_average is not None:  # last.pt alone: what a resumed run goes on averaging
             state = {**state, "weight_average": run.weight_average.state_dict()}
-        run._save("last.pt", epoch + 1, metrics, state)
+        run._save("last.pt", epoch + 1, metrics, state, resumable=True)
         if run.is_main:
             with run.timed("metrics"):
                 run.write_metrics()

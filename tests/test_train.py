@@ -68,6 +68,26 @@ def test_checkpoint_loads_weights_only_with_every_config(trained):
     assert best["epoch"] == 3  # select='last' (the speech recipe): the last epoch
 
 
+def test_best_pt_is_a_model_and_last_pt_resumes(corpus, trained, tmp_path, capsys):
+    """best.pt holds the model without the optimiser and scheduler states (nothing resumes from it; a third
+    of last.pt's bytes for these weights); last.pt holds them; a best.pt put in last.pt's place is refused
+    by --resume, naming the missing key, and left as it was."""
+    out, cache, _ = trained
+    best, last = (torch.load(out / name, weights_only=True) for name in ("best.pt", "last.pt"))
+    assert best["optimizer_state"] is None and best["scheduler_state"] is None
+    assert isinstance(last["optimizer_state"], dict) and isinstance(last["scheduler_state"], dict)
+    assert last["optimizer_state"]["state"]  # AdamW's moments, one entry per parameter
+    assert best["state"]["history"] == last["state"]["history"]  # the run's record is kept in both
+    assert (out / "best.pt").stat().st_size < (out / "last.pt").stat().st_size / 2
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes((out / "best.pt").read_bytes())
+    code = main(["--data-dir", str(corpus), "--out", str(run), "--cache-dir", str(cache), "--resume", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "not a resumable training checkpoint" in err and "optimizer_state" in err
+    assert (run / "last.pt").read_bytes() == (out / "best.pt").read_bytes()
+
+
 def test_resume_equals_an_uninterrupted_run(corpus, trained, tmp_path):
     full_out, cache, _ = trained
     out = tmp_path / "run"
