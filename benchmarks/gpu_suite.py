@@ -23,6 +23,9 @@ pytest_cuda           170   ``pytest -m cuda tests`` (``-n 4`` when pytest-xdist
 train                 180   ``bench_train.py --device cuda --clips 1440 --seconds 3.5 --skip-original
                             --readme-job --memory --sync-report`` -> ``train_cuda.json`` (rewritten after
                             each of its parts)
+model_step             60   ``bench_model_step.py --device cuda`` -> ``model_step_cuda.json``: the model's
+                            training step and evaluation forward with the BiLSTM packed and dense
+                            (issue 10's model step; the dense path is the CPU's, is it the GPU's too?)
 features_b256 ...           the extractor benchmarks of issue 11 (batch 256, profile, median, batch 64 and
                             1024, augmentation, median with torch.compile), as long as the budget lasts
 train_compile         120   the training benchmark again with ``--compile`` (torch.compile of the model),
@@ -198,6 +201,12 @@ def headline(results: Path, device: str, since: float = 0.0) -> dict:
         sg = compiled.get("ser_gpu") or {}
         out["train_compile"] = {k: sg.get(k) for k in ("first_epoch_seconds", "steady_epoch_seconds",
                                                        "model_step_seconds_per_epoch", "compile")}
+    step = _load(results / f"model_step_{device}.json")
+    if step:  # packed vs dense BiLSTM: which should DENSE_LSTM_DEVICES hold? (issue 10's model step)
+        out["model_step"] = {"ms": {path: {k: round(v["median_ms"], 2) for k, v in parts.items()}
+                                    for path, parts in step.get("paths", {}).items()},
+                             "dense_over_packed": step.get("dense_over_packed"),
+                             "max_abs_logit_difference_float32": step.get("max_abs_logit_difference_float32")}
     for tag in ("", "_b64", "_b1024"):
         data = _load(results / f"features{tag}_{device}.json")
         if not data:
@@ -300,6 +309,8 @@ def main(argv=None):
     steps = [
         ("pytest_cuda", tests, 170),
         ("train", train, 180),
+        ("model_step", [PY, "benchmarks/bench_model_step.py", "--device", dev,
+                        *(["--repeats", "2", "--frames", "40"] if quick else [])], 60),
         ("features_b256", [PY, "benchmarks/bench_features.py", "--device", dev, *size(256), *lib_clips], 90),
         ("profile_features", [PY, "benchmarks/profile_features.py", "--device", dev,
                               *(["--batch", "4", "--seconds", "1"] if quick else ["--batch", "256"])], 45),

@@ -230,6 +230,104 @@ def test_packed_lstm_equals_torch_unsorted_packing(dtype):
     assert torch.equal(ours[3, 1:], torch.zeros_like(ours[3, 1:]))  # past a clip's frames: zeros, as torch's
 
 
+def _lstm_paths(monkeypatch, device):
+    """Set the LSTM path of the model on ``device``: yields 'packed', then 'dense' (DENSE_LSTM_DEVICES)."""
+    import ser_gpu.models.cnn_bilstm_attention as module
+
+    for path, devices in (("packed", ()), ("dense", (torch.device(device).type,))):
+        monkeypatch.setattr(module, "DENSE_LSTM_DEVICES", devices)
+        yield path
+
+
+def _close(ours, ref, rel):
+    """|ours - ref| <= rel * max |ref| (gradients whose true value is 0, e.g. a bias before a batch norm,
+    are rounding noise on either path: they are held to the scale of the tensor, not to themselves)."""
+    torch.testing.assert_close(ours, ref, rtol=0, atol=rel * max(float(ref.abs().max()), 1e-3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dense_lstm_equals_the_packed_lstm(device, dtype):
+    """_dense_lstm (each direction over the padded batch, the backward one over each clip reversed within its
+    frames) gives what _packed_lstm gives: values and gradients (input and LSTM weights), zeros past each
+    clip's frames; lengths with ties, 1 and the full length. Tolerance: the model's (1e-5 float32, 1e-12
+    float64), relative to each tensor's scale: the two paths sum in different orders."""
+    if device == "cuda" and dtype == torch.float64:
+        pytest.skip("cuDNN float64 LSTM: the float32 case covers the device")
+    model = _model(SMALL_NO_DROPOUT, device=device, dtype=dtype, train=True)
+    lengths = torch.tensor([5, 3, 5, 1, 7, 7, 2])
+    h = torch.randn(7, 9, SMALL.channels[-1], dtype=dtype, generator=torch.Generator().manual_seed(3)).to(device)
+    results = {}
+    for path in ("packed", "dense"):
+        model.zero_grad()
+        x = h.clone().requires_grad_()
+        out = model._packed_lstm(x, lengths) if path == "packed" else model._dense_lstm(x, lengths.to(device))
+        weights = torch.linspace(-1, 1, out.numel(), dtype=dtype, device=device).reshape(out.shape)
+        (out * weights).sum().backward()
+        results[path] = (out.detach(), x.grad, [p.grad.clone() for p in model.lstm.parameters()])
+    rel = 1e-12 if dtype == torch.float64 else 1e-5
+    (ours, gx, gw), (ref, rx, rw) = results["dense"], results["packed"]
+    _close(ours, ref, rel)
+    _close(gx, rx, rel)
+    for a, b in zip(gw, rw):
+        _close(a, b, rel)
+    mask = (torch.arange(9) < lengths[:, None]).to(device)
+    assert torch.equal(ours[~mask], torch.zeros_like(ours[~mask]))  # past a clip's frames: zeros
+    assert torch.equal(gx[~mask], torch.zeros_like(gx[~mask]))  # and nothing flows from them
+
+
+def test_the_model_gives_the_same_logits_and_gradients_on_either_lstm_path(device, monkeypatch):
+    """The whole model, a training step's forward and backward (dropout off) and eval logits: the dense
+    path equals the packed one, every parameter's gradient included."""
+    model = _model(SMALL_NO_DROPOUT, device=device, train=True)
+    x = _features(4, 23, device=device)
+    lengths = torch.tensor([23, 1, 12, 23], device=device)
+    target = torch.tensor([0, 3, 7, 2], device=device)
+    start = {k: v.clone() for k, v in model.state_dict().items()}  # a training forward moves the BN statistics
+    results = {}
+    for path in _lstm_paths(monkeypatch, device):
+        model.load_state_dict(start)
+        model.train().zero_grad()
+        logits = model(x, lengths)
+        nn.functional.cross_entropy(logits, target).backward()
+        with torch.no_grad():
+            evaluated = model.eval()(x, lengths)
+        results[path] = (logits.detach(), evaluated, {n: p.grad.clone() for n, p in model.named_parameters()})
+    (logits, evaluated, grads), (ref_logits, ref_eval, ref_grads) = results["dense"], results["packed"]
+    _close(logits, ref_logits, 1e-5)
+    _close(evaluated, ref_eval, 1e-5)
+    # held to the scale of all the gradients: some are 0 but for rounding (a bias before a batch norm)
+    scale = max(float(g.abs().max()) for g in ref_grads.values())
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, ref_grads[name], rtol=0, atol=1e-5 * scale, msg=name)
+
+
+def test_dense_lstm_keeps_the_dropout_between_layers(monkeypatch):
+    """nn.LSTM's dropout between stacked layers (lstm_dropout), in training only, after every layer but the
+    last: the dense path applies it as the packed one does."""
+    import ser_gpu.models.cnn_bilstm_attention as module
+
+    monkeypatch.setattr(module, "DENSE_LSTM_DEVICES", ("cpu",))
+    config = dataclasses.replace(SMALL_NO_DROPOUT, lstm_layers=3, lstm_dropout=0.375)
+    calls = []
+    real = nn.functional.dropout
+
+    def spy(x, p=0.5, training=True, inplace=False):
+        calls.append((p, training, tuple(x.shape)))
+        return real(x, p, training, inplace)
+
+    monkeypatch.setattr(nn.functional, "dropout", spy)
+    model = _model(config, train=True)
+    x, lengths = _features(2, 16), torch.tensor([16, 9])
+    first, second = model(x, lengths), model(x, lengths)
+    assert [c for c in calls if c[0] == 0.375] == [(0.375, True, (2, 4, 2 * config.lstm_hidden))] * 4  # 2 calls x 2
+    assert not torch.equal(first, second)  # fresh masks each call
+    calls.clear()
+    with torch.no_grad():
+        model.eval()
+        torch.testing.assert_close(model(x, lengths), model(x, lengths), rtol=0, atol=0)
+    assert [c[1] for c in calls if c[0] == 0.375] == [False] * 4
+
+
 @pytest.mark.cuda
 @needs_cuda
 def test_frame_lengths_on_the_host_give_the_device_lengths_logits():
@@ -371,8 +469,9 @@ def test_config_unknown_keys():
         CNNBiLSTMAttention("big")
 
 
-def test_autocast_forward_keeps_the_lstm_in_float32(device):
-    """bf16 autocast (what training uses on CUDA) runs; the recurrence stays float32 and the logits finite."""
+def test_autocast_forward_keeps_the_lstm_in_float32(device, monkeypatch):
+    """bf16 autocast (what training uses on CUDA) runs; the recurrence stays float32 and the logits finite,
+    on the packed and the dense LSTM path."""
     from ser_gpu.models import CNNBiLSTMAttention, ModelConfig
 
     torch.manual_seed(0)
@@ -380,10 +479,14 @@ def test_autocast_forward_keeps_the_lstm_in_float32(device):
     x = torch.randn(3, 68, 20, device=device)
     fl = torch.tensor([20, 13, 1], device=device)
     seen = []
-    model.lstm.register_forward_hook(lambda m, inp, out: seen.append(out[0].data.dtype))
-    with torch.no_grad(), torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16):
-        logits = model(x, fl)
-    assert seen == [torch.float32]
-    assert torch.isfinite(logits.float()).all()
-    ref = model(x, fl)
-    assert (logits.float() - ref).abs().max() < 0.1  # bf16 convs/attention: close, not equal
+    model.lstm.register_forward_hook(lambda m, inp, out: seen.append(out[0].data.dtype))  # the packed path
+    real = torch.lstm
+    monkeypatch.setattr(torch, "lstm", lambda x, *a: seen.append(x.dtype) or real(x, *a))  # the dense one
+    for path in _lstm_paths(monkeypatch, device):
+        seen.clear()
+        with torch.no_grad(), torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16):
+            logits = model(x, fl)
+        assert seen == [torch.float32] * (1 if path == "packed" else 2 * model.config.lstm_layers), path
+        assert torch.isfinite(logits.float()).all()
+        ref = model(x, fl)
+        assert (logits.float() - ref).abs().max() < 0.1  # bf16 convs/attention: close, not equal

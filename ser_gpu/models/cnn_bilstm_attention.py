@@ -22,6 +22,16 @@ from .stats_head import STATISTICS, clip_statistics, fit_logistic_regression
 
 __all__ = ["ModelConfig", "CNNBiLSTMAttention", "class_log_prior"]
 
+# Devices whose BiLSTM, over clips of unequal lengths, runs dense rather than packed (_dense_lstm): each
+# layer's two directions over the whole padded batch, the backward one reading every clip reversed within its
+# own frames, so that in both directions a clip's padding comes after its frames and never reaches them.
+# The same values as the packed LSTM at every valid frame, zeros after (as pad_packed_sequence gives). On the
+# CPU the dense LSTM is oneDNN's, backward included, where the packed one steps frame by frame through
+# small matrix products: a training step of the default model, batch 16 x 38 pooled frames (3.5 s clips),
+# takes 0.72x the packed one's time with 2 threads and 0.81x with one (benchmarks/bench_model_step.py,
+# results/model_step_cpu*.json). On CUDA, cuDNN runs packed sequences natively; the GPU suite measures both.
+DENSE_LSTM_DEVICES = ("cpu",)
+
 
 def _check_dropout(value, name: str) -> float:
     # p == 1 zeroes everything in training; nn.Dropout accepts it but it is never meant
@@ -221,7 +231,9 @@ class CNNBiLSTMAttention(nn.Module):
        in all and a clip of ``L`` valid frames keeps ``ceil(ceil(L / 2) / 2)`` (a 1-frame clip
        keeps 1).
     2. A 3-layer bidirectional LSTM (hidden 256 per direction, dropout 0.3 between layers) over
-       the pooled frames, run on a packed sequence so that it stops at each clip's last valid frame.
+       the pooled frames, each clip's own: run on a packed sequence, or on the CPU
+       (:data:`DENSE_LSTM_DEVICES`) dense with the backward direction reading each clip reversed within
+       its frames; either way each direction starts and stops at the clip's ends.
     3. 8-head self-attention (``nn.MultiheadAttention``, embedding 512) with a key padding mask,
        in a post-norm residual sublayer: ``LayerNorm(h + attention(h))``.
     4. Masked mean and masked max over the valid frames, *summed* into one 512-vector (summing
@@ -237,8 +249,9 @@ class CNNBiLSTMAttention(nn.Module):
     outputs there after the next max-pool (batch-norm bias and GELU make them non-zero), so each
     'same' convolution sees zeros beyond a clip's end whatever the padding; the max-pool sees
     ``-inf`` there (``ceil_mode``, so a window holding a clip's last odd frame keeps it); the
-    conv blocks' batch norm takes its training statistics over valid frames only; the LSTM is
-    packed; attention masks padded keys; the final pooling is masked.
+    conv blocks' batch norm takes its training statistics over valid frames only; the LSTM reads
+    each clip's frames only (packed, or dense with padding after the frames in both directions);
+    attention masks padded keys; the final pooling is masked.
 
     Args:
         config: a :class:`ModelConfig` (or its ``to_dict()``); keyword arguments override its fields.
@@ -493,6 +506,8 @@ class CNNBiLSTMAttention(nn.Module):
             h = h.to(self.lstm.weight_ih_l0.dtype)
             if lengths is None:
                 h, _ = self.lstm(h)
+            elif h.device.type in DENSE_LSTM_DEVICES:
+                h = self._dense_lstm(h, lengths)
             else:
                 host = self.output_frame_lengths(host_lengths) if host_lengths is not None else lengths.cpu()
                 h = self._packed_lstm(h, host)
@@ -534,6 +549,35 @@ class CNNBiLSTMAttention(nn.Module):
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])
         return out.index_select(0, unsort)
+
+    def _dense_lstm(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The BiLSTM over the valid frames of ``h`` ``(B, frames, channels)`` (``lengths`` ``(B,)`` on
+        ``h``'s device), computed dense (:data:`DENSE_LSTM_DEVICES`): what :meth:`_packed_lstm` gives, up to
+        rounding, values and gradients, with the same parameters (``self.lstm``'s) and the same dropout
+        between layers. Each layer runs its forward direction over the padded batch as it is, and its
+        backward direction over the batch with every clip's frames reversed in place (frame ``t < L``
+        reads frame ``L - 1 - t``; padded frames stay where they are), then reversed back: in both, a
+        clip's padding follows its frames, so no valid output depends on it. Padded outputs are zeroed."""
+        lstm = self.lstm
+        batch, frames, _ = h.shape
+        steps = torch.arange(frames, device=h.device)
+        valid = steps < lengths[:, None]  # (B, frames)
+        reverse = torch.where(valid, lengths[:, None] - 1 - steps, steps)[:, :, None]  # its own inverse
+        state = h.new_zeros(1, batch, lstm.hidden_size)
+        for layer in range(lstm.num_layers):
+            directions = []
+            for suffix in ("", "_reverse"):
+                weights = [getattr(lstm, f"{name}_l{layer}{suffix}")
+                           for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                x = h.gather(1, reverse.expand(-1, -1, h.shape[-1])) if suffix else h
+                # one layer, one direction: (input, hx, params, has_biases, num_layers, dropout, train,
+                # bidirectional, batch_first), as nn.LSTM calls it
+                out = torch.lstm(x, (state, state), weights, True, 1, 0.0, self.training, False, True)[0]
+                directions.append(out.gather(1, reverse.expand(-1, -1, out.shape[-1])) if suffix else out)
+            h = torch.cat(directions, dim=-1)
+            if layer < lstm.num_layers - 1:  # nn.LSTM's dropout between layers (0 with one layer)
+                h = F.dropout(h, lstm.dropout, self.training)
+        return h.masked_fill(~valid[:, :, None], 0.0)
 
     @staticmethod
     def _mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
