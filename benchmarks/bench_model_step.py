@@ -119,7 +119,8 @@ def measure(device: torch.device, *, batch: int = 16, frames: int = 152, repeats
         "default_path": "dense" if device.type in original else "packed",
         "paths": result, "dense_over_packed": ratios,
         "max_abs_logit_difference_float32": float((exact["dense"] - exact["packed"]).abs().max()),
-        "max_abs_logit_difference_autocast": float((logits["dense"] - logits["packed"]).abs().max()),
+        # under bf16 autocast (CUDA only; None on the CPU, where the step runs without it)
+        "max_abs_logit_difference_autocast": float((logits["dense"] - logits["packed"]).abs().max()) if amp else None,
     }
 
 
@@ -138,9 +139,16 @@ def main(argv=None) -> int:
         value = getattr(args, name)
         if value is not None and value < (2 if name == "batch" else 1):
             p.error(f"--{name} must be at least {2 if name == 'batch' else 1}, got {value}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        p.error(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    if device.type not in ("cpu", "cuda"):
+        p.error(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: no CUDA device is available here")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     r = measure(device, batch=args.batch, frames=args.frames, repeats=args.repeats)
     for path in PATHS:
         parts = r["paths"][path]

@@ -1011,8 +1011,8 @@ class _Run:
     def _batches(self, x, labels, host_fl, index):
         """The model's ``batch_size`` batches of one chunk, in order, each cut to the rung of its longest clip
         (all ``max_frames`` frames when that is set): ``(x, frame_lengths, labels, clip_index)``, the frame
-        lengths the chunk's host copy (the model checks them and packs its LSTM without waiting for the
-        device; it moves its own copy there)."""
+        lengths the chunk's host copy (the model checks them and, on CUDA, packs its LSTM without waiting
+        for the device; it moves its own copy there)."""
         c = self.config
         for s in chunk_batches(index.numel(), c.batch_size):
             frames = x.shape[-1] if c.max_frames is not None else \

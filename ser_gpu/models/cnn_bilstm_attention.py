@@ -28,7 +28,8 @@ __all__ = ["ModelConfig", "CNNBiLSTMAttention", "class_log_prior"]
 # The same values as the packed LSTM at every valid frame, zeros after (as pad_packed_sequence gives). On the
 # CPU the dense LSTM is oneDNN's, backward included, where the packed one steps frame by frame through
 # small matrix products: a training step of the default model, batch 16 x 38 pooled frames (3.5 s clips),
-# takes 0.72x the packed one's time with 2 threads and 0.81x with one (benchmarks/bench_model_step.py,
+# takes 0.72-0.76x the packed one's time with 2 threads and 0.79-0.81x with one; the evaluation forward
+# 0.82-0.87x with 2 threads, 1.14-1.15x with one (benchmarks/bench_model_step.py, two runs each,
 # results/model_step_cpu*.json). On CUDA, cuDNN runs packed sequences natively; the GPU suite measures both.
 DENSE_LSTM_DEVICES = ("cpu",)
 
@@ -472,8 +473,9 @@ class CNNBiLSTMAttention(nn.Module):
             logits less its log prior first (:meth:`set_class_prior`).
         """
         x, lengths = self._check_inputs(features, frame_lengths)
-        # the LSTM's packing needs the lengths on the host: given there (the training step's host copy),
-        # they are read without waiting for the device; given on the device, read back once
+        # the packed LSTM (CUDA; the CPU runs it dense) needs the lengths on the host: given there (the
+        # training step's host copy), they are read without waiting for the device; given on the device,
+        # read back once
         host_lengths = (frame_lengths.to(torch.int64) if isinstance(frame_lengths, torch.Tensor)
                         and frame_lengths.device.type == "cpu" else None)
         if standardized and not self.config.clip_norm:
@@ -496,7 +498,8 @@ class CNNBiLSTMAttention(nn.Module):
                     mask = self._mask(lengths, x.shape[-1])
                     x = x.masked_fill(~mask, 0.0)  # the conv's 'same' padding must meet zeros past the end
             # a block's padded outputs are non-zero (BN bias, GELU): the -inf/0 fills around the next
-            # pool clean them before the next conv, and the packed LSTM never reads them after the last
+            # pool clean them before the next conv, and after the last no valid LSTM output reads them
+            # (packed: never read; dense: zeroed first, and after each clip's frames in both directions)
             x = block(x, mask)
 
         h = x.transpose(1, 2)  # (B, frames', channels)
@@ -562,6 +565,9 @@ class CNNBiLSTMAttention(nn.Module):
         batch, frames, _ = h.shape
         steps = torch.arange(frames, device=h.device)
         valid = steps < lengths[:, None]  # (B, frames)
+        # zeros in the padding: nothing there reaches a valid output, but a non-finite value would turn
+        # the backward's products with zero gradients into NaN
+        h = h.masked_fill(~valid[:, :, None], 0.0)
         reverse = torch.where(valid, lengths[:, None] - 1 - steps, steps)[:, :, None]  # its own inverse
         state = h.new_zeros(1, batch, lstm.hidden_size)
         for layer in range(lstm.num_layers):
