@@ -167,6 +167,43 @@ def test_shift_equals_audiomentations(rollover):
         assert torch.all(out[i, len(clip):] == 0)
 
 
+def _fade_gain_every_sample(k, L, T, rollover, fade_length, dtype):
+    """The shift's fade gains as defined, computed for every sample: fade-out over the fade_length samples
+    before each stitch, fade-in over those from it (without rollover only on the side that is not zero)."""
+    from ser_gpu.functional.augment import crossfade_curves
+
+    fade_in, fade_out = crossfade_curves(fade_length, dtype=dtype)
+    gain = torch.ones(len(k), T, dtype=dtype)
+    for b in range(len(k)):  # a test reference: one example at a time
+        kb, lb = int(k[b]), int(L[b])
+        if kb == 0:
+            continue
+        stitch = kb % max(lb, 1) if rollover else (kb if kb > 0 else lb + kb)
+        for n in range(T):
+            if 0 <= n - stitch < fade_length and (rollover or kb > 0):
+                gain[b, n] = fade_in[n - stitch]
+            if 0 <= n - stitch + fade_length < fade_length and (rollover or kb < 0):
+                gain[b, n] = fade_out[n - stitch + fade_length]
+    return gain
+
+
+@pytest.mark.parametrize("rollover", [True, False])
+@pytest.mark.parametrize("fade_length", [1, 7, 40])
+def test_shift_fade_gains_are_the_defined_ones(rollover, fade_length):
+    """The gains computed around each stitch only equal, bit for bit, the definition evaluated at every
+    sample: shifts of any sign and size (0, beyond the length, near either end), a fade longer than the
+    clip, lengths shorter than the batch's."""
+    from ser_gpu.functional.augment import _shift_fade_gain
+
+    T = 30
+    k = torch.tensor([0, 1, -1, 5, -5, 29, -29, 30, -30, 31, -31, 45, -45, 12, -12, 3])
+    L = torch.tensor([30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 17, 17, 2])
+    for dtype in (torch.float32, torch.float64):
+        ours = _shift_fade_gain(k, L, T, rollover, fade_length, dtype)
+        assert ours.shape == (len(k), T) and ours.dtype == dtype
+        assert torch.equal(ours, _fade_gain_every_sample(k, L, T, rollover, fade_length, dtype))
+
+
 def test_module_shift_moves_impulse_by_drawn_samples(device):
     B, T = 6, SR
     y = torch.zeros(B, T, device=device)

@@ -273,28 +273,34 @@ def _shift(flat: torch.Tensor, k: torch.Tensor, L: torch.Tensor, *, rollover: bo
         keep = valid & (src >= 0) & (src < L.unsqueeze(-1))
     out = torch.gather(flat, -1, src.clamp(0, T - 1)).masked_fill(~keep, 0.0)
     if fade_length > 0:
-        out = out * _shift_fade_gain(k, L, n, rollover, fade_length, flat.dtype)
+        out = out * _shift_fade_gain(k, L, T, rollover, fade_length, flat.dtype)
     return out
 
 
-def _shift_fade_gain(k, L, n, rollover: bool, fade_length: int, dtype) -> torch.Tensor:
-    """``(B, T)`` gains: audiomentations' fade-in after and fade-out before each stitch, else 1."""
-    fade_in, fade_out = crossfade_curves(fade_length, device=n.device, dtype=dtype)
+def _shift_fade_gain(k, L, T: int, rollover: bool, fade_length: int, dtype) -> torch.Tensor:
+    """``(B, T)`` gains: audiomentations' fade-out over the ``fade_length`` samples before each stitch
+    and fade-in over those from it on, 1 elsewhere (a view of a ``(B, T + 2 * fade_length)`` tensor).
+
+    Only the ``2 * fade_length`` samples around each stitch are computed and scattered into ones (at
+    ``T`` = 3.5 s, 22050 Hz, 110-sample fades: 1/350 of the samples; the gain of every sample took 15
+    full-size operations, 4 % of the training's data path on the CPU)."""
+    F = fade_length
+    fade_in, fade_out = crossfade_curves(F, device=k.device, dtype=dtype)
     # the stitch is where the original start lands: k for a forward shift, L + k for a backward one
     stitch = torch.remainder(k, L.clamp(min=1)) if rollover else torch.where(k > 0, k, L + k)
-    stitch = stitch.unsqueeze(-1)
+    j = torch.arange(2 * F, device=k.device)
+    pos = stitch.unsqueeze(-1) - F + j  # (B, 2F): samples stitch - F .. stitch + F - 1
     kk = k.unsqueeze(-1)
-    in_idx = n - stitch
-    out_idx = n - stitch + fade_length
-    use_in = (kk != 0) & (in_idx >= 0) & (in_idx < fade_length)
-    use_out = (kk != 0) & (out_idx >= 0) & (out_idx < fade_length)
+    use = (kk != 0) & (pos >= 0) & (pos < T)
     if not rollover:  # the zero-filled side has nothing to fade
-        use_in &= kk > 0
-        use_out &= kk < 0
-    gain = torch.ones(n.shape[0], dtype=dtype, device=n.device).expand(k.shape[0], -1)
-    gain = torch.where(use_in, fade_in[in_idx.clamp(0, fade_length - 1)], gain)
-    gain = torch.where(use_out, fade_out[out_idx.clamp(0, fade_length - 1)], gain)
-    return gain
+        use &= torch.where(j < F, kk < 0, kk > 0)
+    window = torch.where(use, torch.cat([fade_out, fade_in]), 1.0)
+    # column F + n holds sample n; a window starts at column stitch, which is in [0, T] wherever a sample
+    # of it is used (a stitch outside arises only without rollover, on the side that is not faded): clamped,
+    # each row's 2F columns stay distinct and inside, and its unused ones get 1
+    gain = torch.ones((k.shape[0], T + 2 * F), dtype=dtype, device=k.device)
+    gain.scatter_(1, stitch.clamp(0, T).unsqueeze(-1) + j, window)
+    return gain[:, F:F + T]
 
 
 # ----------------------------------------------------------------------------------------------
