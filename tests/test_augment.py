@@ -189,19 +189,21 @@ def _fade_gain_every_sample(k, L, T, rollover, fade_length, dtype):
 
 @pytest.mark.parametrize("rollover", [True, False])
 @pytest.mark.parametrize("fade_length", [1, 7, 40])
-def test_shift_fade_gains_are_the_defined_ones(rollover, fade_length):
+def test_shift_fade_gains_are_the_defined_ones(device, rollover, fade_length):
     """The gains computed around each stitch only equal, bit for bit, the definition evaluated at every
     sample: shifts of any sign and size (0, beyond the length, near either end), a fade longer than the
-    clip, lengths shorter than the batch's."""
+    clip, lengths shorter than the batch's (0 too), and an empty batch."""
     from ser_gpu.functional.augment import _shift_fade_gain
 
     T = 30
-    k = torch.tensor([0, 1, -1, 5, -5, 29, -29, 30, -30, 31, -31, 45, -45, 12, -12, 3])
-    L = torch.tensor([30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 17, 17, 2])
+    k = torch.tensor([0, 1, -1, 5, -5, 29, -29, 30, -30, 31, -31, 45, -45, 12, -12, 3, 4])
+    L = torch.tensor([30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 17, 17, 2, 0])
     for dtype in (torch.float32, torch.float64):
-        ours = _shift_fade_gain(k, L, T, rollover, fade_length, dtype)
-        assert ours.shape == (len(k), T) and ours.dtype == dtype
-        assert torch.equal(ours, _fade_gain_every_sample(k, L, T, rollover, fade_length, dtype))
+        ours = _shift_fade_gain(k.to(device), L.to(device), T, rollover, fade_length, dtype)
+        assert ours.shape == (len(k), T) and ours.dtype == dtype and ours.device.type == device
+        assert torch.equal(ours.cpu(), _fade_gain_every_sample(k, L, T, rollover, fade_length, dtype))
+        empty = torch.zeros(0, dtype=torch.int64, device=device)
+        assert _shift_fade_gain(empty, empty, T, rollover, fade_length, dtype).shape == (0, T)
 
 
 def test_module_shift_moves_impulse_by_drawn_samples(device):

@@ -278,26 +278,23 @@ def _shift(flat: torch.Tensor, k: torch.Tensor, L: torch.Tensor, *, rollover: bo
 
 
 def _shift_fade_gain(k, L, T: int, rollover: bool, fade_length: int, dtype) -> torch.Tensor:
-    """``(B, T)`` gains: audiomentations' fade-out over the ``fade_length`` samples before each stitch
-    and fade-in over those from it on, 1 elsewhere (a view of a ``(B, T + 2 * fade_length)`` tensor).
-
-    Only the ``2 * fade_length`` samples around each stitch are computed and scattered into ones (at
-    ``T`` = 3.5 s, 22050 Hz, 110-sample fades: 1/350 of the samples; the gain of every sample took 15
-    full-size operations, 4 % of the training's data path on the CPU)."""
+    """``(B, T)`` gains, given ``0 <= L <= T`` (the kernel's contract): where a clip is shifted (``k != 0``),
+    audiomentations' fade-out over the ``fade_length`` samples before its stitch and fade-in over those
+    from it on (without rollover only on the side that is not zero-filled); 1 elsewhere. A view of a
+    ``(B, T + 2 * fade_length)`` tensor: each clip's ``2 * fade_length`` gains are scattered into ones,
+    rather than computed for every sample."""
     F = fade_length
     fade_in, fade_out = crossfade_curves(F, device=k.device, dtype=dtype)
     # the stitch is where the original start lands: k for a forward shift, L + k for a backward one
     stitch = torch.remainder(k, L.clamp(min=1)) if rollover else torch.where(k > 0, k, L + k)
-    j = torch.arange(2 * F, device=k.device)
-    pos = stitch.unsqueeze(-1) - F + j  # (B, 2F): samples stitch - F .. stitch + F - 1
+    j = torch.arange(2 * F, device=k.device)  # window sample j is sample stitch - F + j
     kk = k.unsqueeze(-1)
-    use = (kk != 0) & (pos >= 0) & (pos < T)
-    if not rollover:  # the zero-filled side has nothing to fade
-        use &= torch.where(j < F, kk < 0, kk > 0)
-    window = torch.where(use, torch.cat([fade_out, fade_in]), 1.0)
-    # column F + n holds sample n; a window starts at column stitch, which is in [0, T] wherever a sample
-    # of it is used (a stitch outside arises only without rollover, on the side that is not faded): clamped,
-    # each row's 2F columns stay distinct and inside, and its unused ones get 1
+    use = (kk != 0) if rollover else (kk != 0) & torch.where(j < F, kk < 0, kk > 0)  # (B, 1) or (B, 2F)
+    window = torch.where(use, torch.cat([fade_out, fade_in]), 1.0).expand(k.shape[0], 2 * F)
+    # column F + n holds sample n, so the window starts at column stitch; samples outside [0, T) fall in the
+    # F columns on either side, which are cut off. A stitch outside [0, T] arises only without rollover
+    # (k > T, or k < -L), when the half that would be faded lies wholly outside the clip and the other
+    # half is the zero-filled side: clamped, the window stays inside the tensor, its columns distinct
     gain = torch.ones((k.shape[0], T + 2 * F), dtype=dtype, device=k.device)
     gain.scatter_(1, stitch.clamp(0, T).unsqueeze(-1) + j, window)
     return gain[:, F:F + T]
