@@ -420,14 +420,14 @@ def _describe_unmapped(unmapped: Dict[_Skip, List[Path]]) -> str:
 
 
 def _recording(clip: Clip):
-    """What makes two files one recording: corpus speaker and name, in any case, as meant (SAVEE's
-    without its speaker prefix, which its folder layout leaves out; TESS's ``OA_`` as ``OAF_``,
-    CREMA-D's level ``X`` as ``XX``)."""
+    """What makes two files one recording: corpus speaker and name, in any case, as meant (SAVEE's and
+    TESS's name without its speaker prefix, which ``clip.speaker`` holds as read: SAVEE's folder layout
+    leaves the prefix out, TESS ships an ``OA_`` for ``OAF_``; CREMA-D's level ``X`` as ``XX``)."""
     stem = clip.path.stem.lower()
     if clip.corpus == "savee":
         stem = stem.split("_")[-1]
-    elif clip.corpus == "tess" and stem.startswith("oa_"):
-        stem = "oaf_" + stem[3:]
+    elif clip.corpus == "tess":  # speaker_word_emotion
+        stem = stem.split("_", 1)[1]
     elif clip.corpus == "crema-d":
         stem = _CREMA_X.sub("_xx", stem)
     return clip.speaker, stem
