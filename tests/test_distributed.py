@@ -350,8 +350,8 @@ def test_weight_averaging_under_torchrun(ddp_run, corpus, tmp_path):
     Selected by validation UAR: the first epoch that reaches the best one stays selected through ties, and on the
     tiny corpus the UAR of its two validation clips tops out at 1.0 within the first epochs, so the window holds
     several epochs whatever the last bits of the trajectory. (Selected by the lowest validation loss the window
-    depended on them: CI passed on 2026-12-06, and on 2026-12-07 a fresh environment's run reached its lowest loss
-    at the last epoch, so the window held that epoch alone and the test failed.)"""
+    depended on them: CI passed on 2026-12-06, and on 2026-12-07, on a 2-core AMD EPYC machine about twice as fast
+    as the earlier ones, the run reached its lowest loss at the last epoch: a window of that epoch alone.)"""
     out = tmp_path / "run"
     _torchrun(2, out, corpus, ddp_run["cache"], "--epochs", "5", "--quiet", "--lr", "1e-2", "--select", "uar",
               "--schedule", "plateau", "--average-weights", timeout=200)
