@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -334,13 +335,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 128 + signal.SIGTERM  # not reached: the signal ended the process
 
 
+def _out_hint(args) -> str:
+    """A hint for ``features IN OUT`` (``video`` takes its output directory so): the last of several paths
+    does not exist, the others do, and ``--out`` was not given."""
+    *inputs, last = args.paths
+    if not inputs or args.out != build_parser().get_default("out") or os.path.lexists(last):
+        return ""
+    if not all(os.path.lexists(p) for p in inputs):
+        return ""
+    return f"; to write the rows to {last!r}, give it as the output directory: --out {shlex.quote(last)}"
+
+
 def _run(args) -> int:
     try:
         summary = extract_files(args.paths, args.out, device=args.device, batch_size=args.batch_size,
                                 overwrite=args.overwrite, tonnetz=not args.no_tonnetz,
                                 progress=not args.quiet)
     except ParameterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{_out_hint(args)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(summary, indent=2))

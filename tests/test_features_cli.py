@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -89,6 +90,23 @@ def test_no_audio_is_a_clear_error(tmp_path, capsys):
     empty.mkdir()
     assert main([str(empty), "--out", str(tmp_path / "o")]) == 2
     assert "no audio files found" in capsys.readouterr().err
+
+
+def test_an_output_directory_given_as_a_path_gets_a_hint(audio_dir, tmp_path, capsys, monkeypatch):
+    """``features IN OUT`` (as ``video IN OUT``): OUT does not exist, so it is a missing input; the error says
+    to give it as --out. Nothing is written, not even the default output directory."""
+    monkeypatch.chdir(tmp_path)
+    wav, out = str(audio_dir / "speech.wav"), str(tmp_path / "my rows")
+    assert main([wav, out, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"input {out!r} does not exist; to write the rows to {out!r}, give it as the output directory: " \
+           f"--out '{out}'" in err, err
+    assert sorted(os.listdir(tmp_path)) == ["audio"]  # the fixture's inputs alone: no my rows/, no features_out/
+    # no hint where it would be wrong: --out given, a single path, or another input missing too
+    for argv in ([wav, out, "--out", str(tmp_path / "o")], [out], [str(tmp_path / "gone"), out]):
+        assert main(argv + ["--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "does not exist" in err and "give it as the output directory" not in err, (argv, err)
 
 
 def test_only_unreadable_files_exit_nonzero(tmp_path, capsys):
