@@ -335,11 +335,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 128 + signal.SIGTERM  # not reached: the signal ended the process
 
 
-def _out_hint(args) -> str:
-    """A hint for ``features IN OUT`` (``video`` takes its output directory so): the last of several paths
-    does not exist, the others do, and ``--out`` was not given."""
+def _out_hint(args, error: ParameterError) -> str:
+    """A hint for ``features IN OUT`` (``video`` takes its output directory so): the error is that the last
+    of several paths does not exist, the others do, and ``--out`` was not given."""
     *inputs, last = args.paths
-    if not inputs or args.out != build_parser().get_default("out") or os.path.lexists(last):
+    if not inputs or args.out != build_parser().get_default("out") or os.path.lexists(last) \
+            or f"{last!r} does not exist" not in str(error):
         return ""
     if not all(os.path.lexists(p) for p in inputs):
         return ""
@@ -352,7 +353,7 @@ def _run(args) -> int:
                                 overwrite=args.overwrite, tonnetz=not args.no_tonnetz,
                                 progress=not args.quiet)
     except ParameterError as exc:
-        print(f"error: {exc}{_out_hint(args)}", file=sys.stderr)
+        print(f"error: {exc}{_out_hint(args, exc)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -102,11 +102,12 @@ def test_an_output_directory_given_as_a_path_gets_a_hint(audio_dir, tmp_path, ca
     assert f"input {out!r} does not exist; to write the rows to {out!r}, give it as the output directory: " \
            f"--out '{out}'" in err, err
     assert sorted(os.listdir(tmp_path)) == ["audio"]  # the fixture's inputs alone: no my rows/, no features_out/
-    # no hint where it would be wrong: --out given, a single path, or another input missing too
-    for argv in ([wav, out, "--out", str(tmp_path / "o")], [out], [str(tmp_path / "gone"), out]):
+    # no hint where it would be wrong: --out given, a single path, another input missing too, another error
+    for argv in ([wav, out, "--out", str(tmp_path / "o")], [out], [str(tmp_path / "gone"), out],
+                 [wav, out, "--batch-size", "0"]):
         assert main(argv + ["--quiet"]) == 2
         err = capsys.readouterr().err
-        assert "does not exist" in err and "give it as the output directory" not in err, (argv, err)
+        assert "error: " in err and "give it as the output directory" not in err, (argv, err)
 
 
 def test_only_unreadable_files_exit_nonzero(tmp_path, capsys):
