@@ -281,9 +281,14 @@ def _probe_write(directory: Path, argument: str, target: Path) -> None:
     os.unlink(tmp)
 
 
-def check_output_file(path: PathLike, *, argument: str = "output") -> Path:
+def check_output_file(path: PathLike, *, argument: str = "output", overwrite: bool = True,
+                      suffix: Optional[str] = None) -> Path:
     """Check, before any work, that a file can be written at ``path`` (its directory exists and is
     writable; ``path`` is not a directory). Nothing is left behind.
+
+    ``overwrite=False``: an existing file at ``path`` is refused too (the command's ``--overwrite``
+    replaces it). ``suffix`` (e.g. ``".png"``, any case): the name must end so, which keeps a
+    misplaced argument from writing over an input of another kind (a recording, a checkpoint).
 
     Raises:
         ParameterError: naming ``argument`` and the path.
@@ -291,6 +296,11 @@ def check_output_file(path: PathLike, *, argument: str = "output") -> Path:
     p = Path(os.fspath(path))
     if p.is_dir():
         raise ParameterError(f"{argument} {str(p)!r} is a directory; give a file name")
+    if suffix is not None and p.suffix.lower() != suffix.lower():
+        raise ParameterError(f"{argument} {str(p)!r} must name a {suffix} file (it is written as one)")
+    if not overwrite and os.path.lexists(p):
+        raise ParameterError(f"{argument} {str(p)!r} exists already: pass --overwrite to replace it, or choose "
+                             f"another name")
     parent = p.parent
     if not parent.is_dir():
         raise ParameterError(f"{argument} {str(p)!r} cannot be written: the directory {str(parent)!r} "

@@ -362,7 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="best.pt written by python -m ser_gpu.train; several: an ensemble (their softmax averaged)")
     p.add_argument("--top-k", type=int, default=3, help="how many emotions to list (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--plot", metavar="OUT.png", help="draw the probability bar chart(s) into this PNG")
+    p.add_argument("--plot", metavar="OUT.png", help="draw the probability bar chart(s) into this .png file (an "
+                                                    "existing one only with --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace the --plot file if it exists")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
     p.add_argument("--batch-size", type=int, default=None,
                    help=f"windows per forward pass (default: {CPU_BATCH_SIZE} on the CPU, which keeps the peak memory "
@@ -377,8 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.plot:
-            check_output_file(args.plot, argument="--plot")  # before the work, not after it
+        if args.plot:  # before the work, not after it
+            check_output_file(args.plot, argument="--plot", overwrite=args.overwrite, suffix=".png")
         predictor = Predictor(args.checkpoint, device=args.device, window=args.window, hop=args.hop,
                               batch_size=args.batch_size)
         for key in ("warning", "noise_warning"):

@@ -197,6 +197,28 @@ def test_predict_text_output_and_plot(setup, media_files, tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_predict_plot_never_writes_over_a_file_unasked(setup, media_files, tmp_path, capsys):
+    """--plot over an existing file (the input recording, the checkpoint, an earlier chart) replaced it with a
+    PNG; now a name that is not .png is refused, and an existing .png is replaced only with --overwrite. Refused
+    before the work: nothing is printed, every file is as it was."""
+    _, _, ckpt = setup
+    wav = tmp_path / "mine.wav"
+    wav.write_bytes((media_files / "a.wav").read_bytes())
+    old_png = tmp_path / "chart.png"
+    old_png.write_bytes(b"an earlier chart")
+    kept = {f: f.read_bytes() for f in (wav, ckpt, old_png)}
+    for plot, why in ((wav, "must name a .png file"), (ckpt, "must name a .png file"),
+                      (old_png, "exists already: pass --overwrite to replace it")):
+        code = predict.main([str(wav), "--checkpoint", str(ckpt), "--plot", str(plot), "--quiet"])
+        captured = capsys.readouterr()
+        assert code == 2 and f"error: --plot {str(plot)!r} {why}" in captured.err, captured.err
+        assert captured.out == "" and "Traceback" not in captured.err
+        assert all(f.read_bytes() == data for f, data in kept.items())
+    assert predict.main([str(wav), "--checkpoint", str(ckpt), "--plot", str(tmp_path / "NEW.PNG"), "--quiet"]) == 0
+    assert predict.main([str(wav), "--checkpoint", str(ckpt), "--plot", str(old_png), "--overwrite", "--quiet"]) == 0
+    assert old_png.read_bytes()[:4] == b"\x89PNG" and (tmp_path / "NEW.PNG").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_predict_plot_of_a_file_whose_name_is_not_utf8(setup, media_files, tmp_path, capsysbinary):
     """matplotlib refused the name's surrogate escape in the plot title (TypeError after the predictions
     were printed, no PNG); the title shows the bytes escaped. Run as the command's process runs it
