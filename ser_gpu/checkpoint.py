@@ -13,6 +13,7 @@ All tensors are stored on the CPU, so a checkpoint written on a GPU loads anywhe
 
 from __future__ import annotations
 
+import codecs
 import collections
 import numbers
 import os
@@ -299,6 +300,34 @@ def _first_line(exc: BaseException, limit: int = 160) -> str:
     return _clip((str(exc).strip().splitlines() or [type(exc).__name__])[0], limit)
 
 
+#: the first bytes of files often given where a checkpoint belongs, and what they are
+_FOREIGN_MAGIC = ((b"RIFF", "a RIFF file (WAV audio?)"), (b"fLaC", "a FLAC audio file"), (b"OggS", "an Ogg file"),
+                  (b"ID3", "an MP3 audio file"), (b"\x89PNG", "a PNG image"), (b"%PDF", "a PDF document"))
+
+
+def _not_written_by_torch(path: Path) -> Optional[str]:
+    """What the file is when its first bytes show that ``torch.save`` did not write it (neither a zip archive,
+    ``PK\\x03\\x04``, nor a pickle, ``\\x80``); None when it may be a checkpoint (or cannot be read here:
+    ``torch.load`` then says why)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return None
+    if head.startswith((b"PK\x03\x04", b"\x80")):
+        return None
+    for magic, what in _FOREIGN_MAGIC:
+        if head.startswith(magic):
+            return what
+    try:  # a character cut at the 512th byte is not an error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\t\r\n" for c in text):
+        return "a text file" + (" (JSON?)" if text.lstrip().startswith(("{", "[")) else "")
+    return f"it begins with {head[:8]!r}"
+
+
 def _unpickling_reason(text: str) -> str:
     """torch's weights-only failure without its advice to load with the guard off (never given here)."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
@@ -356,6 +385,7 @@ def load_checkpoint(path, *, map_location="cpu") -> dict:
 
     Raises:
         CheckpointError: a missing file, a directory, an empty, corrupt or truncated file, a file
+            ``torch.save`` did not write (a recording, a text file: named by its first bytes), a file
             that is not a ser_gpu checkpoint (e.g. a bare state_dict or another ``format``), or one
             from a newer checkpoint version. The message starts with the path and is one line.
     """
@@ -372,6 +402,10 @@ def load_checkpoint(path, *, map_location="cpu") -> dict:
         raise _fail(path, f"cannot be read: {_first_line(exc)}") from exc
     if size == 0:
         raise _fail(path, "empty file (0 bytes): not a checkpoint (interrupted copy?)")
+    foreign = _not_written_by_torch(path)
+    if foreign:
+        raise _fail(path, f"not a checkpoint file: {foreign} (torch.save writes a zip archive, "
+                          f"or a pickle in its legacy format)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

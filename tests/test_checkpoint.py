@@ -362,17 +362,39 @@ def test_empty_file(tmp_path):
     _one_line_error(info, path)
 
 
-@pytest.mark.parametrize("content", ["garbage", "truncated", "text"])
+@pytest.mark.parametrize("content", ["garbage zip", "garbage pickle", "truncated"])
 def test_corrupt_file(tmp_path, content):
+    """Files that begin as torch.save's do (a zip archive, a pickle) but are damaged."""
     path = tmp_path / "bad.pt"
-    if content == "garbage":
-        path.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)))
-    elif content == "truncated":
+    noise = bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8))
+    if content == "garbage zip":
+        path.write_bytes(b"PK\x03\x04" + noise)
+    elif content == "garbage pickle":
+        path.write_bytes(b"\x80\x02" + noise)
+    else:
         good = _save(tmp_path / "good.pt").read_bytes()
         path.write_bytes(good[: len(good) // 2])
-    else:
-        path.write_text("epoch,loss\n1,0.5\n")
     with pytest.raises(CheckpointError, match="corrupt or truncated checkpoint") as info:
+        load_checkpoint(path)
+    _one_line_error(info, path)
+
+
+@pytest.mark.parametrize("name, content, what", [
+    ("metrics.csv", b"epoch,loss\n1,0.5\n", "a text file"),
+    ("result.json", b'{"epoch": 3}', r"a text file \(JSON\?\)"),
+    ("notes.txt", "caf\u00e9 ".encode() * 200, "a text file"),  # a character cut at the 512th byte
+    ("clip.wav", None, r"a RIFF file \(WAV audio\?\)"),
+    ("curves.png", b"\x89PNG\r\n\x1a\n" + bytes(64), "a PNG image"),
+    ("noise.pt", b"\x01\x02" + bytes(range(200)), r"it begins with b'\\x01\\x02\\x00\\x01"),
+])
+def test_a_file_torch_save_did_not_write_is_named_so(tmp_path, name, content, what):
+    """A recording, a metrics file or a plot given as the checkpoint was called 'corrupt or truncated' with the
+    unpickler's error (KeyError: 105); its first bytes show it was never a checkpoint, and the error says so."""
+    path = tmp_path / name
+    if content is None:  # a real recording
+        content = (pathlib.Path(__file__).resolve().parent.parent / "examples" / "speech_like.wav").read_bytes()
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=f"not a checkpoint file: {what}.*torch.save writes a zip") as info:
         load_checkpoint(path)
     _one_line_error(info, path)
 
