@@ -20,17 +20,20 @@
 
 * :func:`check_output_file` and :func:`check_output_dir` check an output path before the work
   starts, so a bad ``--plot``/``--out`` never costs a finished evaluation or prediction.
-* :func:`run_main` runs a command's ``main`` as its process: any file name can be printed;
-  :func:`readable` writes such a name where only text can go (plots, the app, tags).
+* :func:`run_main` runs a command's ``main`` as its process: any file name can be printed, and the
+  command's own warnings print as ``warning: message`` lines; :func:`readable` writes such a name where
+  only text can go (plots, the app, tags).
 """
 
 from __future__ import annotations
 
 import codecs
+import functools
 import io
 import os
 import stat
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -109,7 +112,29 @@ def run_main(main: Callable[[], int]) -> int:
             out.reconfigure(errors="ser_gpu.name_bytes" if utf8 else "backslashreplace")
     except (ValueError, LookupError, OSError):  # detached, an unknown encoding, a failed flush: as it is
         pass
-    return main()
+    shown = warnings.showwarning
+    warnings.showwarning = functools.partial(_show_warning, shown)
+    try:
+        return main()
+    finally:
+        warnings.showwarning = shown
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _show_warning(default, message, category, filename, lineno, file=None, line=None):
+    """A command's own warnings (UserWarning/RuntimeWarning raised from ser_gpu's code) as ``warning: message``
+    lines on stderr, as its errors are ``error: message``, without Python's file, line and source line; other
+    warnings (torch's, a library's) in Python's format (``default``)."""
+    if issubclass(category, (UserWarning, RuntimeWarning)) and os.path.abspath(filename).startswith(_PACKAGE_DIR):
+        stream = sys.stderr if file is None else file
+        try:
+            stream.write(f"warning: {message}\n")
+        except (OSError, ValueError):  # a closed or broken stderr: nowhere to say it, as Python's own
+            pass
+        return
+    default(message, category, filename, lineno, file, line)
 
 
 class NoMatchingFiles(ParameterError):

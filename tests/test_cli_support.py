@@ -186,6 +186,36 @@ def test_readable_escapes_only_the_bytes_that_are_not_utf8():
     assert _cli.readable(os.fsdecode(b"\xe9") + "\ud800\u2603" + os.fsdecode(b"\xff\xfe")) == "\\xe9\\ud800\u2603\\xff\\xfe"
 
 
+def test_run_main_prints_the_commands_own_warnings_as_warning_lines(capsys, monkeypatch):
+    """A command's warnings printed in Python's format (``.../evaluate.py:210: UserWarning: skipped ...`` and the
+    source line under it); under run_main ser_gpu's own UserWarning/RuntimeWarning are ``warning: message``
+    lines, others (another category, another package's) go to the handler there was before, which is back
+    afterwards."""
+    import warnings
+
+    ours = str(ROOT / "ser_gpu" / "evaluate.py")
+    passed_on = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, category, filename, *rest: passed_on.append(
+        (str(message), category, filename)))
+    before = warnings.showwarning
+
+    def main():
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn_explicit("skipped 1 of 5 audio file(s)", UserWarning, ours, 210)
+            warnings.warn_explicit("fade too long", RuntimeWarning, ours, 1)
+            warnings.warn_explicit("deprecated thing", DeprecationWarning, ours, 2)
+            warnings.warn_explicit("from elsewhere", UserWarning, "/somewhere/torch/nn/modules/rnn.py", 3)
+        return 0
+
+    assert _cli.run_main(main) == 0
+    err = capsys.readouterr().err
+    assert err == "warning: skipped 1 of 5 audio file(s)\nwarning: fade too long\n", err
+    assert passed_on == [("deprecated thing", DeprecationWarning, ours),
+                         ("from elsewhere", UserWarning, "/somewhere/torch/nn/modules/rnn.py")]
+    assert warnings.showwarning is before
+
+
 @pytest.mark.parametrize("module", ["ser_gpu.__main__", "ser_gpu.train", "ser_gpu.crossval", "ser_gpu.evaluate",
                                     "ser_gpu.predict", "ser_gpu.features", "ser_gpu.video"])
 def test_every_command_runs_through_run_main(module):
