@@ -209,11 +209,13 @@ class Predictor:
         def flush():
             if pending:
                 probs, frames = self._probabilities([w for _, w in pending], speaker_stats)
-                hop_s = self.feature_config.hop_length / self.feature_config.sr
-                for (i, _), p, f in zip(pending, probs, frames.tolist()):
+                sr = self.feature_config.sr
+                hop_s = self.feature_config.hop_length / sr
+                for (i, w), p, f in zip(pending, probs, frames.tolist()):
                     sums[i] = sums.get(i, 0) + p
                     counts[i] = counts.get(i, 0) + 1
-                    sound[i] = max(sound.get(i, 0.0), f * hop_s)
+                    # the trimmed window's frames span up to a hop more than its samples: at most the window
+                    sound[i] = max(sound.get(i, 0.0), min(f * hop_s, w.shape[-1] / sr))
                     if timeline:
                         window_probs.setdefault(i, []).append(p)
                 pending.clear()

@@ -776,6 +776,12 @@ def test_predict_warns_about_silent_and_too_short_clips(tmp_path, capsys):
     assert any("silent" in w for w in r["warnings"])
     r = predict.predict_file(one, ckpt, device="cpu")
     assert any("s of sound" in w for w in r["warnings"])
+    # a 0.18 s tone is all sound: its frames span up to a hop (23 ms) more than its samples, which the warning
+    # said ("only 0.19 s of sound (of 0.18 s)")
+    tone = tmp_path / "tone.wav"
+    sf.write(tone, (0.5 * np.sin(2 * np.pi * 440 * np.arange(int(0.18 * SR)) / SR)).astype(np.float32), SR)
+    (note,) = predict.predict_file(tone, ckpt, device="cpu")["warnings"]
+    assert note.startswith("only 0.18 s of sound (of 0.18 s) after trimming silence"), note
     assert predict.predict_file(speech, ckpt, device="cpu")["warnings"] == []
     assert predict.main([str(silent), str(speech), "--checkpoint", str(ckpt), "--quiet", "--device", "cpu"]) == 0
     captured = capsys.readouterr()
