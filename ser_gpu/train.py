@@ -746,7 +746,11 @@ class _Run:
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: cannot resume from it ({type(exc).__name__}: {exc})") from exc
         self.start_epoch = epoch
-        self._say(f"resuming {path} after epoch {self.start_epoch}")
+        if epoch >= self.config.epochs:  # the run is over: nothing is trained, the test is scored again
+            warnings.warn(f"{path} holds epoch {epoch} already and epochs={self.config.epochs}: nothing to train "
+                          f"(give more epochs, e.g. --epochs {epoch + 10}, to go on)", UserWarning, stacklevel=2)
+        else:
+            self._say(f"resuming {path} after epoch {self.start_epoch}")
 
     def _save(self, name: str, epoch: int, metrics: dict, state: dict, *, also: Sequence[str] = (),
               resumable: bool = False, wait: bool = False) -> Optional[Path]:
@@ -1774,7 +1778,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _print_summary(result: dict) -> None:
-    print(f"{result['epochs_run']} epochs{' (stopped early)' if result['stopped_early'] else ''}; "
+    n = result["epochs_run"]
+    print(f"{n} epoch{'' if n == 1 else 's'}{' (stopped early)' if result['stopped_early'] else ''}; "
           f"checkpoints in {result['out']}")
     if "best_val" in result:
         b = result["best_val"]

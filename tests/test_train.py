@@ -122,6 +122,31 @@ def test_resume_with_augment_copies_equals_an_uninterrupted_run(corpus, trained,
         torch.testing.assert_close(w_full[k], w_resumed[k], rtol=1e-5, atol=1e-6)
 
 
+def test_resume_of_a_finished_run_says_there_is_nothing_to_train(corpus, trained, tmp_path, capsys):
+    """--resume with --epochs at or below the epochs run trained nothing and said nothing (the test was scored
+    again and '3 epochs' printed); it warns, naming the epoch and how to go on. One epoch prints '1 epoch'."""
+    from ser_gpu.train import _print_summary
+
+    import shutil
+
+    out, cache = tmp_path / "done", trained[1]
+    shutil.copytree(trained[0], out)  # the module's run stays as it is for the other tests
+    with pytest.warns(UserWarning, match=r"last.pt holds epoch 3 already and epochs=2: nothing to train \(give "
+                                         r"more epochs, e.g. --epochs 13, to go on\)"):
+        again = train_model(epochs=2, data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache), resume=True,
+                            **FAST)
+    assert again["epochs_run"] == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a run that goes on does not warn
+        train_model(epochs=1, data_dirs=[str(corpus)], out=str(tmp_path / "one"), cache_dir=str(cache), **FAST)
+        train_model(epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / "one"), cache_dir=str(cache), resume=True,
+                    **FAST)
+    capsys.readouterr()
+    _print_summary({"epochs_run": 1, "stopped_early": False, "out": "o"})
+    _print_summary({"epochs_run": 2, "stopped_early": True, "out": "o"})
+    assert capsys.readouterr().out == "1 epoch; checkpoints in o\n2 epochs (stopped early); checkpoints in o\n"
+
+
 def test_cli_augment_copies_bad_values(corpus, tmp_path, capsys):
     for bad, said in (["--augment-copies", "0"], "got 0"), (["--augment-copies", "2", "--no-augment"], "augment is False"):
         code = main(["--data-dir", str(corpus), "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet", *bad])
@@ -146,7 +171,7 @@ def test_cli_runs_and_prints_summary(corpus, tmp_path, capsys):
                  "--epochs", "1", "--batch-size", "8", "--lr", "1e-3", "--split", "actor", "--quiet"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "1 epochs" in out and "best epoch 1" in out and "test (held out" in out
+    assert "1 epoch;" in out and "best epoch 1" in out and "test (held out" in out
     stored = load_checkpoint(tmp_path / "run" / "best.pt")
     assert stored["train_config"]["recipe"] == "clip" and stored["model_config"]["clip_norm"]  # the default recipe
 
