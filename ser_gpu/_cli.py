@@ -41,7 +41,7 @@ from .errors import ParameterError
 
 __all__ = ["AUDIO_EXTENSIONS", "VIDEO_EXTENSIONS", "CACHE_DIR_HELP", "NoMatchingFiles", "resolve_device",
            "has_extension", "is_audio", "is_video", "is_media", "find_files", "find_files_with_origin",
-           "check_output_file", "check_output_dir", "readable", "run_main"]
+           "check_output_file", "check_output_dir", "missing_dirs", "remove_empty_dirs", "readable", "run_main"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -357,20 +357,31 @@ def check_output_dir(path: PathLike, *, argument: str = "out") -> Path:
     p = Path(os.fspath(path))
     if p.exists() and not p.is_dir():
         raise ParameterError(f"{argument} must be a directory, got the file {str(p)!r}")
-    created = []
-    q = p
-    while not q.exists() and q != q.parent:
-        created.append(q)
-        q = q.parent
+    created = missing_dirs(p)
     try:
         p.mkdir(parents=True, exist_ok=True)
         _probe_write(p, argument, p)
     except OSError as exc:
         raise ParameterError(f"{argument} {str(p)!r} cannot be created: {exc.strerror or exc}") from None
     finally:
-        for d in created:  # deepest first
-            try:
-                d.rmdir()
-            except OSError:
-                break
+        remove_empty_dirs(created)
     return p
+
+
+def missing_dirs(path: PathLike) -> List[Path]:
+    """The directories ``Path(path).mkdir(parents=True)`` would create, deepest first."""
+    missing, q = [], Path(os.fspath(path))
+    while not q.exists() and q != q.parent:
+        missing.append(q)
+        q = q.parent
+    return missing
+
+
+def remove_empty_dirs(dirs: Sequence[Path]) -> None:
+    """Remove ``dirs`` (deepest first, as :func:`missing_dirs` lists them) while they are empty: what a
+    command created and then wrote nothing into. Stops at the first that holds anything (or cannot go)."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:
+            break

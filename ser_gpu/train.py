@@ -53,7 +53,7 @@ from tqdm import tqdm
 
 from . import distributed as _distributed
 from ._atomic import atomic_write, save_json
-from ._cli import CACHE_DIR_HELP, check_output_dir, refuse_held, resolve_device, run_main
+from ._cli import CACHE_DIR_HELP, check_output_dir, missing_dirs, refuse_held, remove_empty_dirs, resolve_device, run_main
 from ._validation import (check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability,
                           config_from_dict, config_to_dict)
 from ._lock import RunLock
@@ -382,6 +382,7 @@ class _Run:
             raise ParameterError("resume and overwrite exclude each other: --resume continues the run in "
                                  f"{str(self.out)!r}, --overwrite replaces it; pass one of them")
         self._lock = None
+        self._created_dirs = []  # what _check_out created for --out: removed again by a run that wrote nothing
         self._checkpoints = None  # rank 0's CheckpointWriter (BACKGROUND_CHECKPOINT_DEVICES), made by the first _save
         # under torchrun: join the process group (NCCL on cuda:LOCAL_RANK, gloo on the CPU)
         self.dist, self.device = _distributed.setup(resolve_device(c.device))
@@ -435,6 +436,8 @@ class _Run:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+        remove_empty_dirs(self._created_dirs)  # a run that failed before writing anything leaves no --out
+        self._created_dirs = []
         self.dist.close()
 
     def _main_first_setup(self, resume: bool, overwrite: bool) -> Optional[dict]:
@@ -486,6 +489,7 @@ class _Run:
             raise ParameterError(f"out directory {str(self.out)!r} holds {', '.join(foreign)} but no checkpoint: not a "
                                  f"ser_gpu run; choose another --out or pass --overwrite to replace them")
         check_output_dir(self.out, argument="out")
+        self._created_dirs = missing_dirs(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self._lock = RunLock(self.out)
         self._lock.acquire()

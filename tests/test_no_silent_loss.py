@@ -756,12 +756,21 @@ def test_runs_started_together_on_a_stale_lock_get_it_once(tmp_path, round_):
 
 
 def test_the_lock_is_released_when_a_run_fails(tmp_path):
+    """... and the --out directories the run created are gone again (an empty runs/t1/ was left behind); one
+    that existed before stays, as does one that holds anything."""
     from ser_gpu.errors import ParameterError
 
-    out = tmp_path / "run"
+    out = tmp_path / "runs" / "run"
     with pytest.raises(ParameterError):
         train_model(epochs=1, data_dirs=[str(tmp_path / "missing")], out=str(out), **FAST)
-    assert not (out / ".lock").exists()
+    assert not (tmp_path / "runs").exists()
+    out.mkdir(parents=True)
+    with pytest.raises(ParameterError):
+        train_model(epochs=1, data_dirs=[str(tmp_path / "missing")], out=str(out), **FAST)
+    assert out.is_dir() and not (out / ".lock").exists()
+    with pytest.raises(CheckpointError, match="cannot resume, no last.pt"):
+        train_model(epochs=1, out=str(tmp_path / "other"), resume=True, **FAST)
+    assert not (tmp_path / "other").exists()
 
 
 def test_predict_warns_about_silent_and_too_short_clips(tmp_path, capsys):
