@@ -124,9 +124,10 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _show_warning(default, message, category, filename, lineno, file=None, line=None):
-    """A command's own warnings (UserWarning/RuntimeWarning raised from ser_gpu's code) as ``warning: message``
-    lines on stderr, as its errors are ``error: message``, without Python's file, line and source line; other
-    warnings (torch's, a library's) in Python's format (``default``)."""
+    """A command's own warnings (UserWarning/RuntimeWarning attributed to a line of ser_gpu's code) as
+    ``warning: message`` lines on stderr, as its errors are ``error: message``, without Python's file, line and
+    source line; other warnings in Python's format (``default``). A warning torch or numpy raise from compiled
+    code is attributed to the Python line that called them: where that line is ser_gpu's, it prints as ours."""
     if issubclass(category, (UserWarning, RuntimeWarning)) and os.path.abspath(filename).startswith(_PACKAGE_DIR):
         stream = sys.stderr if file is None else file
         try:
@@ -369,10 +370,12 @@ def check_output_dir(path: PathLike, *, argument: str = "out") -> Path:
 
 
 def missing_dirs(path: PathLike) -> List[Path]:
-    """The directories ``Path(path).mkdir(parents=True)`` would create, deepest first."""
+    """The directories ``Path(path).mkdir(parents=True)`` would create, deepest first (a ``..`` component
+    is not one: ``q/../z`` creates ``q`` and ``z``)."""
     missing, q = [], Path(os.fspath(path))
     while not q.exists() and q != q.parent:
-        missing.append(q)
+        if q.name not in ("", ".", ".."):
+            missing.append(q)
         q = q.parent
     return missing
 

@@ -340,7 +340,7 @@ def _out_hint(args, error: ParameterError) -> str:
     of several paths does not exist, the others do, and ``--out`` was not given."""
     *inputs, last = args.paths
     if not inputs or args.out != build_parser().get_default("out") or os.path.lexists(last) \
-            or f"{last!r} does not exist" not in str(error):
+            or f"{str(Path(last))!r} does not exist" not in str(error):  # as the finder writes it: no trailing /
         return ""
     if not all(os.path.lexists(p) for p in inputs):
         return ""

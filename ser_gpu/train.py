@@ -750,11 +750,21 @@ class _Run:
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: cannot resume from it ({type(exc).__name__}: {exc})") from exc
         self.start_epoch = epoch
-        if epoch >= self.config.epochs:  # the run is over: nothing is trained, the test is scored again
-            warnings.warn(f"{path} holds epoch {epoch} already and epochs={self.config.epochs}: nothing to train "
-                          f"(give more epochs, e.g. --epochs {epoch + 10}, to go on)", UserWarning, stacklevel=2)
+        c = self.config
+        # a run that is over trains nothing (the test is scored again): say so, rank 0 alone as its other messages
+        if epoch >= c.epochs:
+            over = f"it holds epoch {epoch} already and epochs={c.epochs} (give more epochs, e.g. --epochs " \
+                   f"{epoch + 10}, to go on)"
+        elif c.early_stopping and self.bad_epochs >= c.early_stopping:  # _fit_epochs' test
+            bad = self.bad_epochs
+            over = f"the run stopped early at epoch {epoch}, {bad} epoch{'' if bad == 1 else 's'} without a better " \
+                   f"validation score (early_stopping={c.early_stopping}, which a resumed run keeps)"
         else:
+            over = None
+        if over is None:
             self._say(f"resuming {path} after epoch {self.start_epoch}")
+        elif self.is_main:
+            warnings.warn(f"{path}: nothing to train: {over}", UserWarning, stacklevel=2)
 
     def _save(self, name: str, epoch: int, metrics: dict, state: dict, *, also: Sequence[str] = (),
               resumable: bool = False, wait: bool = False) -> Optional[Path]:

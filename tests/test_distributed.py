@@ -348,7 +348,7 @@ def test_weight_averaging_under_torchrun(ddp_run, corpus, tmp_path):
     step, no rank waits), rank 0 writes the mean to best.pt and the selected epoch to selected.pt.
 
     Selected by validation UAR: the first epoch that reaches the best one stays selected through ties, and on the
-    tiny corpus the UAR of its two validation clips tops out at 1.0 within the first epochs, so the window holds
+    tiny corpus the UAR of its 8 validation clips tops out at 1.0 within the first epochs, so the window holds
     several epochs whatever the last bits of the trajectory. (Selected by the lowest validation loss the window
     depended on them: CI passed on 2026-12-06, and on 2026-12-07, on a 2-core AMD EPYC machine about twice as fast
     as the earlier ones, the run reached its lowest loss at the last epoch: a window of that epoch alone.)"""

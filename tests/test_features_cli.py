@@ -102,6 +102,8 @@ def test_an_output_directory_given_as_a_path_gets_a_hint(audio_dir, tmp_path, ca
     assert f"input {out!r} does not exist; to write the rows to {out!r}, give it as the output directory: " \
            f"--out '{out}'" in err, err
     assert sorted(os.listdir(tmp_path)) == ["audio"]  # the fixture's inputs alone: no my rows/, no features_out/
+    assert main([wav, "rows/", "--quiet"]) == 2  # typed as a directory: the finder's error says 'rows'
+    assert "give it as the output directory: --out rows/" in capsys.readouterr().err
     # no hint where it would be wrong: --out given, a single path, another input missing too, another error
     for argv in ([wav, out, "--out", str(tmp_path / "o")], [out], [str(tmp_path / "gone"), out],
                  [wav, out, "--batch-size", "0"]):

@@ -771,6 +771,9 @@ def test_the_lock_is_released_when_a_run_fails(tmp_path):
     with pytest.raises(CheckpointError, match="cannot resume, no last.pt"):
         train_model(epochs=1, out=str(tmp_path / "other"), resume=True, **FAST)
     assert not (tmp_path / "other").exists()
+    with pytest.raises(ParameterError):  # mkdir(parents=True) of q/../z creates q and z
+        train_model(epochs=1, data_dirs=[str(tmp_path / "missing")], out=str(tmp_path / "q" / ".." / "z"), **FAST)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
 
 
 def test_predict_warns_about_silent_and_too_short_clips(tmp_path, capsys):

@@ -131,7 +131,7 @@ def test_resume_of_a_finished_run_says_there_is_nothing_to_train(corpus, trained
 
     out, cache = tmp_path / "done", trained[1]
     shutil.copytree(trained[0], out)  # the module's run stays as it is for the other tests
-    with pytest.warns(UserWarning, match=r"last.pt holds epoch 3 already and epochs=2: nothing to train \(give "
+    with pytest.warns(UserWarning, match=r"last.pt: nothing to train: it holds epoch 3 already and epochs=2 \(give "
                                          r"more epochs, e.g. --epochs 13, to go on\)"):
         again = train_model(epochs=2, data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache), resume=True,
                             **FAST)
@@ -141,6 +141,15 @@ def test_resume_of_a_finished_run_says_there_is_nothing_to_train(corpus, trained
         train_model(epochs=1, data_dirs=[str(corpus)], out=str(tmp_path / "one"), cache_dir=str(cache), **FAST)
         train_model(epochs=2, data_dirs=[str(corpus)], out=str(tmp_path / "one"), cache_dir=str(cache), resume=True,
                     **FAST)
+    # an early-stopped run (select by validation loss, stop after 1 epoch without a better one) trains nothing more
+    settings = dict(data_dirs=[str(corpus)], out=str(tmp_path / "early"), cache_dir=str(cache), **FAST)
+    early = train_model(epochs=20, select="loss", early_stopping=1, **settings)
+    assert early["stopped_early"] and early["epochs_run"] < 20
+    n = early["epochs_run"]
+    with pytest.warns(UserWarning, match=rf"last.pt: nothing to train: the run stopped early at epoch {n}, 1 epoch "
+                                         r"without a better validation score \(early_stopping=1, which a resumed run "
+                                         r"keeps\)"):
+        assert train_model(epochs=20, select="loss", early_stopping=1, resume=True, **settings)["epochs_run"] == n
     capsys.readouterr()
     _print_summary({"epochs_run": 1, "stopped_early": False, "out": "o"})
     _print_summary({"epochs_run": 2, "stopped_early": True, "out": "o"})
