@@ -305,6 +305,18 @@ def test_a_torchrun_run_resumes_in_one_process(ddp_run, tmp_path, capsys):
     assert "ranks" not in state and load_checkpoint(out / "last.pt")["epoch"] == 3
 
 
+def test_resuming_a_finished_run_says_so_once(ddp_run, corpus, tmp_path):
+    """--resume with the epochs already run: every rank trains nothing, and one warning says so (each rank
+    printed it)."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(ddp_run["out"], out)
+    proc = _torchrun(2, out, corpus, ddp_run["cache"], "--epochs", "2", "--quiet", "--resume")
+    assert proc.stderr.count("nothing to train: it holds epoch 2 already and epochs=2") == 1, proc.stderr[-3000:]
+    assert json.loads((out / "result.json").read_text())["epochs_run"] == 2
+
+
 def test_setup_error_on_rank_0_ends_every_rank(ddp_run, corpus):
     """An --out holding a run (no --resume/--overwrite): rank 0's refusal reaches every rank, no hang,
     one message, and the run's files are untouched."""
