@@ -180,14 +180,14 @@ def split_clips(
     if method == "random":
         if n_folds is not None:
             raise ParameterError(f"n_folds applies to method='actor' only, got n_folds={n_folds!r} "
-                                 f"with method='random'")
+                                 f"with method='random' (on the command line: --folds needs --split actor)")
         split = _random_split(labels, val_fraction, generator)
         if not split.val:
             raise ParameterError(f"val_fraction={val_fraction!r} of {len(clips)} clip(s) leaves the "
-                                 f"validation set empty")
+                                 f"validation set empty: give more clips")
         if not split.train:
             raise ParameterError(f"val_fraction={val_fraction!r} of {len(clips)} clip(s) leaves the "
-                                 f"training set empty")
+                                 f"training set empty: give more clips")
         return split
 
     actors = sorted(set(speaker_of))
