@@ -186,6 +186,18 @@ def check_frame_lengths(frame_lengths, S: torch.Tensor, *, name: str = "frame_le
     return check_lengths(frame_lengths, fake, name=name)
 
 
+def check_length_kind(uses_waveform: bool, lengths, frame_lengths, *, spectral: str = "S") -> None:
+    """``lengths`` count a waveform's samples, ``frame_lengths`` a precomputed ``spectral`` input's frames: the
+    one that does not go with the input used would be ignored (no masking, a result as if not given), so it is
+    refused. ``uses_waveform``: the function computes from ``y``."""
+    if uses_waveform and frame_lengths is not None:
+        raise ParameterError(f"frame_lengths counts the frames of a precomputed {spectral}; with y give lengths "
+                             f"(samples per example)")
+    if not uses_waveform and lengths is not None:
+        raise ParameterError(f"lengths counts the samples of a waveform y; with a precomputed {spectral} give "
+                             f"frame_lengths (frames per example)")
+
+
 def config_to_dict(config) -> dict:
     """A config dataclass as plain data: tuples become lists (JSON-able, ``weights_only``-loadable)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}

@@ -129,8 +129,13 @@ def test_dct_names_its_own_arguments():
 def test_power_to_db_bad_amin_and_ref():
     with pytest.raises(ParameterError, match="amin must be a positive finite number, got 0"):
         F.power_to_db(torch.ones(5, 5), amin=0)
-    with pytest.raises(ParameterError, match="ref must be a number or a callable"):
+    with pytest.raises(ParameterError, match="ref must be a number or max, got 'loud'"):
         F.power_to_db(torch.ones(5, 5), ref="loud")
+    # a reduction other than max was taken over the whole batch (one clip 2.97 dB off its value alone), and
+    # np.mean raised a raw TypeError on a tensor
+    for ref in (torch.mean, np.mean, np.median, lambda S: 1.0):
+        with pytest.raises(ParameterError, match="ref must be a number or max .* got the callable .*whole batch"):
+            F.power_to_db(torch.rand(2, 5, 5), ref=ref)
 
 
 def test_spectrogram_wrong_shape():
@@ -157,6 +162,58 @@ def test_lengths_wrong_shape_and_range():
         F.rms(y, lengths=torch.tensor([0, 20, 30]))
     with pytest.raises(ParameterError, match="lengths must be an integer tensor, got dtype torch.float32"):
         F.zero_crossing_rate(y, lengths=torch.tensor([1.0, 2.0, 3.0]))
+
+
+_Y2, _FL, _L = torch.randn(2, 8000), torch.tensor([3, 4]), torch.tensor([4000, 5000])
+_S, _M, _C = torch.rand(2, 1025, 16), torch.rand(2, 128, 16), torch.rand(2, 84, 16)
+
+
+@pytest.mark.parametrize("name, call", [
+    ("spectrogram", lambda kw: F.spectrogram(_Y2, **kw) if "frame_lengths" in kw else F.spectrogram(S=_S, **kw)),
+    ("melspectrogram", lambda kw: F.melspectrogram(_Y2, **kw) if "frame_lengths" in kw else F.melspectrogram(S=_S, **kw)),
+    ("mfcc", lambda kw: F.mfcc(_Y2, **kw) if "frame_lengths" in kw else F.mfcc(S=_M, **kw)),
+    ("chroma_stft", lambda kw: F.chroma_stft(_Y2, **kw) if "frame_lengths" in kw else F.chroma_stft(S=_S, **kw)),
+    ("spectral_contrast", lambda kw: F.spectral_contrast(_Y2, **kw) if "frame_lengths" in kw
+     else F.spectral_contrast(S=_S, **kw)),
+    ("rms", lambda kw: F.rms(_Y2, **kw) if "frame_lengths" in kw else F.rms(S=_S, **kw)),
+    ("spectral_rolloff", lambda kw: F.spectral_rolloff(_Y2, **kw) if "frame_lengths" in kw
+     else F.spectral_rolloff(S=_S, **kw)),
+    ("spectral_centroid", lambda kw: F.spectral_centroid(_Y2, **kw) if "frame_lengths" in kw
+     else F.spectral_centroid(S=_S, **kw)),
+    ("piptrack", lambda kw: F.piptrack(y=_Y2, **kw) if "frame_lengths" in kw else F.piptrack(S=_S, **kw)),
+    ("estimate_tuning", lambda kw: F.estimate_tuning(y=_Y2, **kw) if "frame_lengths" in kw
+     else F.estimate_tuning(S=_S, **kw)),
+    ("chroma_cqt", lambda kw: F.chroma_cqt(_Y2, **kw) if "frame_lengths" in kw else F.chroma_cqt(C=_C, **kw)),
+    ("tonnetz", lambda kw: F.tonnetz(_Y2, **kw) if "frame_lengths" in kw else F.tonnetz(chroma=_C[:, :12], **kw)),
+])
+def test_the_length_argument_that_does_not_go_with_the_input_is_refused(name, call):
+    """frame_lengths with a waveform, or lengths with a precomputed spectral input, were ignored (no masking, the
+    result as if none was given; chroma_cqt returned float frame_lengths beyond its frames unchecked)."""
+    with pytest.raises(ParameterError, match="frame_lengths counts the frames of a precomputed .*; with y give lengths"):
+        call(dict(frame_lengths=_FL))
+    with pytest.raises(ParameterError, match="lengths counts the samples of a waveform y; with a precomputed .* give "
+                                             "frame_lengths"):
+        call(dict(lengths=_L))
+
+
+@pytest.mark.parametrize("fn", [F.spectral_rolloff, F.spectral_centroid, F.spectral_contrast])
+@pytest.mark.parametrize("sr", [0, -22050, float("nan")])
+def test_sr_of_the_frequency_features_is_checked(fn, sr):
+    """rolloff and contrast divided by sr=0 (ZeroDivisionError); the centroid of sr=-22050 came out in negative
+    Hz; contrast blamed fmin and n_bands for a negative sr."""
+    with pytest.raises(ParameterError, match=f"sr must be a positive finite number, got {sr}"):
+        fn(Y, sr=sr)
+
+
+def test_an_n_fft_too_small_for_the_contrast_bands_is_named():
+    """librosa's rows are all NaN there; ours raised IndexError, from the function and from FeatureExtractor."""
+    from ser_gpu.transforms import FeatureExtractor
+
+    for make in (lambda: F.spectral_contrast(Y, n_fft=100), lambda: FeatureExtractor(n_fft=100)):
+        with pytest.raises(ParameterError, match=r"n_fft=100 is too small for the contrast bands at sr=22050.0: band "
+                                                 r"0 \(0-200 Hz\) holds no FFT bin"):
+            make()
+    assert F.spectral_contrast(Y, n_fft=200).isfinite().all()  # the smallest that librosa computes too
 
 
 def test_feature_specific_arguments():

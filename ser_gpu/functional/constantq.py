@@ -43,6 +43,7 @@ import torch
 from .._validation import (
     _describe,
     check_frame_lengths,
+    check_length_kind,
     check_lengths,
     check_positive,
     check_positive_int,
@@ -732,6 +733,7 @@ def chroma_cqt(
     if threshold is not None:
         if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
             raise ParameterError(f"threshold must be a finite number or None, got {_describe(threshold)}")
+    check_length_kind(C is None, lengths, frame_lengths, spectral="C")
     with_lengths = lengths is not None or frame_lengths is not None
     if C is None:
         if y is None:
@@ -744,8 +746,6 @@ def chroma_cqt(
     else:
         if isinstance(C, torch.Tensor) and C.is_complex():
             raise ParameterError(f"C must be a real magnitude (pass cqt(...).abs()), got {_describe(C)}")
-        if lengths is not None:
-            raise ParameterError("lengths (in samples) go with y; with a precomputed C pass frame_lengths")
         C = valid_spectrogram(C, name="C")
         frame_lengths = check_frame_lengths(frame_lengths, C)
     chroma = _chroma_from_cqt(C, frame_lengths, bins_per_octave=bins_per_octave, n_chroma=n_chroma, fmin=fmin,
@@ -813,6 +813,7 @@ def tonnetz(
     if unknown:
         raise ParameterError(f"unexpected keyword argument(s) {unknown} for tonnetz; chroma_cqt accepts "
                              f"{sorted(_CHROMA_KWARGS)}")
+    check_length_kind(chroma is None, lengths, frame_lengths, spectral="chroma")
     with_lengths = lengths is not None or frame_lengths is not None
     if chroma is None:
         if y is None:
@@ -825,8 +826,6 @@ def tonnetz(
     else:
         if isinstance(chroma, torch.Tensor) and chroma.is_complex():
             raise ParameterError(f"chroma must be real, got {_describe(chroma)}")
-        if lengths is not None:
-            raise ParameterError("lengths (in samples) go with y; with a precomputed chroma pass frame_lengths")
         chroma = valid_spectrogram(chroma, name="chroma")
         frame_lengths = check_frame_lengths(frame_lengths, chroma)
     ton = _tonnetz_from_chroma(chroma, frame_lengths)

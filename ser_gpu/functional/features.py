@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import (check_in_range, check_lengths, check_nonnegative, check_positive, check_positive_int,
-                           valid_audio)
+from .._validation import (check_in_range, check_length_kind, check_lengths, check_nonnegative, check_positive,
+                           check_positive_int, valid_audio)
 from ..errors import ParameterError
 from .._transfer import CONSTANTS, to_device
 from . import filters
@@ -95,6 +95,7 @@ def rms(
     """
     frame_length = check_positive_int(frame_length, "frame_length")
     hop_length = check_positive_int(hop_length, "hop_length")
+    check_length_kind(y is not None, lengths, frame_lengths)  # librosa's rms reads y when both are given
     if y is not None:
         y = valid_audio(y)
         lengths = check_lengths(lengths, y)
@@ -297,6 +298,7 @@ def mfcc(
     Returns:
         ``[shape=(..., n_mfcc, frames)]``.
     """
+    check_length_kind(S is None, lengths, frame_lengths, spectral="log-power mel S")
     n_mfcc = check_positive_int(n_mfcc, "n_mfcc")
     if dct_type != 2:
         raise ParameterError(f"dct_type must be 2 (the only type ser_gpu implements), got {dct_type!r}")
@@ -501,6 +503,7 @@ def spectral_contrast(
     Returns:
         ``[shape=(..., n_bands + 1, frames)]``.
     """
+    sr = check_positive(sr, "sr")
     n_bands = check_positive_int(n_bands, "n_bands")
     quantile = check_in_range(quantile, "quantile", 0.0, 1.0)
     fmin = check_positive(fmin, "fmin")
@@ -527,13 +530,20 @@ def _contrast_bands(sr: float, n_fft: int, fmin: float, n_bands: int, quantile: 
     for k, (f_low, f_high) in enumerate(zip(octa[:-1], octa[1:])):
         band = np.logical_and(freq >= f_low, freq <= f_high)
         idx = np.flatnonzero(band)
-        if k > 0:
-            band[idx[0] - 1] = True
-        if k == n_bands:
-            band[idx[-1] + 1:] = True
-        rows = np.flatnonzero(band)
-        if k < n_bands:
-            rows = rows[:-1]
+        rows = idx
+        if idx.size:
+            if k > 0:
+                band[idx[0] - 1] = True
+            if k == n_bands:
+                band[idx[-1] + 1:] = True
+            rows = np.flatnonzero(band)
+            if k < n_bands:
+                rows = rows[:-1]
+        if rows.size == 0:  # librosa's rows come out all NaN (a quantile of an empty band)
+            raise ParameterError(
+                f"n_fft={n_fft} is too small for the contrast bands at sr={sr}: band {k} ({f_low:g}-{f_high:g} Hz) "
+                f"holds no FFT bin to average (bins are sr / n_fft = {sr / n_fft:g} Hz apart); use a larger n_fft "
+                f"or a higher fmin")
         n_q = max(int(np.rint(quantile * np.sum(band))), 1)
         bands.append((int(rows[0]), int(rows[-1]) + 1, n_q))
     return bands
@@ -588,6 +598,7 @@ def spectral_rolloff(
     Returns:
         ``[shape=(..., 1, frames)]`` in Hz (0 for a silent frame, as librosa).
     """
+    sr = check_positive(sr, "sr")
     roll_percent = check_in_range(roll_percent, "roll_percent", 0.0, 1.0)
     S, n_fft, fl = _spectral_input(
         y, S, n_fft=n_fft, hop_length=hop_length, power=1.0, win_length=win_length, window=window,
@@ -624,6 +635,7 @@ def spectral_centroid(
     Returns:
         ``[shape=(..., 1, frames)]`` in Hz (0 for a silent frame, as librosa).
     """
+    sr = check_positive(sr, "sr")
     S, n_fft, fl = _spectral_input(
         y, S, n_fft=n_fft, hop_length=hop_length, power=1.0, win_length=win_length, window=window,
         center=center, pad_mode=pad_mode, lengths=lengths, frame_lengths=frame_lengths)

@@ -23,6 +23,7 @@ import torch
 from .._validation import (
     _check_tensor,
     check_in_range,
+    check_length_kind,
     check_nonnegative,
     check_positive,
     check_positive_int,
@@ -127,7 +128,7 @@ def _piptrack_input(
         raise ParameterError(f"fmax must be greater than fmin={fmin}, got {fmax}")
     threshold = check_nonnegative(threshold, "threshold")
     ref = _check_ref(ref)
-
+    check_length_kind(S is None, lengths, frame_lengths)
     if S is None:
         if n_fft is None:
             raise ParameterError("n_fft must be a positive integer to analyse a waveform y, got None")

@@ -18,6 +18,7 @@ from .._validation import (
     _describe,
     check_bool,
     check_frame_lengths,
+    check_length_kind,
     check_lengths,
     check_nonnegative,
     check_positive,
@@ -443,6 +444,7 @@ def spectrogram(
         ``(S, n_fft, frame_lengths)``: the spectrogram ``[shape=(..., 1 + n_fft // 2, frames)]``,
         the FFT size it implies, and the per-example frame counts (``None`` without lengths).
     """
+    check_length_kind(S is None, lengths, frame_lengths)
     if S is not None:
         S = valid_spectrogram(S)
         frame_lengths = check_frame_lengths(frame_lengths, S)
@@ -528,11 +530,14 @@ def power_to_db(
     frame_lengths = check_frame_lengths(frame_lengths, S)
     if _is_max(ref):
         ref_value = _masked_amax(S.abs(), frame_lengths)
-    elif callable(ref):
-        ref_value = torch.as_tensor(ref(S), dtype=S.dtype, device=S.device).abs()
+    elif callable(ref):  # librosa calls it on the one array it is given: here that would be the whole batch
+        raise ParameterError(f"ref must be a number or max (max, np.max, np.amax, torch.max, torch.amax or 'max': "
+                             f"each spectrogram's own maximum), got the callable {_describe(ref)}: another "
+                             f"reduction would be taken over the whole batch, not each example; compute it per "
+                             f"example and pass a number")
     else:
         if isinstance(ref, bool) or not isinstance(ref, numbers.Real):
-            raise ParameterError(f"ref must be a number or a callable such as max, got {_describe(ref)}")
+            raise ParameterError(f"ref must be a number or max, got {_describe(ref)}")
         ref_value = abs(check_real(ref, "ref"))
     return _power_to_db(S, ref_value, amin, top_db, frame_lengths)
 

@@ -15,6 +15,7 @@ from .._validation import (check_bool, check_lengths, check_nonnegative, check_p
 from ..errors import ParameterError
 from ..functional import filters, unchecked
 from ..functional.constantq import tonnetz
+from ..functional.features import _contrast_bands
 from ..functional.hpss import harmonic
 from ..functional.lengths import num_frames, padding_mask, valid_mask, zero_padding
 from ..functional.spectrum import fft_frequencies
@@ -96,6 +97,7 @@ class FeatureConfig:
                 f"frequency sr / 2; use sr > {2 * _CONTRAST_TOP_EDGE:g} (e.g. ser_gpu.io.load(path, sr=22050) "
                 f"resamples a file)")
         check_positive_int(self.n_fft, "n_fft")
+        _contrast_bands(float(self.sr), self.n_fft, 200.0, 6, 0.02)  # an n_fft too small for them: an error now
         check_positive_int(self.hop_length, "hop_length")
         check_nonnegative(self.top_db, "top_db")
         if self.max_frames is not None:
