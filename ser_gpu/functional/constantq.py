@@ -55,7 +55,7 @@ from ._resample import decimate
 from .._transfer import CONSTANTS, to_device
 from .lengths import mask_frames, zero_padding
 from .spectrum import _stft
-from .util import normalize
+from .util import _normalize
 
 __all__ = ["cqt", "chroma_cqt", "tonnetz", "cqt_frequencies", "cq_to_chroma"]
 
@@ -167,7 +167,7 @@ def _octave_basis(rel_freqs: Tuple[float, ...], alpha: Tuple[float, ...], filter
     jj = np.clip(j, 0, None)
     phase = (start[:, None] + jj) * (2 * np.pi * f[:, None])
     sig = np.where(inside, np.exp(1j * phase) * _window_at(window, jj, counts), 0.0)
-    sig = normalize(torch.from_numpy(sig), norm=norm, axis=-1).numpy()
+    sig = _normalize(torch.from_numpy(sig), norm=norm, axis=-1).numpy()
     sig = sig * (ilen[:, None] / float(n_fft))
     basis = np.fft.fft(sig, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
     basis = _sparsify_rows(basis, sparsity)
@@ -763,7 +763,7 @@ def _chroma_from_cqt(C, frame_lengths, *, bins_per_octave=36, n_chroma=12, fmin=
     chroma = torch.matmul(M, C)
     if threshold is not None:
         chroma = chroma.masked_fill(chroma < threshold, 0.0)
-    chroma = normalize(chroma, norm=norm, axis=-2)
+    chroma = _normalize(chroma, norm=norm, axis=-2)
     return chroma if frame_lengths is None else mask_frames(chroma, frame_lengths)
 
 
@@ -837,5 +837,5 @@ def _tonnetz_from_chroma(chroma, frame_lengths):
     ``frame_lengths`` (if given) are zeroed."""
     n_chroma = chroma.shape[-2]
     phi = CONSTANTS.get(("tonnetz", n_chroma), lambda: _tonnetz_matrix(n_chroma), chroma.device, chroma.dtype)
-    ton = torch.matmul(phi, normalize(chroma, norm=1, axis=-2))
+    ton = torch.matmul(phi, _normalize(chroma, norm=1, axis=-2))
     return ton if frame_lengths is None else mask_frames(ton, frame_lengths)

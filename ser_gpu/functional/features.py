@@ -23,7 +23,7 @@ from .._validation import (check_in_range, check_length_kind, check_lengths, che
 from ..errors import ParameterError
 from .._transfer import CONSTANTS, to_device
 from . import filters
-from .util import normalize
+from .util import _normalize
 from .lengths import mask_frames, num_frames, zero_padding
 from .spectrum import _TORCH_PAD_MODES, _power_to_db, spectrogram
 
@@ -468,7 +468,7 @@ def chroma_stft(
     fb = filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=tuning, device=S.device,
                         dtype=S.dtype, **kwargs)
     raw = torch.matmul(fb, S)
-    return _result(normalize(raw, norm=norm, axis=-2), fl, lengths, frame_lengths)
+    return _result(_normalize(raw, norm=norm, axis=-2), fl, lengths, frame_lengths)
 
 
 def spectral_contrast(

@@ -19,7 +19,7 @@ from ..functional.features import _contrast_bands
 from ..functional.hpss import harmonic
 from ..functional.lengths import num_frames, padding_mask, valid_mask, zero_padding
 from ..functional.spectrum import fft_frequencies
-from ..functional.util import normalize
+from ..functional.util import _normalize
 from .row_stats import standardize_clips
 
 __all__ = ["FEATURE_ROWS", "FeatureConfig", "FeatureBatch", "FeatureExtractor"]
@@ -235,7 +235,7 @@ class FeatureExtractor(nn.Module):
         tuning = unchecked.estimate_tuning(power, sr=c.sr, n_fft=2048 if F == 1025 else 2 * (F - 1),
                                            frame_lengths=fl, bins_per_octave=12, fmax=min(4000.0, c.sr / 2))
         chroma_fb = filters.chroma(sr=c.sr, n_fft=n_fft, tuning=tuning, device=y.device, dtype=dtype)
-        rows["chroma"] = normalize(torch.matmul(chroma_fb, power), norm=math.inf, axis=-2)
+        rows["chroma"] = _normalize(torch.matmul(chroma_fb, power), norm=math.inf, axis=-2)
         del power
         rows["tonnetz"] = self._tonnetz(y_harm, lengths, fl) if c.tonnetz else y.new_zeros((B, 6, n_frames))
         out = torch.cat([rows[name] for name in _ROW_SLICES], dim=1)  # _ROW_SLICES is in FEATURE_ROWS order

@@ -50,6 +50,22 @@ def test_normalize_rejects_bad_norm(bad):
         F.normalize(torch.ones(3, 3), norm=bad)
 
 
+@pytest.mark.parametrize("S, axis, match", [
+    (torch.tensor([[float("nan"), 1.0]]), 0, "S contains non-finite values"),  # NaN out before; librosa refuses
+    (torch.tensor([[float("inf"), 1.0]]), 1, "S contains non-finite values"),
+    (np.ones((2, 2)), 0, "S must be a torch.Tensor, got ndarray"),  # AttributeError before
+    (torch.ones(2, 2, dtype=torch.int64), 0, "S must be a float or complex tensor"),
+    (torch.ones(2, 2), 5, r"axis must be an integer in \[-2, 1\] for S of shape \(2, 2\), got 5"),  # IndexError
+    (torch.ones(2, 2), 1.0, r"axis must be an integer"),
+])
+def test_normalize_refuses_what_librosa_refuses_and_names_it(S, axis, match):
+    if isinstance(S, torch.Tensor) and S.is_floating_point() and not torch.isfinite(S).all():
+        with pytest.raises(librosa.util.exceptions.ParameterError, match="finite"):
+            librosa.util.normalize(S.numpy(), axis=axis)
+    with pytest.raises(ParameterError, match=match):
+        F.normalize(S, axis=axis)
+
+
 @pytest.mark.parametrize("norm", ["slaney", None, math.inf, -math.inf, 0, 1, 2, 3.5, np.float32(2.0)])
 @pytest.mark.parametrize("htk", [False, True])
 def test_mel_filter_bank_norms_equal_librosa(norm, htk):
