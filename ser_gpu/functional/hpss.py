@@ -108,6 +108,8 @@ def softmask(X: torch.Tensor, X_ref: torch.Tensor, *, power: float = 1.0, split_
 def _softmask(X, X_ref, power: float, split_zeros: bool) -> torch.Tensor:
     if math.isinf(power):
         return (X > X_ref).to(X.dtype)
+    if torch.is_grad_enabled() and (X.requires_grad or X_ref.requires_grad):
+        return _softmask_differentiable(X, X_ref, power, split_zeros)
     # librosa's arithmetic, step for step, on two full-size temporaries updated in place (fresh
     # (batch, freq, frames) tensors per step cost more than the arithmetic on CPU)
     Z = torch.maximum(X, X_ref)
@@ -125,6 +127,17 @@ def _softmask(X, X_ref, power: float, split_zeros: bool) -> torch.Tensor:
     mask /= ref  # mask + ref >= 1 wherever Z was kept
     del ref
     return mask.masked_fill_(bad, 0.5 if split_zeros else 0.0)
+
+
+def _softmask_differentiable(X, X_ref, power: float, split_zeros: bool) -> torch.Tensor:
+    """:func:`_softmask`'s arithmetic out of place, for inputs that autograd follows (its in-place updates and
+    ``out=`` it refuses); the same values."""
+    Z = torch.maximum(X, X_ref)
+    bad = Z < torch.finfo(X.dtype).tiny
+    Z = Z.masked_fill(bad, 1.0)
+    mask, ref = X / Z, X_ref / Z
+    mask, ref = (mask * mask, ref * ref) if power == 2.0 else (mask**power, ref**power)
+    return (mask / (ref + mask)).masked_fill(bad, 0.5 if split_zeros else 0.0)
 
 
 def _hpss_masks(mag, *, kernels, margins, power, frame_lengths, chunk_size, want=(True, True)):

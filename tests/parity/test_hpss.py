@@ -279,6 +279,26 @@ def test_softmask_matches_librosa(device, dtype):
         assert rel_err(ours, ref) <= TOL[dtype]
 
 
+def test_hpss_follows_autograd_with_the_same_values(device, dtype):
+    """harmonic/percussive/hpss of a y that requires grad raised "div(): functions with out=... arguments don't
+    support automatic differentiation"; now the soft mask runs out of place there: the same values bit for bit
+    (zeros, split_zeros and each power), and a finite gradient."""
+    rng = np.random.default_rng(4)
+    X = torch.from_numpy(rng.random((3, 20, 30)) * (rng.random((3, 20, 30)) > 0.3)).to(device, dtype)
+    R = torch.from_numpy(rng.random((3, 20, 30)) * (rng.random((3, 20, 30)) > 0.3)).to(device, dtype)
+    for power in (1.0, 2.0, 3.5):
+        for split in (False, True):
+            plain = H._softmask(X, R, power, split)
+            assert torch.equal(H._softmask_differentiable(X, R, power, split), plain)
+    y = _to(SIGNALS["speech_like"][:6000], device, dtype)
+    for fn in (H.harmonic, H.percussive):
+        yg = y.clone().requires_grad_(True)
+        out = fn(yg)
+        assert out.requires_grad and torch.equal(out.detach(), fn(y))
+        out.square().sum().backward()
+        assert torch.isfinite(yg.grad).all() and yg.grad.abs().sum() > 0
+
+
 def test_hpss_frame_lengths_equals_single(device, dtype):
     pieces = [("noise", 40), ("short_1000", 2), ("odd_12345", 25), ("speech_like", 1)]
     Ds = [_stft64(n)[:, :t] for n, t in pieces]
