@@ -216,6 +216,28 @@ def test_an_n_fft_too_small_for_the_contrast_bands_is_named():
     assert F.spectral_contrast(Y, n_fft=200).isfinite().all()  # the smallest that librosa computes too
 
 
+def test_chroma_stft_unknown_keywords_and_zcr_threshold_are_named():
+    """Both reached torch or filters.chroma as they were (TypeError)."""
+    with pytest.raises(ParameterError, match=r"unexpected keyword argument\(s\) \['foo'\] for chroma_stft; its "
+                                             r"filter bank takes \['base_c', 'ctroct', 'octwidth'\]"):
+        F.chroma_stft(Y, foo=1)
+    for bad in ("a", -1.0, float("nan")):
+        with pytest.raises(ParameterError, match="threshold must be a non-negative"):
+            F.zero_crossing_rate(Y, threshold=bad)
+
+
+def test_feature_extractor_one_clip_takes_one_length():
+    """A 1-D y with two lengths raised "RuntimeError: shape '[1]' is invalid for input of size 2"."""
+    from ser_gpu.transforms import FeatureExtractor
+
+    extractor = FeatureExtractor(tonnetz=False, max_frames=None)
+    with pytest.raises(ParameterError, match=r"lengths must hold one length for a 1-D y \(one clip\), got shape "
+                                             r"\(2,\)"):
+        extractor(Y, torch.tensor([100, 200]))
+    one = extractor(Y, torch.tensor([3000])).features
+    assert one.shape[0] == 1 and torch.equal(one, extractor(Y[:3000]).features)
+
+
 def test_feature_specific_arguments():
     with pytest.raises(ParameterError, match="n_mfcc must be a positive integer, got 0"):
         F.mfcc(Y, n_mfcc=0)

@@ -173,6 +173,7 @@ def zero_crossing_rate(
     frame_length = check_positive_int(frame_length, "frame_length")
     hop_length = check_positive_int(hop_length, "hop_length")
     lengths = check_lengths(lengths, y)
+    threshold = check_nonnegative(threshold, "threshold")  # a str or a negative number got into the comparison
     if not center and y.shape[-1] < frame_length:
         raise ParameterError(f"frame_length={frame_length} is longer than the signal of {y.shape[-1]} samples")
     rate, frame_lengths = _zero_crossing_rate(y, frame_length=frame_length, hop_length=hop_length, center=center,
@@ -423,6 +424,10 @@ def _savgol_table(width: int, order: int) -> torch.Tensor:
     return torch.from_numpy(table)
 
 
+#: the settings chroma_stft passes on to filters.chroma (librosa's **kwargs)
+_CHROMA_FILTER_KWARGS = frozenset({"ctroct", "octwidth", "base_c"})
+
+
 def chroma_stft(
     y: Optional[torch.Tensor] = None,
     *,
@@ -458,6 +463,10 @@ def chroma_stft(
         ``[shape=(..., n_chroma, frames)]``.
     """
     n_chroma = check_positive_int(n_chroma, "n_chroma")
+    unknown = sorted(set(kwargs) - _CHROMA_FILTER_KWARGS)
+    if unknown:  # a TypeError from inside filters.chroma before
+        raise ParameterError(f"unexpected keyword argument(s) {unknown} for chroma_stft; its filter bank takes "
+                             f"{sorted(_CHROMA_FILTER_KWARGS)}")
     S, n_fft, fl = _spectral_input(
         y, S, n_fft=n_fft, hop_length=hop_length, power=2.0, win_length=win_length, window=window,
         center=center, pad_mode=pad_mode, lengths=lengths, frame_lengths=frame_lengths)

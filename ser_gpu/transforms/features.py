@@ -150,9 +150,11 @@ class FeatureExtractor(nn.Module):
         config: a :class:`FeatureConfig`; keyword arguments override its fields.
 
     Shape:
-        - y: ``(B, T)`` (or ``(T,)``) float32/float64 waveforms at ``config.sr``, zero-padded.
-        - lengths: ``(B,)`` int valid samples per clip (default: all ``T``).
-        - output: :class:`FeatureBatch` with ``features`` ``(B, 68, frames)``.
+        - y: ``(B, T)`` (or ``(T,)``: one clip, a batch of one) float32/float64 waveforms at ``config.sr``,
+          zero-padded.
+        - lengths: ``(B,)`` int valid samples per clip (default: all ``T``); one length for a ``(T,)`` clip.
+        - output: :class:`FeatureBatch` with ``features`` ``(B, 68, frames)`` (``(1, 68, frames)`` for a
+          ``(T,)`` clip).
     """
 
     def __init__(self, config: Optional[FeatureConfig] = None, **overrides):
@@ -178,7 +180,12 @@ class FeatureExtractor(nn.Module):
         y = valid_audio(y)
         if y.ndim == 1:
             y = y.unsqueeze(0)
-            lengths = None if lengths is None else torch.as_tensor(lengths).reshape(1)
+            if lengths is not None:
+                lengths = torch.as_tensor(lengths)
+                if lengths.numel() != 1:  # a RuntimeError from reshape before
+                    raise ParameterError(f"lengths must hold one length for a 1-D y (one clip), got shape "
+                                         f"{tuple(lengths.shape)}")
+                lengths = lengths.reshape(1)
         if y.ndim != 2:
             raise ParameterError(f"y must have shape (B, T) or (T,), got {tuple(y.shape)}")
         lengths = check_lengths(lengths, y)
