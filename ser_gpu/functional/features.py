@@ -25,7 +25,7 @@ from .._transfer import CONSTANTS, to_device
 from . import filters
 from .util import _normalize
 from .lengths import mask_frames, num_frames, zero_padding
-from .spectrum import _TORCH_PAD_MODES, _power_to_db, spectrogram
+from .spectrum import _TORCH_PAD_MODES, _center_pad, _power_to_db, spectrogram
 
 __all__ = [
     "melspectrogram",
@@ -137,10 +137,7 @@ def _rms_waveform(y, *, frame_length, hop_length, center, pad_mode, lengths):
     else:
         frame_lengths = None
     if center:
-        pad = frame_length // 2
-        mode = _TORCH_PAD_MODES[pad_mode]
-        flat = y.reshape(-1, 1, y.shape[-1])
-        flat = F.pad(flat, (pad, pad)) if mode == "constant" else F.pad(flat, (pad, pad), mode=mode)
+        flat = _center_pad(y.reshape(-1, y.shape[-1]), frame_length // 2, pad_mode)
         y = flat.reshape(y.shape[:-1] + (flat.shape[-1],))
     power = _frame_sums(y * y, frame_length, hop_length) / frame_length
     return torch.sqrt(power), frame_lengths

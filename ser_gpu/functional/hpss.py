@@ -24,7 +24,7 @@ from .._validation import (
     valid_audio,
 )
 from ..errors import ParameterError
-from .lengths import num_frames, padding_mask
+from .lengths import num_frames, pad_per_example, padding_mask
 from .median import DEFAULT_CHUNK_SIZE, _check_chunk_size, _median_freq, _median_time, median_filter
 from .spectrum import _frame_args, _istft, _stft, _valid_complex_or_real_spectrogram, istft
 
@@ -230,30 +230,6 @@ def _apply_mask(S: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 # waveform HPSS
 
 
-def _pad_per_example(y: torch.Tensor, lengths: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
-    """Centre-pad each example of ``(B, N)`` by ``pad`` at both ends of its own valid part.
-
-    Positions beyond an example's end are filled by ``mode`` relative to that example's length, as
-    ``np.pad`` on the unpadded example would; the result has ``N + 2 * pad`` columns.
-    """
-    B, N = y.shape
-    pos = torch.arange(-pad, N + pad, device=y.device).unsqueeze(0)  # (1, N + 2 pad)
-    n = lengths.reshape(-1, 1)
-    if mode == "edge":
-        idx = pos.clamp(min=0)
-        idx = torch.minimum(idx, n - 1)
-    else:  # numpy 'reflect' (the edge sample is not repeated), periodic for long pads
-        period = torch.clamp(2 * (n - 1), min=1)
-        j = torch.remainder(pos, period)
-        idx = torch.where(j < n, j, period - j)
-        idx = torch.where(n == 1, 0, idx)
-    out = torch.gather(y, 1, idx.expand(B, -1))
-    inside = (pos >= 0) & (pos < n)
-    # beyond the example's padded end nothing valid is read; keep it finite and zero
-    beyond = pos >= n + pad
-    return torch.where(inside | ~beyond, out, 0.0)
-
-
 def _waveform_stft(y, lengths, *, n_fft, hop_length, win_length, window, center, pad_mode):
     """STFT of a (possibly padded) batch; returns ``(D, frame_lengths)``."""
     if lengths is None and (pad_mode == "constant" or not center):
@@ -264,7 +240,7 @@ def _waveform_stft(y, lengths, *, n_fft, hop_length, win_length, window, center,
          else torch.full((flat.shape[0],), flat.shape[-1], dtype=torch.int64, device=y.device))
     flat = flat.masked_fill(padding_mask(n, flat.shape[-1]), 0.0)
     if center and pad_mode != "constant":
-        flat = _pad_per_example(flat, n, n_fft // 2, pad_mode)
+        flat = pad_per_example(flat, n, n_fft // 2, pad_mode)
         D = _stft(flat, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
                   center=False, pad_mode="constant")
     else:

@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ["valid_mask", "padding_mask", "num_frames", "frame_mask", "zero_padding", "mask_frames"]
+__all__ = ["valid_mask", "padding_mask", "num_frames", "frame_mask", "zero_padding", "mask_frames", "pad_per_example"]
 
 
 def valid_mask(lengths: torch.Tensor, size: int, *, device=None) -> torch.Tensor:
@@ -65,3 +65,31 @@ def mask_frames(x: torch.Tensor, frame_lengths: Optional[torch.Tensor], value: f
     if frame_lengths is None:
         return x
     return x.masked_fill(padding_mask(frame_lengths, x.shape[-1]).unsqueeze(-2), value)
+
+
+def pad_per_example(y: torch.Tensor, lengths: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
+    """Centre-pad each example of ``(B, N)`` by ``pad`` at both ends of its own valid part.
+
+    Positions beyond an example's end are filled by ``mode`` (``'edge'``, ``'reflect'`` or ``'wrap'``)
+    relative to that example's length, as ``np.pad`` on the unpadded example would, whatever ``pad`` is
+    (torch's reflect and circular padding refuse a pad as long as the signal); the result has
+    ``N + 2 * pad`` columns.
+    """
+    B, N = y.shape
+    pos = torch.arange(-pad, N + pad, device=y.device).unsqueeze(0)  # (1, N + 2 pad)
+    n = lengths.reshape(-1, 1)
+    if mode == "edge":
+        idx = pos.clamp(min=0)
+        idx = torch.minimum(idx, n - 1)
+    elif mode == "wrap":
+        idx = torch.remainder(pos, n)
+    else:  # numpy 'reflect' (the edge sample is not repeated), periodic for long pads
+        period = torch.clamp(2 * (n - 1), min=1)
+        j = torch.remainder(pos, period)
+        idx = torch.where(j < n, j, period - j)
+        idx = torch.where(n == 1, 0, idx)
+    out = torch.gather(y, 1, idx.expand(B, -1))
+    inside = (pos >= 0) & (pos < n)
+    # beyond the example's padded end nothing valid is read; keep it finite and zero
+    beyond = pos >= n + pad
+    return torch.where(inside | ~beyond, out, 0.0)

@@ -29,7 +29,7 @@ from .._validation import (
 )
 from ..errors import ParameterError
 from .._transfer import CONSTANTS, to_device
-from .lengths import frame_mask, mask_frames, num_frames, padding_mask, valid_mask, zero_padding
+from .lengths import frame_mask, mask_frames, num_frames, pad_per_example, padding_mask, valid_mask, zero_padding
 
 __all__ = [
     "get_window",
@@ -124,12 +124,7 @@ def _stft(
     flat = y.reshape(-1, y.shape[-1])
     win = _kernel_window(window, win_length, device=y.device, dtype=y.dtype)
     if center:
-        pad = n_fft // 2
-        mode = _TORCH_PAD_MODES[pad_mode]
-        if mode == "constant":
-            flat = torch.nn.functional.pad(flat, (pad, pad))
-        else:
-            flat = torch.nn.functional.pad(flat.unsqueeze(1), (pad, pad), mode=mode).squeeze(1)
+        flat = _center_pad(flat, n_fft // 2, pad_mode)
     elif flat.shape[-1] < n_fft:
         raise ParameterError(
             f"n_fft={n_fft} is too large for uncentered analysis of a signal of length {flat.shape[-1]}"
@@ -146,6 +141,19 @@ def _stft(
     if out_dtype is not None:
         D = D.to(out_dtype)
     return D.reshape(batch_shape + D.shape[-2:])
+
+
+def _center_pad(flat: torch.Tensor, pad: int, pad_mode: str) -> torch.Tensor:
+    """``np.pad(y, pad, mode=pad_mode)`` of each row of ``flat`` ``(B, N)``, as librosa centres its frames:
+    torch's own padding, except a reflect or wrap pad as long as the signal, which torch refuses and numpy
+    takes periodically (a clip shorter than half a frame)."""
+    mode = _TORCH_PAD_MODES[pad_mode]
+    if mode == "constant":
+        return torch.nn.functional.pad(flat, (pad, pad))
+    if mode in ("reflect", "circular") and pad >= flat.shape[-1]:
+        n = torch.full((flat.shape[0],), flat.shape[-1], dtype=torch.int64, device=flat.device)
+        return pad_per_example(flat, n, pad, pad_mode)
+    return torch.nn.functional.pad(flat.unsqueeze(1), (pad, pad), mode=mode).squeeze(1)
 
 
 def _frame_args(n_fft, hop_length, win_length, window):

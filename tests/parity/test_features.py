@@ -7,6 +7,7 @@ the float64 signal; our float32 result is computed from the float32 signal.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import librosa
 import numpy as np
@@ -64,6 +65,23 @@ def test_stft(name, device, dtype):
     assert D.shape == ref.shape
     err = np.abs(D.cpu().to(torch.complex128).numpy() - ref).max() / np.abs(ref).max()
     assert err <= STFT_TOL[dtype], err
+
+
+@pytest.mark.parametrize("pad_mode", ["reflect", "edge"])
+@pytest.mark.parametrize("n", [1, 2, 500, 1023, 1024, 1025, 3001])
+def test_stft_and_rms_pad_modes_on_clips_shorter_than_half_a_frame(n, pad_mode, device, dtype):
+    """Centring pads n_fft // 2 = 1024 samples at each end; numpy reflects periodically when the clip is shorter,
+    torch's reflect padding refused it ("Padding size should be less than the corresponding input dimension")."""
+    x = np.random.default_rng(n).standard_normal(n)
+    y = torch.from_numpy(x).to(device=device, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # librosa: n_fft=2048 is too large for input signal
+        ref = librosa.stft(x, pad_mode=pad_mode)
+        ref_rms = librosa.feature.rms(y=x, pad_mode=pad_mode)
+    D = F.stft(y, pad_mode=pad_mode)
+    assert D.shape == ref.shape
+    assert np.abs(D.cpu().to(torch.complex128).numpy() - ref).max() / np.abs(ref).max() <= STFT_TOL[dtype]
+    assert rel_err(F.rms(y, pad_mode=pad_mode), ref_rms) <= STFT_TOL[dtype]
 
 
 @pytest.mark.parametrize("name", SIGNAL_NAMES)
