@@ -44,10 +44,10 @@ def _check_tensor(x, name: str, *, min_ndim: int) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise ParameterError(f"{name} must be a torch.Tensor, got {type(x).__name__}: {_describe(x)}")
     if x.is_complex() or x.dtype not in _FLOAT_DTYPES:
-        raise ParameterError(
-            f"{name} must have dtype torch.float32 or torch.float64, got {x.dtype} "
-            f"(convert integer PCM with y.float() / 32768 or similar)"
-        )
+        # the hint for audio read as integer PCM; a complex spectrogram wants .abs() instead
+        hint = (" (a complex STFT: pass its magnitude, .abs())" if x.is_complex() else
+                " (convert integer PCM with y.float() / 32768 or similar)" if not x.is_floating_point() else "")
+        raise ParameterError(f"{name} must have dtype torch.float32 or torch.float64, got {x.dtype}{hint}")
     if x.ndim < min_ndim:
         raise ParameterError(
             f"{name} must have at least {min_ndim} dimension(s), got shape {tuple(x.shape)}"

@@ -238,6 +238,17 @@ def test_feature_extractor_one_clip_takes_one_length():
     assert one.shape[0] == 1 and torch.equal(one, extractor(Y[:3000]).features)
 
 
+def test_dtype_hints_and_delta_names_its_argument():
+    """The dtype error suggested converting integer PCM for a complex spectrogram too; delta's errors named S."""
+    with pytest.raises(ParameterError, match=r"S must have dtype .* got torch.complex64 \(a complex STFT: pass its "
+                                             r"magnitude, .abs\(\)\)$"):
+        F.spectral_centroid(S=torch.ones(5, 5, dtype=torch.complex64))
+    with pytest.raises(ParameterError, match=r"got torch.int16 \(convert integer PCM"):
+        F.mfcc(torch.ones(100, dtype=torch.int16))
+    with pytest.raises(ParameterError, match=r"data must have at least 2 dimension\(s\), got shape \(20,\)"):
+        F.delta(torch.ones(20))
+
+
 def test_feature_specific_arguments():
     with pytest.raises(ParameterError, match="n_mfcc must be a positive integer, got 0"):
         F.mfcc(Y, n_mfcc=0)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import (check_in_range, check_length_kind, check_lengths, check_nonnegative, check_positive,
-                           check_positive_int, valid_audio)
+from .._validation import (check_frame_lengths, check_in_range, check_length_kind, check_lengths, check_nonnegative,
+                           check_positive, check_positive_int, valid_audio, valid_spectrogram)
 from ..errors import ParameterError
 from .._transfer import CONSTANTS, to_device
 from . import filters
@@ -360,7 +360,8 @@ def delta(
         raise ParameterError(f"axis must be -1 (the frame axis), got {axis!r}")
     if mode != "interp":
         raise ParameterError(f"mode must be 'interp' (librosa's default), got {mode!r}")
-    data, _, frame_lengths_checked = spectrogram(S=data, frame_lengths=frame_lengths)
+    data = valid_spectrogram(data, name="data")  # errors name the argument: data, not S
+    frame_lengths_checked = check_frame_lengths(frame_lengths, data)
     return _result(_delta(data, width, order, frame_lengths_checked), frame_lengths_checked, frame_lengths)
 
 
