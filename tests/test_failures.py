@@ -221,9 +221,10 @@ def test_chroma_stft_unknown_keywords_and_zcr_threshold_are_named():
     with pytest.raises(ParameterError, match=r"unexpected keyword argument\(s\) \['foo'\] for chroma_stft; its "
                                              r"filter bank takes \['base_c', 'ctroct', 'octwidth'\]"):
         F.chroma_stft(Y, foo=1)
-    for bad in ("a", -1.0, float("nan")):
-        with pytest.raises(ParameterError, match="threshold must be a non-negative"):
+    for bad in ("a", float("nan")):
+        with pytest.raises(ParameterError, match="threshold must be a finite"):
             F.zero_crossing_rate(Y, threshold=bad)
+    F.zero_crossing_rate(Y, threshold=-1.0)  # librosa takes a negative one too
 
 
 def test_feature_extractor_one_clip_takes_one_length():

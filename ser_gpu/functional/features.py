@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import (check_frame_lengths, check_in_range, check_length_kind, check_lengths, check_nonnegative,
-                           check_positive, check_positive_int, valid_audio, valid_spectrogram)
+                           check_positive, check_positive_int, check_real, valid_audio, valid_spectrogram)
 from ..errors import ParameterError
 from .._transfer import CONSTANTS, to_device
 from . import filters
@@ -170,7 +170,7 @@ def zero_crossing_rate(
     frame_length = check_positive_int(frame_length, "frame_length")
     hop_length = check_positive_int(hop_length, "hop_length")
     lengths = check_lengths(lengths, y)
-    threshold = check_nonnegative(threshold, "threshold")  # a str or a negative number got into the comparison
+    threshold = check_real(threshold, "threshold")  # a str got into the comparison (librosa takes any number)
     if not center and y.shape[-1] < frame_length:
         raise ParameterError(f"frame_length={frame_length} is longer than the signal of {y.shape[-1]} samples")
     rate, frame_lengths = _zero_crossing_rate(y, frame_length=frame_length, hop_length=hop_length, center=center,

@@ -137,7 +137,8 @@ def _softmask_differentiable(X, X_ref, power: float, split_zeros: bool) -> torch
     Z = Z.masked_fill(bad, 1.0)
     mask, ref = X / Z, X_ref / Z
     mask, ref = (mask * mask, ref * ref) if power == 2.0 else (mask**power, ref**power)
-    return (mask / (ref + mask)).masked_fill(bad, 0.5 if split_zeros else 0.0)
+    # where both are (near) zero the sum is 0: its 0/0 would reach the gradient through the fill below
+    return (mask / (ref + mask).masked_fill(bad, 1.0)).masked_fill(bad, 0.5 if split_zeros else 0.0)
 
 
 def _hpss_masks(mag, *, kernels, margins, power, frame_lengths, chunk_size, want=(True, True)):
@@ -166,8 +167,13 @@ def _zero_padded_frames_(x: torch.Tensor, frame_lengths: Optional[torch.Tensor])
 
 def _magnitude_of(D: torch.Tensor) -> torch.Tensor:
     """``|D|`` of a complex tensor as ``hypot(re, im)``: ``D.abs()`` to within an ulp (identical in
-    complex64) at about twice the speed on CPU."""
-    return torch.hypot(D.real, D.imag)
+    complex64) at about twice the speed on CPU. Followed by autograd, the same values with ``abs``'s
+    gradient (``hypot``'s is 0/0 = NaN at a zero bin: digital silence)."""
+    m = torch.hypot(D.real, D.imag)
+    if torch.is_grad_enabled() and D.requires_grad:
+        a = D.abs()
+        return a + (m - a).detach()  # m and a are an ulp apart at most: the sum is m exactly
+    return m
 
 
 def hpss(

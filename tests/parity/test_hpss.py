@@ -290,7 +290,14 @@ def test_hpss_follows_autograd_with_the_same_values(device, dtype):
         for split in (False, True):
             plain = H._softmask(X, R, power, split)
             assert torch.equal(H._softmask_differentiable(X, R, power, split), plain)
-    y = _to(SIGNALS["speech_like"][:6000], device, dtype)
+    both_zero = (X == 0) & (R == 0)
+    assert both_zero.any()
+    Xg, Rg = X.clone().requires_grad_(True), R.clone().requires_grad_(True)
+    H._softmask_differentiable(Xg, Rg, 2.0, False).sum().backward()  # 0/0 where both are zero
+    assert torch.isfinite(Xg.grad).all() and torch.isfinite(Rg.grad).all()
+    y = _to(SIGNALS["speech_like"], device, dtype)  # 1.2 s
+    y[4000:22000] = 0  # 35 frames of digital silence (more than the median's 31) between sounds: 0/0 in the
+    # gradients of hypot and of the soft mask
     for fn in (H.harmonic, H.percussive):
         yg = y.clone().requires_grad_(True)
         out = fn(yg)
