@@ -10,8 +10,10 @@ Callers promise checked arguments: waveforms ``(..., time)`` and spectrograms ``
 frames)`` in float32/float64 (complex64/complex128), ``lengths``/``frame_lengths`` int64 on the
 data's device and within range, settings that the public function would accept. Nothing here
 raises ``ParameterError`` for a bad value (a bad value gives a wrong result or a torch error), with
-one exception: ``cqt`` refuses a clip shorter than the decimation it runs before its first octave,
-which only settings with few, high bins need (not the extractor's, which never meets that check).
+two exceptions: ``cqt`` refuses a clip shorter than the decimation it runs before its first octave,
+which only settings with few, high bins need (not the extractor's, which never meets that check), and
+``contrast_bands`` (the band plan, no tensor work) refuses an ``n_fft`` that leaves a band empty, which
+``FeatureConfig`` calls to check its settings.
 Each name equals the public function of the same name (or the one named beside it) on checked
 arguments.
 """
@@ -29,6 +31,7 @@ from .constantq import _tonnetz_from_chroma as tonnetz_from_chroma  # tonnetz(ch
 from .effects import _pitch_shift as pitch_shift
 from .effects import _time_stretch as time_stretch
 from .effects import _trim as trim
+from .features import _contrast_bands as contrast_bands  # spectral_contrast's octave bands (refuses an empty one)
 from .features import _delta as delta
 from .features import _deltas as deltas  # delta of several orders, the frames gathered once
 from .features import _rms_waveform as rms_waveform  # rms(y=...)
@@ -43,10 +46,11 @@ from .spectrum import _check_stft_args as check_stft_args  # the framing-argumen
 from .spectrum import _magnitude as magnitude  # |D| ** power
 from .spectrum import _power_to_db as power_to_db
 from .spectrum import _stft as stft
+from .util import _normalize as normalize
 
 __all__ = [
     "check_generator", "rand", "shift", "mask_along_axis", "C1", "chroma_from_cqt", "cqt", "tonnetz_from_chroma",
     "pitch_shift", "time_stretch", "trim", "delta", "deltas", "rms_waveform", "spectral_centroid", "spectral_contrast",
     "spectral_rolloff", "zero_crossing_rate", "DEFAULT_CHUNK_SIZE", "hpss_from_stft", "estimate_tuning",
-    "check_stft_args", "magnitude", "power_to_db", "stft",
+    "check_stft_args", "magnitude", "power_to_db", "stft", "contrast_bands", "normalize",
 ]

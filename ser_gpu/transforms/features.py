@@ -15,11 +15,9 @@ from .._validation import (check_bool, check_lengths, check_nonnegative, check_p
 from ..errors import ParameterError
 from ..functional import filters, unchecked
 from ..functional.constantq import tonnetz
-from ..functional.features import _contrast_bands
 from ..functional.hpss import harmonic
 from ..functional.lengths import num_frames, padding_mask, valid_mask, zero_padding
 from ..functional.spectrum import fft_frequencies
-from ..functional.util import _normalize
 from .row_stats import standardize_clips
 
 __all__ = ["FEATURE_ROWS", "FeatureConfig", "FeatureBatch", "FeatureExtractor"]
@@ -97,7 +95,7 @@ class FeatureConfig:
                 f"frequency sr / 2; use sr > {2 * _CONTRAST_TOP_EDGE:g} (e.g. ser_gpu.io.load(path, sr=22050) "
                 f"resamples a file)")
         check_positive_int(self.n_fft, "n_fft")
-        _contrast_bands(float(self.sr), self.n_fft, 200.0, 6, 0.02)  # an n_fft too small for them: an error now
+        unchecked.contrast_bands(float(self.sr), self.n_fft, 200.0, 6, 0.02)  # an n_fft too small for them: an error
         check_positive_int(self.hop_length, "hop_length")
         check_nonnegative(self.top_db, "top_db")
         if self.max_frames is not None:
@@ -242,7 +240,7 @@ class FeatureExtractor(nn.Module):
         tuning = unchecked.estimate_tuning(power, sr=c.sr, n_fft=2048 if F == 1025 else 2 * (F - 1),
                                            frame_lengths=fl, bins_per_octave=12, fmax=min(4000.0, c.sr / 2))
         chroma_fb = filters.chroma(sr=c.sr, n_fft=n_fft, tuning=tuning, device=y.device, dtype=dtype)
-        rows["chroma"] = _normalize(torch.matmul(chroma_fb, power), norm=math.inf, axis=-2)
+        rows["chroma"] = unchecked.normalize(torch.matmul(chroma_fb, power), norm=math.inf, axis=-2)
         del power
         rows["tonnetz"] = self._tonnetz(y_harm, lengths, fl) if c.tonnetz else y.new_zeros((B, 6, n_frames))
         out = torch.cat([rows[name] for name in _ROW_SLICES], dim=1)  # _ROW_SLICES is in FEATURE_ROWS order
