@@ -31,6 +31,7 @@ import codecs
 import functools
 import io
 import os
+import re
 import stat
 import sys
 import warnings
@@ -41,7 +42,8 @@ from .errors import ParameterError
 
 __all__ = ["AUDIO_EXTENSIONS", "VIDEO_EXTENSIONS", "CACHE_DIR_HELP", "NoMatchingFiles", "resolve_device",
            "has_extension", "is_audio", "is_video", "is_media", "find_files", "find_files_with_origin",
-           "check_output_file", "check_output_dir", "missing_dirs", "remove_empty_dirs", "readable", "run_main"]
+           "check_output_file", "check_output_dir", "missing_dirs", "remove_empty_dirs", "readable", "run_main",
+           "option_error"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -136,6 +138,21 @@ def _show_warning(default, message, category, filename, lineno, file=None, line=
             pass
         return
     default(message, category, filename, lineno, file, line)
+
+
+def option_error(exc: BaseException, parser) -> str:
+    """``exc``'s message as a command prints it after ``error: ``: where it opens with the Python name of one of
+    ``parser``'s options (``batch_size must be a positive integer, got 0``, from the library the command calls),
+    that option's flag first (``--batch-size: batch_size must ...``), so the user sees what to change."""
+    message = str(exc)
+    found = re.match(r"[A-Za-z_]\w*", message)
+    if found:
+        word = found.group(0)
+        for action in parser._actions:
+            if action.dest == word and action.option_strings and message[len(word):len(word) + 1] in (" ", "="):
+                flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+                return f"{flag}: {message}"
+    return message
 
 
 class NoMatchingFiles(ParameterError):

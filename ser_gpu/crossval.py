@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from ._atomic import atomic_write, save_json
-from ._cli import check_output_dir, refuse_held, run_main
+from ._cli import check_output_dir, option_error, refuse_held, run_main
 from .errors import AudioLoadError, CheckpointError, ParameterError, TrainingDiverged
 
 if TYPE_CHECKING:
@@ -612,7 +612,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {exc}".replace("\n", " "), file=sys.stderr)
         return 3
     except (ParameterError, AudioLoadError, CheckpointError) as exc:
-        print(f"error: {exc}".replace("\n", " "), file=sys.stderr)
+        print(f"error: {option_error(exc, parser)}".replace("\n", " "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished folds keep their results; continue with --resume", file=sys.stderr)

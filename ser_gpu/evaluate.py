@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ._atomic import atomic_write, save_json
-from ._cli import CACHE_DIR_HELP, check_output_dir, refuse_held, resolve_device, run_main
+from ._cli import CACHE_DIR_HELP, check_output_dir, option_error, refuse_held, resolve_device, run_main
 from ._validation import _real, check_nonnegative_int, check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
 from .functional.augment import add_noise_snr
@@ -289,14 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     import json
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         metrics = evaluate_model(args.checkpoint, args.data_dirs, out=args.out, device=args.device,
                                  batch_size=args.batch_size, cache_dir=args.cache_dir, progress=not args.quiet,
                                  overwrite=args.overwrite, corpus=args.corpus, snr_db=args.snr,
                                  noise_seed=args.noise_seed)
     except (ParameterError, AudioLoadError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {option_error(exc, parser)}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, indent=2) if args.json else format_report(metrics))
     return 0

@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from ._atomic import save_json, save_npy
-from ._cli import AUDIO_EXTENSIONS, check_output_dir, find_files, resolve_device, run_main
+from ._cli import AUDIO_EXTENSIONS, check_output_dir, find_files, option_error, resolve_device, run_main
 from ._validation import check_positive_int
 from .errors import AudioLoadError, ParameterError
 from .transforms.features import FEATURE_ROWS, FeatureConfig, FeatureExtractor
@@ -353,7 +353,7 @@ def _run(args) -> int:
                                 overwrite=args.overwrite, tonnetz=not args.no_tonnetz,
                                 progress=not args.quiet)
     except ParameterError as exc:
-        print(f"error: {exc}{_out_hint(args, exc)}", file=sys.stderr)
+        print(f"error: {option_error(exc, build_parser())}{_out_hint(args, exc)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from ._atomic import atomic_write
-from ._cli import check_output_file, find_files, is_media, readable, resolve_device, run_main
+from ._cli import check_output_file, find_files, is_media, option_error, readable, resolve_device, run_main
 from ._validation import check_positive, check_positive_int
 from .errors import AudioLoadError, CheckpointError, ParameterError
 from .transforms.features import FeatureExtractor
@@ -379,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         if args.plot:  # before the work, not after it
             check_output_file(args.plot, argument="--plot", overwrite=args.overwrite, suffix=".png")
@@ -390,7 +391,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"warning: {args.checkpoint[0]}: {predictor.card[key]}", file=sys.stderr)
         results = predictor.predict(find_media(args.inputs), top_k=args.top_k, progress=not args.quiet)
     except (ParameterError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {option_error(exc, parser)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(results, indent=2))

@@ -53,7 +53,8 @@ from tqdm import tqdm
 
 from . import distributed as _distributed
 from ._atomic import atomic_write, save_json
-from ._cli import CACHE_DIR_HELP, check_output_dir, missing_dirs, refuse_held, remove_empty_dirs, resolve_device, run_main
+from ._cli import (CACHE_DIR_HELP, check_output_dir, missing_dirs, option_error, refuse_held, remove_empty_dirs,
+                   resolve_device, run_main)
 from ._validation import (check_in_range, check_nonnegative, check_positive, check_positive_int, check_probability,
                           config_from_dict, config_to_dict)
 from ._lock import RunLock
@@ -1780,7 +1781,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 3
     except (ParameterError, AudioLoadError, CheckpointError) as exc:
         if main_rank:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {option_error(exc, parser)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if main_rank:

@@ -216,6 +216,31 @@ def test_run_main_prints_the_commands_own_warnings_as_warning_lines(capsys, monk
     assert warnings.showwarning is before
 
 
+def test_errors_about_an_option_name_its_flag(tmp_path, capsys):
+    """The library names its parameters (batch_size, n_folds): a command's error puts the flag the user typed
+    first, where the message opens with the name of one of its options, and leaves other messages alone."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--folds", dest="n_folds", type=int)
+    parser.add_argument("-o", "--out")
+    parser.add_argument("paths", nargs="*")
+    for message, shown in [
+        ("batch_size must be a positive integer, got 0", "--batch-size: batch_size must be a positive integer, got 0"),
+        ("n_folds=2 is too few", "--folds: n_folds=2 is too few"),
+        ("out directory 'x' holds a run", "--out: out directory 'x' holds a run"),
+        ("paths must not be empty", "paths must not be empty"),  # a positional: no flag to name
+        ("batch_sizes differ", "batch_sizes differ"), ("data directory 'd' does not exist", "data directory 'd' "
+                                                                                           "does not exist"),
+    ]:
+        assert _cli.option_error(ParameterError(message), parser) == shown
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(4000, dtype=np.float32), 16000)
+    assert features.main([str(wav), "--out", str(tmp_path / "o"), "--batch-size", "0", "--quiet"]) == 2
+    assert capsys.readouterr().err == "error: --batch-size: batch_size must be a positive integer, got 0\n"
+
+
 @pytest.mark.parametrize("module", ["ser_gpu.__main__", "ser_gpu.train", "ser_gpu.crossval", "ser_gpu.evaluate",
                                     "ser_gpu.predict", "ser_gpu.features", "ser_gpu.video"])
 def test_every_command_runs_through_run_main(module):
