@@ -241,6 +241,9 @@ class TrainConfig:
         if self.n_folds is not None and (self.n_folds < 2 or self.fold >= self.n_folds):
             raise ParameterError(f"n_folds must be >= 2 and fold in [0, n_folds), got n_folds={self.n_folds!r}, "
                                  f"fold={self.fold!r}")
+        if self.n_folds is not None and self.split != "actor":  # here, before the corpus is read
+            raise ParameterError(f"n_folds applies to split='actor' only, got n_folds={self.n_folds!r} with "
+                                 f"split={self.split!r} (on the command line: --folds needs --split actor)")
         if self.val_fold is not None and (self.split != "actor" or self.n_folds is None
                                           or isinstance(self.val_fold, bool) or not isinstance(self.val_fold, int)
                                           or not 0 <= self.val_fold < self.n_folds or self.val_fold == self.fold):

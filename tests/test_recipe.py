@@ -121,6 +121,9 @@ def test_configs_written_before_the_statistics_head_read_without_it():
     (dict(augment_copies=True), "augment_copies must be a positive integer, got True"),
     (dict(augment_copies=2, augment=False), "augment_copies=2 needs waveform augmentation, but augment is False"),
     (dict(val_fold=1), r"val_fold must be None or, with split='actor' and n_folds, .* got val_fold=1 \(split='random'"),
+    # refused when the settings are made, not after reading the corpus
+    (dict(n_folds=3), r"n_folds applies to split='actor' only, got n_folds=3 with split='random' \(on the command "
+                      r"line: --folds needs --split actor\)"),
     (dict(split="actor", val_fold=1), r"got val_fold=1 \(split='actor', n_folds=None"),
     (dict(split="actor", n_folds=4, fold=2, val_fold=2), r"other than fold; got val_fold=2 .*fold=2\)"),
     (dict(split="actor", n_folds=4, val_fold=4), r"got val_fold=4 \(split='actor', n_folds=4, fold=0\)"),
