@@ -61,7 +61,10 @@ _OUTPUTS = ("crossval.json", "folds.txt", "confusion.json", "confusion.png", CON
 _METRICS = ("uar", "accuracy", "weighted_f1")
 # TrainConfig fields crossval sets itself, or that do not change what is trained
 _OWN = ("data_dirs", "out", "split", "n_folds", "fold", "val_fold", "seed", "split_seed", "epochs")
-_MAY_CHANGE = ("device", "progress", "cache_dir")
+# the stored keys that are cross_validate's own arguments, not training settings
+_NOT_SETTINGS = ("data_dirs", "n_folds", "epochs", "ensemble", "rotate_validation")
+# how a run executes, not what it computes (train --resume lets the same ones change)
+_MAY_CHANGE = ("device", "progress", "cache_dir", "prefetch", "compile_model")
 
 
 def speaker_of(clip):
@@ -294,10 +297,7 @@ def _fold_run(d: Path, epochs: int, *, resume: bool, overwrite: bool, data_dirs,
         result = None  # finished fewer epochs than now asked: train on from last.pt
     if result is not None:
         return result, None
-    if overwrite:  # the previous run's results must not outlive it if this one is interrupted
-        for name in ("result.json", "test_probabilities.json"):
-            (d / name).unlink(missing_ok=True)
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()  # with overwrite, cross_validate removed the replaced run's results and last.pt
     if resume and (d / "last.pt").exists():
         train_model(epochs, data_dirs=None, out=str(d), resume=True, progress=progress,
                     **{k: settings[k] for k in _MAY_CHANGE if k in settings})
@@ -359,7 +359,7 @@ def ensemble_test(run_dirs: Sequence[Path]) -> dict:
 def cross_validate(
     data_dirs: Sequence[str],
     *,
-    n_folds: int = 6,
+    n_folds: Optional[int] = None,
     seeds: Sequence[int] = (0,),
     only_folds: Optional[Sequence[int]] = None,
     out: str = "runs/cv",
@@ -375,7 +375,8 @@ def cross_validate(
 
     Args:
         data_dirs: RAVDESS-named corpora (as :func:`ser_gpu.train.train_model`).
-        n_folds: number of actor folds (>= 3, at most the number of actors).
+        n_folds: number of actor folds (>= 3, at most the number of actors); None (default): the stored
+            run's with ``resume``, else 6.
         seeds: one run per fold per seed; the seed sets both the actor folds (the actor shuffle) and
             the training's randomness, so several seeds are repeated cross-validations.
         only_folds: train and summarise only these folds (None: all); the summary then says it is
@@ -400,8 +401,12 @@ def cross_validate(
             ``resume``, else :data:`ser_gpu.train.DEFAULT_RECIPE`).
         resume: skip finished folds, resume interrupted ones from their ``last.pt``; ``epochs``
             may be raised (the folds train on), an ``ensemble`` above 1 raised (the members trained are
-            kept, the new ones train), the other settings must be the stored ones.
-        overwrite: retrain every requested fold, replacing runs already there.
+            kept, the new ones train), the other settings must be the stored ones; a setting not given
+            is the stored one.
+        overwrite: retrain every requested fold, replacing runs already there; every fold run in ``out``
+            (of any seed, fold or member, requested or not) loses its results and ``last.pt`` at once, so
+            that a later ``resume`` retrains it instead of counting or continuing a run of the replaced
+            settings.
         progress: a bar over the fold runs (and train's own bar over epochs).
         **settings: any other :class:`ser_gpu.train.TrainConfig` setting (``lr``, ``batch_size``,
             ``device``, ``augment``, ...) except those cross-validation sets (``split``,
@@ -426,6 +431,14 @@ def cross_validate(
     out = Path(out)
     check_output_dir(out, argument="out")
     stored = _read_stored(out) if resume else None
+    if stored is not None:  # not named: a resumed run keeps its own, as train --resume does
+        if n_folds is None:
+            n_folds = stored.get("n_folds")
+        for name, value in stored.items():
+            if name not in _NOT_SETTINGS + _MAY_CHANGE and settings.get(name) is None:
+                settings[name] = value
+    if n_folds is None:
+        n_folds = 6
     if ensemble is None:  # not named: a resumed run keeps its own
         ensemble = stored["ensemble"] if stored is not None else 1
     if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
@@ -469,6 +482,12 @@ def cross_validate(
     elif not overwrite:
         held = [n for n in _OUTPUTS if (out / n).exists()] + [str(p.relative_to(out)) for p in _existing_folds(out)]
         refuse_held(out, held, what="a cross-validation", remedy="pass --resume to continue it or --overwrite to retrain it")
+    else:  # every run of the replaced settings, reached by this call or not (--only-folds, an interruption, members
+        # beyond a smaller ensemble): a later --resume must retrain it, never count or continue it
+        for d in _existing_folds(out):
+            for run in (d, *sorted(d.glob("member_*"))):
+                for name in ("result.json", "test_probabilities.json", "last.pt"):
+                    (run / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     save_json(out / CONFIG_NAME, wanted)
 
@@ -551,7 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="Every other option is python -m ser_gpu.train's, passed to each fold.")
     p.add_argument("--data-dir", action="append", dest="data_dirs", default=[], metavar="DIR",
                    help="RAVDESS-named corpus, searched recursively; repeat for several (required)")
-    p.add_argument("--folds", type=int, default=6, dest="n_folds", help="actor folds (default: %(default)s)")
+    p.add_argument("--folds", type=int, default=None, dest="n_folds",
+                   help="actor folds (default: 6, or the stored run's with --resume)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one CV per seed (default: 0)")
     p.add_argument("--only-folds", type=int, nargs="+", default=None, metavar="I",
                    help="train and summarise only these folds (a partial CV; default: all)")

@@ -152,6 +152,47 @@ def test_resume_refuses_other_settings_and_a_second_run_needs_resume_or_overwrit
     assert "lr: the run has" in err and "\n" not in err
 
 
+def test_resume_takes_the_stored_settings_of_options_not_given(corpus, cache, cv, tmp_path, capsys):
+    """--resume refused every option the first run named and the resume left out ("batch_size: the run has 8,
+    given None ... Drop those options"), and --folds fell back to 6; now what is not given is the stored
+    run's, as train --resume does. What is given and differs is still refused; --no-prefetch may change."""
+    import shutil
+
+    out = tmp_path / "cv"
+    shutil.copytree(cv[0], out)  # the module's run stays as it is
+    before = json.loads((out / "crossval.json").read_text())
+    assert main(["--data-dir", str(corpus), "--out", str(out), "--cache-dir", cache, "--quiet", "--resume",
+                 "--seeds", "0", "1"]) == 0, capsys.readouterr().err
+    after = json.loads((out / "crossval.json").read_text())
+    assert after["settings"] == before["settings"] and after["summary"] == before["summary"]
+    assert all(f["wall_seconds"] is None for f in after["folds"])  # every fold finished: none retrained
+    assert main(["--data-dir", str(corpus), "--out", str(out), "--cache-dir", cache, "--quiet", "--resume",
+                 "--no-prefetch"]) == 0, capsys.readouterr().err  # how it runs, not what it computes
+    assert main(["--data-dir", str(corpus), "--out", str(out), "--cache-dir", cache, "--quiet", "--resume",
+                 "--folds", "4"]) == 2
+    assert "n_folds: the run has 3, given 4" in capsys.readouterr().err
+
+
+def test_overwrite_leaves_no_run_of_the_replaced_settings_for_resume_to_count(corpus, cache, tmp_path):
+    """--overwrite cleared a fold's old results only when it reached that fold: folds outside --only-folds (or
+    not reached before an interruption) kept their result.json and last.pt, and a later --resume counted them as
+    finished runs of the new settings. Now every run's results and last.pt go at once; --resume retrains them."""
+    from ser_gpu.checkpoint import load_checkpoint
+
+    out = tmp_path / "cv"
+    cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, **CV)
+    new = dict(CV, lr=5e-3)
+    cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], only_folds=[0], out=str(out), cache_dir=cache,
+                   overwrite=True, **new)
+    for i in (1, 2):  # not reached by the overwriting call: nothing left to count or continue
+        assert not (fold_dir(out, 0, i) / "result.json").exists() and not (fold_dir(out, 0, i) / "last.pt").exists()
+    report = cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, resume=True,
+                            **new)
+    assert [f["wall_seconds"] is None for f in report["folds"]] == [True, False, False]  # 1 and 2 retrained
+    for i in range(N_FOLDS):
+        assert load_checkpoint(fold_dir(out, 0, i) / "last.pt")["train_config"]["lr"] == 5e-3
+
+
 def test_a_recipe_not_named_is_the_default_for_a_new_run_and_the_stored_one_on_resume(corpus, cache, tmp_path):
     """A new cross-validation stores the default recipe (clip); --resume without --recipe continues the
     stored one, and a stored config without a recipe (written while only named recipes were stored and
