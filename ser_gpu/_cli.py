@@ -178,9 +178,16 @@ def resolve_device(device: str):
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ParameterError(f"device {device!r} was asked for but torch sees no CUDA device")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except RuntimeError as exc:
         raise ParameterError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from exc
+    # torch names more devices (xpu, mps, meta, ...) than the tools run on: they failed later, mid-work
+    if dev.type not in ("cpu", "cuda"):
+        raise ParameterError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ParameterError(f"device {device!r} was asked for but torch sees {torch.cuda.device_count()} CUDA "
+                             f"device(s)")
+    return dev
 
 
 def has_extension(path: PathLike, extensions: Iterable[str]) -> bool:

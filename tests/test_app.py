@@ -445,6 +445,31 @@ def test_launcher_hands_every_checkpoint_to_the_page(run, monkeypatch, tmp_path,
     assert "odd.pt" in err and "cannot join an ensemble" in err and "feature_config" in err
 
 
+@needs_streamlit
+def test_launcher_refuses_what_the_server_or_the_page_would_fail_on(run, monkeypatch, tmp_path, capsys):
+    """Before serving, not as a traceback from Streamlit's bind or an exception on the page: an --address that
+    does not resolve or is not this machine's, a device torch can name but the tools do not run on, and a
+    checkpoint with another label set (the page refused it; the launcher did not check labels)."""
+    from ser_gpu.app import launch
+
+    monkeypatch.setattr(launch.os, "execve", lambda exe, cmd, env: 0)
+    monkeypatch.setattr(launch.subprocess, "call", lambda cmd, env: 0)
+    good = ["--checkpoint", str(run["real"])]
+    payload = load_checkpoint(run["real"])
+    payload["labels"] = list(reversed(payload["labels"]))
+    torch.save(payload, tmp_path / "rev.pt")
+    for argv, message in [
+        (good + ["--address", "nosuchhost.invalid"], "--address 'nosuchhost.invalid' does not resolve"),
+        (good + ["--address", "192.0.2.1"], "--address '192.0.2.1' is not an address of this machine"),
+        (good + ["--device", "meta"], "device must be 'auto', 'cpu' or 'cuda[:N]', got 'meta'"),
+        (["--checkpoint", str(tmp_path / "rev.pt")], "labels differ"),
+    ]:
+        assert launch.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and "Traceback" not in err, err
+    assert launch.main(good + ["--address", "localhost"]) == 0
+
+
 def test_checkpoints_from_env_reads_a_list_or_one_path():
     from ser_gpu.app.launch import checkpoints_from_env
 

@@ -94,6 +94,9 @@ def test_resolve_device():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ParameterError, match="'gpu'"):
         resolve_device("gpu")
+    for named in ("meta", "xpu", "mps"):  # torch names them; the tools failed on them mid-work
+        with pytest.raises(ParameterError, match=f"device must be 'auto', 'cpu' or 'cuda\\[:N\\]', got '{named}'"):
+            resolve_device(named)
     if not torch.cuda.is_available():
         with pytest.raises(ParameterError, match="no CUDA device"):
             resolve_device("cuda")

@@ -67,6 +67,28 @@ def streamlit_command(*, port: int, address: str, open_browser: bool = False) ->
     ]
 
 
+def _check_address(address: str, port: int) -> None:
+    """That the server can listen on ``address``: it resolves to a local address (a name that does not resolve,
+    or another machine's address, ended in a traceback from Streamlit's bind). The port itself is Streamlit's to
+    judge (a port in use: its own one-line message)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ParameterError(f"--address {address!r} does not resolve: {exc}") from None
+    error = None
+    for family, kind, proto, _, sockaddr in infos:  # localhost may resolve to ::1 where IPv6 is off: any will do
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.bind((sockaddr[0], 0))  # any free port: only whether this machine holds the address
+            return
+        except OSError as exc:
+            error = exc
+    raise ParameterError(f"--address {address!r} is not an address of this machine: "
+                         f"{error.strerror or error}") from None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if importlib.util.find_spec("streamlit") is None:
@@ -76,10 +98,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from ..checkpoint import load_models
         from .._cli import resolve_device
 
+        from ..data import EMOTIONS
+
         if not 1 <= args.port <= 65535:
             raise ParameterError(f"--port must be in 1..65535, got {args.port}")
+        _check_address(args.address, args.port)
         resolve_device(args.device)
-        load_models(args.checkpoint, device="cpu")  # a clear one-line error now rather than on the page
+        # a clear one-line error now rather than on the page, with the page's own checks (its label set)
+        load_models(args.checkpoint, device="cpu", labels=list(EMOTIONS))
     except (ParameterError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
