@@ -450,17 +450,15 @@ def cross_validate(
     if rotate_validation and ensemble == 1:
         raise ParameterError("rotate_validation gives ensemble members other validation folds: it needs an ensemble "
                              "above 1, got ensemble=1")
-    if settings.get("recipe") is None:  # not named: a resumed run keeps its own, a new one takes the default
-        from .train import DEFAULT_RECIPE
+    from .train import DEFAULT_RECIPE, TrainConfig
 
-        settings["recipe"] = stored["recipe"] if stored is not None else DEFAULT_RECIPE
-    from .train import TrainConfig
-
-    # not named: the same rule; stored always, so a run keeps it
-    for name in ("stats_head_copies", "prior_correction", "average_weights"):
-        if settings.get(name) is None:
-            settings[name] = stored[name] if stored is not None else \
-                getattr(TrainConfig.for_recipe(settings["recipe"]), name)
+    if stored is None:  # a new run: not named, the default recipe and its values (a resumed run took the stored
+        # ones above; _read_stored gives the keys stored only since they existed their earlier values)
+        if settings.get("recipe") is None:
+            settings["recipe"] = DEFAULT_RECIPE
+        for name in ("stats_head_copies", "prior_correction", "average_weights"):  # stored always: a run keeps it
+            if settings.get(name) is None:
+                settings[name] = getattr(TrainConfig.for_recipe(settings["recipe"]), name)
     # validated with the recipe the folds will train
     clips, seeds, folds = _check_settings(data_dirs, n_folds, seeds, only_folds, dict(settings, epochs=epochs))
     if epochs is None:
@@ -468,8 +466,6 @@ def cross_validate(
         if isinstance(kept, int) and not isinstance(kept, bool):
             epochs = kept
         else:
-            from .train import TrainConfig
-
             epochs = TrainConfig.for_recipe(**settings).epochs
     wanted = {"data_dirs": [str(Path(d).resolve()) for d in data_dirs], "n_folds": int(n_folds),
               "epochs": int(epochs), **{k: v for k, v in sorted(settings.items())}}
