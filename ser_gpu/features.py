@@ -318,13 +318,14 @@ def _handles_sigterm() -> bool:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     # kill, timeout, a batch scheduler's limit: the default action ends the process without unwinding, so
     # the summary would not be written; with the handler the run unwinds, writes it, and the process then
     # dies of the signal as it would have
     handled = _handles_sigterm()
     try:
-        return _run(args)
+        return _run(args, parser)
     except _Terminated:
         pass
     finally:
@@ -335,11 +336,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 128 + signal.SIGTERM  # not reached: the signal ended the process
 
 
-def _out_hint(args, error: ParameterError) -> str:
+def _out_hint(args, parser, error: ParameterError) -> str:
     """A hint for ``features IN OUT`` (``video`` takes its output directory so): the error is that the last
     of several paths does not exist, the others do, and ``--out`` was not given."""
     *inputs, last = args.paths
-    if not inputs or args.out != build_parser().get_default("out") or os.path.lexists(last) \
+    if not inputs or args.out != parser.get_default("out") or os.path.lexists(last) \
             or f"{str(Path(last))!r} does not exist" not in str(error):  # as the finder writes it: no trailing /
         return ""
     if not all(os.path.lexists(p) for p in inputs):
@@ -347,13 +348,13 @@ def _out_hint(args, error: ParameterError) -> str:
     return f"; to write the rows to {last!r}, give it as the output directory: --out {shlex.quote(last)}"
 
 
-def _run(args) -> int:
+def _run(args, parser) -> int:
     try:
         summary = extract_files(args.paths, args.out, device=args.device, batch_size=args.batch_size,
                                 overwrite=args.overwrite, tonnetz=not args.no_tonnetz,
                                 progress=not args.quiet)
     except ParameterError as exc:
-        print(f"error: {option_error(exc, build_parser())}{_out_hint(args, exc)}", file=sys.stderr)
+        print(f"error: {option_error(exc, parser)}{_out_hint(args, parser, exc)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(summary, indent=2))

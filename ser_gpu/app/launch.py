@@ -97,7 +97,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         from ..checkpoint import load_models
         from .._cli import resolve_device
-
         from ..data import EMOTIONS
 
         if not 1 <= args.port <= 65535:
