@@ -1,6 +1,6 @@
 """Waveform augmentation: ser_gpu's batched chain against audiomentations, clip by clip, on the same audio.
 
-    python benchmarks/bench_augment.py [--device cpu|cuda] [--batch 32] [--ref-clips 8] [--threads 1]
+    python benchmarks/bench_augment.py [--device cpu|cuda] [--batch 32] [--ref-clips 8] [--threads 1] [--tag NAME]
 
 Both apply the same four effects with p=1 and the original system's ranges: Gaussian noise
 (amplitude U[0.001, 0.015]), time stretch (rate U[0.9, 1.1], length changes), pitch shift
@@ -10,7 +10,7 @@ with ``method='librosa_phase_vocoder'`` (the algorithm ser_gpu batches). ser_gpu
 batch in one :class:`~ser_gpu.transforms.WaveformAugment` call (and each effect alone), with
 ``--threads`` torch threads on CPU or on the GPU. Throughput is "x realtime" (seconds of audio per
 second of wall time); "per core" divides CPU figures by the thread count. Results go to
-``benchmarks/results/augment_<device>.json``.
+``benchmarks/results/augment[_<tag>]_<device>.json``.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def main(argv=None):
                    help="clips timed through audiomentations (default 8; 0 skips it, e.g. where it is not installed)")
     p.add_argument("--threads", type=int, default=1, help="torch threads on CPU (default 1: per-core figures)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--tag", default="", help="suffix of the results file (augment_<tag>_<device>.json)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cpu":
@@ -118,7 +119,7 @@ def main(argv=None):
         rows.append(row)
         print(f"{name:24s} {t:9.4f} {1e3 * t / batch:9.2f} {rt:11.0f} {per_core:11.0f} {extra}")
 
-    path = write_results("augment", device, {
+    path = write_results("augment" + (f"_{args.tag}" if args.tag else ""), device, {
         "batch": batch, "clip_seconds": args.seconds, "audio_seconds": audio_seconds, "dtype": args.dtype,
         "ranges": {k: list(v) for k, v in RANGES.items()}, "reference_clips_timed": len(ref_clips),
         "audiomentations": reference, "ser_gpu": rows,
