@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import soundfile as sf
 import torch
 
 from ser_gpu import predict
+from ser_gpu._cli import readable
 from ser_gpu.checkpoint import load_checkpoint
 from ser_gpu.data import EMOTIONS
 from ser_gpu.data.synthetic import MANIFEST_NAME
@@ -269,8 +271,37 @@ def test_page_warns_of_a_head_fitted_on_clean_clips_only(run, monkeypatch, tmp_p
     payload["train_config"]["stats_head_copies"] = 0
     path = tmp_path / "clean_head.pt"
     torch.save(payload, path)
-    notes = [w.value for w in _app(monkeypatch, path).warning]
+    notes = shown(_app(monkeypatch, path).warning)
     assert len(notes) == 1 and CLEAN_HEAD_WARNING[1:] in notes[0] and notes[0].startswith("T"), notes
+
+
+# A Markdown backslash escape (any ASCII punctuation), as the browser renders it: the character itself
+_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def unescape(text: str) -> str:
+    return _ESCAPE.sub(r"\1", text)
+
+
+def shown(elements) -> list:
+    """The texts of Streamlit elements as the page shows them (Markdown escapes resolved; the browser
+    test checks that what the page escapes renders as written)."""
+    return [unescape(e.value) for e in elements]
+
+
+# a file name full of what Markdown and Streamlit read as markup (the page showed "my_best_take 1 5 y 😄")
+MARKUP_NAME = "my_*best*_take [1](x) $5$ :red[y] :smile: a&lt;b # h.wav"
+
+
+def test_plain_escapes_every_markup_character():
+    from ser_gpu.app.analysis import plain
+
+    punctuation = "".join(chr(c) for c in range(33, 127) if not chr(c).isalnum())
+    for text in (MARKUP_NAME, punctuation, "1. a list", "- an item", "caf\udce9.wav", "a\\*b"):
+        escaped = plain(text)
+        assert unescape(escaped) == readable(text), (text, escaped)
+        # with every escape pair taken out, no markup character is left
+        assert not set(re.sub(r"\\.", "", escaped)) & set("\\`*_{}[]()#+-.!|<>~$:&"), escaped
 
 
 def _chart_data(element) -> dict:
@@ -293,7 +324,7 @@ def test_page_with_paths_that_are_not_utf8(run, monkeypatch, tmp_path):
     torch.save(payload, run_dir / "best.pt")
     shutil.copy(run["real"].parent / "result.json", run_dir / "result.json")
     at = _app(monkeypatch, run_dir / "best.pt")
-    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    sidebar = " ".join(shown(at.sidebar.markdown))
     assert "corpus\\xff" in sidebar and "Test UAR" in sidebar and "result.json" in sidebar, sidebar
     at.file_uploader[0].set_value(("three_seconds.wav", run["short"].read_bytes(), "audio/wav"))
     at.run()
@@ -302,20 +333,20 @@ def test_page_with_paths_that_are_not_utf8(run, monkeypatch, tmp_path):
     # an ensemble: each member named by its folder
     other = non_utf8_path(tmp_path, b"other\xff", is_dir=True)
     torch.save(payload, other / "best.pt")
-    members = " ".join(m.value for m in _app(monkeypatch, [other / "best.pt", run_dir / "best.pt"]).sidebar.markdown)
-    assert "`other\\xff/best.pt`, `run\\xe9/best.pt`" in members, members
+    members = " ".join(shown(_app(monkeypatch, [other / "best.pt", run_dir / "best.pt"]).sidebar.markdown))
+    assert "other\\xff/best.pt, run\\xe9/best.pt" in members, members
     # a checkpoint that cannot be loaded: the error names it
     (run_dir / "broken.pt").write_bytes(b"not a checkpoint")
-    errors = [e.value for e in _app(monkeypatch, run_dir / "broken.pt").error]
+    errors = shown(_app(monkeypatch, run_dir / "broken.pt").error)
     assert len(errors) == 1 and "run\\xe9/broken.pt" in errors[0], errors
 
 
 @needs_streamlit
 def test_page_top_emotion_equals_predict_file(run, monkeypatch, private_tmp):
     at = _app(monkeypatch, run["synthetic"])
-    notes = [w.value for w in at.warning]
+    notes = shown(at.warning)
     assert any(DEMO_MODEL_WARNING in n for n in notes), notes
-    assert "Labels" in " ".join(m.value for m in at.sidebar.markdown)
+    assert "Labels" in " ".join(shown(at.sidebar.markdown))
     at.file_uploader[0].set_value(("three_seconds.wav", run["short"].read_bytes(), "audio/wav"))
     at.run()
     assert not at.exception and not at.error, (at.exception, at.error)
@@ -325,9 +356,27 @@ def test_page_top_emotion_equals_predict_file(run, monkeypatch, private_tmp):
     assert bars["emotion"] == list(EMOTIONS)
     assert [e for e, top in zip(bars["emotion"], bars["predicted"]) if top] == [ref["emotion"]]
     np.testing.assert_allclose(bars["probability"], [ref["probabilities"][k] for k in EMOTIONS], rtol=1e-5)
-    assert any("one window" in c.value for c in at.caption)  # 3 s: no timeline
+    assert any("one window" in c for c in shown(at.caption))  # 3 s: no timeline
     assert len(at.get("image")) == 2  # waveform and feature heatmap
     assert list(private_tmp.iterdir()) == []
+
+
+@needs_streamlit
+def test_page_shows_an_upload_name_as_written(run, monkeypatch):
+    """Markup in an upload's name (``*``, ``_``, ``[..](..)``, ``$``, ``:red[..]``...) is shown, not rendered,
+    in the caption, and in the error of an upload that cannot be read."""
+    from ser_gpu.app.analysis import plain
+
+    at = _app(monkeypatch, run["synthetic"])
+    at.file_uploader[0].set_value((MARKUP_NAME, run["short"].read_bytes(), "audio/wav"))
+    at.run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    assert at.caption[0].value.startswith(plain(MARKUP_NAME) + ": probability")
+    assert shown(at.caption)[0].startswith(MARKUP_NAME + ": probability")
+    at.file_uploader[0].set_value((MARKUP_NAME, b"\x00\x01garbage" * 50, "audio/wav"))
+    at.run()
+    (error,) = at.error
+    assert error.value.startswith(plain(f"Could not read the file: {MARKUP_NAME}: ")), error.value
 
 
 @needs_streamlit
@@ -356,7 +405,7 @@ def test_page_serves_an_ensemble_as_predict_does(run, monkeypatch):
     two (their averaged softmax), which differ from either member's; the sidebar names both."""
     members = [run["real"], run["other"]]
     at = _app(monkeypatch, members)
-    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    sidebar = " ".join(shown(at.sidebar.markdown))
     assert "**Ensemble** of 2 checkpoints" in sidebar and "run/best.pt" in sidebar and "other/best.pt" in sidebar
     at.file_uploader[0].set_value(("three_seconds.wav", run["short"].read_bytes(), "audio/wav"))
     at.run()
@@ -381,8 +430,8 @@ def test_page_reports_an_unreadable_upload(run, monkeypatch, data, name, reason)
     at.file_uploader[0].set_value((name, data, "audio/wav"))
     at.run()
     assert not at.exception
-    (error,) = at.error
-    assert error.value.startswith(f"Could not read the file: {name}: ") and reason in error.value
+    (error,) = shown(at.error)
+    assert error.startswith(f"Could not read the file: {name}: ") and reason in error
     assert not at.metric
 
 
@@ -402,8 +451,8 @@ def test_page_without_a_usable_checkpoint(tmp_path, monkeypatch):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     at = _app(monkeypatch, bad)
-    (error,) = at.error
-    assert "The model cannot be loaded" in error.value and "bad.pt" in error.value
+    (error,) = shown(at.error)
+    assert "The model cannot be loaded" in error and "bad.pt" in error
 
 
 # ------------------------------------------------------------------------------------------ launcher
@@ -553,13 +602,17 @@ def test_browser_upload_shows_the_emotion(run, tmp_path):
         page_load = time.perf_counter() - t1
         assert DEMO_MODEL_WARNING in driver.find_element(By.TAG_NAME, "body").text
         t2 = time.perf_counter()
-        file_input.send_keys(str(run["long"]))  # 9 s: the timeline is drawn too
+        upload = tmp_path / MARKUP_NAME  # a name full of Markdown: shown as written (test_page_shows_...)
+        shutil.copy(run["long"], upload)
+        file_input.send_keys(str(upload))  # 9 s: the timeline is drawn too
         value = wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, '[data-testid="stMetricValue"]')))
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"] img')) == 2)
         assert len(driver.find_elements(By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"]')) == 2  # bars, timeline
         prediction = time.perf_counter() - t2
         emotion = value.text.strip()
         assert emotion == predict.predict_file(run["long"], run["synthetic"], device="cpu")["emotion"]
+        captions = [c.text for c in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stCaptionContainer"]')]
+        assert any(c.startswith(MARKUP_NAME + ": probability") for c in captions), captions
         time.sleep(1.0)  # let the charts finish drawing before the screenshot
         shot = tmp_path / "app.png"
         assert driver.save_screenshot(str(shot)) and shot.read_bytes()[:4] == b"\x89PNG"

@@ -10,6 +10,7 @@ before returning, whatever happens. Nothing else is written anywhere.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -18,11 +19,22 @@ import numpy as np
 import torch
 
 from ..errors import AudioLoadError, ParameterError
-from .._cli import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, is_media
+from .._cli import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, is_media, readable
 from ..media import load_media
 from ..transforms.features import FEATURE_ROWS, FeatureExtractor
 
-__all__ = ["Analyzer", "UPLOAD_EXTENSIONS", "waveform_envelope"]
+__all__ = ["Analyzer", "UPLOAD_EXTENSIONS", "plain", "waveform_envelope"]
+
+# What Streamlit's Markdown reads as markup in a caption, an alert or the sidebar: CommonMark's
+# punctuation ('&' starts an HTML entity), ':' (emoji :smile: and colours :red[...]) and '$' (LaTeX)
+_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
+
+
+def plain(text: str) -> str:
+    """``text`` (a file name, an error message) shown as written where Streamlit renders Markdown:
+    readable (:func:`ser_gpu._cli.readable`), every markup character backslash-escaped."""
+    return _MARKUP.sub(r"\\\1", readable(text))
+
 
 #: What the upload widget accepts: every extension ``predict`` decodes (audio and video), no dot.
 UPLOAD_EXTENSIONS = tuple(ext.lstrip(".") for ext in AUDIO_EXTENSIONS + VIDEO_EXTENSIONS)

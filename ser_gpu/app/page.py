@@ -20,13 +20,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from ser_gpu._cli import readable  # noqa: E402
-from ser_gpu.app.analysis import UPLOAD_EXTENSIONS, Analyzer  # noqa: E402
+from ser_gpu.app.analysis import UPLOAD_EXTENSIONS, Analyzer, plain  # noqa: E402
 from ser_gpu.app.launch import CHECKPOINT_ENV, DEVICE_ENV, checkpoints_from_env  # noqa: E402
 from ser_gpu.errors import AudioLoadError, CheckpointError, ParameterError  # noqa: E402
 
 st.set_page_config(page_title="ser_gpu: speech emotion", layout="wide")
-
 
 # The cached functions take the checkpoint paths as bytes (os.fsencode): Streamlit hashes a str argument
 # as UTF-8, which a path whose bytes are not UTF-8 cannot be encoded to.
@@ -45,12 +43,12 @@ def analyse(_analyzer: Analyzer, checkpoints: tuple, data: bytes, name: str) -> 
 def show_card(card: dict, checkpoints: tuple, device) -> None:
     st.sidebar.header("Model")
     if len(checkpoints) == 1:
-        st.sidebar.markdown(f"**Checkpoint** `{readable(Path(checkpoints[0]).name)}` on `{device}`")
+        st.sidebar.markdown(f"**Checkpoint** {plain(Path(checkpoints[0]).name)} on `{device}`")
     else:  # the card's corpus, epoch and scores are the first member's
-        members = ", ".join(f"`{readable(Path(c).parent.name)}/{readable(Path(c).name)}`" for c in checkpoints)
+        members = ", ".join(plain(f"{Path(c).parent.name}/{Path(c).name}") for c in checkpoints)
         st.sidebar.markdown(f"**Ensemble** of {len(checkpoints)} checkpoints (their softmax averaged) on "
                             f"`{device}`: {members}; below, the first one's training")
-    st.sidebar.markdown(f"**Trained on** {readable(card['corpus'])}"
+    st.sidebar.markdown(f"**Trained on** {plain(card['corpus'])}"
                         + (f" (split: {card['split']})" if card["split"] else ""))
     averaged = card.get("averaged_epochs")
     st.sidebar.markdown(f"**Epoch** {card['epoch']}" + (f" (the mean of the weights of epochs {averaged[0]}–"
@@ -60,7 +58,7 @@ def show_card(card: dict, checkpoints: tuple, device) -> None:
         st.sidebar.markdown(f"**Validation UAR** {val['uar']:.3f} (accuracy {val.get('accuracy', float('nan')):.3f})")
     if test and "uar" in test:
         st.sidebar.markdown(f"**Test UAR** {test['uar']:.3f} (accuracy {test.get('accuracy', float('nan')):.3f}, "
-                            f"held-out test set, from `{readable(Path(test['source']).name)}`)")
+                            f"held-out test set, from {plain(Path(test['source']).name)})")
     else:
         st.sidebar.markdown("**Test UAR** not stored (no result.json with a test set beside the checkpoint)")
     st.sidebar.markdown("**Labels** " + ", ".join(card["labels"]))
@@ -123,10 +121,10 @@ def draw_heatmap(features: np.ndarray, row_names, seconds: float):
 def show_analysis(analyzer: Analyzer, out: dict, name: str) -> None:
     r = out["result"]
     st.metric("Predicted emotion", r["emotion"])
-    st.caption(f"{name}: probability {r['probability']:.2f}, {r['seconds']:.1f} s scored in {r['windows']} "
+    st.caption(f"{plain(name)}: probability {r['probability']:.2f}, {r['seconds']:.1f} s scored in {r['windows']} "
                f"window(s) of {analyzer.predictor.window_seconds:g} s every {analyzer.predictor.hop_seconds:g} s")
     for message in r.get("warnings", []) or []:
-        st.warning(readable(message))
+        st.warning(plain(message))
 
     left, right = st.columns(2)
     with left:
@@ -166,12 +164,12 @@ def run() -> None:
     try:
         analyzer = get_analyzer(tuple(map(os.fsencode, checkpoints)), device)
     except (CheckpointError, ParameterError) as exc:
-        st.error(readable(f"The model cannot be loaded: {exc}"))
+        st.error(plain(f"The model cannot be loaded: {exc}"))
         return
     card = analyzer.predictor.card
     for key in ("warning", "noise_warning"):
         if card[key]:
-            st.warning(readable(card[key][0].upper() + card[key][1:] + "."))
+            st.warning(plain(card[key][0].upper() + card[key][1:] + "."))
     show_card(card, checkpoints, analyzer.predictor.device)
 
     source = st.radio("Input", ["Upload a file", "Record from the microphone"], horizontal=True,
@@ -189,7 +187,7 @@ def run() -> None:
         with st.spinner("Scoring..."):
             out = analyse(analyzer, tuple(map(os.fsencode, checkpoints)), data, name)
     except (AudioLoadError, ParameterError) as exc:
-        st.error(readable(f"Could not read the file: {exc}"))
+        st.error(plain(f"Could not read the file: {exc}"))
         return
     show_analysis(analyzer, out, name)
 
