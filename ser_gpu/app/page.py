@@ -61,7 +61,7 @@ def show_card(card: dict, checkpoints: tuple, device) -> None:
                             f"held-out test set, from {plain(Path(test['source']).name)})")
     else:
         st.sidebar.markdown("**Test UAR** not stored (no result.json with a test set beside the checkpoint)")
-    st.sidebar.markdown("**Labels** " + ", ".join(card["labels"]))
+    st.sidebar.markdown("**Labels** " + ", ".join(plain(label) for label in card["labels"]))
 
 
 def probability_chart(result: dict) -> alt.Chart:
