@@ -36,14 +36,14 @@ import stat
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .errors import ParameterError
 
 __all__ = ["AUDIO_EXTENSIONS", "VIDEO_EXTENSIONS", "CACHE_DIR_HELP", "NoMatchingFiles", "resolve_device",
            "has_extension", "is_audio", "is_video", "is_media", "find_files", "find_files_with_origin",
            "check_output_file", "check_output_dir", "missing_dirs", "remove_empty_dirs", "readable", "run_main",
-           "option_error"]
+           "option_error", "option_flags", "with_flags"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -140,6 +140,20 @@ def _show_warning(default, message, category, filename, lineno, file=None, line=
     default(message, category, filename, lineno, file, line)
 
 
+def option_flags(parser) -> Dict[str, str]:
+    """Each of ``parser``'s options by its Python name, with its flag (the first long one):
+    ``{"batch_size": "--batch-size", "prefetch": "--no-prefetch", ...}``."""
+    return {action.dest: next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+            for action in parser._actions if action.option_strings}
+
+
+def with_flags(names: Iterable[str], flags: Dict[str, str]) -> List[str]:
+    """``names`` (settings' Python names) each followed by the flag that sets it, where ``flags``
+    (:func:`option_flags`) has one: ``["lr (--lr)", "lr_factor"]``; the library's messages then serve
+    both a Python caller and a command-line user."""
+    return [f"{n} ({flags[n]})" if n in flags else n for n in names]
+
+
 def option_error(exc: BaseException, parser) -> str:
     """``exc``'s message as a command prints it after ``error: ``: where it opens with the Python name of one of
     ``parser``'s options (``batch_size must be a positive integer, got 0``, from the library the command calls),
@@ -148,10 +162,9 @@ def option_error(exc: BaseException, parser) -> str:
     found = re.match(r"[A-Za-z_]\w*", message)
     if found:
         word = found.group(0)
-        for action in parser._actions:
-            if action.dest == word and action.option_strings and message[len(word):len(word) + 1] in (" ", "="):
-                flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
-                return f"{flag}: {message}"
+        flag = option_flags(parser).get(word)
+        if flag and message[len(word):len(word) + 1] in (" ", "="):
+            return f"{flag}: {message}"
     return message
 
 

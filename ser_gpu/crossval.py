@@ -263,11 +263,16 @@ def _check_stored(out: Path, stored: dict, wanted: dict) -> None:
     if given < had or (given != had and had == 1):
         differ.append("ensemble")
     if differ:
-        listing = "; ".join(f"{k}: the run has {stored.get(k)!r}, given {wanted.get(k)!r}" for k in differ)
+        from ._cli import option_flags, with_flags
+
+        flags = {**option_flags(build_parser()), "progress": "--quiet"}
+        listing = "; ".join(f"{name}: the run has {stored.get(k)!r}, given {wanted.get(k)!r}"
+                            for k, name in zip(differ, with_flags(differ, flags)))
         raise ParameterError(f"{path}: --resume continues the stored cross-validation with its settings, but others "
-                             f"were given ({listing}); only --seeds, --only-folds, {', '.join(_MAY_CHANGE)} may "
-                             f"change, --epochs may be raised, and --ensemble raised when it is above 1. "
-                             f"Drop those options, or start anew (another --out, or --overwrite)")
+                             f"were given ({listing}); only --seeds, --only-folds, "
+                             f"{', '.join(with_flags(_MAY_CHANGE, flags))} may change, --epochs may be raised, and "
+                             f"--ensemble raised when it is above 1. Drop those options, or start anew (another --out, "
+                             f"or --overwrite)")
 
 
 def member_seed(seed: int, member: int) -> int:

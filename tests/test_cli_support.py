@@ -238,6 +238,9 @@ def test_errors_about_an_option_name_its_flag(tmp_path, capsys):
                                                                                            "does not exist"),
     ]:
         assert _cli.option_error(ParameterError(message), parser) == shown
+    flags = _cli.option_flags(parser)
+    assert flags == {"help": "--help", "batch_size": "--batch-size", "n_folds": "--folds", "out": "--out"}
+    assert _cli.with_flags(["n_folds", "paths", "lr"], flags) == ["n_folds (--folds)", "paths", "lr"]
     wav = tmp_path / "a.wav"
     sf.write(wav, np.zeros(4000, dtype=np.float32), 16000)
     assert features.main([str(wav), "--out", str(tmp_path / "o"), "--batch-size", "0", "--quiet"]) == 2

@@ -136,7 +136,7 @@ def test_resume_with_more_epochs_trains_every_fold_on(corpus, cache, tmp_path):
         history = json.loads((fold_dir(out, 0, i) / "metrics.json").read_text())["epochs"]
         assert [h["epoch"] for h in history] == [1, 2]
         assert history[0] == epoch1[i][0]  # epoch 1 kept from the first call, not retrained
-    with pytest.raises(ParameterError, match="epochs: the run has 2, given 1"):  # epochs may not be lowered
+    with pytest.raises(ParameterError, match=r"epochs \(--epochs\): the run has 2, given 1"):  # epochs may not be lowered
         cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, resume=True, **CV)
 
 
@@ -149,7 +149,7 @@ def test_resume_refuses_other_settings_and_a_second_run_needs_resume_or_overwrit
     assert "already holds a cross-validation" in err and "\n" not in err
     assert main(args + ["--resume", "--lr", "5e-4"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "lr: the run has" in err and "\n" not in err
+    assert "lr (--lr): the run has" in err and "device (--device), progress (--quiet)" in err and "\n" not in err
 
 
 def test_resume_takes_the_stored_settings_of_options_not_given(corpus, cache, cv, tmp_path, capsys):
@@ -170,7 +170,7 @@ def test_resume_takes_the_stored_settings_of_options_not_given(corpus, cache, cv
                  "--no-prefetch"]) == 0, capsys.readouterr().err  # how it runs, not what it computes
     assert main(["--data-dir", str(corpus), "--out", str(out), "--cache-dir", cache, "--quiet", "--resume",
                  "--folds", "4"]) == 2
-    assert "n_folds: the run has 3, given 4" in capsys.readouterr().err
+    assert "n_folds (--folds): the run has 3, given 4" in capsys.readouterr().err
 
 
 def test_overwrite_leaves_no_run_of_the_replaced_settings_for_resume_to_count(corpus, cache, tmp_path):
@@ -213,7 +213,7 @@ def test_a_recipe_not_named_is_the_default_for_a_new_run_and_the_stored_one_on_r
                             resume=True, **settings)
     assert report["settings"]["recipe"] == "speech" and report["folds_run"] == [0, 1]
     assert load_checkpoint(fold_dir(old, 0, 1) / "best.pt")["train_config"]["recipe"] == "speech"
-    with pytest.raises(ParameterError, match="recipe: the run has 'speech', given 'clip'"):
+    with pytest.raises(ParameterError, match=r"recipe \(--recipe\): the run has 'speech', given 'clip'"):
         cross_validate([str(corpus)], n_folds=N_FOLDS, out=str(old), cache_dir=cache, resume=True,
                        **settings, recipe="clip")
 
@@ -237,7 +237,8 @@ def test_settings_added_later_are_stored_and_a_run_stored_before_them_resumes_wi
                             resume=True, **CV)
     assert report["settings"][name] == before
     assert load_checkpoint(fold_dir(out, 0, 1) / "best.pt")["train_config"][name] == before
-    with pytest.raises(ParameterError, match=f"{name}: the run has {before!r}, given {default!r}"):
+    refused = f"{name} (--{name.replace('_', '-')}): the run has {before!r}, given {default!r}"
+    with pytest.raises(ParameterError, match=re.escape(refused)):
         cross_validate([str(corpus)], n_folds=N_FOLDS, out=str(out), cache_dir=cache, resume=True, **CV,
                        **{name: default})
     named = tmp_path / "named"
@@ -256,7 +257,7 @@ def test_average_weights_is_stored_kept_on_resume_and_false_for_a_run_stored_bef
                             resume=True, **CV)  # not named: the stored run's
     assert report["settings"]["average_weights"] is True
     assert load_checkpoint(fold_dir(out, 0, 1) / "best.pt")["train_config"]["average_weights"] is True
-    with pytest.raises(ParameterError, match="average_weights: the run has True, given False"):
+    with pytest.raises(ParameterError, match=r"average_weights \(--average-weights\): the run has True, given False"):
         cross_validate([str(corpus)], n_folds=N_FOLDS, out=str(out), cache_dir=cache, resume=True, **CV,
                        average_weights=False)
     stored = json.loads((out / "crossval_config.json").read_text())
@@ -398,7 +399,7 @@ def test_ensemble_resume_retrains_only_the_missing_member_and_refuses_a_smaller_
     walls = [[m["wall_seconds"] for m in f["members"]] for f in report["folds"]]
     assert walls[0] == [None, None] and walls[1][0] is None and walls[1][1] is not None and walls[2] == [None, None]
     assert [f["test"] for f in report["folds"]] == [f["test"] for f in before["folds"]]  # deterministic on the CPU
-    with pytest.raises(ParameterError, match="ensemble: the run has 2, given 1"):  # members are never dropped
+    with pytest.raises(ParameterError, match=r"ensemble \(--ensemble\): the run has 2, given 1"):  # members are never dropped
         cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, ensemble=1,
                        resume=True, **CV)
     # not named on resume: the stored size (the folds are all there, nothing trains)
@@ -443,7 +444,7 @@ def test_rotate_validation_trains_the_members_on_other_actors(corpus, cache, cv_
     import shutil
 
     src, before = cv_ensemble
-    with pytest.raises(ParameterError, match="rotate_validation: the run has False, given True"):
+    with pytest.raises(ParameterError, match=r"rotate_validation \(--rotate-validation\): the run has False, given True"):
         cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(_copy(src, tmp_path)), cache_dir=cache,
                        rotate_validation=True, resume=True, **CV)
     out = tmp_path / "rotated"
@@ -467,7 +468,7 @@ def test_rotate_validation_trains_the_members_on_other_actors(corpus, cache, cv_
         assert {speaker_of(by_path[p]) for p in probs["paths"]} == set(f["actors"]["test"])
         assert second["seed"] == member_seed(0, 1) and second["wall_seconds"] is not None
     assert json.loads(config.read_text())["rotate_validation"] is True
-    with pytest.raises(ParameterError, match="rotate_validation: the run has True, given False"):
+    with pytest.raises(ParameterError, match=r"rotate_validation \(--rotate-validation\): the run has True, given False"):
         cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache,
                        rotate_validation=False, resume=True, **CV)
 
@@ -506,7 +507,7 @@ def test_rotate_validation_needs_an_ensemble(corpus, tmp_path, capsys):
 
 def test_one_model_per_fold_cannot_become_an_ensemble_on_resume(corpus, cache, cv, tmp_path):
     out = _copy(cv[0], tmp_path)
-    with pytest.raises(ParameterError, match="ensemble: the run has 1, given 2"):
+    with pytest.raises(ParameterError, match=r"ensemble \(--ensemble\): the run has 1, given 2"):
         cross_validate([str(corpus)], n_folds=N_FOLDS, seeds=[0], out=str(out), cache_dir=cache, ensemble=2,
                        resume=True, **CV)
 

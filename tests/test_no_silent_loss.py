@@ -437,12 +437,14 @@ def run_dir(corpus, tmp_path_factory):
 
 
 @pytest.mark.parametrize("extra, named", [
-    (["--lr", "0.5"], "lr"),
-    (["--batch-size", "4"], "batch_size"),
-    (["--seed", "3"], "seed"),
-    (["--split", "actor"], "split"),
+    (["--lr", "0.5"], "lr (--lr): the run has"),
+    (["--batch-size", "4"], "batch_size (--batch-size): the run has"),
+    (["--seed", "3"], "seed (--seed): the run has"),
+    (["--split", "actor"], "split (--split): the run has"),
 ])
 def test_resume_refuses_other_settings_naming_them(corpus, run_dir, extra, named, capsys):
+    """Each difference named by its setting and its flag (the message serves train_model and the command),
+    and so is what may change (progress is --quiet's opposite)."""
     out, cache = run_dir
     before = (out / "last.pt").read_bytes()
     argv = ["--data-dir", str(corpus), "--out", str(out), "--cache-dir", str(cache), "--resume", "--epochs", "2",
@@ -450,6 +452,8 @@ def test_resume_refuses_other_settings_naming_them(corpus, run_dir, extra, named
     assert train_main(argv) == 2
     err = capsys.readouterr().err
     assert named in err and "resume" in err and "Traceback" not in err
+    assert "only epochs (--epochs), device (--device), progress (--quiet), out (--out), cache_dir (--cache-dir), " \
+           "prefetch (--no-prefetch), compile_model (--compile) may change" in err, err
     assert (out / "last.pt").read_bytes() == before
 
 
@@ -457,7 +461,7 @@ def test_resume_refuses_another_data_dir(run_dir, tmp_path, capsys):
     out, cache = run_dir
     other = write_corpus(tmp_path / "other", emotions=(2, 4), actors=(1, 2), per=2)
     assert train_main(["--data-dir", str(other), "--out", str(out), "--resume", "--epochs", "2", "--quiet"]) == 2
-    assert "data_dirs" in capsys.readouterr().err
+    assert "data_dirs (--data-dir): the run has" in capsys.readouterr().err
 
 
 def test_resume_and_overwrite_together_are_refused(corpus, run_dir, capsys):
