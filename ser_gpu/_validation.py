@@ -40,13 +40,16 @@ def _describe(x) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _check_tensor(x, name: str, *, min_ndim: int) -> torch.Tensor:
+def _check_tensor(x, name: str, *, min_ndim: int, waveform: bool = False) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise ParameterError(f"{name} must be a torch.Tensor, got {type(x).__name__}: {_describe(x)}")
     if x.is_complex() or x.dtype not in _FLOAT_DTYPES:
-        # the hint for audio read as integer PCM; a complex spectrogram wants .abs() instead
+        # a waveform of integers is audio read as PCM, other integers want .float(); a complex
+        # spectrogram wants .abs()
         hint = (" (a complex STFT: pass its magnitude, .abs())" if x.is_complex() else
-                " (convert integer PCM with y.float() / 32768 or similar)" if not x.is_floating_point() else "")
+                "" if x.is_floating_point() else
+                f" (convert integer PCM with {name}.float() / 32768 or similar)" if waveform else
+                f" (convert with {name}.float())")
         raise ParameterError(f"{name} must have dtype torch.float32 or torch.float64, got {x.dtype}{hint}")
     if x.ndim < min_ndim:
         raise ParameterError(
@@ -61,7 +64,7 @@ def valid_audio(y, *, name: str = "y", check_finite: bool = True) -> torch.Tenso
     Raises :class:`ParameterError` for a non-tensor, a non-float dtype, a 0-d tensor, an empty
     time axis or (with ``check_finite``) any NaN/inf sample.
     """
-    y = _check_tensor(y, name, min_ndim=1)
+    y = _check_tensor(y, name, min_ndim=1, waveform=True)
     if y.shape[-1] == 0:
         raise ParameterError(f"{name} is empty: shape {tuple(y.shape)} has no samples on its time axis")
     if y.numel() == 0:

@@ -276,6 +276,105 @@ def test_feature_specific_arguments():
         F.stft(Y, pad_mode="mirror")
 
 
+@pytest.mark.parametrize("fn", [F.spectral_centroid, F.spectral_rolloff], ids=["centroid", "rolloff"])
+def test_a_spectrogram_with_negative_energies_is_refused(fn):
+    """librosa refuses a negative S for these; ours returned a centroid of -5504 Hz."""
+    import librosa
+
+    S = torch.rand(1025, 6, dtype=torch.float64)
+    S[3, 2] = -0.5
+    with pytest.raises(librosa.util.exceptions.ParameterError, match="non-negative energies"):
+        getattr(librosa.feature, fn.__name__)(S=S.numpy())
+    with pytest.raises(ParameterError, match=r"S holds 1 negative value\(s\): the spectral .* only defined with "
+                                             r"non-negative energies"):
+        fn(S=S)
+    fn(S=S.abs())  # a magnitude is fine, and so is the waveform path (its S is |STFT|)
+
+
+def test_settings_are_checked_before_the_work_and_named_as_given():
+    """mfcc named its mel_norm 'norm' (the DCT's own argument); mfcc's and chroma_stft's norm were checked
+    after the STFT; switches took any truthy value; the PCM hint was given for a spectrogram too."""
+    with pytest.raises(ParameterError, match="^mel_norm must be 'slaney'.*got 'foo'"):
+        F.mfcc(Y, mel_norm="foo")
+    with pytest.raises(ParameterError, match="^norm must be 'slaney'.*got 'foo'"):
+        F.melspectrogram(Y, norm="foo")
+    calls = []
+    real_stft = F.spectrum._stft
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real_stft(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(F.spectrum, "_stft", counting)
+        with pytest.raises(ParameterError, match="^norm must be 'ortho' or None .*got 'x'"):
+            F.mfcc(Y, norm="x")
+        with pytest.raises(ParameterError, match="^norm must be a positive number, 0, \\+-inf or None, got 'x'"):
+            F.chroma_stft(Y, norm="x")
+        assert calls == []  # refused before any STFT
+        F.mfcc(Y)
+        assert calls == [1]  # the patch does see the STFT
+    for call, name in [(lambda: F.stft(Y, center="no"), "center"), (lambda: F.spectrogram(Y, center=1), "center"),
+                       (lambda: F.istft(F.stft(Y), center="yes"), "center"),
+                       (lambda: F.melspectrogram(Y, htk="yes"), "htk"),
+                       (lambda: F.spectral_contrast(Y, linear="yes"), "linear")]:
+        with pytest.raises(ParameterError, match=f"^{name} must be True or False, got"):
+            call()
+    with pytest.raises(ParameterError, match=r"S must have dtype .* got torch.int64 \(convert with S.float\(\)\)$"):
+        F.power_to_db(torch.ones(4, 4, dtype=torch.int64))
+    with pytest.raises(ParameterError, match=r"y must have dtype .* got torch.int16 \(convert integer PCM with "
+                                             r"y.float\(\) / 32768"):
+        F.stft(torch.ones(4096, dtype=torch.int16))
+
+
+def test_phase_vocoder_refuses_non_finite_input():
+    D = F.stft(Y)
+    D[5, 3] = complex(float("nan"), 0.0)
+    with pytest.raises(ParameterError, match="D contains non-finite values"):
+        F.phase_vocoder(D, rate=1.5)
+
+
+def test_the_length_helpers_check_their_arguments():
+    lengths = torch.tensor([100, 4096])
+    with pytest.raises(ParameterError, match="hop_length must be a positive integer, got 0"):
+        F.num_frames(lengths, hop_length=0)
+    with pytest.raises(ParameterError, match="n_fft must be a positive integer, got -2"):
+        F.num_frames(lengths, n_fft=-2)
+    with pytest.raises(ParameterError, match=r"lengths must be an integer tensor, got Tensor\(shape=\(2,\), "
+                                             r"dtype=torch.float32"):
+        F.num_frames(lengths.float())
+    with pytest.raises(ParameterError, match="n_frames must be a non-negative integer, got -1"):
+        F.frame_mask(lengths, -1)
+    with pytest.raises(ParameterError, match="frame_lengths must be an integer tensor"):
+        F.frame_mask(torch.tensor([True]), 3)
+    with pytest.raises(ParameterError, match="size must be a non-negative integer, got 2.5"):
+        F.valid_mask(lengths, 2.5)
+    assert F.num_frames(lengths).tolist() == [1 + 100 // 512, 1 + 4096 // 512]
+    assert F.frame_mask(torch.tensor([2]), 3).tolist() == [[True, True, False]]
+
+
+def test_piptrack_takes_fmin_zero_as_librosa():
+    """librosa accepts fmin=0 (it clips fmin at 0); ours refused it."""
+    import librosa
+
+    y = np.random.default_rng(0).standard_normal(8192)
+    pitches, mags = F.piptrack(torch.from_numpy(y), sr=22050, fmin=0.0)
+    ref_p, ref_m = librosa.piptrack(y=y, sr=22050, fmin=0.0)
+    np.testing.assert_allclose(pitches.numpy(), ref_p, rtol=1e-6, atol=1e-6)  # DESIGN.md float64 tolerance
+    np.testing.assert_allclose(mags.numpy(), ref_m, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ParameterError, match="fmin must be a non-negative finite number, got -1"):
+        F.piptrack(torch.from_numpy(y), fmin=-1.0)
+
+
+def test_an_empty_mel_filter_warns_as_librosa():
+    import librosa
+
+    with pytest.warns(UserWarning, match="Empty filters detected in mel frequency basis"):
+        librosa.filters.mel(sr=22050, n_fft=2048, n_mels=127, fmax=20000)
+    with pytest.warns(UserWarning, match=r"Empty filters detected in mel frequency basis \(n_mels=127, n_fft=2048"):
+        F.filters.mel(sr=22050, n_fft=2048, n_mels=127, fmax=20000)  # a setting no other test builds (cached)
+
+
 def test_load_directory(tmp_path):
     from ser_gpu.io import load
 

@@ -228,6 +228,8 @@ def _check_complex_stft(X, name):
         raise ParameterError(f"{name} must be a complex torch.Tensor, got {_describe(X)}")
     if X.ndim < 2 or X.shape[-1] == 0 or X.shape[-2] == 0:
         raise ParameterError(f"{name} must have shape (..., freq, frames) and be non-empty, got {tuple(X.shape)}")
+    if not bool(torch.isfinite(X).all()):  # as istft: NaN would spread through the accumulated phase
+        raise ParameterError(f"{name} contains non-finite values (NaN or inf)")
 
 
 def phase_vocoder(

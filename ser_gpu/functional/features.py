@@ -18,12 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import (check_frame_lengths, check_in_range, check_length_kind, check_lengths, check_nonnegative,
-                           check_positive, check_positive_int, check_real, valid_audio, valid_spectrogram)
+from .._validation import (check_bool, check_frame_lengths, check_in_range, check_length_kind, check_lengths,
+                           check_nonnegative, check_positive, check_positive_int, check_real, valid_audio,
+                           valid_spectrogram)
 from ..errors import ParameterError
 from .._transfer import CONSTANTS, to_device
 from . import filters
-from .util import _normalize
+from .util import _normalize, check_norm
 from .lengths import mask_frames, num_frames, zero_padding
 from .spectrum import _TORCH_PAD_MODES, _center_pad, _power_to_db, spectrogram
 
@@ -250,6 +251,7 @@ def melspectrogram(
     Returns:
         ``[shape=(..., n_mels, frames)]``.
     """
+    filters.check_mel(sr=sr, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm)
     M, fl = _melspectrogram(y, sr=sr, S=S, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
                             window=window, center=center, pad_mode=pad_mode, power=power, n_mels=n_mels,
                             fmin=fmin, fmax=fmax, htk=htk, norm=norm, lengths=lengths,
@@ -301,7 +303,10 @@ def mfcc(
     if dct_type != 2:
         raise ParameterError(f"dct_type must be 2 (the only type ser_gpu implements), got {dct_type!r}")
     lifter = check_nonnegative(lifter, "lifter")
+    if norm not in ("ortho", None):
+        raise ParameterError(f"norm must be 'ortho' or None (the DCT's), got {norm!r}")
     if S is None:
+        filters.check_mel(sr=sr, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=mel_norm, norm_name="mel_norm")
         M, fl = _melspectrogram(y, sr=sr, S=None, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
                                 window=window, center=center, pad_mode=pad_mode, power=power, n_mels=n_mels,
                                 fmin=fmin, fmax=fmax, htk=htk, norm=mel_norm, lengths=lengths,
@@ -461,6 +466,7 @@ def chroma_stft(
         ``[shape=(..., n_chroma, frames)]``.
     """
     n_chroma = check_positive_int(n_chroma, "n_chroma")
+    check_norm(norm)
     unknown = sorted(set(kwargs) - _CHROMA_FILTER_KWARGS)
     if unknown:  # a TypeError from inside filters.chroma before
         raise ParameterError(f"unexpected keyword argument(s) {unknown} for chroma_stft; its filter bank takes "
@@ -514,6 +520,7 @@ def spectral_contrast(
     n_bands = check_positive_int(n_bands, "n_bands")
     quantile = check_in_range(quantile, "quantile", 0.0, 1.0)
     fmin = check_positive(fmin, "fmin")
+    linear = check_bool(linear, "linear")
     S, n_fft, fl = _spectral_input(
         y, S, n_fft=n_fft, hop_length=hop_length, power=1.0, win_length=win_length, window=window,
         center=center, pad_mode=pad_mode, lengths=lengths, frame_lengths=frame_lengths)
@@ -577,6 +584,14 @@ def _spectral_contrast(S, fl, *, sr, n_fft, fmin, n_bands, quantile, linear) -> 
     return _power_to_db(peak, 1.0, 1e-10, 80.0, fl) - _power_to_db(valley, 1.0, 1e-10, 80.0, fl)
 
 
+def _check_energies(S_given: Optional[torch.Tensor], S: torch.Tensor, feature: str) -> None:
+    """A spectrogram the caller gave must hold non-negative energies (librosa refuses the others; a
+    negative bin turns the weighted mean or the cumulative sum into nonsense)."""
+    if S_given is not None and bool((S < 0).any()):
+        raise ParameterError(f"S holds {int((S < 0).sum())} negative value(s): the spectral {feature} is only "
+                             f"defined with non-negative energies (a magnitude or power spectrogram)")
+
+
 def _frequency_column(sr: float, n_fft: int, S: torch.Tensor) -> torch.Tensor:
     freq = to_device(torch.from_numpy(np.fft.rfftfreq(n=n_fft, d=1.0 / sr)), S.device, S.dtype)
     if freq.shape[0] != S.shape[-2]:
@@ -607,9 +622,11 @@ def spectral_rolloff(
     """
     sr = check_positive(sr, "sr")
     roll_percent = check_in_range(roll_percent, "roll_percent", 0.0, 1.0)
+    S_given = S
     S, n_fft, fl = _spectral_input(
         y, S, n_fft=n_fft, hop_length=hop_length, power=1.0, win_length=win_length, window=window,
         center=center, pad_mode=pad_mode, lengths=lengths, frame_lengths=frame_lengths)
+    _check_energies(S_given, S, "rolloff")
     rolloff = _spectral_rolloff(S, _frequency_column(sr, n_fft, S), roll_percent)
     return _result(rolloff, fl, lengths, frame_lengths)
 
@@ -643,9 +660,11 @@ def spectral_centroid(
         ``[shape=(..., 1, frames)]`` in Hz (0 for a silent frame, as librosa).
     """
     sr = check_positive(sr, "sr")
+    S_given = S
     S, n_fft, fl = _spectral_input(
         y, S, n_fft=n_fft, hop_length=hop_length, power=1.0, win_length=win_length, window=window,
         center=center, pad_mode=pad_mode, lengths=lengths, frame_lengths=frame_lengths)
+    _check_energies(S_given, S, "centroid")
     centroid = _spectral_centroid(S, _frequency_column(sr, n_fft, S))
     return _result(centroid, fl, lengths, frame_lengths)
 

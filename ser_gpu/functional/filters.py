@@ -12,16 +12,17 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import warnings
 from typing import Optional
 
 import numpy as np
 import torch
 
-from .._validation import _describe, check_nonnegative, check_positive, check_positive_int
+from .._validation import _describe, check_bool, check_nonnegative, check_positive, check_positive_int
 from ..errors import ParameterError
 from .._transfer import DeviceCache, to_device
 
-__all__ = ["mel_frequencies", "mel", "chroma", "dct"]
+__all__ = ["mel_frequencies", "mel", "check_mel", "chroma", "dct"]
 
 
 def _hz_to_mel(frequencies: np.ndarray, htk: bool) -> np.ndarray:
@@ -114,8 +115,16 @@ def mel(
         sr, n_fft, n_mels, fmin, fmax (default ``sr / 2``), htk, norm (``'slaney'``, a p-norm or
         ``None``): as librosa. device, dtype: where the (cached) tensor is put.
     """
-    sr = check_positive(sr, "sr")
     n_fft = check_positive_int(n_fft, "n_fft")
+    sr, n_mels, fmin, fmax, htk = check_mel(sr=sr, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm)
+    key = ("mel", sr, n_fft, n_mels, fmin, fmax, htk, norm)
+    return _to_device(key, lambda: _mel_bank(sr, n_fft, n_mels, fmin, fmax, htk, norm), device, dtype)
+
+
+def check_mel(*, sr, n_mels, fmin, fmax, htk, norm, norm_name: str = "norm"):
+    """The mel filterbank's settings checked (``norm`` named ``norm_name`` in errors: ``mfcc`` calls it
+    ``mel_norm``), before any work: ``(sr, n_mels, fmin, fmax, htk)`` with ``fmax`` resolved."""
+    sr = check_positive(sr, "sr")
     n_mels = check_positive_int(n_mels, "n_mels")
     fmin = check_nonnegative(fmin, "fmin")
     fmax = sr / 2.0 if fmax is None else check_positive(fmax, "fmax")
@@ -123,10 +132,22 @@ def mel(
         raise ParameterError(f"fmax must be greater than fmin={fmin}, got {fmax}")
     if not (norm is None or (isinstance(norm, str) and norm == "slaney") or (
             isinstance(norm, numbers.Real) and not isinstance(norm, bool) and (norm >= 0 or norm == -math.inf))):
-        raise ParameterError(f"norm must be 'slaney', a number >= 0, +-inf or None (as librosa.util.normalize), "
-                             f"got {_describe(norm)}")
-    key = ("mel", sr, n_fft, n_mels, fmin, fmax, bool(htk), norm)
-    return _to_device(key, lambda: _mel_numpy(sr, n_fft, n_mels, fmin, fmax, bool(htk), norm), device, dtype)
+        raise ParameterError(f"{norm_name} must be 'slaney', a number >= 0, +-inf or None (as "
+                             f"librosa.util.normalize), got {_describe(norm)}")
+    return sr, n_mels, fmin, fmax, check_bool(htk, "htk")
+
+
+def _mel_bank(sr, n_fft, n_mels, fmin, fmax, htk, norm) -> np.ndarray:
+    """:func:`_mel_numpy`, warning as librosa.filters.mel does when a filter is empty (built once per
+    device and settings: the warning comes with the first call)."""
+    weights = _mel_numpy(sr, n_fft, n_mels, fmin, fmax, htk, norm)
+    mel_f = mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax, htk=htk)
+    if not np.all((mel_f[:-2] == 0) | (weights.max(axis=1) > 0)):
+        warnings.warn(f"Empty filters detected in mel frequency basis (n_mels={n_mels}, n_fft={n_fft}, "
+                      f"sr={sr:g}, fmin={fmin:g}, fmax={fmax:g}): some channels will produce empty responses. "
+                      f"Try increasing your sampling rate (and fmax) or reducing n_mels (librosa.filters.mel "
+                      f"warns the same)", UserWarning, stacklevel=2)
+    return weights
 
 
 def chroma(

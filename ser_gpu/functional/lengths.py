@@ -13,12 +13,27 @@ from typing import Optional
 
 import torch
 
+from .._validation import _describe, check_bool, check_nonnegative_int, check_positive_int
+from ..errors import ParameterError
+
 __all__ = ["valid_mask", "padding_mask", "num_frames", "frame_mask", "zero_padding", "mask_frames", "pad_per_example"]
 
 
+def _integer_lengths(lengths, name: str = "lengths") -> torch.Tensor:
+    """``lengths`` must be an integer tensor (its values are not read here: no host sync)."""
+    if not isinstance(lengths, torch.Tensor) or lengths.is_floating_point() or lengths.is_complex() \
+            or lengths.dtype == torch.bool:
+        raise ParameterError(f"{name} must be an integer tensor, got {_describe(lengths)}")
+    return lengths
+
+
 def valid_mask(lengths: torch.Tensor, size: int, *, device=None) -> torch.Tensor:
-    """``[shape=(..., size)]`` bool: True at positions ``< lengths`` (samples or frames) of each example."""
-    idx = torch.arange(size, device=lengths.device if device is None else device)
+    """``[shape=(..., size)]`` bool: True at positions ``< lengths`` (samples or frames) of each example.
+
+    ``lengths`` is an integer tensor and ``size`` a non-negative integer (checked; the values of
+    ``lengths`` are not, as that would wait for a GPU)."""
+    _integer_lengths(lengths)
+    idx = torch.arange(check_nonnegative_int(size, "size"), device=lengths.device if device is None else device)
     return idx < lengths.unsqueeze(-1)
 
 
@@ -40,7 +55,10 @@ def num_frames(
     ``1 + length // hop_length`` frames for an even ``n_fft`` (``1 + (length - 1) // hop_length``
     for an odd one); without it, ``1 + (length - n_fft) // hop_length``.
     """
-    padded = lengths + 2 * (n_fft // 2) if center else lengths
+    _integer_lengths(lengths)
+    hop_length = check_positive_int(hop_length, "hop_length")
+    n_fft = check_positive_int(n_fft, "n_fft")
+    padded = lengths + 2 * (n_fft // 2) if check_bool(center, "center") else lengths
     return 1 + torch.div(padded - n_fft, hop_length, rounding_mode="floor")
 
 
@@ -48,7 +66,8 @@ def frame_mask(frame_lengths: Optional[torch.Tensor], n_frames: int, *, device=N
     """Boolean mask ``[shape=(..., n_frames)]``: True on each example's valid frames (``None`` for ``None``)."""
     if frame_lengths is None:
         return None
-    return valid_mask(frame_lengths, n_frames, device=device)
+    _integer_lengths(frame_lengths, "frame_lengths")
+    return valid_mask(frame_lengths, check_nonnegative_int(n_frames, "n_frames"), device=device)
 
 
 def zero_padding(y: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:

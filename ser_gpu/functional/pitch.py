@@ -122,7 +122,7 @@ def _piptrack_input(
     """Validated piptrack settings and input: ``(S, n_fft, frame_lengths, fmin, fmax, threshold, ref)``
     with ``S`` in the input dtype (not yet absolute) and ``fmin``/``fmax`` clipped as librosa clips them."""
     sr = check_positive(sr, "sr")
-    fmin = check_positive(fmin, "fmin")
+    fmin = check_nonnegative(fmin, "fmin")  # 0 as librosa (which clips a negative fmin to 0 too)
     fmax = check_positive(fmax, "fmax")
     if fmax <= fmin:
         raise ParameterError(f"fmax must be greater than fmin={fmin}, got {fmax}")

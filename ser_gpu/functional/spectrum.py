@@ -172,7 +172,8 @@ def _frame_args(n_fft, hop_length, win_length, window):
     return n_fft, hop_length, win_length
 
 
-def _check_stft_args(n_fft, hop_length, win_length, window, pad_mode):
+def _check_stft_args(n_fft, hop_length, win_length, window, pad_mode, center=True):
+    check_bool(center, "center")
     if pad_mode not in _TORCH_PAD_MODES:
         raise ParameterError(f"pad_mode must be one of {tuple(_TORCH_PAD_MODES)}, got {pad_mode!r}")
     return _frame_args(n_fft, hop_length, win_length, window)
@@ -211,7 +212,7 @@ def stft(
         complex64 for float32 ``y``, complex128 for float64.
     """
     y = valid_audio(y)
-    n_fft, hop_length, win_length = _check_stft_args(n_fft, hop_length, win_length, window, pad_mode)
+    n_fft, hop_length, win_length = _check_stft_args(n_fft, hop_length, win_length, window, pad_mode, center)
     check_bool(fast_stft, "fast_stft")
     return _stft(y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
                  center=center, pad_mode=pad_mode, precise=not fast_stft)
@@ -284,6 +285,7 @@ def istft(
     if n_bins != 1 + n_fft // 2:
         raise ParameterError(f"n_fft={n_fft} needs {1 + n_fft // 2} frequency bins, stft_matrix has {n_bins}")
     n_fft, hop_length, win_length = _frame_args(n_fft, hop_length, win_length, window)
+    check_bool(center, "center")
     if length is not None:
         length = check_positive_int(length, "length")
     fake = D[..., 0, :]  # (..., frames): the batch shape, for the per-example checks
@@ -461,7 +463,7 @@ def spectrogram(
         raise ParameterError("either y (a waveform) or S (a spectrogram) must be given, got neither")
     y = valid_audio(y)
     power = check_positive(power, "power")
-    n_fft, hop_length, win_length = _check_stft_args(n_fft, hop_length, win_length, window, pad_mode)
+    n_fft, hop_length, win_length = _check_stft_args(n_fft, hop_length, win_length, window, pad_mode, center)
     check_bool(fast_stft, "fast_stft")
     lengths = check_lengths(lengths, y)
     if lengths is not None:

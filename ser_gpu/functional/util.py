@@ -42,12 +42,18 @@ def normalize(S: torch.Tensor, *, norm=math.inf, axis: int = 0) -> torch.Tensor:
     return _normalize(S, norm=norm, axis=int(axis))
 
 
+def check_norm(norm, name: str = "norm"):
+    """A :func:`normalize` ``norm`` (a number >= 0, -inf, or None), checked before any work."""
+    if norm is not None and (isinstance(norm, bool) or not isinstance(norm, numbers.Real)
+                             or not (norm >= 0 or norm == -math.inf)):
+        raise ParameterError(f"{name} must be a positive number, 0, +-inf or None, got {norm!r}")
+    return norm
+
+
 def _normalize(S: torch.Tensor, *, norm=math.inf, axis: int = 0) -> torch.Tensor:
     """:func:`normalize` on a checked ``S`` and ``axis`` (no host sync: the features' hot path)."""
-    if norm is None:
+    if check_norm(norm) is None:
         return S
-    if isinstance(norm, bool) or not isinstance(norm, numbers.Real) or not (norm >= 0 or norm == -math.inf):
-        raise ParameterError(f"norm must be a positive number, 0, +-inf or None, got {norm!r}")
     mag = S.abs()
     if norm == math.inf:
         length = mag.amax(dim=axis, keepdim=True)
