@@ -11,6 +11,7 @@ import math
 import numbers
 from typing import Optional
 
+import numpy as np
 import torch
 
 from ._transfer import to_device
@@ -92,9 +93,10 @@ def check_positive_int(value, name: str) -> int:
 
 
 def check_bool(value, name: str) -> bool:
-    if not isinstance(value, bool):
+    """True or False (a numpy bool too, as librosa takes it), as a Python bool."""
+    if not isinstance(value, (bool, np.bool_)):
         raise ParameterError(f"{name} must be True or False, got {_describe(value)}")
-    return value
+    return bool(value)
 
 
 def check_nonnegative_int(value, name: str) -> int:

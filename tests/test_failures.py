@@ -351,6 +351,19 @@ def test_the_length_helpers_check_their_arguments():
         F.valid_mask(lengths, 2.5)
     assert F.num_frames(lengths).tolist() == [1 + 100 // 512, 1 + 4096 // 512]
     assert F.frame_mask(torch.tensor([2]), 3).tolist() == [[True, True, False]]
+    # integers from Python and numpy are lengths too, as before the checks
+    assert int(F.num_frames(4096)) == int(F.num_frames(np.int64(4096))) == 9
+    assert F.num_frames(np.array([100, 4096])).tolist() == [1, 9]
+    assert F.valid_mask(np.array([1, 2]), 3).tolist() == [[True, False, False], [True, True, False]]
+
+
+def test_switches_take_numpy_bools_as_librosa():
+    D = F.stft(Y, center=np.True_)
+    assert torch.equal(D, F.stft(Y, center=True))
+    assert torch.equal(F.filters.mel(htk=np.True_), F.filters.mel(htk=True))
+    from ser_gpu.transforms.features import FeatureConfig
+
+    assert type(FeatureConfig(trim=np.False_).trim) is bool  # stored as plain data in checkpoints
 
 
 def test_piptrack_takes_fmin_zero_as_librosa():

@@ -25,15 +25,17 @@ from ..transforms.features import FEATURE_ROWS, FeatureExtractor
 
 __all__ = ["Analyzer", "UPLOAD_EXTENSIONS", "plain", "waveform_envelope"]
 
-# What Streamlit's Markdown reads as markup in a caption, an alert or the sidebar: CommonMark's
-# punctuation ('&' starts an HTML entity), ':' (emoji :smile: and colours :red[...]) and '$' (LaTeX)
-_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
+# What Streamlit's Markdown reads as markup in a caption, an alert, a metric or the sidebar: CommonMark's
+# punctuation ('&' starts an HTML entity, '=' under a line makes it a heading), ':' (emoji :smile: and
+# colours :red[...]) and '$' (LaTeX)
+_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=])")
 
 
 def plain(text: str) -> str:
     """``text`` (a file name, an error message) shown as written where Streamlit renders Markdown:
-    readable (:func:`ser_gpu._cli.readable`), every markup character backslash-escaped."""
-    return _MARKUP.sub(r"\\\1", readable(text))
+    readable (:func:`ser_gpu._cli.readable`), on one line (a line break would start a paragraph, a
+    heading or a list), every markup character backslash-escaped."""
+    return _MARKUP.sub(r"\\\1", " ".join(readable(text).splitlines()))
 
 
 #: What the upload widget accepts: every extension ``predict`` decodes (audio and video), no dot.

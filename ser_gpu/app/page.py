@@ -49,7 +49,7 @@ def show_card(card: dict, checkpoints: tuple, device) -> None:
         st.sidebar.markdown(f"**Ensemble** of {len(checkpoints)} checkpoints (their softmax averaged) on "
                             f"`{device}`: {members}; below, the first one's training")
     st.sidebar.markdown(f"**Trained on** {plain(card['corpus'])}"
-                        + (f" (split: {card['split']})" if card["split"] else ""))
+                        + (f" (split: {plain(str(card['split']))})" if card["split"] else ""))
     averaged = card.get("averaged_epochs")
     st.sidebar.markdown(f"**Epoch** {card['epoch']}" + (f" (the mean of the weights of epochs {averaged[0]}–"
                                                          f"{averaged[1]})" if averaged else ""))
@@ -120,7 +120,7 @@ def draw_heatmap(features: np.ndarray, row_names, seconds: float):
 
 def show_analysis(analyzer: Analyzer, out: dict, name: str) -> None:
     r = out["result"]
-    st.metric("Predicted emotion", r["emotion"])
+    st.metric("Predicted emotion", plain(r["emotion"]))  # rendered as Markdown too (the labels are RAVDESS's)
     st.caption(f"{plain(name)}: probability {r['probability']:.2f}, {r['seconds']:.1f} s scored in {r['windows']} "
                f"window(s) of {analyzer.predictor.window_seconds:g} s every {analyzer.predictor.hop_seconds:g} s")
     for message in r.get("warnings", []) or []:

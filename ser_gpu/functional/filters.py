@@ -117,8 +117,13 @@ def mel(
     """
     n_fft = check_positive_int(n_fft, "n_fft")
     sr, n_mels, fmin, fmax, htk = check_mel(sr=sr, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm)
+    if _has_empty_filter(sr, n_fft, n_mels, fmin, fmax, htk, norm):  # warned at every call, as librosa
+        warnings.warn(f"Empty filters detected in mel frequency basis (n_mels={n_mels}, n_fft={n_fft}, "
+                      f"sr={sr:g}, fmin={fmin:g}, fmax={fmax:g}): some channels will produce empty responses. "
+                      f"Try increasing your sampling rate (and fmax) or reducing n_mels (librosa.filters.mel "
+                      f"warns the same)", UserWarning, stacklevel=2)
     key = ("mel", sr, n_fft, n_mels, fmin, fmax, htk, norm)
-    return _to_device(key, lambda: _mel_bank(sr, n_fft, n_mels, fmin, fmax, htk, norm), device, dtype)
+    return _to_device(key, lambda: _mel_numpy(sr, n_fft, n_mels, fmin, fmax, htk, norm), device, dtype)
 
 
 def check_mel(*, sr, n_mels, fmin, fmax, htk, norm, norm_name: str = "norm"):
@@ -137,17 +142,12 @@ def check_mel(*, sr, n_mels, fmin, fmax, htk, norm, norm_name: str = "norm"):
     return sr, n_mels, fmin, fmax, check_bool(htk, "htk")
 
 
-def _mel_bank(sr, n_fft, n_mels, fmin, fmax, htk, norm) -> np.ndarray:
-    """:func:`_mel_numpy`, warning as librosa.filters.mel does when a filter is empty (built once per
-    device and settings: the warning comes with the first call)."""
-    weights = _mel_numpy(sr, n_fft, n_mels, fmin, fmax, htk, norm)
+@functools.lru_cache(maxsize=32)
+def _has_empty_filter(sr, n_fft, n_mels, fmin, fmax, htk, norm) -> bool:
+    """Whether the mel bank has a channel of zeros (librosa.filters.mel's test for its warning)."""
     mel_f = mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax, htk=htk)
-    if not np.all((mel_f[:-2] == 0) | (weights.max(axis=1) > 0)):
-        warnings.warn(f"Empty filters detected in mel frequency basis (n_mels={n_mels}, n_fft={n_fft}, "
-                      f"sr={sr:g}, fmin={fmin:g}, fmax={fmax:g}): some channels will produce empty responses. "
-                      f"Try increasing your sampling rate (and fmax) or reducing n_mels (librosa.filters.mel "
-                      f"warns the same)", UserWarning, stacklevel=2)
-    return weights
+    weights = _mel_numpy(sr, n_fft, n_mels, fmin, fmax, htk, norm)
+    return not np.all((mel_f[:-2] == 0) | (weights.max(axis=1) > 0))
 
 
 def chroma(

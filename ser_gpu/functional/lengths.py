@@ -9,8 +9,10 @@ contract is written out; functional code, transforms and the model all use them.
 
 from __future__ import annotations
 
+import numbers
 from typing import Optional
 
+import numpy as np
 import torch
 
 from .._validation import _describe, check_bool, check_nonnegative_int, check_positive_int
@@ -20,7 +22,12 @@ __all__ = ["valid_mask", "padding_mask", "num_frames", "frame_mask", "zero_paddi
 
 
 def _integer_lengths(lengths, name: str = "lengths") -> torch.Tensor:
-    """``lengths`` must be an integer tensor (its values are not read here: no host sync)."""
+    """``lengths`` as an integer tensor (a Python or numpy integer, or an integer numpy array, becomes
+    one); anything else is refused. Its values are not read here: no host sync."""
+    if isinstance(lengths, (numbers.Integral, np.integer)) and not isinstance(lengths, (bool, np.bool_)):
+        return torch.tensor(int(lengths))
+    if isinstance(lengths, np.ndarray) and np.issubdtype(lengths.dtype, np.integer):
+        return torch.from_numpy(lengths)
     if not isinstance(lengths, torch.Tensor) or lengths.is_floating_point() or lengths.is_complex() \
             or lengths.dtype == torch.bool:
         raise ParameterError(f"{name} must be an integer tensor, got {_describe(lengths)}")
@@ -32,7 +39,7 @@ def valid_mask(lengths: torch.Tensor, size: int, *, device=None) -> torch.Tensor
 
     ``lengths`` is an integer tensor and ``size`` a non-negative integer (checked; the values of
     ``lengths`` are not, as that would wait for a GPU)."""
-    _integer_lengths(lengths)
+    lengths = _integer_lengths(lengths)
     idx = torch.arange(check_nonnegative_int(size, "size"), device=lengths.device if device is None else device)
     return idx < lengths.unsqueeze(-1)
 
@@ -55,7 +62,7 @@ def num_frames(
     ``1 + length // hop_length`` frames for an even ``n_fft`` (``1 + (length - 1) // hop_length``
     for an odd one); without it, ``1 + (length - n_fft) // hop_length``.
     """
-    _integer_lengths(lengths)
+    lengths = _integer_lengths(lengths)
     hop_length = check_positive_int(hop_length, "hop_length")
     n_fft = check_positive_int(n_fft, "n_fft")
     padded = lengths + 2 * (n_fft // 2) if check_bool(center, "center") else lengths
@@ -66,7 +73,7 @@ def frame_mask(frame_lengths: Optional[torch.Tensor], n_frames: int, *, device=N
     """Boolean mask ``[shape=(..., n_frames)]``: True on each example's valid frames (``None`` for ``None``)."""
     if frame_lengths is None:
         return None
-    _integer_lengths(frame_lengths, "frame_lengths")
+    frame_lengths = _integer_lengths(frame_lengths, "frame_lengths")
     return valid_mask(frame_lengths, check_nonnegative_int(n_frames, "n_frames"), device=device)
 
 

@@ -84,9 +84,10 @@ class FeatureConfig:
     fast_stft: bool = False
 
     def __post_init__(self):
-        check_bool(self.trim, "trim")
-        check_bool(self.tonnetz, "tonnetz")
-        check_bool(self.fast_stft, "fast_stft")
+        # plain bools (a numpy bool would not load back from a checkpoint with weights_only=True)
+        self.trim = check_bool(self.trim, "trim")
+        self.tonnetz = check_bool(self.tonnetz, "tonnetz")
+        self.fast_stft = check_bool(self.fast_stft, "fast_stft")
         check_positive(self.sr, "sr")
         if self.sr / 2 <= _CONTRAST_TOP_EDGE:  # here, not at the first batch, and naming what the user set
             raise ParameterError(
