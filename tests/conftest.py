@@ -113,10 +113,19 @@ def dtype(request):
     return request.param
 
 
+def _as_float64(x) -> np.ndarray:
+    """``x`` (tensor or array) in float64, or complex128 when complex (never dropping an imaginary part)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        return (x.to(torch.complex128) if x.is_complex() else x.double()).numpy()
+    x = np.asarray(x)
+    return x.astype(np.complex128 if np.iscomplexobj(x) else np.float64)
+
+
 def rel_err(ours, ref) -> float:
-    """max |ours - ref| / max |ref| (0 when both are all zero)."""
-    ours = ours.detach().cpu().double().numpy() if isinstance(ours, torch.Tensor) else np.asarray(ours, float)
-    ref = np.asarray(ref, dtype=np.float64)
+    """max |ours - ref| / max |ref| (0 when both are all zero); complex values compared as complex."""
+    ours, ref = _as_float64(ours), _as_float64(ref)
+    assert np.iscomplexobj(ours) == np.iscomplexobj(ref), f"one complex, one real: {ours.dtype}, {ref.dtype}"
     assert ours.shape == ref.shape, f"shape {ours.shape} != librosa's {ref.shape}"
     scale = np.abs(ref).max()
     diff = np.abs(ours - ref).max()
@@ -130,3 +139,18 @@ def grid_tunings(count: int, dtype) -> torch.Tensor:
     spread over the grid."""
     edges = torch.from_numpy(np.linspace(-0.5, 0.5, 101)[:-1]).to(dtype)
     return edges[torch.arange(count) * 97 % 100]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line per reason a test was skipped, with its count, even under ``-q``: a check that did
+    not run (no GPU, no RAVDESS copy, no browser) is said so, not counted among the passes."""
+    reasons = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.write_sep("-", "skipped, by reason")
+        for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+            terminalreporter.write_line(f"{count:5d}  {reason}")

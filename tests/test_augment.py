@@ -86,7 +86,8 @@ def test_pitch_shift_moves_f0_keeps_duration(device, dtype):
         assert np.all(o[len(clip):] == 0), "padding must stay zero"
         o = o[: len(clip)]
         ratio = _f0(o) / _f0(clip)
-        assert abs(ratio / 2 ** (n / 12) - 1) < 0.01, f"example {i}: n={n}, f0 ratio {ratio}"
+        # design.md's 0.1 % (measured 1e-8 to 4e-8 in float64 and float32)
+        assert abs(ratio / 2 ** (n / 12) - 1) < 1e-3, f"example {i}: n={n}, f0 ratio {ratio}"
         d_in = np.subtract(*_span(clip)[::-1])
         d_out = np.subtract(*_span(o)[::-1])
         assert abs(d_out - d_in) <= HOP, f"example {i}: duration {d_in} -> {d_out}"
@@ -105,7 +106,7 @@ def test_time_stretch_changes_duration_keeps_f0(device, dtype):
         d_in = np.subtract(*_span(clip)[::-1])
         d_out = np.subtract(*_span(o)[::-1])
         assert abs(d_out - d_in / r) <= HOP, f"example {i}: rate {r}, duration {d_in} -> {d_out}"
-        assert abs(_f0(o) / _f0(clip) - 1) < 0.01
+        assert abs(_f0(o) / _f0(clip) - 1) < 1e-3  # f0 kept to design.md's 0.1 %
 
 
 def test_resample_matches_sinusoid_and_lengths(device, dtype):
@@ -393,8 +394,12 @@ def test_same_seed_same_output_and_eval_mode_still_applies():
                        s(feats, fl, generator=torch.Generator().manual_seed(1)))
 
 
-def test_cpu_generator_with_data_on_device(device):
-    """A CPU generator draws on the CPU and the numbers are moved: same parameters and noise on any device."""
+@pytest.mark.cuda
+@needs_cuda
+def test_cpu_generator_with_data_on_device():
+    """A CPU generator draws on the CPU and the numbers are moved: same parameters and noise on any device
+    (CUDA only: on the CPU it would compare a run with itself)."""
+    device = "cuda"
     clips = [_speechy(n, s) for s, n in enumerate((5000, 4000, 4500))]
     y, lengths = _batch(clips, torch.float64)
     aug = WaveformAugment(sr=SR, p_noise=1.0, p_stretch=0.7, p_pitch=0.7, p_shift=1.0)

@@ -96,9 +96,8 @@ def test_cqt_early_downsampling(name, dtype):
     C = cqt(_t(name, dtype, "cpu"), sr=SR, tuning=0.0, **kw).abs().double().numpy()
     ref = np.abs(ref_cqt_kw(name, 0.0, tuple(kw.items())))
     scale = ref.max()
-    assert np.abs(C[:, 1:] - ref[:, 1:]).max() / scale <= CQT_TOL[dtype]
-    # frame 0: soxr's multi-stage 4:1 decimator treats the first input samples unlike a plain FIR
-    assert np.abs(C[:, 0] - ref[:, 0]).max() / scale <= 3e-2
+    # frame 0 included (it held a 3e-2 exception for soxr's multi-stage 4:1 decimator; measured 2.1e-4)
+    assert np.abs(C - ref).max() / scale <= CQT_TOL[dtype]
 
 
 # ------------------------------------------------------------------------- chroma, tonnetz
@@ -160,9 +159,7 @@ def test_per_example_tuning_changing_early_downsampling(dtype):
         ref = np.abs(ref_cqt_kw(n, tunings[i], (("fmin", 700.0), ("n_bins", 12))))
         assert int(fl[i]) == ref.shape[-1]
         ours = C[i, :, : fl[i]].abs().double().numpy()
-        assert np.abs(ours[:, 1:] - ref[:, 1:]).max() / ref.max() <= CQT_TOL[dtype], n
-        # frame 0: soxr's multi-stage 4:1 decimator treats the first input samples unlike a plain FIR
-        assert np.abs(ours[:, 0] - ref[:, 0]).max() / ref.max() <= 3e-2, n
+        assert np.abs(ours - ref).max() / ref.max() <= CQT_TOL[dtype], n  # frame 0 included
 
 
 def test_batched_estimated_tuning_equals_librosa(dtype):

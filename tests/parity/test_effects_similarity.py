@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from ser_gpu.functional import phase_vocoder, pitch_shift, resample, time_stretch
-from tests.conftest import rel_err
+from tests.conftest import STFT_TOL, rel_err
 from tests.signals import SIGNALS, SR
 
 
@@ -37,16 +37,19 @@ def _np(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().double().numpy()
 
 
-# float32 log-magnitude correlation bounds for the stretch, per signal (measured minimum over the
-# rates 0.8/0.9/1.1/1.25 in brackets)
+# float32 log-magnitude correlation bounds for the stretch, per signal: measured minimum over the rates
+# 0.8/1.1/1.25 in brackets, [ours; librosa's own float32 run against its float64]. Tonal signals leave
+# most of the plane near-silent, where float32 rounding noise becomes phase: librosa's float32 scores
+# the same there (its STFT in float64, rounded to complex64, as ours by default; with fast_stft=True,
+# a float32 FFT, ours scored 0.9707 on the chirp)
 STRETCH_F32 = {
-    "speech_like": 0.9995,  # [0.99999]
-    "speech_48k": 0.9995,  # [0.99999] recorded-speech-like clip (tests/data/)
-    "noise": 0.9995,  # [0.99999]
-    "short_1000": 0.9995,  # [0.99999]
-    "odd_12345": 0.9995,  # [0.99999]
-    "two_tones": 0.997,  # [0.9989] tonal: most of the plane is near-silent bins (phase = rounding noise)
-    "chirp": 0.96,  # [0.9707] idem; librosa's own float32 run scores 0.988 against its float64
+    "speech_like": 0.9995,  # [1.0; 1.0]
+    "speech_48k": 0.9995,  # [1.0; 1.0] recorded-speech-like clip (tests/data/)
+    "noise": 0.9995,  # [1.0; 0.99991]
+    "short_1000": 0.9995,  # [1.0; 1.0]
+    "odd_12345": 0.9995,  # [1.0; 1.0]
+    "two_tones": 0.9995,  # [0.99982; 0.99982]
+    "chirp": 0.985,  # [0.98801; 0.98800]
 }
 
 
@@ -85,24 +88,27 @@ def test_time_stretch_batch_with_lengths_matches_librosa(device):
 
 
 @pytest.mark.parametrize("rate", [0.7, 1.0, 1.3])
-def test_phase_vocoder_matches_librosa(rate):
+def test_phase_vocoder_matches_librosa(rate, dtype):
+    """Against librosa's float64 result in both precisions (float32: measured <= 1.2e-5; librosa's own
+    float32 run is 1.8e-4 to 4.6e-4 off its float64, its phases growing to thousands of radians)."""
     x = SIGNALS["speech_like"]
     D = librosa.stft(x)
     ref = librosa.phase_vocoder(D, rate=rate)
-    ours, n_out = phase_vocoder(torch.from_numpy(D), rate=rate)
+    ours, n_out = phase_vocoder(torch.from_numpy(D).to(torch.complex128 if dtype == torch.float64
+                                                       else torch.complex64), rate=rate)
     assert ours.shape == ref.shape and int(n_out) == ref.shape[-1]
-    diff = np.abs(ours.numpy() - ref).max() / np.abs(ref).max()
-    assert diff <= 1e-6
+    diff = np.abs(ours.numpy().astype(np.complex128) - ref).max() / np.abs(ref).max()  # complex: |a - b|
+    assert diff <= STFT_TOL[dtype]
 
 
 # (name, float64 bound, float32 bound) for the log-magnitude correlation of pitch_shift; measured
-# minimum over n_steps in brackets [float64, float32]
+# minimum over n_steps in brackets [float64, float32; librosa's own float32]
 PITCH = [
-    ("speech_like", 0.9999, 0.9999),  # [0.99999, 0.99999]
-    ("speech_48k", 0.9999, 0.9999),  # [0.99999, 0.99999]
-    ("odd_12345", 0.9999, 0.9999),  # [0.99998, 0.99998]
-    ("two_tones", 0.9999, 0.999),  # [1.0, 0.99958]
-    ("chirp", 0.9999, 0.97),  # [1.0, 0.97841] float32: near-silent bins, as for the stretch
+    ("speech_like", 0.9999, 0.9999),  # [0.99999, 0.99999; 1.0]
+    ("speech_48k", 0.9999, 0.9999),  # [0.99999, 1.0; 1.0]
+    ("odd_12345", 0.9999, 0.9999),  # [0.99998, 0.99998; 1.0]
+    ("two_tones", 0.9999, 0.9995),  # [1.0, 0.99986; 0.99986] float32: near-silent bins, as for the stretch
+    ("chirp", 0.9999, 0.99),  # [1.0, 0.99253; 0.99253] idem (fast_stft=True: 0.97841)
     ("noise", 0.9995, 0.9995),  # [0.99989] white noise fills soxr's transition band, where we are within 4e-3
 ]
 
@@ -122,11 +128,11 @@ def test_pitch_shift_similar_to_librosa(name, bound64, bound32, n_steps, device,
         assert rel_err(ours, ref) <= 5e-3
 
 
-def test_pitch_shift_f0_equals_librosa():
+def test_pitch_shift_f0_equals_librosa(dtype):
     t = np.arange(int(0.8 * SR)) / SR
     x = sum(np.sin(2 * np.pi * k * 196.0 * t) / k for k in range(1, 6)) * 0.2
     steps = np.array([-2.0, -0.7, 1.5])
-    ours = pitch_shift(torch.from_numpy(x).expand(3, -1), n_steps=torch.from_numpy(steps))
+    ours = pitch_shift(torch.from_numpy(x).to(dtype).expand(3, -1), n_steps=torch.from_numpy(steps))
 
     def f0(y):
         seg = y[4000:-4000]

@@ -81,9 +81,10 @@ def _harmonic64(name):
 
 
 def _scaled_err(ours, ref, floor):
-    """max|ours - ref| / max(max|ref|, floor): a relative error, except for a (near) empty reference
-    (silence_burst's harmonic part is exactly 0, chirp's is 1% of the input), where it is judged
-    against ``floor`` (1% of the input's scale) instead of dividing rounding noise by ~0."""
+    """max|ours - ref| / max|ref|, the relative error, except for an all-zero reference (silence_burst's
+    harmonic part), where the error is judged against ``floor`` (1% of the input's scale) instead of
+    dividing rounding noise by 0. (Every other part, the chirp's at 0.2 % of the input included, is
+    held to the plain relative error: measured at most 3.1e-14 in float64, 1.6e-5 in float32.)"""
     if isinstance(ours, torch.Tensor):
         if ours.is_complex():
             ours = torch.view_as_real(ours)
@@ -92,7 +93,8 @@ def _scaled_err(ours, ref, floor):
     if np.iscomplexobj(ref):
         ref = np.stack([ref.real, ref.imag], axis=-1)
     assert ours.shape == ref.shape
-    return float(np.abs(ours - ref).max() / max(np.abs(ref).max(), floor))
+    scale = np.abs(ref).max()
+    return float(np.abs(ours - ref).max() / (scale if scale > 0 else floor))
 
 
 # ------------------------------------------------------------------------------------- istft
@@ -409,22 +411,24 @@ def test_harmonic_mixed_lengths_equals_single(pad_mode, device, dtype):
         (dict(kernel_size=2.5), "2.5"),
         (dict(kernel_size=(31,)), "(31,)"),
         (dict(margin=0.5), "0.5"),
-        (dict(margin=(1.0, 0.9)), "0.9"),
+        (dict(margin=(1.0, 0.9)), "(1.0, 0.9)"),
         (dict(margin=float("inf")), "inf"),
         (dict(power=0), "0"),
         (dict(power=-1.0), "-1.0"),
         (dict(power=float("nan")), "nan"),
-        (dict(chunk_size=0), "chunk_size"),
+        (dict(chunk_size=0), "0"),
     ],
 )
 def test_bad_hpss_arguments(kw, needle):
+    """The message names the argument and ends with the bad value, for the spectrogram and the waveform."""
     S = torch.rand(65, 20, dtype=torch.float64)
     y = torch.rand(3000, dtype=torch.float64)
-    with pytest.raises(ParameterError, match=None) as info:
-        H.hpss(S, **kw)
-    assert needle in str(info.value)
-    with pytest.raises(ParameterError):
-        H.harmonic(y, **kw)
+    (name,) = kw
+    for call in (lambda: H.hpss(S, **kw), lambda: H.harmonic(y, **kw)):
+        with pytest.raises(ParameterError) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith(f"{name} must ") and message.endswith(f"got {needle}"), message
 
 
 def test_bad_waveform_and_istft_arguments():
@@ -436,10 +440,10 @@ def test_bad_waveform_and_istft_arguments():
         (lambda: H.harmonic(y, lengths=torch.tensor([3000])), "(1,)"),
         (lambda: H.harmonic(y, n_fft=4096, center=False), "4096"),
         (lambda: H.harmonic(y.int()), "int32"),
-        (lambda: H.harmonic(y, hop_length=0), "0"),
+        (lambda: H.harmonic(y, hop_length=0), "hop_length must be a positive integer, got 0"),
         (lambda: H.istft(D.abs()), "stft_matrix"),
         (lambda: H.istft(D, n_fft=1024), "1024"),
-        (lambda: H.istft(D, length=0), "0"),
+        (lambda: H.istft(D, length=0), "length must be a positive integer, got 0"),
         (lambda: H.istft(D, length=3000, lengths=torch.tensor(5000)), "5000"),
         (lambda: H.istft(D, lengths=torch.tensor([100, 200])), "(2,)"),
         (lambda: H.istft(D, win_length=1024), "1024"),
