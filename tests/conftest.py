@@ -154,3 +154,17 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "skipped, by reason")
         for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
             terminalreporter.write_line(f"{count:5d}  {reason}")
+    if collect_ignore:  # whole files left out for a missing reference package: said as loudly
+        missing = sorted(m for m in _REFERENCE_PACKAGES if _missing(m))
+        terminalreporter.write_sep("-", f"not collected: {len(collect_ignore)} test files need {', '.join(missing)}")
+        terminalreporter.write_line("  " + " ".join(collect_ignore))
+
+
+def assert_resumed(first_history: list, resumed_history: list) -> None:
+    """The resumed run's history opens with the first call's epochs exactly as stored, ``epoch_seconds``
+    included: a wall time measured once, equal only if those epochs were loaded from ``last.pt`` and not
+    trained again (a run that ignored ``resume`` would end on the same weights on the CPU); the resumed
+    call's history is longer."""
+    n = len(first_history)
+    assert n >= 1 and len(resumed_history) > n, (n, len(resumed_history))
+    assert resumed_history[:n] == first_history, "the resumed run trained its stored epochs again"

@@ -22,7 +22,7 @@ from ser_gpu import distributed
 from ser_gpu.errors import ParameterError
 
 from tests.tiny_corpus import write_corpus
-from tests.conftest import needs_cuda
+from tests.conftest import assert_resumed, needs_cuda
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -258,7 +258,9 @@ def test_resume_under_torchrun_equals_an_uninterrupted_run(ddp_run, corpus):
 
     out = ddp_run["base"] / "resumed"
     _torchrun(2, out, corpus, ddp_run["cache"], "--epochs", "1", "--quiet")
+    first = json.loads((out / "metrics.json").read_text())["epochs"]
     _torchrun(2, out, corpus, ddp_run["cache"], "--epochs", "2", "--resume", "--quiet")
+    assert_resumed(first, json.loads((out / "metrics.json").read_text())["epochs"])  # epoch 1 loaded, not retrained
     resumed, straight = load_checkpoint(out / "last.pt"), load_checkpoint(ddp_run["out"] / "last.pt")
     _same_tensors(resumed["model_state"], straight["model_state"], "model")
     _same_tensors(resumed["optimizer_state"], straight["optimizer_state"], "optimizer")

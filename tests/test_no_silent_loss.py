@@ -348,12 +348,37 @@ def test_a_diverged_run_stops_with_a_clear_message_and_valid_json(corpus, tmp_pa
     assert code == 3, err
     assert "diverged" in err and "--lr" in err and "Traceback" not in err
     result = _strict_json(out / "result.json")
-    assert result["diverged"]["epoch"] >= 1
-    for key in ("best_checkpoint", "last_checkpoint"):
-        assert result[key] is None or Path(result[key]).is_file(), (key, result[key])
-    if (out / "last.pt").exists():  # only finite epochs were saved
-        state = load_checkpoint(out / "last.pt")["model_state"]
-        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    assert result["diverged"]["epoch"] == 1  # lr 1e6: the first epoch already (no epoch to keep)
+    assert result["best_checkpoint"] is None and result["last_checkpoint"] is None
+    assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
+
+
+def test_a_run_diverging_later_keeps_its_last_finite_epoch(corpus, tmp_path, capsys, monkeypatch):
+    """Epoch 2 ends with NaN weights and a NaN loss: the run stops (exit 3), epoch 2 is not saved, last.pt
+    and best.pt hold epoch 1 with finite weights and result.json names them."""
+    import ser_gpu.train as train
+
+    real = train._Run.train_epoch
+
+    def poisoned(self):
+        row = real(self)
+        if len(self.history) == 1:  # the second epoch
+            next(p for p in self.model.parameters() if p.is_floating_point()).data.fill_(float("nan"))
+            row["train_loss"] = float("nan")
+        return row
+
+    monkeypatch.setattr(train._Run, "train_epoch", poisoned)
+    out = tmp_path / "run"
+    code = train_main(_train_argv(corpus, out, tmp_path / "cache", "--epochs", "3"))
+    err = capsys.readouterr().err
+    assert code == 3 and "diverged at epoch 2" in err, err
+    result = _strict_json(out / "result.json")
+    assert result["diverged"]["epoch"] == 2
+    for key, name in (("best_checkpoint", "best.pt"), ("last_checkpoint", "last.pt")):
+        assert Path(result[key]) == out / name and (out / name).is_file(), (key, result[key])
+        stored = load_checkpoint(out / name)
+        assert stored["epoch"] == 1  # only the finite epoch was saved
+        assert all(torch.isfinite(v).all() for v in stored["model_state"].values() if v.is_floating_point())
 
 
 def test_save_json_writes_non_finite_numbers_as_null(tmp_path):

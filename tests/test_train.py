@@ -13,6 +13,7 @@ from ser_gpu.checkpoint import load_checkpoint
 from ser_gpu.errors import ParameterError
 from ser_gpu.train import TrainConfig, main, train_model
 
+from tests.conftest import assert_resumed
 from tests.tiny_corpus import FAST, SR, write_corpus
 from tests.tiny_corpus import clip as _clip
 
@@ -91,11 +92,12 @@ def test_best_pt_is_a_model_and_last_pt_resumes(corpus, trained, tmp_path, capsy
 def test_resume_equals_an_uninterrupted_run(corpus, trained, tmp_path):
     full_out, cache, _ = trained
     out = tmp_path / "run"
-    train_model(epochs=1, data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache), **FAST)
+    first = train_model(epochs=1, data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache), **FAST)
     resumed = train_model(epochs=3, data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache), resume=True,
                           **FAST)
     full = json.loads((full_out / "metrics.json").read_text())["epochs"]
     assert resumed["epochs_run"] == 3
+    assert_resumed(first["history"], resumed["history"])
     for a, b in zip(full, resumed["history"]):
         for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
             assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), (a["epoch"], key)
@@ -110,9 +112,10 @@ def test_resume_with_augment_copies_equals_an_uninterrupted_run(corpus, trained,
     _, cache, _ = trained
     settings = dict(data_dirs=[str(corpus)], cache_dir=str(cache), augment_copies=2, **FAST)
     full = train_model(epochs=3, out=str(tmp_path / "full"), **settings)
-    train_model(epochs=1, out=str(tmp_path / "run"), **settings)
+    first = train_model(epochs=1, out=str(tmp_path / "run"), **settings)
     resumed = train_model(epochs=3, out=str(tmp_path / "run"), resume=True, **settings)
     assert resumed["epochs_run"] == 3
+    assert_resumed(first["history"], resumed["history"])
     for a, b in zip(full["history"], resumed["history"]):
         for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
             assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), (a["epoch"], key)
@@ -216,7 +219,7 @@ def test_unreadable_file_among_good_ones_is_skipped_and_counted(corpus, tmp_path
     data = write_corpus(tmp_path / "data", actors=(1, 2), per=2)
     bad = data / "Actor_01" / "03-01-02-01-01-01-01.wav"
     bad.write_bytes(b"RIFF not really a wav")
-    with pytest.warns(UserWarning, match="1 "):
+    with pytest.warns(UserWarning, match="skipped 1 of 17 audio file"):
         result = train_model(epochs=1, data_dirs=[str(data)], out=str(tmp_path / "run"),
                              cache_dir=str(tmp_path / "cache"), **FAST)
     assert result["epochs_run"] == 1
@@ -319,10 +322,12 @@ def test_a_checkpoint_that_fails_in_the_background_stops_the_run(corpus, trained
     with pytest.raises(CheckpointError, match=r"last\.pt: could not be written .*No space left on device"):
         train_model(epochs=3, **settings)
     assert ("last.pt", 1) in written
-    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    stored = load_checkpoint(out / "last.pt")
+    assert stored["epoch"] == 1
     disk_full[0] = False
     resumed = train_model(epochs=3, resume=True, **settings)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert_resumed(stored["state"]["history"], resumed["history"])
     assert written[-1] == ("last.pt", 3)  # the resumed run wrote in the background too
     w_full = torch.load(full_out / "last.pt", weights_only=True)["model_state"]
     w_resumed = torch.load(out / "last.pt", weights_only=True)["model_state"]

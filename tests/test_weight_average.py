@@ -13,6 +13,7 @@ from ser_gpu.errors import ParameterError
 from ser_gpu.train import RECIPES, TrainConfig, main, train_model
 from ser_gpu.weight_average import WeightAverage
 
+from tests.conftest import assert_resumed
 from tests.tiny_corpus import FAST, write_corpus
 
 
@@ -118,9 +119,12 @@ def test_best_pt_is_the_mean_of_the_selected_epoch_and_those_after_it_and_resume
     first, last = full["averaged"]["epochs"]
     assert (first, last) == (full["best_epoch"], 5) == (3, 5), full["averaged"]  # a window that restarted
     # the same run one epoch at a time (resume equals an uninterrupted run): each epoch's weights in its last.pt
-    weights = []
+    weights, history = [], []
     for epoch in range(1, 6):
-        train_model(epochs=epoch, out=str(tmp_path / "steps"), resume=epoch > 1, **settings)
+        step = train_model(epochs=epoch, out=str(tmp_path / "steps"), resume=epoch > 1, **settings)
+        if history:
+            assert_resumed(history, step["history"])  # each call trained only its one new epoch
+        history = step["history"]
         weights.append(torch.load(tmp_path / "steps" / "last.pt", weights_only=True)["model_state"])
     best = torch.load(tmp_path / "full" / "best.pt", weights_only=True)
     stepwise = torch.load(tmp_path / "steps" / "best.pt", weights_only=True)["model_state"]
