@@ -19,6 +19,7 @@ from ser_gpu.models import CNNBiLSTMAttention, ModelConfig
 from ser_gpu.train import DEFAULT_RECIPE, RECIPES, TrainConfig, build_parser, cosine_factor, main, train_model
 from ser_gpu.transforms.features import FeatureConfig, FeatureExtractor
 
+from tests.conftest import assert_resumed
 from tests.tiny_corpus import FAST, write_corpus
 
 
@@ -253,8 +254,9 @@ def test_best_checkpoint_follows_select(corpus, tmp_path, select, key, pick):
 def test_cosine_lr_per_step_and_resume(corpus, tmp_path):
     out = tmp_path / "run"
     kw = dict(data_dirs=[str(corpus)], out=str(out), cache_dir=str(tmp_path / "c"), warmup_epochs=1, **_small())
-    train_model(epochs=1, **kw)
+    first = train_model(epochs=1, **kw)
     resumed = train_model(epochs=3, resume=True, **kw)
+    assert_resumed(first["history"], resumed["history"])  # the schedule went on from the stored state
     steps = math.ceil(resumed["split_sizes"]["train"] / 8)  # optimizer steps per epoch (batches of 8)
     lrs = [h["lr"] for h in resumed["history"]]  # the lr at each epoch's start
     assert lrs[0] == pytest.approx(1e-3 / steps)
