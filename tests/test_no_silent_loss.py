@@ -27,6 +27,7 @@ from ser_gpu.errors import CheckpointError
 from ser_gpu.models import CNNBiLSTMAttention, ModelConfig
 from ser_gpu.train import main as train_main
 from ser_gpu.train import train_model
+from tests.conftest import assert_resumed
 from tests.ffmpeg_tools import ff
 from tests.tiny_corpus import FAST, SR, clip, write_corpus
 
@@ -505,6 +506,8 @@ def test_resume_accepts_epochs_device_and_quiet_alone(corpus, run_dir, tmp_path)
     assert train_main(["--out", str(copy), "--cache-dir", str(cache), "--resume", "--epochs", "2", "--device", "cpu",
                        "--quiet"]) == 0
     assert load_checkpoint(copy / "last.pt")["epoch"] == 2
+    assert_resumed(load_checkpoint(out / "last.pt")["state"]["history"],
+                   load_checkpoint(copy / "last.pt")["state"]["history"])
 
 
 def test_resume_accepts_how_the_run_executes(run_dir, tmp_path):
@@ -518,6 +521,7 @@ def test_resume_accepts_how_the_run_executes(run_dir, tmp_path):
                        "--quiet"]) == 0
     payload = load_checkpoint(copy / "last.pt")
     assert payload["epoch"] == 2 and payload["train_config"]["prefetch"] is False
+    assert_resumed(load_checkpoint(out / "last.pt")["state"]["history"], payload["state"]["history"])
 
 
 def test_resume_removes_stale_temporary_files(run_dir, tmp_path):
