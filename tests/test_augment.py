@@ -362,6 +362,26 @@ def test_module_probabilities_select_examples():
     assert k.dtype == torch.int64 and k.abs().max() <= round(0.2 * SR)
 
 
+@pytest.mark.parametrize("effect, option", [("noise", "p_noise"), ("stretch", "p_stretch"), ("pitch", "p_pitch"),
+                                            ("shift", "p_shift")])
+def test_forward_applies_each_effect_to_the_examples_its_draw_chose(effect, option):
+    """At p = 0.5 the examples draw() leaves out come back unchanged, bit for bit, and the others change
+    (an effect applied to the whole batch, or to none, fails here; the other tests use p = 0 or 1)."""
+    clips = [_speechy(3000 + 97 * i, i) for i in range(16)]
+    y, lengths = _batch(clips)
+    aug = WaveformAugment(sr=SR, **dict(OFF, **{option: 0.5}))
+    applied, param = aug.draw(len(clips), generator=torch.Generator().manual_seed(11))[effect]
+    assert 0 < int(applied.sum()) < len(clips)  # both kinds present in this draw
+    out, out_len = aug(y, lengths, generator=torch.Generator().manual_seed(11))
+    for i, clip in enumerate(clips):
+        n = int(out_len[i])
+        same = n == len(clip) and torch.equal(out[i, :n], y[i, :n]) and not out[i, n:].any()
+        if not applied[i]:
+            assert same, f"{effect}: example {i} was not drawn, yet changed"
+        elif not (effect == "shift" and int(param[i]) == 0):  # a shift by 0 samples changes nothing
+            assert not same, f"{effect}: example {i} was drawn, yet unchanged"
+
+
 # ----------------------------------------------------------------------------------------------
 # module contracts: p=0 identity, reproducibility, modes, configs
 

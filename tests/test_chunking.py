@@ -218,6 +218,50 @@ def test_max_frames_keeps_every_batch_at_that_width(corpus, cache, tmp_path):
     assert {x.shape[-1] for x, *_ in _epoch(run)} == {50}
 
 
+def test_specaugment_masks_the_standardised_rows_the_network_reads(corpus, cache, tmp_path):
+    """With per-clip standardisation in the model (normalize='valid', the clip and original recipes'),
+    the training rows are standardised before SpecAugment, as the original recipe masks what the network
+    reads: every cell of a clip's valid frames is its standardised row or exactly the mask value 0, and
+    masks exist."""
+    from ser_gpu.transforms.row_stats import standardize_clips
+
+    run = _run(corpus, cache, tmp_path, chunk_size=8, augment=False, spec_augment=True, normalize="valid",
+               stats_head=None)
+    assert run.model_config.clip_norm
+    alone = FeatureExtractor(run.feature_config, trim=False)
+    index = torch.arange(8)
+    x, fl, _, _ = run._chunk_features(run.train_set, index, train=True)
+    masked = 0
+    for row, k in enumerate(index.tolist()):
+        ref = alone(run.train_set[k][0])
+        n = int(ref.frame_lengths[0])
+        want = standardize_clips(ref.features, ref.frame_lengths)[0, :, :n]
+        got = x[row, :, :n]
+        off = ~torch.isclose(got, want, rtol=1e-3, atol=1e-3)
+        assert torch.all(got[off] == 0), f"clip {k}: cells that are neither its standardised row nor masked"
+        masked += int(off.sum())
+    assert masked > 0  # SpecAugment ran
+
+
+def test_validation_features_carry_no_augmentation(corpus, cache, tmp_path):
+    """With every waveform effect at p = 1 and SpecAugment on, the validation rows are still each clip's
+    plain extractor rows, in stored order (batches of batch_size)."""
+    run = _run(corpus, cache, tmp_path, chunk_size=8, augment=True, spec_augment=True,
+               p_noise=1.0, p_stretch=1.0, p_pitch=1.0, p_shift=1.0)
+    alone = FeatureExtractor(run.feature_config, trim=False)
+    k = 0
+    for x, fl, labels in run.feature_batches(run.val_set):
+        for row in range(x.shape[0]):
+            y, label = run.val_set[k]
+            ref = alone(y)
+            n = int(ref.frame_lengths[0])
+            assert int(fl[row]) == n and int(labels[row]) == int(label)
+            # float32 rows: design.md's float32 STFT-family tolerance, as test_chunk_features_equal_each_clip_alone
+            torch.testing.assert_close(x[row, :, :n], ref.features[0, :, :n], rtol=1e-4, atol=1e-4)
+            k += 1
+    assert k == len(run.val_set) > 0
+
+
 def test_validation_features_are_computed_once(corpus, cache, tmp_path, monkeypatch):
     calls = []
     real = _Run._chunk_features

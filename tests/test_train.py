@@ -380,3 +380,21 @@ def test_adamw_is_the_fused_one_and_a_resumed_run_keeps_its_checkpoints(corpus, 
     train_model(epochs=2, resume=True, **settings)
     resumed = torch.load(out / "last.pt", weights_only=True)
     assert resumed["epoch"] == 2 and [g["fused"] for g in resumed["optimizer_state"]["param_groups"]] == [None]
+
+
+@pytest.mark.parametrize("select", ["loss", "uar"])
+def test_early_stopping_stops_after_exactly_its_patience_and_keeps_the_best_epoch(corpus, trained, tmp_path,
+                                                                                    monkeypatch, select):
+    """Scripted selection scores (the real losses depend on the machine's last bits): epoch 2 is the best,
+    then 2 epochs without improvement stop the run with --early-stopping 2 (epoch 5, better still, is never
+    trained); best.pt holds epoch 2, last.pt epoch 4."""
+    from ser_gpu.train import _Run
+
+    script = {1: 0.1, 2: 0.9, 3: 0.5, 4: 0.4, 5: 0.95}
+    monkeypatch.setattr(_Run, "score", lambda self, row: script[row["epoch"]])
+    _, cache, _ = trained
+    out = tmp_path / "run"
+    result = train_model(epochs=8, data_dirs=[str(corpus)], out=str(out), cache_dir=str(cache), select=select,
+                         early_stopping=2, average_weights=False, **FAST)
+    assert result["stopped_early"] and result["epochs_run"] == 4 and result["best_epoch"] == 2
+    assert load_checkpoint(out / "best.pt")["epoch"] == 2 and load_checkpoint(out / "last.pt")["epoch"] == 4
