@@ -500,6 +500,19 @@ def test_specaugment_masks_only_valid_frames_within_widths(device):
     assert max(freq_widths) >= 6 and max(time_widths) >= 10, "widths should reach near their maxima"
 
 
+def test_specaugment_time_bands_fall_inside_short_clips_of_a_long_batch():
+    """Clips of 20 frames padded to 100: nearly every clip gets a time band inside its own frames (widths
+    uniform in 0..15: 15/16 non-empty; measured 0.955) of mean width ~7.5 — a band drawn over the padded
+    width would land in the padding (and mask nothing) for most of them. Measured without draw()."""
+    x = torch.rand(200, 68, 100, generator=torch.Generator().manual_seed(0)) + 1.0
+    fl = torch.full((200,), 20)
+    out = SpecAugment(freq_mask_width=0, time_mask_width=15)(x, fl, generator=torch.Generator().manual_seed(1))
+    masked_frames = (out == 0).all(dim=1)  # (clips, frames)
+    assert not masked_frames[:, 20:].any()
+    assert masked_frames[:, :20].any(dim=1).double().mean() >= 0.85
+    assert 6.0 <= masked_frames[:, :20].sum(dim=1).double().mean() <= 9.0
+
+
 def test_specaugment_draw_ranges():
     spec = SpecAugment(freq_mask_width=8, time_mask_width=15, n_freq_masks=2, n_time_masks=3)
     fl = torch.randint(1, 60, (500,), generator=torch.Generator().manual_seed(0))
