@@ -43,7 +43,7 @@ from .errors import ParameterError
 __all__ = ["AUDIO_EXTENSIONS", "VIDEO_EXTENSIONS", "CACHE_DIR_HELP", "NoMatchingFiles", "resolve_device",
            "has_extension", "is_audio", "is_video", "is_media", "find_files", "find_files_with_origin",
            "check_output_file", "check_output_dir", "missing_dirs", "remove_empty_dirs", "readable", "run_main",
-           "option_error", "option_flags", "with_flags"]
+           "option_error", "option_flags", "with_flags", "setting_flags", "listed_differences"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -152,6 +152,19 @@ def with_flags(names: Iterable[str], flags: Dict[str, str]) -> List[str]:
     (:func:`option_flags`) has one: ``["lr (--lr)", "lr_factor"]``; the library's messages then serve
     both a Python caller and a command-line user."""
     return [f"{n} ({flags[n]})" if n in flags else n for n in names]
+
+
+def setting_flags(parser) -> Dict[str, str]:
+    """:func:`option_flags` of a training command's ``parser``, with ``train_model``'s ``progress`` named by
+    the ``--quiet`` that turns it off."""
+    return {**option_flags(parser), "progress": "--quiet"}
+
+
+def listed_differences(names: Sequence[str], stored: Callable, given: Callable, flags: Dict[str, str]) -> str:
+    """``lr (--lr): the run has 0.001, given 0.5; ...``: each setting of ``names`` with its flag
+    (:func:`with_flags`), the stored run's value (``stored(name)``) and the one given (``given(name)``)."""
+    return "; ".join(f"{label}: the run has {stored(k)!r}, given {given(k)!r}"
+                     for k, label in zip(names, with_flags(names, flags)))
 
 
 def option_error(exc: BaseException, parser) -> str:

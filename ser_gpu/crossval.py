@@ -263,11 +263,10 @@ def _check_stored(out: Path, stored: dict, wanted: dict) -> None:
     if given < had or (given != had and had == 1):
         differ.append("ensemble")
     if differ:
-        from ._cli import option_flags, with_flags
+        from ._cli import listed_differences, setting_flags, with_flags
 
-        flags = {**option_flags(build_parser()), "progress": "--quiet"}
-        listing = "; ".join(f"{name}: the run has {stored.get(k)!r}, given {wanted.get(k)!r}"
-                            for k, name in zip(differ, with_flags(differ, flags)))
+        flags = setting_flags(build_parser())
+        listing = listed_differences(differ, stored.get, wanted.get, flags)
         raise ParameterError(f"{path}: --resume continues the stored cross-validation with its settings, but others "
                              f"were given ({listing}); only --seeds, --only-folds, "
                              f"{', '.join(with_flags(_MAY_CHANGE, flags))} may change, --epochs may be raised, and "

@@ -1376,11 +1376,10 @@ def _check_resume_settings(stored: TrainConfig, given_config: TrainConfig, given
     differ = [k for k in keys if k not in _RESUME_MAY_CHANGE
               and not same(k, getattr(stored, k), getattr(given_config, k))]
     if differ:
-        from ._cli import option_flags, with_flags
+        from ._cli import listed_differences, setting_flags, with_flags
 
-        flags = {**option_flags(build_parser()), "progress": "--quiet"}
-        listing = "; ".join(f"{name}: the run has {getattr(stored, k)!r}, given {getattr(given_config, k)!r}"
-                            for k, name in zip(differ, with_flags(differ, flags)))
+        flags = setting_flags(build_parser())
+        listing = listed_differences(differ, lambda k: getattr(stored, k), lambda k: getattr(given_config, k), flags)
         raise ParameterError(f"{path}: --resume continues the stored run with its own settings, but other values were "
                              f"given ({listing}); only {', '.join(with_flags(_RESUME_MAY_CHANGE, flags))} may change "
                              f"on resume. Drop those options, or start a new run (another --out, or --overwrite)")

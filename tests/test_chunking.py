@@ -118,6 +118,17 @@ def _epoch(run):
     return [(x, fl, lab, idx) for x, fl, lab, idx in run.epoch_batches()]
 
 
+def _assert_rows_of_the_clip_alone(x_row, fl_row, alone, y) -> int:
+    """One clip's rows from a chunk (``x_row`` ``(68, frames)``, its frame count ``fl_row``) equal the
+    extractor ``alone`` on the clip by itself, to design.md's float32 STFT-family tolerance (the chunk
+    pads the clip, the reference does not); returns the clip's frame count."""
+    ref = alone(y)
+    n = int(ref.frame_lengths[0])
+    assert int(fl_row) == n
+    torch.testing.assert_close(x_row[:, :n], ref.features[0, :, :n], rtol=1e-4, atol=1e-4)
+    return n
+
+
 def test_every_training_clip_once_per_epoch_with_chunk_boundaries(corpus, cache, tmp_path):
     run = _run(corpus, cache, tmp_path, chunk_size=10, batch_size=5)
     n = len(run.train_set)
@@ -164,13 +175,7 @@ def test_chunk_features_equal_each_clip_alone(corpus, cache, tmp_path, chunk_siz
     for x, fl, _, idx in _epoch(run):
         assert x.shape[-1] == ladder(int(fl.max()), multiple=FRAME_MULTIPLE)
         for row, k in enumerate(idx.tolist()):
-            y, _ = run.train_set[k]
-            ref = alone(y)
-            n = int(ref.frame_lengths[0])
-            assert int(fl[row]) == n
-            # float32 rows: design.md's float32 STFT-family tolerance (the chunk pads the clip, the
-            # reference does not)
-            torch.testing.assert_close(x[row, :, :n], ref.features[0, :, :n], rtol=1e-4, atol=1e-4)
+            n = _assert_rows_of_the_clip_alone(x[row], fl[row], alone, run.train_set[k][0])
             assert not x[row, :, n:].any()
     one = torch.tensor([3])
     x, fl, lab, _ = run._chunk_features(run.train_set, one, train=True)  # a chunk of one clip
@@ -253,11 +258,8 @@ def test_validation_features_carry_no_augmentation(corpus, cache, tmp_path):
     for x, fl, labels in run.feature_batches(run.val_set):
         for row in range(x.shape[0]):
             y, label = run.val_set[k]
-            ref = alone(y)
-            n = int(ref.frame_lengths[0])
-            assert int(fl[row]) == n and int(labels[row]) == int(label)
-            # float32 rows: design.md's float32 STFT-family tolerance, as test_chunk_features_equal_each_clip_alone
-            torch.testing.assert_close(x[row, :, :n], ref.features[0, :, :n], rtol=1e-4, atol=1e-4)
+            _assert_rows_of_the_clip_alone(x[row], fl[row], alone, y)
+            assert int(labels[row]) == int(label)
             k += 1
     assert k == len(run.val_set) > 0
 

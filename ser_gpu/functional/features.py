@@ -303,8 +303,7 @@ def mfcc(
     if dct_type != 2:
         raise ParameterError(f"dct_type must be 2 (the only type ser_gpu implements), got {dct_type!r}")
     lifter = check_nonnegative(lifter, "lifter")
-    if norm not in ("ortho", None):
-        raise ParameterError(f"norm must be 'ortho' or None (the DCT's), got {norm!r}")
+    filters.check_dct_norm(norm)
     if S is None:
         filters.check_mel(sr=sr, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=mel_norm, norm_name="mel_norm")
         M, fl = _melspectrogram(y, sr=sr, S=None, n_fft=n_fft, hop_length=hop_length, win_length=win_length,

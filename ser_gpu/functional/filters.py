@@ -22,7 +22,7 @@ from .._validation import _describe, check_bool, check_nonnegative, check_positi
 from ..errors import ParameterError
 from .._transfer import DeviceCache, to_device
 
-__all__ = ["mel_frequencies", "mel", "check_mel", "chroma", "dct"]
+__all__ = ["mel_frequencies", "mel", "check_mel", "chroma", "dct", "check_dct_norm"]
 
 
 def _hz_to_mel(frequencies: np.ndarray, htk: bool) -> np.ndarray:
@@ -253,10 +253,15 @@ def _dct_numpy(n_out: int, n_in: int, norm) -> np.ndarray:
     return basis
 
 
+def check_dct_norm(norm) -> None:
+    """The DCT's ``norm`` (``'ortho'`` or None), checked before any work (``mfcc`` checks it first too)."""
+    if norm not in ("ortho", None):
+        raise ParameterError(f"norm must be 'ortho' or None (the DCT's), got {norm!r}")
+
+
 def dct(n_out: int, n_in: int, *, norm: Optional[str] = "ortho", device=None, dtype=torch.float32) -> torch.Tensor:
     """DCT-II matrix ``[shape=(n_out, n_in)]``: ``M @ x`` equals ``scipy.fft.dct(x, type=2, norm=norm)[:n_out]``."""
     n_out = check_positive_int(n_out, "n_out")
     n_in = check_positive_int(n_in, "n_in")
-    if norm not in ("ortho", None):
-        raise ParameterError(f"norm must be 'ortho' or None, got {norm!r}")
+    check_dct_norm(norm)
     return _to_device(("dct", n_out, n_in, norm), lambda: _dct_numpy(n_out, n_in, norm), device, dtype)

@@ -39,8 +39,12 @@ def valid_mask(lengths: torch.Tensor, size: int, *, device=None) -> torch.Tensor
 
     ``lengths`` is an integer tensor and ``size`` a non-negative integer (checked; the values of
     ``lengths`` are not, as that would wait for a GPU)."""
-    lengths = _integer_lengths(lengths)
-    idx = torch.arange(check_nonnegative_int(size, "size"), device=lengths.device if device is None else device)
+    return _valid_mask(_integer_lengths(lengths), check_nonnegative_int(size, "size"), device)
+
+
+def _valid_mask(lengths: torch.Tensor, size: int, device) -> torch.Tensor:
+    """:func:`valid_mask` of checked arguments (:func:`frame_mask` checks them under its own names)."""
+    idx = torch.arange(size, device=lengths.device if device is None else device)
     return idx < lengths.unsqueeze(-1)
 
 
@@ -73,8 +77,8 @@ def frame_mask(frame_lengths: Optional[torch.Tensor], n_frames: int, *, device=N
     """Boolean mask ``[shape=(..., n_frames)]``: True on each example's valid frames (``None`` for ``None``)."""
     if frame_lengths is None:
         return None
-    frame_lengths = _integer_lengths(frame_lengths, "frame_lengths")
-    return valid_mask(frame_lengths, check_nonnegative_int(n_frames, "n_frames"), device=device)
+    return _valid_mask(_integer_lengths(frame_lengths, "frame_lengths"), check_nonnegative_int(n_frames, "n_frames"),
+                       device)
 
 
 def zero_padding(y: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
